@@ -1,0 +1,36 @@
+# Learnright: `make demo` runs the main job, `make test` runs the whole suite.
+# Both set up everything themselves: the virtualenv, the packages, the Kafka jars.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help setup kafka-jars demo test test-unit bench clean
+
+help: ## List every target with one line each
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Make .venv (Python >= 3.11) and install Learnright with its dev tools
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Learnright needs Python >= 3.11; set PYTHON=python3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in ~/.cache/learnright)
+	$(BIN)/python -c 'from learnright.settings import Settings; from learnright.broker import ensure_jars; s = Settings(); print(ensure_jars(s.broker.kafka_version, s.broker.cache_dir))'
+
+demo: setup kafka-jars ## Run the main job end to end on a real broker; statements land in var/demo/statements
+	$(BIN)/learnright demo
+
+test: setup kafka-jars ## Run the whole suite, including the tests against a real Kafka broker
+	$(BIN)/pytest -q
+
+test-unit: setup ## Run only the tests that need no broker
+	$(BIN)/pytest -q -m 'not broker'
+
+clean: ## Remove the virtualenv and local ledger, broker and demo state
+	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info

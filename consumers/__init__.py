@@ -1,0 +1,1 @@
+"""Ingestion: usage topics into the ledger, each valid event exactly once."""

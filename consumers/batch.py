@@ -1,0 +1,129 @@
+"""Turning a batch of Kafka records into one ledger batch: decode, validate, dedupe, price.
+
+Pure apart from ``known_events``, the ledger lookup passed in. Every record ends up
+in exactly one place: accepted (an event row), a duplicate (counted, nothing added)
+or quarantined (with its bytes and the reason). accepted + duplicates + quarantined
+= records in, always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Mapping, Sequence
+
+from learnright.errors import LearnrightError
+from ledger.licenses import LicenseBook
+from ledger.pricing import Accrual, price
+from ledger.store import EventRow, IngestBatch, QuarantineRow
+from ledger.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
+                          period_of, to_record)
+from schemas import Catalog, DecodeError, decode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawRecord:
+    """One Kafka record as read, before decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class ConflictError(LearnrightError):
+    """The same (platform_id, event_id) arrived with different content."""
+
+
+class UnsupportedEventError(LearnrightError):
+    """The event type is valid but this version of the ledger does not book it yet."""
+
+
+def content_hash(record: Mapping[str, object]) -> str:
+    """Hash of an event's fields, independent of the schema version that carried them."""
+    def normal(value: object) -> object:
+        if isinstance(value, (Decimal, datetime)):
+            return value.isoformat() if isinstance(value, datetime) else str(value.normalize())
+        return value
+    canonical = json.dumps(record, default=normal, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_batch(
+    records: Sequence[RawRecord],
+    book: LicenseBook,
+    known_events: Callable[[Sequence[tuple[str, str]]], Mapping[tuple[str, str], str]],
+    catalog: Catalog,
+) -> IngestBatch:
+    """Decodes, validates, dedupes and prices ``records`` into one ledger batch."""
+    quarantined: list[QuarantineRow] = []
+    candidates: list[tuple[RawRecord, object, str]] = []
+    offsets: dict[tuple[str, int], int] = {}
+
+    def reject(raw: RawRecord, error: Exception, event: object | None = None) -> None:
+        quarantined.append(QuarantineRow(
+            topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key, value=raw.value,
+            headers=raw.headers, error_class=type(error).__name__, reason=str(error),
+            platform_id=getattr(event, "platform_id", None), event_id=getattr(event, "event_id", None),
+        ))
+
+    for raw in records:
+        offsets[(raw.topic, raw.partition)] = max(offsets.get((raw.topic, raw.partition), 0), raw.offset + 1)
+        where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
+        try:
+            name, record = decode(raw.value or b"", catalog)
+        except DecodeError as exc:
+            reject(raw, DecodeError(f"{exc} at {where}"))
+            continue
+        event, problems = parse_event(name, record)
+        if problems:
+            reject(raw, problems[0].at(where), None)
+            continue
+        candidates.append((raw, event, content_hash(to_record(event))))
+
+    known = known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
+    seen: dict[tuple[str, str], str] = dict(known)
+    events: list[EventRow] = []
+    accruals: list[Accrual] = []
+    revenues: list[tuple[RevenueReport, int]] = []
+    duplicates = 0
+    for raw, event, digest in candidates:
+        key = (event.platform_id, event.event_id)
+        where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
+        if key in seen:
+            if seen[key] == digest:
+                duplicates += 1
+            else:
+                reject(raw, ConflictError(
+                    f"event {event.event_id} of platform {event.platform_id} was already booked with other"
+                    f" content (hash {seen[key][:12]}, now {digest[:12]}) at {where}"), event)
+            continue
+        try:
+            if isinstance(event, (TrainingUsage, InferenceUsage)):
+                priced = price(event, book)
+            elif isinstance(event, RevenueReport):
+                priced = ()
+            else:
+                raise UnsupportedEventError(
+                    f"UsageCorrection {event.event_id} cannot be applied by this ledger version yet at {where}")
+        except LearnrightError as exc:
+            reject(raw, exc, event)
+            continue
+        seen[key] = digest
+        accruals.extend(priced)
+        if isinstance(event, RevenueReport):
+            revenues.append((event, raw.offset))
+        events.append(EventRow(
+            platform_id=event.platform_id, event_id=event.event_id, event_type=type(event).__name__,
+            content_hash=digest, model_id=getattr(event, "model_id", None), occurred_at=event.occurred_at,
+            period=period_of(event.occurred_at), topic=raw.topic, partition=raw.partition, offset=raw.offset,
+        ))
+    return IngestBatch(
+        events=tuple(events), accruals=tuple(accruals), revenues=tuple(revenues),
+        quarantined=tuple(quarantined), offsets=offsets, duplicates=duplicates,
+    )

@@ -1,0 +1,75 @@
+"""The ledger service: follows the usage topics and closes each month on schedule.
+
+APScheduler (3.x, UTC) fires at 00:00 UTC on day ``grace_days`` of every month and asks
+for the previous month to be closed. The close itself runs in the consuming thread
+between two batches, so ingestion and closing never write the ledger at once. On start
+every month that was due while the service was down is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from consumers.service import LedgerConsumer
+from learnright.settings import Settings
+from ledger.close import close_period, period_start, previous_period
+from ledger.store import Ledger
+from ledger.usage import period_of
+
+log = logging.getLogger(__name__)
+
+
+def due_period(now: datetime, grace_days: int) -> str:
+    """The latest month whose close time (day ``grace_days`` of the next month) has passed."""
+    current = period_of(now)
+    close_of_previous = period_start(current).replace(day=grace_days)
+    last = previous_period(current)
+    return last if now >= close_of_previous else previous_period(last)
+
+
+def close_due(ledger: Ledger, now: datetime, grace_days: int) -> None:
+    """Closes every due month not closed yet (and the months before it with usage)."""
+    period = due_period(now, grace_days)
+    latest = ledger.latest_close()
+    if latest is not None and latest.period >= period:
+        return
+    if latest is None and not ledger.open_periods_through(period, None):
+        return
+    outcome = close_period(ledger, period, now=now)
+    log.info("closed %s (%d statements)", ", ".join(outcome.closed_periods), len(outcome.statement_ids))
+
+
+class LedgerService:
+    """`learnright serve`: consume continuously, close months when due."""
+
+    def __init__(self, settings: Settings, ledger: Ledger):
+        self.settings = settings
+        self.ledger = ledger
+        self.consumer = LedgerConsumer(settings, ledger)
+        self.requests: queue.SimpleQueue[datetime] = queue.SimpleQueue()
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self.scheduler.add_job(
+            lambda: self.requests.put(datetime.now(timezone.utc)),
+            CronTrigger(day=settings.grace_days, hour=0, minute=0, timezone=timezone.utc),
+            id="monthly-close", coalesce=True, max_instances=1, misfire_grace_time=None,
+        )
+
+    def run(self) -> None:
+        close_due(self.ledger, datetime.now(timezone.utc), self.settings.grace_days)
+        self.scheduler.start()
+        try:
+            while not self.consumer.stop_event.is_set():
+                self.consumer.run_once()
+                while not self.requests.empty():
+                    close_due(self.ledger, self.requests.get(), self.settings.grace_days)
+        finally:
+            self.scheduler.shutdown(wait=False)
+            self.consumer.close()
+
+    def stop(self) -> None:
+        self.consumer.stop_event.set()

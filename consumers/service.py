@@ -1,0 +1,173 @@
+"""The ledger consumer: polls usage topics and appends each batch with its offsets.
+
+Offsets live in the ledger, written in the same transaction as the rows they produced;
+on assignment the consumer seeks to them. Kafka's committed offsets are written after
+the ledger commit and serve lag monitoring only. Quarantined records also go to the
+dead-letter topic, acknowledged before the ledger transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers.batch import RawRecord, build_batch
+from learnright.admin import ensure_topics
+from learnright.errors import BrokerError
+from learnright.settings import Settings
+from ledger.store import IngestBatch, Ledger
+from schemas import default_catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    records: int = 0
+    accepted: int = 0
+    accruals: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+    def add(self, batch: IngestBatch, records: int) -> None:
+        self.records += records
+        self.accepted += len(batch.events)
+        self.accruals += len(batch.accruals)
+        self.duplicates += batch.duplicates
+        self.quarantined += len(batch.quarantined)
+        self.batches += 1
+        for row in batch.quarantined:
+            self.by_error[row.error_class] = self.by_error.get(row.error_class, 0) + 1
+
+
+class _SeekToLedger(ConsumerRebalanceListener):
+    def __init__(self, consumer: KafkaConsumer, ledger: Ledger):
+        self.consumer = consumer
+        self.ledger = ledger
+
+    def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned) -> None:
+        stored = self.ledger.stored_offsets()
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+
+
+class LedgerConsumer:
+    """Drains or follows the usage topics into ``ledger``."""
+
+    def __init__(self, settings: Settings, ledger: Ledger):
+        if not settings.kafka.bootstrap_servers:
+            raise BrokerError("no Kafka bootstrap servers configured (LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS)")
+        self.settings = settings
+        self.ledger = ledger
+        self.topics = settings.kafka.topics
+        self.catalog = default_catalog()
+        self.stats = IngestStats()
+        self.stop_event = threading.Event()
+        bootstrap = settings.kafka.bootstrap_servers
+        ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions)
+        try:
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=settings.consumer.group_id,
+                client_id=f"{settings.kafka.client_id}-ledger",
+                enable_auto_commit=False,
+                auto_offset_reset="none",
+                max_poll_records=settings.consumer.max_batch,
+                fetch_max_wait_ms=settings.consumer.flush_interval_ms,
+            )
+            self.dead_letters = KafkaProducer(
+                bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                client_id=f"{settings.kafka.client_id}-deadletter",
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
+        self.consumer.subscribe(self.topics.usage, listener=_SeekToLedger(self.consumer, ledger))
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+        self.dead_letters.close()
+
+    def run(self, *, until_idle: bool = False) -> IngestStats:
+        """Consumes until stopped, or with ``until_idle`` until every partition is drained."""
+        deadline = time.monotonic() + self.settings.consumer.idle_timeout_s
+        while not self.stop_event.is_set():
+            if self.run_once():
+                continue
+            if until_idle:
+                assignment = self.consumer.assignment()
+                if assignment and self._drained(assignment):
+                    break
+                if not assignment and time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"no partitions of {', '.join(self.topics.usage)} were assigned within"
+                        f" {self.settings.consumer.idle_timeout_s}s"
+                    )
+        return self.stats
+
+    def run_once(self) -> int:
+        """Polls once (waiting at most the flush interval) and applies what came; returns its size."""
+        polled = self.consumer.poll(
+            timeout_ms=self.settings.consumer.flush_interval_ms, max_records=self.settings.consumer.max_batch
+        )
+        records = [
+            RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+                      headers=tuple((k, v or b"") for k, v in (r.headers or ())))
+            for batch in polled.values() for r in batch
+        ]
+        if records:
+            self.apply(records)
+        return len(records)
+
+    def _drained(self, assignment) -> bool:
+        ends = self.consumer.end_offsets(list(assignment))
+        return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
+
+    def apply(self, records: list[RawRecord]) -> IngestBatch:
+        """Prices and appends one batch; dead-letters its rejects first, then commits."""
+        batch = build_batch(records, self.ledger.load_book(), self.ledger.known_events, self.catalog)
+        if batch.quarantined:
+            self._dead_letter(batch)
+        self.ledger.append_batch(batch)
+        self.stats.add(batch, len(records))
+        try:
+            self.consumer.commit({
+                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                for (topic, partition), offset in batch.offsets.items()
+            })
+        except KafkaError as exc:  # Monitoring only: the ledger holds the real offsets.
+            log.warning("committing offsets to Kafka for lag monitoring failed: %s", exc)
+        return batch
+
+    def _dead_letter(self, batch: IngestBatch) -> None:
+        futures = []
+        for row in batch.quarantined:
+            headers = list(row.headers) + [
+                ("learnright.original.topic", row.topic.encode()),
+                ("learnright.original.partition", str(row.partition).encode()),
+                ("learnright.original.offset", str(row.offset).encode()),
+                ("learnright.error.class", row.error_class.encode()),
+                ("learnright.error.message", row.reason.encode()),
+            ]
+            futures.append(self.dead_letters.send(self.topics.dead_letter, key=row.key, value=row.value, headers=headers))
+        self.dead_letters.flush()
+        for future in futures:
+            try:
+                future.get(timeout=30)
+            except KafkaError as exc:
+                raise BrokerError(f"dead-letter topic {self.topics.dead_letter} did not acknowledge: {exc}") from exc

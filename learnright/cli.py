@@ -1,0 +1,255 @@
+"""The `learnright` command. Each subcommand calls a service function; none holds logic."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from learnright import broker as broker_runtime
+from learnright.errors import LearnrightError
+from learnright.settings import Settings
+
+app = typer.Typer(help="Learnright: usage-metered royalty ledger.", no_args_is_help=True, pretty_exceptions_enable=False)
+kafka_app = typer.Typer(help="Run the project's own Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)
+licenses_app = typer.Typer(help="Apply license files to the ledger.", no_args_is_help=True)
+statements_app = typer.Typer(help="List and fetch closed statements.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(licenses_app, name="licenses")
+app.add_typer(statements_app, name="statements")
+
+DbOption = typer.Option(None, "--db", help="Ledger file (default ./var/ledger.duckdb, or LEARNRIGHT_DB).")
+
+
+def _settings(db: Optional[Path] = None) -> Settings:
+    settings = Settings()
+    return settings.model_copy(update={"db": db}) if db is not None else settings
+
+
+def _fail(exc: LearnrightError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def main() -> None:  # pragma: no cover - console entry point wrapper
+    app()
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Start the broker (resolving its jars with Maven on first use) and print its address."""
+    settings = _settings()
+    try:
+        state = broker_runtime.up(settings.broker.state_dir, version=settings.broker.kafka_version,
+                                  cache_dir=settings.broker.cache_dir, heap=settings.broker.heap,
+                                  timeout_s=settings.broker.start_timeout_s)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"Kafka {state.kafka_version} up at {state.bootstrap_servers} (pid {state.pid}, logs {state.log})")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker started by `kafka up`."""
+    ran = broker_runtime.down(_settings().broker.state_dir)
+    typer.echo("Kafka stopped" if ran else "no broker was running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the broker runs, where, and where its logs are."""
+    settings = _settings()
+    state = broker_runtime.read_state(settings.broker.state_dir.resolve())
+    if state is None or not broker_runtime.is_alive(state.pid):
+        typer.echo("Kafka: not running")
+        raise typer.Exit(1)
+    typer.echo(f"Kafka {state.kafka_version}: running at {state.bootstrap_servers} (pid {state.pid}, logs {state.log})")
+
+
+@licenses_app.command("apply")
+def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False), db: Optional[Path] = DbOption) -> None:
+    """Apply a license TOML file: new versions are added, known ones kept, none edited."""
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            book, added = ledger.apply_licenses(file.read_text(), str(file))
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
+               f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger")
+
+
+@app.command()
+def emit(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines or CSV of usage events."),
+    all_or_nothing: bool = typer.Option(False, "--all-or-nothing", help="Send nothing if any row is bad."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; send nothing."),
+) -> None:
+    """Validate every row of FILE and send the good ones to Kafka as Avro."""
+    from tqdm import tqdm
+
+    from learnright.runtime import bootstrap_servers
+    from producers.emitter import UsageEmitter
+    from producers.files import read_rows
+
+    settings = _settings()
+    good, rejected = [], 0
+    for row in read_rows(file):
+        if row.problems:
+            rejected += 1
+            for problem in row.problems:
+                typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)
+        else:
+            good.append(row.event)
+    sent = 0
+    if not dry_run and not (all_or_nothing and rejected):
+        try:
+            from learnright.admin import ensure_topics
+
+            with UsageEmitter(bootstrap_servers(settings), topics=settings.kafka.topics) as emitter:
+                ensure_topics(bootstrap_servers(settings), settings.kafka.topics.usage, settings.kafka.partitions)
+                for event in tqdm(good, desc="emit", unit="event", disable=len(good) < 10_000 or not sys.stderr.isatty()):
+                    emitter.send_event(event)
+                emitter.flush()
+                sent = emitter.sent
+        except LearnrightError as exc:
+            _fail(exc)
+    typer.echo(f"{file}: {sent} sent, {rejected} rejected, {len(good)} valid" + (" (dry run)" if dry_run else ""))
+    if rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def consume(
+    until_idle: bool = typer.Option(False, "--until-idle", help="Exit once every partition is drained."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Consume the usage topics into the ledger."""
+    from consumers.service import LedgerConsumer
+    from learnright.runtime import with_bootstrap
+    from ledger.store import Ledger
+
+    try:
+        settings = with_bootstrap(_settings(db))
+        with Ledger.open(settings.db) as ledger:
+            consumer = LedgerConsumer(settings, ledger)
+            signal.signal(signal.SIGTERM, lambda *_: consumer.stop_event.set())
+            try:
+                stats = consumer.run(until_idle=until_idle)
+            finally:
+                consumer.close()
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"consumed {stats.records} records: {stats.accepted} accepted ({stats.accruals} accruals), "
+               f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, into {settings.db}")
+
+
+@app.command()
+def serve(db: Optional[Path] = DbOption) -> None:
+    """Run the ledger service: consume continuously and close months on schedule."""
+    from consumers.scheduler import LedgerService
+    from learnright.runtime import with_bootstrap
+    from ledger.store import Ledger
+
+    try:
+        settings = with_bootstrap(_settings(db))
+        with Ledger.open(settings.db) as ledger:
+            service = LedgerService(settings, ledger)
+            signal.signal(signal.SIGTERM, lambda *_: service.stop())
+            signal.signal(signal.SIGINT, lambda *_: service.stop())
+            typer.echo(f"serving {settings.db} from {settings.kafka.bootstrap_servers}; Ctrl-C stops")
+            service.run()
+    except LearnrightError as exc:
+        _fail(exc)
+
+
+@app.command()
+def close(
+    period: str = typer.Option(..., "--period", help="Month to close, YYYY-MM."),
+    db: Optional[Path] = DbOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the statements (JSON, CSV) here."),
+) -> None:
+    """Close a month: write its statements (idempotent; earlier open months close first)."""
+    from ledger.close import close_period, write_statement_files
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            outcome = close_period(ledger, period, now=datetime.now(timezone.utc))
+            files = write_statement_files(ledger, period, out) if out else []
+    except LearnrightError as exc:
+        _fail(exc)
+    state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
+    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", files in {out}" if files else ""))
+
+
+@statements_app.command("list")
+def statements_list(
+    period: Optional[str] = typer.Option(None, "--period"),
+    holder: Optional[str] = typer.Option(None, "--holder"),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """List closed statements: id, period, holder, currency, payable, carry."""
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            rows = ledger.statement_rows(period=period, holder_id=holder)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo("statement_id\tperiod\tholder\tcurrency\taccrued\tpayable\tcarry_out")
+    for sid, p, h, currency, accrued, _carry_in, payable, carry_out, _hash in rows:
+        typer.echo(f"{sid}\t{p}\t{h}\t{currency}\t{accrued.normalize():f}\t{payable:f}\t{carry_out.normalize():f}")
+
+
+@statements_app.command("get")
+def statements_get(
+    statement_id: str,
+    format: str = typer.Option("json", "--format", help="json or csv"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Print (or write) one statement as JSON or CSV."""
+    from ledger.statements import render_csv
+    from ledger.store import Ledger
+
+    if format not in ("json", "csv"):
+        typer.secho(f"error: --format must be json or csv (got {format!r})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            found = ledger.statement_document(statement_id)
+    except LearnrightError as exc:
+        _fail(exc)
+    if found is None:
+        typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    body = found[0].encode() if format == "json" else render_csv(json.loads(found[0]))
+    if out:
+        out.write_bytes(body)
+    else:
+        sys.stdout.write(body.decode())
+
+
+@app.command()
+def demo(
+    events: int = typer.Option(20_000, help="Synthetic events to emit."),
+    workdir: Path = typer.Option(Path("var/demo"), help="Where the demo's ledger, broker and statements go."),
+) -> None:
+    """The main job end to end: broker, licenses, a month of usage, consume, close, statements."""
+    from learnright.demo import run_demo
+
+    try:
+        run_demo(_settings(), workdir=workdir, events=events, echo=typer.echo)
+    except LearnrightError as exc:
+        _fail(exc)

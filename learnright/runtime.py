@@ -1,0 +1,30 @@
+"""Resolving which broker to talk to: the configured one, or the project's own."""
+
+from __future__ import annotations
+
+from learnright import broker
+from learnright.errors import BrokerError
+from learnright.settings import Settings
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """``KAFKA_BOOTSTRAP_SERVERS`` (or the LEARNRIGHT_ key) if set, else the running project broker.
+
+    Raises:
+        BrokerError: neither is available.
+    """
+    if settings.kafka.bootstrap_servers:
+        return settings.kafka.bootstrap_servers
+    state = broker.read_state(settings.broker.state_dir.resolve())
+    if state is not None and broker.is_alive(state.pid):
+        return state.bootstrap_servers
+    raise BrokerError(
+        "no Kafka broker: run `learnright kafka up`, or set KAFKA_BOOTSTRAP_SERVERS to use an existing one"
+        f" (looked for a running broker in {settings.broker.state_dir})"
+    )
+
+
+def with_bootstrap(settings: Settings) -> Settings:
+    """``settings`` with the bootstrap servers filled in."""
+    resolved = bootstrap_servers(settings)
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": resolved})})

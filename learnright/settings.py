@@ -1,0 +1,75 @@
+"""One settings object, read once from the environment (``LEARNRIGHT_*``) and flags.
+
+Nested keys use ``__``: ``LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS``. The plain
+``KAFKA_BOOTSTRAP_SERVERS`` is honoured too: when set, that broker is used and the
+project starts none of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from learnright.topics import Topics
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = None
+    """Broker list host:port[,host:port]; unset means the project's own broker."""
+    topic_prefix: str = "learnright"
+    """Prefix of every topic name; tests use one prefix per test."""
+    partitions: int = Field(3, ge=1)
+    """Partitions of each usage topic when the project creates it."""
+    client_id: str = "learnright"
+    """Client id reported to the broker."""
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix)
+
+
+class BrokerSettings(BaseModel):
+    kafka_version: str = "3.9.1"
+    """Apache Kafka version whose jars Maven resolves (deploy/kafka/pom.xml)."""
+    cache_dir: Path = Path.home() / ".cache" / "learnright"
+    """Where the jars are kept, outside the source tree."""
+    state_dir: Path = Path("var/kafka")
+    """Broker data, config, logs and pid file of `learnright kafka up`."""
+    heap: str = "512m"
+    """JVM heap of the broker."""
+    start_timeout_s: float = 90.0
+    """How long to wait for the broker to answer before giving up."""
+
+
+class ConsumerSettings(BaseModel):
+    group_id: str = "learnright-ledger"
+    """Consumer group; Kafka's committed offsets serve lag monitoring only."""
+    max_batch: int = Field(5000, ge=1)
+    """Records decoded, priced and committed as one ledger transaction at most."""
+    flush_interval_ms: int = Field(500, ge=1)
+    """Longest a poll waits for a batch to fill when traffic is light."""
+    idle_timeout_s: float = 10.0
+    """`consume --until-idle` gives up waiting for a first assignment after this."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEARNRIGHT_", env_nested_delimiter="__", extra="ignore")
+
+    db: Path = Path("var/ledger.duckdb")
+    """The ledger file."""
+    statements_dir: Path = Path("var/statements")
+    """Where statement files are written."""
+    grace_days: int = Field(3, ge=1, le=28)
+    """Month M closes at 00:00 UTC on this day of month M+1."""
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+
+    @model_validator(mode="after")
+    def _plain_bootstrap(self) -> "Settings":
+        if self.kafka.bootstrap_servers is None and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            self.kafka.bootstrap_servers = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return self

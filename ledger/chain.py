@@ -1,0 +1,55 @@
+"""Hash chaining of ledger entries: each entry's hash covers its content and its predecessor.
+
+``hash_n = SHA-256(hash_{n-1} || "\\n" || canonical(entry_n))``. The canonical form is a
+versioned JSON array with amounts at the accrual scale and times as UTC microseconds,
+so the same entry hashes the same whether it comes from Python or back from DuckDB.
+Changing any row, reordering rows or truncating the tail changes the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+from ledger.money import ACCRUAL_QUANTUM
+
+CHAIN_FORMAT = 1
+GENESIS = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# The accrual fields the hash covers, in order. Changing this list is a new CHAIN_FORMAT.
+ENTRY_FIELDS = (
+    "entry_id", "platform_id", "event_id", "line", "kind", "source_id", "holder_id", "model_id",
+    "license_id", "license_version", "quantity", "unit", "rate", "per", "currency", "amount",
+    "occurred_at", "period", "reverses_entry_id",
+)
+
+
+def _normal(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value.quantize(ACCRUAL_QUANTUM))
+    if isinstance(value, datetime):
+        delta = value.astimezone(timezone.utc) - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return value
+
+
+def canonical(values: Sequence[object]) -> bytes:
+    """The canonical bytes of one entry given its ENTRY_FIELDS values in order."""
+    return json.dumps([CHAIN_FORMAT, *map(_normal, values)], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def link(previous: str, entry: bytes) -> str:
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + entry).hexdigest()
+
+
+def chain(previous: str, entries: Iterable[Sequence[object]]) -> list[str]:
+    """The hash of each entry in turn, starting from ``previous``."""
+    hashes = []
+    for values in entries:
+        previous = link(previous, canonical(values))
+        hashes.append(previous)
+    return hashes

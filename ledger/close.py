@@ -1,0 +1,130 @@
+"""Closing a month: the one service function the CLI and the scheduler both call.
+
+Guarantees:
+  * Idempotent: closing a closed period returns its stored statements unchanged.
+  * Ordered: periods close in increasing order; closing a month first closes every
+    earlier month that has unclosed accruals.
+  * A closed statement never changes: usage of a closed month that arrives later is
+    covered by the next close as a prior-period adjustment line.
+  * A period is decided by the event's occurred_at, never by the wall clock; the clock
+    only says whether a month has ended.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from ledger.errors import PeriodError
+from ledger.statements import StatementLine, build_statement, content_hash, render_csv, render_json
+from ledger.store import CloseRecord, Ledger
+from ledger.usage import check_period
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseOutcome:
+    period: str
+    already_closed: bool
+    statement_ids: tuple[str, ...]
+    closed_periods: tuple[str, ...]
+
+
+def period_start(period: str) -> datetime:
+    year, month = map(int, check_period(period).split("-"))
+    return datetime(year, month, 1, tzinfo=timezone.utc)
+
+
+def next_period(period: str) -> str:
+    year, month = map(int, check_period(period).split("-"))
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def previous_period(period: str) -> str:
+    year, month = map(int, check_period(period).split("-"))
+    return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
+
+
+def close_period(ledger: Ledger, period: str, *, now: datetime) -> CloseOutcome:
+    """Closes ``period`` (and any earlier open month with accruals) and stores statements.
+
+    Raises:
+        PeriodError: the month has not ended at ``now``, or a later month is already closed.
+    """
+    check_period(period)
+    ends = period_start(next_period(period))
+    if now < ends:
+        raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
+    existing = ledger.get_close(period)
+    if existing is not None:
+        return CloseOutcome(
+            period=period, already_closed=True, closed_periods=(),
+            statement_ids=tuple(row[0] for row in ledger.statement_rows(period=period)),
+        )
+    latest = ledger.latest_close()
+    if latest is not None and latest.period > period:
+        raise PeriodError(
+            f"period {period} cannot be closed: the later period {latest.period} is closed already;"
+            f" usage of {period} that arrives now is booked in the next close as a prior-period adjustment"
+        )
+    closed = []
+    for earlier in ledger.open_periods_through(previous_period(period), latest.period if latest else None):
+        _close_one(ledger, earlier, now)
+        closed.append(earlier)
+    ids = _close_one(ledger, period, now)
+    closed.append(period)
+    return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
+
+
+def _close_one(ledger: Ledger, period: str, now: datetime) -> tuple[str, ...]:
+    watermark, head = ledger.last_entry_id, ledger.chain_head
+    previous = ledger.latest_close(before=period)
+    book = ledger.load_book()
+    grouped: dict[tuple[str, str], list[StatementLine]] = {}
+    for row in ledger.statement_lines(period, watermark, previous.last_entry_id if previous else 0):
+        (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
+         license_id, license_version, quantity, amount, entries) = row
+        grouped.setdefault((holder_id, currency), []).append(StatementLine(
+            period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
+            unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
+            license_id=license_id, license_version=license_version,
+        ))
+    carry = ledger.carry_ins(period)
+    for key, amount in carry.items():
+        if amount != 0:
+            grouped.setdefault(key, [])
+    stored = []
+    for (holder_id, currency), lines in sorted(grouped.items()):
+        holder = book.holders.get(holder_id)
+        statement = build_statement(
+            period=period,
+            holder_id=holder_id,
+            holder_name=holder.name if holder else holder_id,
+            currency=currency,
+            lines=lines,
+            carry_in=carry.get((holder_id, currency), Decimal(0)),
+            payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
+            chain_head=head,
+            last_entry_id=watermark,
+        )
+        stored.append((statement, content_hash(statement), render_json(statement)))
+    ledger.record_close(
+        CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head=head, statements=len(stored)),
+        stored,
+    )
+    return tuple(s.statement_id for s, _, _ in stored)
+
+
+def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+    """Writes every statement of ``period`` as ``<holder>-<currency>.json`` and ``.csv``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for statement_id, _, holder_id, currency, *_ in ledger.statement_rows(period=period):
+        document, _ = ledger.statement_document(statement_id)
+        base = directory / f"{period}_{holder_id}_{currency}"
+        base.with_suffix(".json").write_text(document)
+        base.with_suffix(".csv").write_bytes(render_csv(json.loads(document)))
+        written += [base.with_suffix(".json"), base.with_suffix(".csv")]
+    return written

@@ -1,0 +1,266 @@
+"""Rights holders, sources and effective-dated, versioned licenses.
+
+A license book is parsed from TOML (floats are read as exact decimals). A usage event
+is priced by the license version in force at its ``occurred_at``: among the licenses
+of the source that name the event's platform (or, if none does, those for any
+platform ``"*"``), the version with the latest ``effective_from`` not after the event.
+Nothing is edited: a new version supersedes an old one from its ``effective_from``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Mapping
+
+from learnright.errors import ValidationError
+from ledger.errors import LicenseFileError
+from ledger.money import ACCRUAL_SCALE, EXACT, check_currency, money
+
+FORMAT_VERSION = 1
+ANY_PLATFORM = "*"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holder:
+    holder_id: str
+    name: str
+    payout_minimum: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    source_id: str
+    holder_id: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingTerms:
+    """``rate`` per ``per`` units of ``unit``; ``unit_price`` = rate / per, exact."""
+
+    rate: Decimal
+    per: int
+    unit: str
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InferenceTerms:
+    """``rate`` per answer that drew on the source, times its attribution weight."""
+
+    rate: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LicenseVersion:
+    license_id: str
+    version: int
+    source_id: str
+    platform_id: str
+    effective_from: datetime
+    currency: str
+    training: TrainingTerms | None
+    inference: InferenceTerms | None
+    content_hash: str
+    terms: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LicenseBook:
+    """Holders, sources and every license version, indexed for in-force lookups."""
+
+    holders: Mapping[str, Holder]
+    sources: Mapping[str, Source]
+    versions: tuple[LicenseVersion, ...]
+    _index: Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def in_force(self, source_id: str, platform_id: str, at: datetime) -> LicenseVersion | None:
+        """The version pricing a use of ``source_id`` by ``platform_id`` at ``at``, if any."""
+        for key in ((source_id, platform_id), (source_id, ANY_PLATFORM)):
+            entry = self._index.get(key)
+            if entry is None:
+                continue
+            starts, versions = entry
+            position = bisect.bisect_right(starts, at)
+            if position:
+                return versions[position - 1]
+        return None
+
+    def holder_of(self, source_id: str) -> Holder | None:
+        source = self.sources.get(source_id)
+        return None if source is None else self.holders.get(source.holder_id)
+
+
+def build_book(holders: Mapping[str, Holder], sources: Mapping[str, Source], versions: tuple[LicenseVersion, ...]) -> LicenseBook:
+    """Indexes versions by (source, platform), ordered by effective_from then version."""
+    grouped: dict[tuple[str, str], list[LicenseVersion]] = {}
+    for version in versions:
+        grouped.setdefault((version.source_id, version.platform_id), []).append(version)
+    index = {}
+    for key, items in grouped.items():
+        items.sort(key=lambda v: (v.effective_from, v.version))
+        index[key] = (tuple(v.effective_from for v in items), tuple(items))
+    return LicenseBook(holders=dict(holders), sources=dict(sources), versions=tuple(versions), _index=index)
+
+
+def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
+    """``old`` plus whatever ``new`` adds; a changed (license, version) is refused.
+
+    Raises:
+        LicenseFileError: ``new`` redefines an existing license version differently.
+    """
+    known = {(v.license_id, v.version): v for v in old.versions}
+    added = []
+    for version in new.versions:
+        existing = known.get((version.license_id, version.version))
+        if existing is None:
+            added.append(version)
+        elif existing.content_hash != version.content_hash:
+            raise LicenseFileError(
+                f"license {version.license_id} version {version.version} already exists with other terms"
+                f" (hash {existing.content_hash[:12]}, new {version.content_hash[:12]});"
+                f" versions are never edited: add version {version.version + 1} instead"
+            )
+    return build_book(
+        {**old.holders, **new.holders}, {**old.sources, **new.sources}, old.versions + tuple(added)
+    )
+
+
+def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
+    """Parses a license TOML document.
+
+    Raises:
+        LicenseFileError: naming the entry, the field and the bad value.
+    """
+    try:
+        data = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise LicenseFileError(f"{origin} is not valid TOML: {exc}") from exc
+    fmt = data.get("format", FORMAT_VERSION)
+    if fmt != FORMAT_VERSION:
+        raise LicenseFileError(f"{origin}: format {fmt!r} is not supported (this Learnright reads format {FORMAT_VERSION})")
+    try:
+        holders = {h.holder_id: h for h in (_holder(item) for item in _entries(data, "holders"))}
+        sources = {s.source_id: s for s in (_source(item, holders) for item in _entries(data, "sources"))}
+        versions = tuple(_license(item, sources) for item in _entries(data, "licenses"))
+    except ValidationError as exc:
+        raise LicenseFileError(f"{origin}: {exc}") from exc
+    return build_book(holders, sources, versions)
+
+
+def _entries(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    items = data.get(key, [])
+    if not isinstance(items, list):
+        raise ValidationError(key, items, "must be an array of tables ([[...]])")
+    return items
+
+
+def _str(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{where}.{key}", value, "must be a non-empty string")
+    return value
+
+
+def _holder(item: Mapping[str, Any]) -> Holder:
+    holder_id = _str(item, "id", "holders[]")
+    where = f"holders[{holder_id}]"
+    minimums = item.get("payout_minimum", {})
+    if not isinstance(minimums, Mapping):
+        raise ValidationError(f"{where}.payout_minimum", minimums, "must be a table of currency = amount")
+    parsed = {}
+    for currency, amount in minimums.items():
+        check_currency(currency, f"{where}.payout_minimum")
+        value = money(amount, f"{where}.payout_minimum.{currency}")
+        if value < 0:
+            raise ValidationError(f"{where}.payout_minimum.{currency}", value, "must be >= 0")
+        parsed[currency] = value
+    return Holder(holder_id=holder_id, name=item.get("name", holder_id), payout_minimum=parsed)
+
+
+def _source(item: Mapping[str, Any], holders: Mapping[str, Holder]) -> Source:
+    source_id = _str(item, "id", "sources[]")
+    holder_id = _str(item, "holder", f"sources[{source_id}]")
+    if holder_id not in holders:
+        raise ValidationError(f"sources[{source_id}].holder", holder_id, "is not a holder declared in this file")
+    return Source(source_id=source_id, holder_id=holder_id, title=item.get("title", ""))
+
+
+def _positive(value: Any, where: str) -> Decimal:
+    amount = money(value, where)
+    if amount <= 0:
+        raise ValidationError(where, amount, "must be > 0")
+    return amount
+
+
+def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseVersion:
+    license_id = _str(item, "id", "licenses[]")
+    version = item.get("version", 1)
+    where = f"licenses[{license_id} v{version}]"
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValidationError(f"{where}.version", version, "must be an integer >= 1")
+    source_id = _str(item, "source", where)
+    if source_id not in sources:
+        raise ValidationError(f"{where}.source", source_id, "is not a source declared in this file")
+    effective_from = item.get("effective_from")
+    if not isinstance(effective_from, datetime) or effective_from.tzinfo is None:
+        raise ValidationError(
+            f"{where}.effective_from", effective_from, "must be a TOML offset date-time such as 2026-01-01T00:00:00Z"
+        )
+    currency = check_currency(item.get("currency"), f"{where}.currency")
+    training = inference = None
+    if "training" in item:
+        terms = item["training"]
+        rate = _positive(terms.get("rate"), f"{where}.training.rate")
+        per = terms.get("per", 1)
+        if isinstance(per, bool) or not isinstance(per, int) or per <= 0:
+            raise ValidationError(f"{where}.training.per", per, "must be an integer > 0")
+        try:
+            unit_price = EXACT.divide(rate, Decimal(per))
+        except Exception:
+            raise ValidationError(f"{where}.training", f"{rate}/{per}", "rate / per must be an exact decimal") from None
+        if unit_price.as_tuple().exponent < -ACCRUAL_SCALE:
+            raise ValidationError(
+                f"{where}.training", f"{rate}/{per}", f"rate / per needs more than {ACCRUAL_SCALE} decimal places"
+            )
+        unit = _str(terms, "unit", f"{where}.training")
+        training = TrainingTerms(rate=rate, per=per, unit=unit, unit_price=unit_price)
+    if "inference" in item:
+        rate = _positive(item["inference"].get("rate"), f"{where}.inference.rate")
+        if rate.as_tuple().exponent < -(ACCRUAL_SCALE - 6):
+            raise ValidationError(f"{where}.inference.rate", rate, f"must have at most {ACCRUAL_SCALE - 6} decimal places")
+        inference = InferenceTerms(rate=rate)
+    if training is None and inference is None:
+        raise ValidationError(where, license_id, "has no pricing terms (training or inference)")
+    terms = {
+        "format": FORMAT_VERSION,
+        "license_id": license_id,
+        "version": version,
+        "source_id": source_id,
+        "platform_id": item.get("platform", ANY_PLATFORM),
+        "effective_from": effective_from.astimezone(timezone.utc).isoformat(),
+        "currency": currency,
+        "training": None if training is None else {"rate": str(training.rate), "per": training.per, "unit": training.unit},
+        "inference": None if inference is None else {"rate": str(inference.rate)},
+    }
+    canonical = json.dumps(terms, sort_keys=True, separators=(",", ":"))
+    return LicenseVersion(
+        license_id=license_id,
+        version=version,
+        source_id=source_id,
+        platform_id=terms["platform_id"],
+        effective_from=effective_from.astimezone(timezone.utc),
+        currency=currency,
+        training=training,
+        inference=inference,
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+        terms=terms,
+    )

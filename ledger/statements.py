@@ -1,0 +1,184 @@
+"""Statements: one per rights holder, currency and closed month.
+
+Pure: built from aggregated accrual lines and the carry of the previous statement.
+Rounding happens here and only here (via :func:`ledger.money.round_to_minor`), once
+per holder and currency; the residual, a negative balance or an amount under the
+holder's payout minimum is carried, so payable + carry_out = accrued + carry_in, always.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+from ledger.money import round_to_minor
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementLine:
+    """Accruals of one source, platform, model, usage kind and rate, summed.
+
+    ``period`` differs from the statement's period on a prior-period adjustment: usage
+    of an already closed month that arrived after its close.
+    """
+
+    period: str
+    source_id: str
+    platform_id: str
+    model_id: str
+    kind: str
+    unit: str
+    quantity: Decimal
+    rate: Decimal
+    per: int
+    amount: Decimal
+    entries: int
+    license_id: str
+    license_version: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
+    statement_id: str
+    period: str
+    holder_id: str
+    holder_name: str
+    currency: str
+    lines: tuple[StatementLine, ...]
+    accrued: Decimal
+    carry_in: Decimal
+    payable: Decimal
+    carry_out: Decimal
+    chain_head: str
+    last_entry_id: int
+    format_version: int = FORMAT_VERSION
+
+
+def statement_id(period: str, holder_id: str, currency: str) -> str:
+    """Deterministic, opaque id: closing the same month twice names the same statement."""
+    digest = hashlib.sha256(f"{period}\x1f{holder_id}\x1f{currency}".encode()).hexdigest()
+    return f"st_{digest[:20]}"
+
+
+def settle(total: Decimal, currency: str, payout_minimum: Decimal) -> tuple[Decimal, Decimal]:
+    """Splits ``total`` (accrued + carry in) into (payable, carry out).
+
+    Payable is ``total`` rounded half-even to the minor unit, or zero when that is
+    negative or under ``payout_minimum``. Carry out is the exact rest.
+    """
+    rounded = round_to_minor(total, currency)
+    payable = rounded if rounded > 0 and rounded >= payout_minimum else Decimal(0)
+    return payable, total - payable
+
+
+def build_statement(
+    *,
+    period: str,
+    holder_id: str,
+    holder_name: str,
+    currency: str,
+    lines: Iterable[StatementLine],
+    carry_in: Decimal,
+    payout_minimum: Decimal,
+    chain_head: str,
+    last_entry_id: int,
+) -> Statement:
+    ordered = tuple(
+        sorted(lines, key=lambda l: (l.period != period, l.period, l.source_id, l.platform_id, l.model_id, l.kind, l.rate))
+    )
+    accrued = sum((line.amount for line in ordered), Decimal(0))
+    payable, carry_out = settle(accrued + carry_in, currency, payout_minimum)
+    return Statement(
+        statement_id=statement_id(period, holder_id, currency),
+        period=period,
+        holder_id=holder_id,
+        holder_name=holder_name,
+        currency=currency,
+        lines=ordered,
+        accrued=accrued,
+        carry_in=carry_in,
+        payable=payable,
+        carry_out=carry_out,
+        chain_head=chain_head,
+        last_entry_id=last_entry_id,
+    )
+
+
+def source_summary(statement: Statement) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for line in statement.lines:
+        totals[line.source_id] = totals.get(line.source_id, Decimal(0)) + line.amount
+    return dict(sorted(totals.items()))
+
+
+def to_document(statement: Statement) -> dict:
+    """The statement as a JSON-ready document; amounts as strings, never floats."""
+    return {
+        "format_version": statement.format_version,
+        "statement_id": statement.statement_id,
+        "period": statement.period,
+        "holder": {"id": statement.holder_id, "name": statement.holder_name},
+        "currency": statement.currency,
+        "summary": {
+            "accrued": str(statement.accrued),
+            "carry_in": str(statement.carry_in),
+            "payable": str(statement.payable),
+            "carry_out": str(statement.carry_out),
+        },
+        "by_source": {source: str(amount) for source, amount in source_summary(statement).items()},
+        "lines": [
+            {
+                "period": line.period,
+                "prior_period_adjustment": line.period != statement.period,
+                "source_id": line.source_id,
+                "platform_id": line.platform_id,
+                "model_id": line.model_id,
+                "kind": line.kind,
+                "unit": line.unit,
+                "quantity": str(line.quantity),
+                "rate": str(line.rate),
+                "per": line.per,
+                "amount": str(line.amount),
+                "entries": line.entries,
+                "license": f"{line.license_id} v{line.license_version}",
+            }
+            for line in statement.lines
+        ],
+        "ledger": {"chain_head": statement.chain_head, "last_entry_id": statement.last_entry_id},
+    }
+
+
+def render_json(statement: Statement) -> bytes:
+    return (json.dumps(to_document(statement), indent=2, sort_keys=True) + "\n").encode()
+
+
+def content_hash(statement: Statement) -> str:
+    """SHA-256 of the canonical JSON document: what makes a closed statement immutable."""
+    return hashlib.sha256(render_json(statement)).hexdigest()
+
+
+CSV_COLUMNS = (
+    "period", "prior_period_adjustment", "source_id", "platform_id", "model_id", "kind", "unit",
+    "quantity", "rate", "per", "amount", "entries", "license",
+)
+
+
+def render_csv(document: dict) -> bytes:
+    """A statement document as CSV: lines first, then summary rows (kind = summary)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in document["lines"]:
+        writer.writerow([line[c] for c in CSV_COLUMNS])
+    for key in ("accrued", "carry_in", "payable", "carry_out"):
+        summary = dict.fromkeys(CSV_COLUMNS, "")
+        summary.update(period=document["period"], kind="summary", unit=key, amount=document["summary"][key])
+        writer.writerow([summary[c] for c in CSV_COLUMNS])
+    return out.getvalue().encode()

@@ -1,0 +1,477 @@
+"""The DuckDB ledger file: the only module that reads or writes it.
+
+Guarantees:
+  * One writer: DuckDB's file lock refuses a second writing process; the error says so.
+  * Append-only: nothing here updates or deletes a row.
+  * A batch of events, its accruals, its quarantined records and its consumer offsets
+    land in one transaction, so the ledger never holds rows without their offsets.
+  * Accruals are hash-chained in entry order (see :mod:`ledger.chain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+import learnright
+from ledger import chain
+from ledger.errors import LedgerError, LedgerLockedError, LedgerVersionError
+from ledger.licenses import LicenseBook, build_book, merge_books, parse_book
+from ledger.migrations import LATEST, MIGRATIONS
+from ledger.pricing import Accrual
+from ledger.usage import RevenueReport
+
+DECIMAL = pa.decimal128(38, 12)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRow:
+    """One accepted event, keyed by (platform_id, event_id), with where it was read."""
+
+    platform_id: str
+    event_id: str
+    event_type: str
+    content_hash: str
+    model_id: str | None
+    occurred_at: datetime
+    period: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineRow:
+    """A record that could not be booked, kept whole with the reason."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    error_class: str
+    reason: str
+    platform_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestBatch:
+    events: tuple[EventRow, ...] = ()
+    accruals: tuple[Accrual, ...] = ()
+    revenues: tuple[tuple[RevenueReport, int], ...] = ()
+    quarantined: tuple[QuarantineRow, ...] = ()
+    offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchResult:
+    batch_id: int
+    first_entry_id: int
+    last_entry_id: int
+    chain_head: str
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseRecord:
+    period: str
+    closed_at: datetime
+    last_entry_id: int
+    chain_head: str
+    statements: int
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """An open ledger file. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+        self._book: tuple[int, LicenseBook] | None = None
+        self._head, self._last_entry = self._chain_state()
+        self._last_batch = con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchone()[0]
+        self._last_quarantine = con.execute("SELECT coalesce(max(quarantine_id), 0) FROM quarantine").fetchone()[0]
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False) -> "Ledger":
+        """Opens (creating, unless read-only) and migrates the ledger at ``path``.
+
+        Raises:
+            LedgerLockedError: another process holds the file as writer.
+            LedgerVersionError: the file was written by a newer Learnright.
+        """
+        path = Path(path)
+        if read_only and not path.exists():
+            raise LedgerError(f"ledger file {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise LedgerLockedError(
+                    f"ledger file {path} is held by another process (its single writer): {exc}"
+                ) from exc
+            raise LedgerError(f"cannot open ledger file {path}: {exc}") from exc
+        con.execute("SET TimeZone = 'UTC'")
+        _migrate(con, path, read_only)
+        return cls(con, path, read_only)
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- chain ---------------------------------------------------------------------------
+
+    def _chain_state(self) -> tuple[str, int]:
+        row = self.con.execute(
+            "SELECT entry_hash, entry_id FROM accruals ORDER BY entry_id DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], row[1]) if row else (chain.GENESIS, 0)
+
+    @property
+    def chain_head(self) -> str:
+        return self._head
+
+    @property
+    def last_entry_id(self) -> int:
+        return self._last_entry
+
+    # -- licenses ------------------------------------------------------------------------
+
+    def load_book(self) -> LicenseBook:
+        """Every license document applied so far, merged in the order applied.
+
+        Parsed once per set of documents: the book is cached until one is added.
+        """
+        count = self.con.execute("SELECT count(*) FROM license_documents").fetchone()[0]
+        if self._book is not None and self._book[0] == count:
+            return self._book[1]
+        book = build_book({}, {}, ())
+        for origin, body in self.con.execute(
+            "SELECT origin, body FROM license_documents ORDER BY applied_at, document_hash"
+        ).fetchall():
+            book = merge_books(book, parse_book(body, origin))
+        self._book = (count, book)
+        return book
+
+    def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
+        """Parses and stores a license document; returns the merged book and new versions.
+
+        Re-applying the same document adds nothing. A document that changes an existing
+        (license, version) is refused whole.
+        """
+        current = self.load_book()
+        merged = merge_books(current, parse_book(body, origin))
+        known = {(v.license_id, v.version) for v in current.versions}
+        added = [v for v in merged.versions if (v.license_id, v.version) not in known]
+        document_hash = hashlib.sha256(body.encode()).hexdigest()
+        with self._transaction():
+            exists = self.con.execute(
+                "SELECT 1 FROM license_documents WHERE document_hash = ?", [document_hash]
+            ).fetchone()
+            if not exists:
+                self.con.execute(
+                    "INSERT INTO license_documents VALUES (?, ?, ?, ?)", [document_hash, origin, body, _now()]
+                )
+            for v in added:
+                self.con.execute(
+                    "INSERT INTO license_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [v.license_id, v.version, v.source_id, v.platform_id, v.effective_from, v.currency,
+                     json.dumps(v.terms, sort_keys=True), v.content_hash, document_hash],
+                )
+        return merged, len(added)
+
+    # -- ingestion -----------------------------------------------------------------------
+
+    def stored_offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per (topic, partition), as committed with the ledger rows."""
+        rows = self.con.execute(
+            "SELECT topic, kafka_partition, max(next_offset) FROM consumer_offsets GROUP BY ALL"
+        ).fetchall()
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def known_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Content hashes of the events among ``keys`` already in the ledger."""
+        if not keys:
+            return {}
+        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
+        self.con.register("_probe_keys", probe)
+        try:
+            rows = self.con.execute(
+                "SELECT u.platform_id, u.event_id, u.content_hash FROM usage_events u"
+                " JOIN _probe_keys p USING (platform_id, event_id)"
+            ).fetchall()
+        finally:
+            self.con.unregister("_probe_keys")
+        return {(p, e): h for p, e, h in rows}
+
+    def append_batch(self, batch: IngestBatch) -> BatchResult:
+        """Appends a batch and its offsets in one transaction; all of it or none."""
+        batch_id = self._last_batch + 1
+        first = self._last_entry + 1
+        entry_ids = range(first, first + len(batch.accruals))
+        values = [
+            (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:-1]), None)
+            for entry_id, a in zip(entry_ids, batch.accruals)
+        ]
+        hashes = chain.chain(self._head, values)
+        head = hashes[-1] if hashes else self._head
+        now = _now()
+        with self._transaction():
+            if batch.events:
+                self._insert("usage_events", _events_table(batch.events, batch_id))
+            if values:
+                self._insert("accruals", _accruals_table(values, hashes, batch_id))
+            if batch.revenues:
+                self._insert("revenue_reports", _revenue_table(batch.revenues, batch_id))
+            if batch.quarantined:
+                self._insert(
+                    "quarantine", _quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
+                )
+            if batch.offsets:
+                self._insert("consumer_offsets", pa.table({
+                    "batch_id": pa.array([batch_id] * len(batch.offsets), pa.int64()),
+                    "topic": [tp[0] for tp in batch.offsets],
+                    "kafka_partition": pa.array([tp[1] for tp in batch.offsets], pa.int32()),
+                    "next_offset": pa.array(list(batch.offsets.values()), pa.int64()),
+                }))
+            self.con.execute(
+                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, now, len(batch.events), len(values), len(batch.quarantined), batch.duplicates, head],
+            )
+        self._last_batch = batch_id
+        self._last_entry = first + len(values) - 1
+        self._last_quarantine += len(batch.quarantined)
+        self._head = head
+        return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=self._last_entry, chain_head=head)
+
+    def _insert(self, table: str, data: pa.Table) -> None:
+        self.con.register("_batch", data)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
+        finally:
+            self.con.unregister("_batch")
+
+    def _transaction(self):
+        return _Transaction(self.con)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    # -- close and statements ------------------------------------------------------------
+
+    def latest_close(self, before: str | None = None) -> CloseRecord | None:
+        sql = "SELECT period, closed_at, last_entry_id, chain_head, statements FROM period_closes"
+        params: list[object] = []
+        if before is not None:
+            sql += " WHERE period < ?"
+            params.append(before)
+        row = self.con.execute(sql + " ORDER BY period DESC LIMIT 1", params).fetchone()
+        return None if row is None else CloseRecord(
+            period=row[0], closed_at=row[1], last_entry_id=row[2], chain_head=row[3], statements=row[4]
+        )
+
+
+    def get_close(self, period: str) -> CloseRecord | None:
+        row = self.con.execute(
+            "SELECT period, closed_at, last_entry_id, chain_head, statements FROM period_closes WHERE period = ?",
+            [period],
+        ).fetchone()
+        return None if row is None else CloseRecord(
+            period=row[0], closed_at=row[1], last_entry_id=row[2], chain_head=row[3], statements=row[4]
+        )
+
+
+    def open_periods_through(self, period: str, after: str | None) -> list[str]:
+        """Periods up to ``period`` that have accruals and come after the last close."""
+        rows = self.con.execute(
+            "SELECT DISTINCT period FROM accruals WHERE period <= ? AND (? IS NULL OR period > ?) ORDER BY period",
+            [period, after, after],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+
+    def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[tuple]:
+        """Accruals a close of ``period`` at ``watermark`` covers, summed per statement line.
+
+        Covered: entries of ``period`` up to the watermark, plus entries of earlier periods
+        that arrived after the previous close (prior-period adjustments).
+        """
+        return self.con.execute(
+            """
+            SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
+                   license_id, license_version, sum(quantity), sum(amount), count(*)
+            FROM accruals
+            WHERE entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))
+            GROUP BY ALL
+            """,
+            [watermark, period, period, previous_watermark],
+        ).fetchall()
+
+
+    def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
+        """Each (holder, currency)'s carry out of its latest statement before ``before``."""
+        rows = self.con.execute(
+            """
+            SELECT holder_id, currency, arg_max(carry_out, period)
+            FROM statements WHERE period < ? GROUP BY ALL
+            """,
+            [before],
+        ).fetchall()
+        return {(h, c): amount for h, c, amount in rows}
+
+
+    def record_close(self, close: CloseRecord, statements: Iterable[tuple[object, str, bytes]]) -> None:
+        """Stores a close and its statements in one transaction; a closed period is never rewritten."""
+        with self._transaction():
+            self.con.execute(
+                "INSERT INTO period_closes VALUES (?, ?, ?, ?, ?)",
+                [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements],
+            )
+            for statement, digest, document in statements:
+                self.con.execute(
+                    "INSERT INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [statement.statement_id, statement.period, statement.holder_id, statement.currency,
+                     statement.format_version, statement.accrued, statement.carry_in, statement.payable,
+                     statement.carry_out, digest, document.decode(), close.closed_at],
+                )
+
+
+    def statement_rows(self, period: str | None = None, holder_id: str | None = None) -> list[tuple]:
+        return self.con.execute(
+            """
+            SELECT statement_id, period, holder_id, currency, accrued, carry_in, payable, carry_out, content_hash
+            FROM statements
+            WHERE (? IS NULL OR period = ?) AND (? IS NULL OR holder_id = ?)
+            ORDER BY period, holder_id, currency
+            """,
+            [period, period, holder_id, holder_id],
+        ).fetchall()
+
+
+    def statement_document(self, statement_id: str) -> tuple[str, str] | None:
+        row = self.con.execute(
+            "SELECT document, content_hash FROM statements WHERE statement_id = ?", [statement_id]
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def __enter__(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.con.execute("COMMIT")
+        else:
+            self.con.execute("ROLLBACK")
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()[0]
+    current = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] if has_table else 0
+    current = current or 0
+    if current > LATEST:
+        raise LedgerVersionError(
+            f"ledger file {path} is at schema version {current}, written by a newer Learnright;"
+            f" this one ({learnright.__version__}) knows versions up to {LATEST}. Upgrade Learnright."
+        )
+    if current == LATEST:
+        return
+    if read_only:
+        raise LedgerError(f"ledger file {path} is at schema version {current} and needs migrating; open it for writing first")
+    for version in range(current + 1, LATEST + 1):
+        con.execute("BEGIN TRANSACTION")
+        con.execute(MIGRATIONS[version])
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, _now(), learnright.__version__])
+        con.execute("COMMIT")
+
+
+def _events_table(events: Sequence[EventRow], batch_id: int) -> pa.Table:
+    return pa.table({
+        "platform_id": [e.platform_id for e in events],
+        "event_id": [e.event_id for e in events],
+        "event_type": [e.event_type for e in events],
+        "content_hash": [e.content_hash for e in events],
+        "model_id": [e.model_id for e in events],
+        "occurred_at": pa.array([e.occurred_at for e in events], TIMESTAMP),
+        "period": [e.period for e in events],
+        "topic": [e.topic for e in events],
+        "kafka_partition": pa.array([e.partition for e in events], pa.int32()),
+        "kafka_offset": pa.array([e.offset for e in events], pa.int64()),
+        "batch_id": pa.array([batch_id] * len(events), pa.int64()),
+    })
+
+
+_ACCRUAL_TYPES = {
+    "entry_id": pa.int64(), "line": pa.int32(), "license_version": pa.int32(), "quantity": DECIMAL,
+    "rate": DECIMAL, "per": pa.int64(), "amount": DECIMAL, "occurred_at": TIMESTAMP,
+    "reverses_entry_id": pa.int64(),
+}
+
+
+def _accruals_table(values: Sequence[tuple], hashes: Sequence[str], batch_id: int) -> pa.Table:
+    columns = {}
+    for index, name in enumerate(chain.ENTRY_FIELDS):
+        columns[name] = pa.array([row[index] for row in values], _ACCRUAL_TYPES.get(name, pa.string()))
+    columns["entry_hash"] = pa.array(hashes, pa.string())
+    columns["batch_id"] = pa.array([batch_id] * len(values), pa.int64())
+    return pa.table(columns)
+
+
+def _revenue_table(revenues: Sequence[tuple[RevenueReport, int]], batch_id: int) -> pa.Table:
+    return pa.table({
+        "platform_id": [r.platform_id for r, _ in revenues],
+        "event_id": [r.event_id for r, _ in revenues],
+        "model_id": [r.model_id for r, _ in revenues],
+        "period": [r.period for r, _ in revenues],
+        "revenue": pa.array([r.revenue for r, _ in revenues], DECIMAL),
+        "currency": [r.currency for r, _ in revenues],
+        "occurred_at": pa.array([r.occurred_at for r, _ in revenues], TIMESTAMP),
+        "batch_id": pa.array([batch_id] * len(revenues), pa.int64()),
+    })
+
+
+def _quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int, now: datetime) -> pa.Table:
+    return pa.table({
+        "quarantine_id": pa.array(range(first_id, first_id + len(rows)), pa.int64()),
+        "batch_id": pa.array([batch_id] * len(rows), pa.int64()),
+        "topic": [r.topic for r in rows],
+        "kafka_partition": pa.array([r.partition for r in rows], pa.int32()),
+        "kafka_offset": pa.array([r.offset for r in rows], pa.int64()),
+        "record_key": pa.array([r.key for r in rows], pa.binary()),
+        "record_value": pa.array([r.value for r in rows], pa.binary()),
+        "headers": [json.dumps({k: v.hex() for k, v in r.headers}) for r in rows],
+        "error_class": [r.error_class for r in rows],
+        "reason": [r.reason for r in rows],
+        "platform_id": [r.platform_id for r in rows],
+        "event_id": [r.event_id for r in rows],
+        "quarantined_at": pa.array([now] * len(rows), TIMESTAMP),
+    })

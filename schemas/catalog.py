@@ -1,0 +1,108 @@
+"""Loads every schema version once and indexes it by name and by fingerprint.
+
+Schemas are parsed once per process; encoding and decoding use the parsed form.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from learnright.errors import ConfigError
+from schemas.errors import UnknownSchemaError
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+EVENT_TYPES = ("TrainingUsage", "InferenceUsage", "RevenueReport", "UsageCorrection")
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchemaVersion:
+    """One version of one event schema.
+
+    Attributes:
+        name: the record name, e.g. ``TrainingUsage``.
+        version: the ``vN`` directory it lives in.
+        parsed: the fastavro-parsed schema, ready for reading and writing.
+        fingerprint: the 8-byte CRC-64-AVRO fingerprint of its parsing canonical
+            form, in the little-endian order the single-object header carries.
+    """
+
+    name: str
+    version: int
+    path: Path
+    parsed: dict
+    fingerprint: bytes
+
+
+class Catalog:
+    """Every schema version under a directory, by name and by fingerprint."""
+
+    def __init__(self, root: Path = SCHEMA_DIR):
+        self.root = root
+        self._by_name: dict[str, list[SchemaVersion]] = {}
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for directory in sorted(root.iterdir()):
+            match = _VERSION_DIR.match(directory.name)
+            if not match or not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.avsc")):
+                self._add(load_schema_file(path, int(match.group(1))))
+        for versions in self._by_name.values():
+            versions.sort(key=lambda s: s.version)
+
+    def _add(self, schema: SchemaVersion) -> None:
+        self._by_name.setdefault(schema.name, []).append(schema)
+        # Identical schemas in two versions share a fingerprint; the first one wins.
+        self._by_fingerprint.setdefault(schema.fingerprint, schema)
+
+    def latest(self, name: str) -> SchemaVersion:
+        """The newest version of ``name``: what producers write and readers resolve to."""
+        try:
+            return self._by_name[name][-1]
+        except KeyError:
+            raise ConfigError(f"no schema named {name!r} under {self.root}") from None
+
+    def versions(self, name: str) -> tuple[SchemaVersion, ...]:
+        """Every version of ``name``, oldest first."""
+        return tuple(self._by_name.get(name, ()))
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._by_name))
+
+    def by_fingerprint(self, fp: bytes) -> SchemaVersion:
+        try:
+            return self._by_fingerprint[fp]
+        except KeyError:
+            raise UnknownSchemaError(
+                f"schema fingerprint {fp.hex()} is not in the catalog at {self.root}"
+            ) from None
+
+
+def load_schema_file(path: Path, version: int) -> SchemaVersion:
+    """Parses one ``.avsc`` file; a malformed file names itself."""
+    try:
+        raw = json.loads(path.read_text())
+        parsed = fastavro.parse_schema(raw, _write_hint=False)
+    except (ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise ConfigError(f"schema file {path} is not a valid Avro schema: {exc}") from exc
+    canonical = to_parsing_canonical_form(parsed)
+    return SchemaVersion(
+        name=raw["name"],
+        version=version,
+        path=path,
+        parsed=parsed,
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+    )
+
+
+@functools.cache
+def default_catalog() -> Catalog:
+    """The catalog shipped in this package, loaded once."""
+    return Catalog()

@@ -1,0 +1,11 @@
+"""Errors of the wire contract."""
+
+from learnright.errors import TerminalError
+
+
+class DecodeError(TerminalError):
+    """Bytes on a topic are not a record of any known schema."""
+
+
+class UnknownSchemaError(DecodeError):
+    """A record names a schema fingerprint this catalog does not hold."""

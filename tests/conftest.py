@@ -1,0 +1,98 @@
+"""Shared fixtures: one real Kafka broker per test session, own topics and ledger per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from learnright import broker
+from learnright.settings import Settings
+
+BOOK = """
+format = 1
+
+[[holders]]
+id = "h-ann"
+name = "Ann Writes"
+
+[[holders]]
+id = "h-bo"
+name = "Bo Pictures"
+
+[[sources]]
+id = "src-novels"
+holder = "h-ann"
+
+[[sources]]
+id = "src-photos"
+holder = "h-bo"
+
+[[licenses]]
+id = "lic-novels"
+source = "src-novels"
+effective_from = 2026-01-01T00:00:00Z
+currency = "USD"
+training = { rate = 0.80, per = 1000000, unit = "tokens" }
+inference = { rate = 0.002 }
+
+[[licenses]]
+id = "lic-novels"
+version = 2
+source = "src-novels"
+effective_from = 2026-03-15T00:00:00Z
+currency = "USD"
+training = { rate = 1.20, per = 1000000, unit = "tokens" }
+inference = { rate = 0.003 }
+
+[[licenses]]
+id = "lic-photos"
+source = "src-photos"
+effective_from = 2026-01-01T00:00:00Z
+currency = "JPY"
+training = { rate = 5, per = 1, unit = "items" }
+inference = { rate = 1 }
+"""
+
+
+@pytest.fixture(scope="session")
+def license_book_text() -> str:
+    """A small license book: two holders, a USD source with a mid-March price change, a JPY source."""
+    return BOOK
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real Kafka broker for the whole session; KAFKA_BOOTSTRAP_SERVERS overrides it."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    settings = Settings()
+    state_dir = tmp_path_factory.mktemp("kafka")
+    state = broker.up(state_dir, version=settings.broker.kafka_version, cache_dir=settings.broker.cache_dir,
+                      heap="512m", timeout_s=120)
+    try:
+        yield state.bootstrap_servers
+    finally:
+        broker.down(state_dir)
+
+
+@pytest.fixture
+def make_settings(kafka_bootstrap: str, tmp_path: Path):
+    """Factory of settings with this test's own topics (a fresh prefix) and ledger file."""
+
+    def make(**consumer: object) -> Settings:
+        base = Settings()
+        return base.model_copy(update={
+            "db": tmp_path / f"ledger-{uuid.uuid4().hex[:6]}.duckdb",
+            "kafka": base.kafka.model_copy(update={
+                "bootstrap_servers": kafka_bootstrap,
+                "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
+                "partitions": 2,
+            }),
+            "consumer": base.consumer.model_copy(update={"group_id": f"g{uuid.uuid4().hex[:8]}", **consumer}),
+        })
+
+    return make

@@ -1,0 +1,98 @@
+"""End to end on the real broker: emit, consume, price, and what cannot be priced."""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from consumers.service import LedgerConsumer
+from ledger.store import Ledger
+from producers import UsageEmitter
+
+pytestmark = pytest.mark.broker
+APRIL = datetime(2026, 4, 10, 8, 30, tzinfo=timezone.utc)
+
+
+def consume_all(settings, ledger):
+    consumer = LedgerConsumer(settings, ledger)
+    try:
+        return consumer.run(until_idle=True)
+    finally:
+        consumer.close()
+
+
+def test_n_events_through_the_broker_become_n_accruals_with_the_hand_computed_total(make_settings, license_book_text):
+    settings = make_settings()
+    n = 60
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
+            from learnright.admin import ensure_topics
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
+            for i in range(n // 2):
+                # 1M tokens x (i + 1) at 0.80 USD per 1M (version 1 in force in April? no: v2 from 15 March).
+                emitter.training(event_id=f"t{i}", model_id="m1", run_id="r1", source_id="src-novels",
+                                 units=1_000_000 * (i + 1), unit="tokens", occurred_at=APRIL)
+                # One answer drawing half on the novels: 0.003 x 0.5 USD.
+                emitter.inference(event_id=f"i{i}", model_id="m1", request_id=f"q{i}",
+                                  attributions={"src-novels": "0.5"}, occurred_at=APRIL)
+        stats = consume_all(settings, ledger)
+        assert (stats.records, stats.accepted, stats.quarantined) == (n, n, 0)
+        count, total = ledger.query("SELECT count(*), sum(amount) FROM accruals")[0]
+    # By hand: training 1.20 x (1 + 2 + ... + 30) = 1.20 x 465 = 558.00; inference 30 x 0.0015 = 0.045.
+    assert count == n
+    assert total == Decimal("558.045")
+
+
+def test_consuming_twice_adds_nothing(make_settings, license_book_text):
+    settings = make_settings()
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
+            from learnright.admin import ensure_topics
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
+            for i in range(10):
+                emitter.training(event_id=f"t{i}", model_id="m", run_id="r", source_id="src-photos",
+                                 units=3, unit="items", occurred_at=APRIL)
+            # A redelivered identical event (a producer retry after a lost ack, say).
+            emitter.training(event_id="t0", model_id="m", run_id="r", source_id="src-photos",
+                             units=3, unit="items", occurred_at=APRIL)
+        first = consume_all(settings, ledger)
+        second = consume_all(settings, ledger)
+        assert (first.accepted, first.duplicates, second.records) == (10, 1, 0)
+        assert ledger.query("SELECT count(*), sum(amount) FROM accruals")[0] == (10, Decimal("150"))
+
+
+def test_poison_is_quarantined_and_dead_lettered_while_the_partition_flows(make_settings, license_book_text):
+    settings = make_settings()
+    topics = settings.kafka.topics
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=topics) as emitter:
+            from learnright.admin import ensure_topics
+            ensure_topics(settings.kafka.bootstrap_servers, (*topics.usage, topics.dead_letter), 1)
+            emitter.training(event_id="ok1", model_id="m", run_id="r", source_id="src-photos", units=1,
+                             unit="items", occurred_at=APRIL)
+            emitter.training(event_id="nolicense", model_id="m", run_id="r", source_id="src-unknown", units=1,
+                             unit="items", occurred_at=APRIL)
+            raw = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+            raw.send(topics.for_event("TrainingUsage"), key=b"src-photos", value=b"not avro at all").get(30)
+            raw.close()
+            emitter.training(event_id="ok2", model_id="m", run_id="r", source_id="src-photos", units=2,
+                             unit="items", occurred_at=APRIL)
+        stats = consume_all(settings, ledger)
+        assert (stats.records, stats.accepted, stats.quarantined) == (4, 2, 2)
+        reasons = dict(ledger.query("SELECT error_class, reason FROM quarantine ORDER BY kafka_offset"))
+        assert "src-unknown" in reasons["UnknownSourceError"]
+        assert "not Avro single-object encoded" in reasons["DecodeError"]
+    dead = KafkaConsumer(topics.dead_letter, bootstrap_servers=settings.kafka.bootstrap_servers,
+                         auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    records = list(dead)
+    dead.close()
+    assert len(records) == 2
+    by_class = {dict(r.headers)["learnright.error.class"]: r for r in records}
+    garbage = by_class[b"DecodeError"]
+    assert garbage.value == b"not avro at all"
+    assert dict(garbage.headers)["learnright.original.topic"] == topics.for_event("TrainingUsage").encode()
+    assert b"src-unknown" in dict(by_class[b"UnknownSourceError"].headers)["learnright.error.message"]

@@ -1,0 +1,118 @@
+"""The ledger file: batches with offsets, hash chain, dedupe lookups, close idempotency."""
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from ledger import chain
+from ledger.close import close_period
+from ledger.errors import LedgerLockedError, LedgerVersionError, PeriodError
+from ledger.pricing import price
+from ledger.store import EventRow, IngestBatch, Ledger
+from ledger.usage import TrainingUsage
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def batch_of(book, units_list, first=0, when=datetime(2026, 4, 2, tzinfo=timezone.utc), offset=0):
+    events, accruals = [], []
+    for n, units in enumerate(units_list, start=first):
+        event = TrainingUsage(event_id=f"e{n}", platform_id="p", model_id="m", run_id="r", source_id="src-novels",
+                              units=units, unit="tokens", occurred_at=when)
+        accruals.extend(price(event, book))
+        events.append(EventRow(platform_id="p", event_id=event.event_id, event_type="TrainingUsage",
+                               content_hash=f"h{n}", model_id="m", occurred_at=when, period=when.strftime("%Y-%m"),
+                               topic="t", partition=0, offset=offset + n))
+    return IngestBatch(events=tuple(events), accruals=tuple(accruals),
+                       offsets={("t", 0): offset + first + len(units_list)})
+
+
+@pytest.fixture
+def ledger(tmp_path, license_book_text):
+    with Ledger.open(tmp_path / "ledger.duckdb") as opened:
+        opened.apply_licenses(license_book_text, "book.toml")
+        yield opened
+
+
+def test_batch_rows_offsets_and_chain_land_together(ledger):
+    book = ledger.load_book()
+    result = ledger.append_batch(batch_of(book, [1_000_000, 2_500_000]))
+    assert (result.first_entry_id, result.last_entry_id) == (1, 2)
+    assert ledger.stored_offsets() == {("t", 0): 2}
+    assert ledger.query("SELECT sum(amount) FROM accruals")[0][0] == Decimal("4.2")  # 3.5M x 1.20 / 1M
+    rows = ledger.query(f"SELECT {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM accruals ORDER BY entry_id")
+    assert chain.chain(chain.GENESIS, [r[:-1] for r in rows]) == [r[-1] for r in rows]
+    assert ledger.known_events([("p", "e1"), ("p", "nope")]) == {("p", "e1"): "h1"}
+
+
+def test_chain_continues_across_reopen(tmp_path, license_book_text):
+    path = tmp_path / "l.duckdb"
+    with Ledger.open(path) as first:
+        first.apply_licenses(license_book_text, "b")
+        first.append_batch(batch_of(first.load_book(), [10]))
+        head = first.chain_head
+    with Ledger.open(path) as again:
+        assert again.chain_head == head
+        result = again.append_batch(batch_of(again.load_book(), [20], first=1))
+        assert result.first_entry_id == 2
+
+
+def test_second_writer_is_refused_with_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "l.duckdb"
+    with Ledger.open(path):
+        code = f"from ledger.store import Ledger\nLedger.open({str(path)!r})"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "LedgerLockedError" in result.stderr and "held by another process" in result.stderr
+
+
+def test_newer_ledger_is_refused(tmp_path):
+    path = tmp_path / "l.duckdb"
+    Ledger.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations VALUES (999, now(), '9.9.9')")
+    con.close()
+    with pytest.raises(LedgerVersionError, match="schema version 999, written by a newer Learnright"):
+        Ledger.open(path)
+
+
+def test_close_is_idempotent_and_carries_the_residual(ledger):
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_001, 1_000_001]))  # 2 x 1.2000012 = 2.4000024 USD
+    first = close_period(ledger, "2026-04", now=NOW)
+    again = close_period(ledger, "2026-04", now=NOW)
+    assert again.already_closed and again.statement_ids == first.statement_ids
+    (row,) = ledger.statement_rows(period="2026-04")
+    _sid, _period, holder, currency, accrued, carry_in, payable, carry_out, _hash = row
+    assert (holder, currency, accrued, carry_in, payable) == ("h-ann", "USD", Decimal("2.4000024"), 0, Decimal("2.40"))
+    assert carry_out == Decimal("0.0000024")
+
+
+def test_late_usage_of_a_closed_month_is_an_adjustment_next_month(ledger):
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_000]))
+    close_period(ledger, "2026-04", now=NOW)
+    (before,) = ledger.statement_rows(period="2026-04")
+    ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
+    ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
+    close_period(ledger, "2026-05", now=NOW)
+    assert ledger.statement_rows(period="2026-04") == [before]
+    (may,) = ledger.statement_rows(period="2026-05")
+    assert may[4] == Decimal("3.6")  # 1.2 of May + 2.4 of April booked late
+    import json
+    document = json.loads(ledger.statement_document(may[0])[0])
+    assert [(l["period"], l["prior_period_adjustment"]) for l in document["lines"]] == [
+        ("2026-05", False), ("2026-04", True)]
+
+
+def test_open_months_cannot_close_and_closed_order_holds(ledger):
+    with pytest.raises(PeriodError, match="2026-06 has not ended"):
+        close_period(ledger, "2026-06", now=NOW)
+    close_period(ledger, "2026-05", now=NOW)
+    with pytest.raises(PeriodError, match="the later period 2026-05 is closed already"):
+        close_period(ledger, "2026-04", now=NOW)
