@@ -241,6 +241,27 @@ def statements_get(
         sys.stdout.write(body.decode())
 
 
+@app.command("verify")
+def verify_command(db: Optional[Path] = DbOption) -> None:
+    """Recompute the hash chain, find the first broken link, reconcile statements to the ledger."""
+    from ledger.store import Ledger
+    from ledger.verify import verify
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            report = verify(ledger)
+    except LearnrightError as exc:
+        _fail(exc)
+    for problem in report.problems:
+        typer.secho(f"FAIL {problem}", fg=typer.colors.RED)
+    verdict = "OK" if report.ok else f"{len(report.problems)} problems"
+    typer.echo(f"{settings.db}: {report.entries} entries, chain head {report.chain_head}, "
+               f"{report.statements} statements: {verdict}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     events: int = typer.Option(20_000, help="Synthetic events to emit."),

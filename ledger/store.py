@@ -91,6 +91,18 @@ class CloseRecord:
     statements: int
 
 
+def anchor_path(db: Path) -> Path:
+    """The anchor file beside a ledger: its last entry and chain head, outside the DuckDB file."""
+    return db.with_name(db.name + ".anchor")
+
+
+def _write_anchor(db: Path, last_entry_id: int, head: str) -> None:
+    target = anchor_path(db)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps({"last_entry_id": last_entry_id, "chain_head": head}))
+    temporary.replace(target)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -263,6 +275,8 @@ class Ledger:
         self._last_entry = first + len(values) - 1
         self._last_quarantine += len(batch.quarantined)
         self._head = head
+        if values:
+            _write_anchor(self.path, self._last_entry, head)
         return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=self._last_entry, chain_head=head)
 
     def _insert(self, table: str, data: pa.Table) -> None:
