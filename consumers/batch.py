@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from learnright.errors import LearnrightError
+from ledger.corrections import CorrectionError, apply_correction
 from ledger.licenses import LicenseBook
 from ledger.pricing import Accrual, price
 from ledger.store import EventRow, IngestBatch, QuarantineRow
@@ -40,8 +41,18 @@ class ConflictError(LearnrightError):
     """The same (platform_id, event_id) arrived with different content."""
 
 
-class UnsupportedEventError(LearnrightError):
-    """The event type is valid but this version of the ledger does not book it yet."""
+class PendingCorrectionError(LearnrightError):
+    """A correction arrived before the event it corrects; it applies when that arrives."""
+
+
+class LedgerView(Protocol):
+    """What batch building reads from the ledger (``ledger.store.Ledger`` provides it)."""
+
+    def known_events(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], str]: ...
+
+    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], tuple]: ...
+
+    def corrections_of(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], str]: ...
 
 
 def content_hash(record: Mapping[str, object]) -> str:
@@ -57,10 +68,14 @@ def content_hash(record: Mapping[str, object]) -> str:
 def build_batch(
     records: Sequence[RawRecord],
     book: LicenseBook,
-    known_events: Callable[[Sequence[tuple[str, str]]], Mapping[tuple[str, str], str]],
+    ledger: LedgerView,
     catalog: Catalog,
 ) -> IngestBatch:
-    """Decodes, validates, dedupes and prices ``records`` into one ledger batch."""
+    """Decodes, validates, dedupes and prices ``records`` into one ledger batch.
+
+    A correction whose original is not booked yet is quarantined as pending
+    (:class:`PendingCorrectionError`); replaying it after the original arrives applies it.
+    """
     quarantined: list[QuarantineRow] = []
     candidates: list[tuple[RawRecord, object, str]] = []
     offsets: dict[tuple[str, int], int] = {}
@@ -86,7 +101,10 @@ def build_batch(
             continue
         candidates.append((raw, event, content_hash(to_record(event))))
 
-    known = known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
+    known = ledger.known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
+    targets = [(e.platform_id, e.corrects_event_id) for _, e, _ in candidates if isinstance(e, UsageCorrection)]
+    booked = ledger.booked_entries(targets)
+    corrected = dict(ledger.corrections_of(targets))
     seen: dict[tuple[str, str], str] = dict(known)
     events: list[EventRow] = []
     accruals: list[Accrual] = []
@@ -109,8 +127,17 @@ def build_batch(
             elif isinstance(event, RevenueReport):
                 priced = ()
             else:
-                raise UnsupportedEventError(
-                    f"UsageCorrection {event.event_id} cannot be applied by this ledger version yet at {where}")
+                target = (event.platform_id, event.corrects_event_id)
+                if target in corrected:
+                    raise CorrectionError(
+                        f"correction {event.event_id}: event {event.corrects_event_id} was already corrected by"
+                        f" {corrected[target]} at {where}")
+                if target not in booked:
+                    raise PendingCorrectionError(
+                        f"correction {event.event_id} waits for event {event.corrects_event_id} of platform"
+                        f" {event.platform_id}, not booked yet, at {where}")
+                priced = apply_correction(event, booked[target], book)
+                corrected[target] = event.event_id
         except LearnrightError as exc:
             reject(raw, exc, event)
             continue

@@ -18,7 +18,8 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import RawRecord, build_batch
+from consumers.batch import PendingCorrectionError, RawRecord, build_batch
+from consumers.replay import replay_pending_corrections
 from learnright.admin import ensure_topics
 from learnright.errors import BrokerError
 from learnright.settings import Settings
@@ -79,6 +80,7 @@ class LedgerConsumer:
         self.catalog = default_catalog()
         self.stats = IngestStats()
         self.stop_event = threading.Event()
+        self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.__name__))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions)
         try:
@@ -140,11 +142,13 @@ class LedgerConsumer:
 
     def apply(self, records: list[RawRecord]) -> IngestBatch:
         """Prices and appends one batch; dead-letters its rejects first, then commits."""
-        batch = build_batch(records, self.ledger.load_book(), self.ledger.known_events, self.catalog)
+        batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog)
         if batch.quarantined:
             self._dead_letter(batch)
         self.ledger.append_batch(batch)
         self.stats.add(batch, len(records))
+        if batch.events and self._pending_corrections():
+            replay_pending_corrections(self.ledger, self.catalog)
         try:
             self.consumer.commit({
                 TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
@@ -153,6 +157,11 @@ class LedgerConsumer:
         except KafkaError as exc:  # Monitoring only: the ledger holds the real offsets.
             log.warning("committing offsets to Kafka for lag monitoring failed: %s", exc)
         return batch
+
+    def _pending_corrections(self) -> bool:
+        if self.stats.by_error.get(PendingCorrectionError.__name__) or self._pending_at_start:
+            return bool(self.ledger.open_quarantine_count(PendingCorrectionError.__name__))
+        return False
 
     def _dead_letter(self, batch: IngestBatch) -> None:
         futures = []

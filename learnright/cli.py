@@ -19,9 +19,11 @@ app = typer.Typer(help="Learnright: usage-metered royalty ledger.", no_args_is_h
 kafka_app = typer.Typer(help="Run the project's own Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)
 licenses_app = typer.Typer(help="Apply license files to the ledger.", no_args_is_help=True)
 statements_app = typer.Typer(help="List and fetch closed statements.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Inspect and replay records that could not be booked.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(statements_app, name="statements")
+app.add_typer(quarantine_app, name="quarantine")
 
 DbOption = typer.Option(None, "--db", help="Ledger file (default ./var/ledger.duckdb, or LEARNRIGHT_DB).")
 
@@ -239,6 +241,45 @@ def statements_get(
         out.write_bytes(body)
     else:
         sys.stdout.write(body.decode())
+
+
+@quarantine_app.command("list")
+def quarantine_list(db: Optional[Path] = DbOption) -> None:
+    """List open quarantined records: where they were read, why they were refused."""
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            rows = ledger.open_quarantine()
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo("id\ttopic[partition]@offset\terror\treason")
+    for qid, topic, partition, offset, _key, _value, _headers, error_class, reason, *_ in rows:
+        typer.echo(f"{qid}\t{topic}[{partition}]@{offset}\t{error_class}\t{reason}")
+    typer.echo(f"{len(rows)} open")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    ids: Optional[list[int]] = typer.Argument(None, help="Quarantine ids to replay (default: all open)."),
+    error_class: Optional[str] = typer.Option(None, "--error", help="Only records refused with this error class."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Replay quarantined records into the ledger, once, after their cause is fixed."""
+    from consumers.replay import replay_quarantine
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            outcome = replay_quarantine(ledger, ids or None, error_class=error_class)
+    except LearnrightError as exc:
+        _fail(exc)
+    for qid, error, reason in outcome.still_quarantined:
+        typer.secho(f"still quarantined {qid}: {error}: {reason}", fg=typer.colors.YELLOW)
+    typer.echo(f"replayed {outcome.attempted}: {outcome.booked} booked, {outcome.duplicates} duplicates, "
+               f"{len(outcome.still_quarantined)} still quarantined")
 
 
 @app.command("verify")

@@ -23,7 +23,8 @@ class Accrual:
     """One priced line of one event: what a source earned from one use.
 
     ``quantity`` is units for training and the attribution weight for inference;
-    ``amount`` = quantity x rate / per, exact.
+    ``amount`` = quantity x rate / per, exact. A reversal (a correction) negates the
+    quantity and amount of the entry it names in ``reverses_entry_id``.
     """
 
     platform_id: str
@@ -43,6 +44,7 @@ class Accrual:
     amount: Decimal
     occurred_at: datetime
     period: str
+    reverses_entry_id: int | None = None
 
 
 def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, kind: str) -> LicenseVersion:

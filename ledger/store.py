@@ -116,8 +116,8 @@ class Ledger:
         self.read_only = read_only
         self._book: tuple[int, LicenseBook] | None = None
         self._head, self._last_entry = self._chain_state()
-        self._last_batch = con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchone()[0]
-        self._last_quarantine = con.execute("SELECT coalesce(max(quarantine_id), 0) FROM quarantine").fetchone()[0]
+        self._last_batch = con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchall()[0][0]
+        self._last_quarantine = con.execute("SELECT coalesce(max(quarantine_id), 0) FROM quarantine").fetchall()[0][0]
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False) -> "Ledger":
@@ -155,10 +155,10 @@ class Ledger:
     # -- chain ---------------------------------------------------------------------------
 
     def _chain_state(self) -> tuple[str, int]:
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT entry_hash, entry_id FROM accruals ORDER BY entry_id DESC LIMIT 1"
-        ).fetchone()
-        return (row[0], row[1]) if row else (chain.GENESIS, 0)
+        ).fetchall()
+        return (rows[0][0], rows[0][1]) if rows else (chain.GENESIS, 0)
 
     @property
     def chain_head(self) -> str:
@@ -175,7 +175,7 @@ class Ledger:
 
         Parsed once per set of documents: the book is cached until one is added.
         """
-        count = self.con.execute("SELECT count(*) FROM license_documents").fetchone()[0]
+        count = self.con.execute("SELECT count(*) FROM license_documents").fetchall()[0][0]
         if self._book is not None and self._book[0] == count:
             return self._book[1]
         book = build_book({}, {}, ())
@@ -200,7 +200,7 @@ class Ledger:
         with self._transaction():
             exists = self.con.execute(
                 "SELECT 1 FROM license_documents WHERE document_hash = ?", [document_hash]
-            ).fetchone()
+            ).fetchall()
             if not exists:
                 self.con.execute(
                     "INSERT INTO license_documents VALUES (?, ?, ?, ?)", [document_hash, origin, body, _now()]
@@ -237,13 +237,74 @@ class Ledger:
             self.con.unregister("_probe_keys")
         return {(p, e): h for p, e, h in rows}
 
+    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[int, Accrual], ...]]:
+        """The entries (id, accrual) booked for each event among ``keys``, in entry order."""
+        if not keys:
+            return {}
+        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
+        self.con.register("_probe_keys", probe)
+        try:
+            rows = self.con.execute(
+                f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals JOIN _probe_keys USING (platform_id, event_id)"
+                " ORDER BY entry_id"
+            ).fetchall()
+        finally:
+            self.con.unregister("_probe_keys")
+        found: dict[tuple[str, str], list[tuple[int, Accrual]]] = {}
+        for row in rows:
+            values = dict(zip(chain.ENTRY_FIELDS, row))
+            entry_id = values.pop("entry_id")
+            found.setdefault((values["platform_id"], values["event_id"]), []).append((entry_id, Accrual(**values)))
+        return {key: tuple(entries) for key, entries in found.items()}
+
+    def corrections_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """For each event among ``keys`` already corrected, the event id of its correction."""
+        if not keys:
+            return {}
+        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
+        self.con.register("_probe_keys", probe)
+        try:
+            rows = self.con.execute(
+                "SELECT DISTINCT o.platform_id, o.event_id, r.event_id FROM accruals o"
+                " JOIN _probe_keys USING (platform_id, event_id)"
+                " JOIN accruals r ON r.reverses_entry_id = o.entry_id"
+            ).fetchall()
+        finally:
+            self.con.unregister("_probe_keys")
+        return {(p, e): c for p, e, c in rows}
+
+    def open_quarantine(self, ids: Sequence[int] | None = None) -> list[tuple]:
+        """Quarantined records not booked since (no accepted event read at their offset)."""
+        return self.con.execute(
+            """
+            SELECT q.quarantine_id, q.topic, q.kafka_partition, q.kafka_offset, q.record_key, q.record_value,
+                   q.headers, q.error_class, q.reason, q.platform_id, q.event_id, q.quarantined_at
+            FROM quarantine q
+            WHERE NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.topic = q.topic
+                              AND u.kafka_partition = q.kafka_partition AND u.kafka_offset = q.kafka_offset)
+              AND (? IS NULL OR list_contains(?, q.quarantine_id))
+            ORDER BY q.quarantine_id
+            """,
+            [None if ids is None else list(ids), None if ids is None else list(ids)],
+        ).fetchall()
+
+    def open_quarantine_count(self, error_class: str) -> int:
+        return self.con.execute(
+            """
+            SELECT count(*) FROM quarantine q WHERE error_class = ? AND NOT EXISTS (
+                SELECT 1 FROM usage_events u WHERE u.topic = q.topic
+                AND u.kafka_partition = q.kafka_partition AND u.kafka_offset = q.kafka_offset)
+            """,
+            [error_class],
+        ).fetchall()[0][0]
+
     def append_batch(self, batch: IngestBatch) -> BatchResult:
         """Appends a batch and its offsets in one transaction; all of it or none."""
         batch_id = self._last_batch + 1
         first = self._last_entry + 1
         entry_ids = range(first, first + len(batch.accruals))
         values = [
-            (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:-1]), None)
+            (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:]))
             for entry_id, a in zip(entry_ids, batch.accruals)
         ]
         hashes = chain.chain(self._head, values)
@@ -302,7 +363,8 @@ class Ledger:
         if before is not None:
             sql += " WHERE period < ?"
             params.append(before)
-        row = self.con.execute(sql + " ORDER BY period DESC LIMIT 1", params).fetchone()
+        rows = self.con.execute(sql + " ORDER BY period DESC LIMIT 1", params).fetchall()
+        row = rows[0] if rows else None
         return None if row is None else CloseRecord(
             period=row[0], closed_at=row[1], last_entry_id=row[2], chain_head=row[3], statements=row[4]
         )
@@ -312,7 +374,8 @@ class Ledger:
         row = self.con.execute(
             "SELECT period, closed_at, last_entry_id, chain_head, statements FROM period_closes WHERE period = ?",
             [period],
-        ).fetchone()
+        ).fetchall()
+        row = row[0] if row else None
         return None if row is None else CloseRecord(
             period=row[0], closed_at=row[1], last_entry_id=row[2], chain_head=row[3], statements=row[4]
         )
@@ -388,8 +451,8 @@ class Ledger:
     def statement_document(self, statement_id: str) -> tuple[str, str] | None:
         row = self.con.execute(
             "SELECT document, content_hash FROM statements WHERE statement_id = ?", [statement_id]
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        ).fetchall()
+        return (row[0][0], row[0][1]) if row else None
 
 
 class _Transaction:
@@ -409,8 +472,8 @@ class _Transaction:
 def _migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchone()[0]
-    current = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] if has_table else 0
+    ).fetchall()[0][0]
+    current = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0] if has_table else 0
     current = current or 0
     if current > LATEST:
         raise LedgerVersionError(
