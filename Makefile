@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup kafka-jars demo test test-unit bench clean
+.PHONY: help setup kafka-jars demo test test-unit schema-check bench clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,8 +26,11 @@ kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in 
 demo: setup kafka-jars ## Run the main job end to end on a real broker; statements land in var/demo/statements
 	$(BIN)/learnright demo
 
-test: setup kafka-jars ## Run the whole suite, including the tests against a real Kafka broker
+test: setup kafka-jars schema-check ## Run the whole suite, including the tests against a real Kafka broker
 	$(BIN)/pytest -q
+
+schema-check: setup ## Fail unless every schema version is backward and forward compatible with every earlier one
+	$(BIN)/python -m schemas.compatibility schemas
 
 test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'

@@ -38,6 +38,7 @@ class TrainingUsage:
     occurred_at: datetime
     base_model_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    source_revision: str | None = None  # schema v2
 
     kind = "training"
 
@@ -83,6 +84,12 @@ class UsageCorrection:
 
 
 UsageEvent = TrainingUsage | InferenceUsage | RevenueReport | UsageCorrection
+
+# Optional fields added by a later schema version. :func:`to_record` leaves them out
+# while absent, so an event's record (and the ledger's content hash of it) is the same
+# whichever schema version carried it; the Avro writer fills in the schema default.
+ADDED_LATER: dict[str, tuple[str, ...]] = {"training": ("source_revision",)}
+
 EVENT_CLASSES: dict[str, type] = {
     "TrainingUsage": TrainingUsage,
     "InferenceUsage": InferenceUsage,
@@ -176,6 +183,9 @@ def parse_event(kind: str, record: Mapping[str, Any]) -> tuple[UsageEvent | None
         base = record.get("base_model_id")
         if base is not None and (not isinstance(base, str) or not base.strip()):
             problems.append(ValidationError("base_model_id", base, "must be a non-empty string or absent"))
+        revision = record.get("source_revision")
+        if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+            problems.append(ValidationError("source_revision", revision, "must be a non-empty string or absent"))
         metadata = record.get("metadata") or {}
         if not isinstance(metadata, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -192,6 +202,7 @@ def parse_event(kind: str, record: Mapping[str, Any]) -> tuple[UsageEvent | None
             occurred_at=occurred_at,
             base_model_id=base,
             metadata=dict(metadata),
+            source_revision=revision,
         )
     elif kind == "InferenceUsage":
         output_units = record.get("output_units")
@@ -278,4 +289,7 @@ def to_record(event: UsageEvent) -> dict[str, Any]:
             record[key] = [{"source_id": a.source_id, "weight": a.weight} for a in record[key]]
     if "metadata" in record:
         record["metadata"] = dict(record["metadata"])
+    for name in ADDED_LATER.get(event.kind, ()):
+        if record[name] is None:
+            del record[name]
     return record

@@ -114,12 +114,15 @@ class UsageEmitter:
 
     def training(self, *, model_id: str, run_id: str, source_id: str, units: int, unit: str,
                  occurred_at: datetime, event_id: str | None = None, base_model_id: str | None = None,
-                 metadata: Mapping[str, str] | None = None):
-        """Reports that training run ``run_id`` of ``model_id`` consumed ``units`` of a source."""
+                 metadata: Mapping[str, str] | None = None, source_revision: str | None = None):
+        """Reports that training run ``run_id`` of ``model_id`` consumed ``units`` of a source.
+
+        ``source_revision`` (schema v2) names the copy of the source consumed, for audit.
+        """
         return self.send("training", {
             "event_id": event_id or _new_id(), "model_id": model_id, "run_id": run_id, "source_id": source_id,
             "units": units, "unit": unit, "occurred_at": occurred_at, "base_model_id": base_model_id,
-            "metadata": dict(metadata or {}),
+            "metadata": dict(metadata or {}), "source_revision": source_revision,
         })
 
     def inference(self, *, model_id: str, request_id: str, attributions: Iterable[tuple[str, Decimal | str]] | Mapping[str, Decimal | str],

@@ -42,10 +42,23 @@ class SchemaVersion:
 
 
 class Catalog:
-    """Every schema version under a directory, by name and by fingerprint."""
+    """Every schema version under a directory, by name and by fingerprint.
 
-    def __init__(self, root: Path = SCHEMA_DIR):
+    A version directory holds only the records that changed in it; a record's newest
+    version is the one producers write and readers resolve to.
+
+    Args:
+        root: the directory holding ``v1/``, ``v2/``, ...
+        reader_version: pretend to be a deployment that only knows versions up to this
+            one: :meth:`latest` stops there, while writer schemas of newer versions stay
+            known by fingerprint (as a schema registry would provide them). This is how
+            an old reader reading new data is tested, and how a consumer can be pinned
+            during a staged roll-out.
+    """
+
+    def __init__(self, root: Path = SCHEMA_DIR, *, reader_version: int | None = None):
         self.root = root
+        self.reader_version = reader_version
         self._by_name: dict[str, list[SchemaVersion]] = {}
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         for directory in sorted(root.iterdir()):
@@ -63,11 +76,15 @@ class Catalog:
         self._by_fingerprint.setdefault(schema.fingerprint, schema)
 
     def latest(self, name: str) -> SchemaVersion:
-        """The newest version of ``name``: what producers write and readers resolve to."""
-        try:
-            return self._by_name[name][-1]
-        except KeyError:
-            raise ConfigError(f"no schema named {name!r} under {self.root}") from None
+        """The newest version of ``name`` (up to ``reader_version``): what is written and read."""
+        candidates = [
+            s for s in self._by_name.get(name, ())
+            if self.reader_version is None or s.version <= self.reader_version
+        ]
+        if not candidates:
+            limit = "" if self.reader_version is None else f" at or below v{self.reader_version}"
+            raise ConfigError(f"no schema named {name!r}{limit} under {self.root}")
+        return candidates[-1]
 
     def versions(self, name: str) -> tuple[SchemaVersion, ...]:
         """Every version of ``name``, oldest first."""
@@ -82,6 +99,7 @@ class Catalog:
         except KeyError:
             raise UnknownSchemaError(
                 f"schema fingerprint {fp.hex()} is not in the catalog at {self.root}"
+                " (written with a schema version newer than this reader knows? upgrade the reader)"
             ) from None
 
 
