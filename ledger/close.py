@@ -8,6 +8,14 @@ Guarantees:
     covered by the next close as a prior-period adjustment line.
   * A period is decided by the event's occurred_at, never by the wall clock; the clock
     only says whether a month has ended.
+  * Period terms (tier adjustments, minimum top-ups, pool shares, model royalties, see
+    :mod:`ledger.period_terms`) are appended to the hash-chained ledger as entries in
+    the same transaction as the close and its statements, and summed like any other
+    line. They are a pure function of the ledger at the close's start, so a close that
+    rolled back and runs again gives the same entries, hashes and statements.
+  * Each revenue report is settled by exactly one close: the first whose month is at
+    or after the report's; a report arriving after its month closed is settled by the
+    next close as a prior-period line.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ledger.errors import PeriodError
+from ledger.period_terms import PeriodLine, period_lines
 from ledger.statements import StatementLine, build_statement, content_hash, render_csv, render_json
 from ledger.store import CloseRecord, Ledger
 from ledger.usage import check_period
@@ -78,18 +87,42 @@ def close_period(ledger: Ledger, period: str, *, now: datetime) -> CloseOutcome:
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
 
+def _period_entries(ledger: Ledger, period: str, watermark: int) -> tuple[tuple[PeriodLine, ...], list[tuple[str, str]]]:
+    """The period lines of closing ``period`` and the revenue reports they settle."""
+    revenues = ledger.unsettled_revenue(period)
+    months = sorted({period, *(r.period for r in revenues)})
+    lines = period_lines(
+        period=period,
+        book=ledger.load_book(),
+        usage=ledger.usage_totals(months, watermark),
+        training=ledger.model_training(period, watermark),
+        revenues=revenues,
+        lineage=ledger.model_lineage(),
+    )
+    return lines, [(r.platform_id, r.event_id) for r in revenues]
+
+
 def _close_one(ledger: Ledger, period: str, now: datetime) -> tuple[str, ...]:
-    watermark, head = ledger.last_entry_id, ledger.chain_head
+    before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     book = ledger.load_book()
+    lines, settled = _period_entries(ledger, period, before)
+    planned = ledger.plan_entries(lines)
+    watermark, head = planned.last_entry_id, planned.chain_head
     grouped: dict[tuple[str, str], list[StatementLine]] = {}
-    for row in ledger.statement_lines(period, watermark, previous.last_entry_id if previous else 0):
+    for row in ledger.statement_lines(period, before, previous.last_entry_id if previous else 0):
         (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-         license_id, license_version, quantity, amount, entries) = row
+         license_id, license_version, quantity, amount, entries, description) = row
         grouped.setdefault((holder_id, currency), []).append(StatementLine(
             period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
             unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
-            license_id=license_id, license_version=license_version,
+            license_id=license_id, license_version=license_version, description=description or "",
+        ))
+    for line in lines:  # appended by this close, one statement line each
+        grouped.setdefault((line.holder_id, line.currency), []).append(StatementLine(
+            period=line.period, source_id=line.source_id, platform_id=line.platform_id, model_id=line.model_id,
+            kind=line.kind, unit=line.unit, quantity=line.quantity, rate=line.rate, per=line.per, amount=line.amount,
+            entries=1, license_id=line.license_id, license_version=line.license_version, description=line.description,
         ))
     carry = ledger.carry_ins(period)
     for key, amount in carry.items():
@@ -113,6 +146,8 @@ def _close_one(ledger: Ledger, period: str, now: datetime) -> tuple[str, ...]:
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head=head, statements=len(stored)),
         stored,
+        planned=planned,
+        settled_revenue=settled,
     )
     return tuple(s.statement_id for s, _, _ in stored)
 

@@ -128,6 +128,24 @@ MIGRATIONS: dict[int, str] = {
         created_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # Period terms (tiers, minimums, pools, model royalties) computed at close.
+    2: """
+    ALTER TABLE accruals ADD COLUMN description VARCHAR;
+    CREATE TABLE model_lineage (
+        platform_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        base_model_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        batch_id BIGINT NOT NULL
+    );
+    CREATE TABLE revenue_settlements (
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        close_period VARCHAR NOT NULL,
+        PRIMARY KEY (platform_id, event_id)
+    );
+    """,
 }
 
 LATEST = max(MIGRATIONS)

@@ -18,7 +18,8 @@ from typing import Iterable
 
 from ledger.money import round_to_minor
 
-FORMAT_VERSION = 1
+# 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,7 +27,9 @@ class StatementLine:
     """Accruals of one source, platform, model, usage kind and rate, summed.
 
     ``period`` differs from the statement's period on a prior-period adjustment: usage
-    of an already closed month that arrived after its close.
+    of an already closed month that arrived after its close. A period term (tier
+    adjustment, minimum top-up, pool share, model royalty) is a line of its own whose
+    ``description`` says how it was computed.
     """
 
     period: str
@@ -42,6 +45,7 @@ class StatementLine:
     entries: int
     license_id: str
     license_version: int
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +95,10 @@ def build_statement(
     last_entry_id: int,
 ) -> Statement:
     ordered = tuple(
-        sorted(lines, key=lambda l: (l.period != period, l.period, l.source_id, l.platform_id, l.model_id, l.kind, l.rate))
+        sorted(lines, key=lambda l: (
+            l.period != period, l.period, l.source_id, l.platform_id, l.model_id, l.kind, l.rate,
+            l.license_id, l.license_version, l.unit, l.per, l.description, l.amount,
+        ))
     )
     accrued = sum((line.amount for line in ordered), Decimal(0))
     payable, carry_out = settle(accrued + carry_in, currency, payout_minimum)
@@ -148,6 +155,7 @@ def to_document(statement: Statement) -> dict:
                 "amount": str(line.amount),
                 "entries": line.entries,
                 "license": f"{line.license_id} v{line.license_version}",
+                "description": line.description,
             }
             for line in statement.lines
         ],
@@ -166,7 +174,7 @@ def content_hash(statement: Statement) -> str:
 
 CSV_COLUMNS = (
     "period", "prior_period_adjustment", "source_id", "platform_id", "model_id", "kind", "unit",
-    "quantity", "rate", "per", "amount", "entries", "license",
+    "quantity", "rate", "per", "amount", "entries", "license", "description",
 )
 
 
@@ -176,7 +184,7 @@ def render_csv(document: dict) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for line in document["lines"]:
-        writer.writerow([line[c] for c in CSV_COLUMNS])
+        writer.writerow([line.get(c, "") for c in CSV_COLUMNS])
     for key in ("accrued", "carry_in", "payable", "carry_out"):
         summary = dict.fromkeys(CSV_COLUMNS, "")
         summary.update(period=document["period"], kind="summary", unit=key, amount=document["summary"][key])

@@ -26,6 +26,7 @@ from ledger import chain
 from ledger.errors import LedgerError, LedgerLockedError, LedgerVersionError
 from ledger.licenses import LicenseBook, build_book, merge_books, parse_book
 from ledger.migrations import LATEST, MIGRATIONS
+from ledger.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.pricing import Accrual
 from ledger.usage import RevenueReport
 
@@ -73,6 +74,29 @@ class IngestBatch:
     quarantined: tuple[QuarantineRow, ...] = ()
     offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
     duplicates: int = 0
+    lineage: tuple["ModelLineage", ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLineage:
+    """A fine-tune's base model, as a TrainingUsage event declared it (``base_model_id``)."""
+
+    platform_id: str
+    model_id: str
+    base_model_id: str
+    event_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedEntries:
+    """Entries a close will append, with their ids and hashes computed from the current head."""
+
+    lines: tuple[PeriodLine, ...]
+    values: tuple[tuple, ...]
+    hashes: tuple[str, ...]
+    last_entry_id: int
+    chain_head: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,6 +341,15 @@ class Ledger:
                 self._insert("accruals", _accruals_table(values, hashes, batch_id))
             if batch.revenues:
                 self._insert("revenue_reports", _revenue_table(batch.revenues, batch_id))
+            if batch.lineage:
+                self._insert("model_lineage", pa.table({
+                    "platform_id": [m.platform_id for m in batch.lineage],
+                    "model_id": [m.model_id for m in batch.lineage],
+                    "base_model_id": [m.base_model_id for m in batch.lineage],
+                    "event_id": [m.event_id for m in batch.lineage],
+                    "occurred_at": pa.array([m.occurred_at for m in batch.lineage], TIMESTAMP),
+                    "batch_id": pa.array([batch_id] * len(batch.lineage), pa.int64()),
+                }))
             if batch.quarantined:
                 self._insert(
                     "quarantine", _quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
@@ -399,7 +432,7 @@ class Ledger:
         return self.con.execute(
             """
             SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
-                   license_id, license_version, sum(quantity), sum(amount), count(*)
+                   license_id, license_version, sum(quantity), sum(amount), count(*), description
             FROM accruals
             WHERE entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))
             GROUP BY ALL
@@ -420,9 +453,41 @@ class Ledger:
         return {(h, c): amount for h, c, amount in rows}
 
 
-    def record_close(self, close: CloseRecord, statements: Iterable[tuple[object, str, bytes]]) -> None:
-        """Stores a close and its statements in one transaction; a closed period is never rewritten."""
+    def record_close(
+        self,
+        close: CloseRecord,
+        statements: Iterable[tuple[object, str, bytes]],
+        *,
+        planned: PlannedEntries | None = None,
+        settled_revenue: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Stores a close, its period entries and its statements in one transaction.
+
+        ``planned`` entries (see :meth:`plan_entries`) are appended to the hash chain as
+        one batch; ``settled_revenue`` marks (platform, event) revenue reports as settled
+        by this close. A closed period is never rewritten; on any error nothing is stored.
+        """
+        planned_values = planned.values if planned is not None else ()
+        batch_id = self._last_batch + 1
         with self._transaction():
+            if planned_values:
+                if planned_values[0][0] != self._last_entry + 1:
+                    raise LedgerError(
+                        f"planned entries start at {planned_values[0][0]} but the ledger ends at {self._last_entry}"
+                    )
+                table = _accruals_table(planned_values, planned.hashes, batch_id)
+                table = table.append_column("description", pa.array([l.description for l in planned.lines], pa.string()))
+                self._insert("accruals", table)
+                self.con.execute(
+                    "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, close.closed_at, 0, len(planned_values), 0, 0, planned.chain_head],
+                )
+            if settled_revenue:
+                self._insert("revenue_settlements", pa.table({
+                    "platform_id": [p for p, _ in settled_revenue],
+                    "event_id": [e for _, e in settled_revenue],
+                    "close_period": [close.period] * len(settled_revenue),
+                }))
             self.con.execute(
                 "INSERT INTO period_closes VALUES (?, ?, ?, ?, ?)",
                 [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements],
@@ -434,6 +499,84 @@ class Ledger:
                      statement.format_version, statement.accrued, statement.carry_in, statement.payable,
                      statement.carry_out, digest, document.decode(), close.closed_at],
                 )
+        if planned_values:
+            self._last_batch = batch_id
+            self._last_entry = planned.last_entry_id
+            self._head = planned.chain_head
+            _write_anchor(self.path, self._last_entry, self._head)
+
+    # -- period terms --------------------------------------------------------------------
+
+    def plan_entries(self, lines: Sequence[PeriodLine]) -> PlannedEntries:
+        """Entry ids and chain hashes ``lines`` would get if appended now; nothing is written."""
+        first = self._last_entry + 1
+        values = tuple(
+            (entry_id, *(getattr(line, name) for name in chain.ENTRY_FIELDS[1:]))
+            for entry_id, line in zip(range(first, first + len(lines)), lines)
+        )
+        hashes = tuple(chain.chain(self._head, values))
+        return PlannedEntries(
+            lines=tuple(lines), values=values, hashes=hashes, last_entry_id=first + len(lines) - 1,
+            chain_head=hashes[-1] if hashes else self._head,
+        )
+
+    def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
+        """Per-event accruals (training, inference) of ``periods`` up to ``watermark``, summed."""
+        rows = self.con.execute(
+            """
+            SELECT period, platform_id, source_id, kind, license_id, license_version, currency, unit,
+                   sum(quantity), sum(amount)
+            FROM accruals
+            WHERE entry_id <= ? AND list_contains(?, period) AND kind IN ('training', 'inference')
+            GROUP BY ALL ORDER BY ALL
+            """,
+            [watermark, list(periods)],
+        ).fetchall()
+        return [
+            UsageTotal(period=r[0], platform_id=r[1], source_id=r[2], kind=r[3], license_id=r[4], license_version=r[5],
+                       currency=r[6], unit=r[7], quantity=r[8], amount=r[9])
+            for r in rows
+        ]
+
+    def model_training(self, through: str, watermark: int) -> list[ModelTraining]:
+        """Training units per platform, model, source and month up to ``through``."""
+        rows = self.con.execute(
+            """
+            SELECT platform_id, model_id, source_id, period, sum(quantity)
+            FROM accruals WHERE entry_id <= ? AND period <= ? AND kind = 'training'
+            GROUP BY ALL ORDER BY ALL
+            """,
+            [watermark, through],
+        ).fetchall()
+        return [ModelTraining(platform_id=r[0], model_id=r[1], source_id=r[2], period=r[3], units=r[4]) for r in rows]
+
+    def model_lineage(self) -> dict[tuple[str, str], str]:
+        """The base of each fine-tuned (platform, model): the first declared, by occurred_at then event."""
+        rows = self.con.execute(
+            """
+            SELECT platform_id, model_id, arg_min(base_model_id, (occurred_at, event_id))
+            FROM model_lineage GROUP BY ALL
+            """
+        ).fetchall()
+        return {(p, m): base for p, m, base in rows}
+
+    def unsettled_revenue(self, through: str) -> list[RevenueReport]:
+        """Revenue reports for months up to ``through`` that no close has settled yet."""
+        rows = self.con.execute(
+            """
+            SELECT r.event_id, r.platform_id, r.model_id, r.period, r.revenue, r.currency, r.occurred_at
+            FROM revenue_reports r
+            WHERE r.period <= ? AND NOT EXISTS (
+                SELECT 1 FROM revenue_settlements s WHERE s.platform_id = r.platform_id AND s.event_id = r.event_id)
+            ORDER BY r.period, r.platform_id, r.event_id
+            """,
+            [through],
+        ).fetchall()
+        return [
+            RevenueReport(event_id=r[0], platform_id=r[1], model_id=r[2], period=r[3], revenue=r[4], currency=r[5],
+                          occurred_at=r[6])
+            for r in rows
+        ]
 
 
     def statement_rows(self, period: str | None = None, holder_id: str | None = None) -> list[tuple]:
