@@ -193,7 +193,8 @@ class UsageEmitter:
     def _delivered(self, _metadata: object) -> None:
         self._pending.release()
 
-    def _failed(self, exc: BaseException, name: str, event_id: str) -> None:
+    def _failed(self, name: str, event_id: str, exc: BaseException) -> None:
+        # kafka-python calls errbacks as f(*args_given_to_add_errback, exception).
         self._pending.release()
         with self._lock:
             self._errors.append(DeliveryError(f"{name} {event_id} was not delivered: {type(exc).__name__}: {exc}"))

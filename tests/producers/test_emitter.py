@@ -1,0 +1,136 @@
+"""What a platform relies on when it calls UsageEmitter, checked on a real Kafka broker."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from learnright import broker
+from learnright.admin import ensure_topics
+from learnright.errors import TransientError, ValidationError
+from learnright.settings import Settings
+from producers import DeliveryError, UsageEmitter
+
+pytestmark = pytest.mark.broker
+
+NOW = datetime(2026, 10, 3, 12, 0, tzinfo=timezone.utc)
+TRAINING = dict(model_id="orbit-7b", run_id="run-42", source_id="src-novels", units=2_100_000,
+                unit="tokens", occurred_at=NOW)
+INFERENCE = dict(model_id="orbit-7b", request_id="req-9", occurred_at=NOW,
+                 attributions={"src-novels": "0.7", "src-photos": "0.3"})
+REVENUE = dict(model_id="orbit-7b", period="2026-09", revenue="1843.20", currency="USD", occurred_at=NOW)
+
+
+def emitter_for(settings: Settings, **options) -> UsageEmitter:
+    return UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics, **options)
+
+
+def without(fields: dict, name: str) -> dict:
+    return {k: v for k, v in fields.items() if k != name}
+
+
+# (what the platform got wrong, call, field named, value named)
+BAD_INPUTS = [
+    ("missing field", lambda e: e.send("training", without(TRAINING, "run_id") | {"event_id": "t1"}),
+     "run_id", None),
+    ("wrong type", lambda e: e.training(**TRAINING | {"units": "lots"}), "units", "lots"),
+    ("negative units", lambda e: e.training(**TRAINING | {"units": -3}), "units", -3),
+    ("a weight over 1", lambda e: e.inference(**INFERENCE | {"attributions": {"src-novels": "1.5"}}),
+     "attributions[0].weight", Decimal("1.5")),
+    ("weights summing over 1",
+     lambda e: e.inference(**INFERENCE | {"attributions": {"src-novels": "0.7", "src-photos": "0.4"}}),
+     "attributions", "1.1"),
+    ("naive timestamp", lambda e: e.training(**TRAINING | {"occurred_at": datetime(2026, 10, 3, 12)}),
+     "occurred_at", datetime(2026, 10, 3, 12)),
+    ("float amount", lambda e: e.revenue(**REVENUE | {"revenue": 1843.2}), "revenue", 1843.2),
+    ("float weight", lambda e: e.inference(**INFERENCE | {"attributions": {"src-novels": 0.7}}),
+     "attributions[0].weight", 0.7),
+    ("unknown currency", lambda e: e.revenue(**REVENUE | {"currency": "USX"}), "currency", "USX"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "field", "value"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_a_bad_input_names_field_and_value_and_sends_nothing(usage_settings, landed, case, call, field, value):
+    with emitter_for(usage_settings) as emitter:
+        with pytest.raises(ValidationError) as raised:
+            call(emitter)
+        emitter.flush()
+    error = raised.value
+    assert (error.field, error.value) == (field, value)
+    assert field in str(error) and repr(value) in str(error), str(error)
+    assert emitter.sent == 0
+    assert landed() == []
+
+
+def test_a_bad_event_between_good_ones_does_not_stop_them(usage_settings, landed):
+    with emitter_for(usage_settings) as emitter:
+        emitter.training(**TRAINING, event_id="good-1")
+        with pytest.raises(ValidationError, match=r"units must be > 0 \(got -3\)"):
+            emitter.training(**TRAINING | {"units": -3}, event_id="bad")
+        emitter.training(**TRAINING, event_id="good-2")
+    assert [r.record["event_id"] for r in landed()] == ["good-1", "good-2"]
+
+
+def test_every_emitted_event_arrives_exactly_once(usage_settings, landed):
+    """600 events of all four types: each event id on its topic once, with the fields sent."""
+    sources = ["src-novels", "src-photos", "src-poems"]
+    expected: dict[str, str] = {}
+    with emitter_for(usage_settings) as emitter:
+        for n in range(600):
+            at = NOW + timedelta(seconds=n)
+            kind = n % 4
+            if kind in (0, 1):
+                emitter.training(**TRAINING | {"source_id": sources[n % 3], "units": n + 1, "occurred_at": at},
+                                 event_id=f"t-{n}", source_revision=f"rev-{n}")
+                expected[f"t-{n}"] = "TrainingUsage"
+            elif kind == 2:
+                emitter.inference(**INFERENCE | {"occurred_at": at}, event_id=f"i-{n}", output_units=n + 1)
+                expected[f"i-{n}"] = "InferenceUsage"
+            else:
+                emitter.revenue(**REVENUE | {"revenue": f"{n}.25"}, event_id=f"r-{n}")
+                expected[f"r-{n}"] = "RevenueReport"
+        emitter.correct(corrects_event_id="t-0", action="VOID", occurred_at=NOW, event_id="c-0", reason="test run")
+        expected["c-0"] = "UsageCorrection"
+        assert emitter.sent == 601
+
+    records = landed()
+    counts = Counter(r.record["event_id"] for r in records)
+    assert len(records) == 601
+    assert {i for i, c in counts.items() if c != 1} == set()
+    assert {r.record["event_id"]: r.name for r in records} == expected
+    by_id = {r.record["event_id"]: r for r in records}
+    assert by_id["t-4"].record["units"] == 5 and by_id["t-4"].record["source_revision"] == "rev-4"
+    assert by_id["r-3"].record["revenue"] == Decimal("3.25")
+    assert by_id["c-0"].topic == usage_settings.kafka.topics.for_event("UsageCorrection")
+
+    # Each source's training usage sits on one partition, in the order it was emitted.
+    for source in sources:
+        mine = [r for r in records if r.name == "TrainingUsage" and r.record["source_id"] == source]
+        assert len({r.partition for r in mine}) == 1
+        assert [r.record["units"] for r in mine] == sorted(r.record["units"] for r in mine)
+
+
+def test_a_delivery_failure_reaches_the_caller(tmp_path, make_settings):
+    """The broker stops after the first event: the second fails and the caller is told which."""
+    config = Settings()
+    state = broker.up(tmp_path / "private-kafka", version=config.broker.kafka_version,
+                      cache_dir=config.broker.cache_dir, heap="256m", timeout_s=120)
+    try:
+        topics = make_settings().kafka.topics
+        ensure_topics(state.bootstrap_servers, topics.usage, 1)
+        emitter = UsageEmitter(state.bootstrap_servers, platform_id="orbit", topics=topics,
+                               request_timeout_ms=1000, delivery_timeout_ms=3000, max_block_ms=3000,
+                               reconnect_backoff_max_ms=200)
+        emitter.training(**TRAINING, event_id="before-the-outage")
+        emitter.flush()
+    finally:
+        broker.down(tmp_path / "private-kafka")
+
+    emitter.training(**TRAINING, event_id="during-the-outage")
+    with pytest.raises(DeliveryError, match="TrainingUsage during-the-outage was not delivered") as raised:
+        emitter.flush(timeout_s=30)
+    assert isinstance(raised.value, TransientError), "a platform may retry it"
+    emitter.close(timeout_s=1, raise_errors=False)
