@@ -90,41 +90,43 @@ def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False)
 
 @app.command()
 def emit(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines or CSV of usage events."),
-    all_or_nothing: bool = typer.Option(False, "--all-or-nothing", help="Send nothing if any row is bad."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; send nothing."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines (.jsonl) or CSV (.csv) of usage events."),
+    all_or_nothing: bool = typer.Option(False, "--all-or-nothing", help="Validate the whole file first; send nothing if any row is bad."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; send nothing and do not connect."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar on stderr (default: on a terminal, for 10,000+ rows)."),
 ) -> None:
-    """Validate every row of FILE and send the good ones to Kafka as Avro."""
-    from tqdm import tqdm
+    """Validate every row of FILE, report each bad row by line and field, send the good ones.
 
+    Exits 1 when any row was rejected, 2 when Kafka could not be reached or did not
+    acknowledge a record.
+    """
+    from learnright.admin import ensure_topics
     from learnright.runtime import bootstrap_servers
     from producers.emitter import UsageEmitter
-    from producers.files import read_rows
+    from producers.files import count_rows, send_file
 
     settings = _settings()
-    good, rejected = [], 0
-    for row in read_rows(file):
-        if row.problems:
-            rejected += 1
-            for problem in row.problems:
-                typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)
-        else:
-            good.append(row.event)
-    sent = 0
-    if not dry_run and not (all_or_nothing and rejected):
-        try:
-            from learnright.admin import ensure_topics
 
-            with UsageEmitter(bootstrap_servers(settings), topics=settings.kafka.topics) as emitter:
-                ensure_topics(bootstrap_servers(settings), settings.kafka.topics.usage, settings.kafka.partitions)
-                for event in tqdm(good, desc="emit", unit="event", disable=len(good) < 10_000 or not sys.stderr.isatty()):
-                    emitter.send_event(event)
-                emitter.flush()
-                sent = emitter.sent
-        except LearnrightError as exc:
-            _fail(exc)
-    typer.echo(f"{file}: {sent} sent, {rejected} rejected, {len(good)} valid" + (" (dry run)" if dry_run else ""))
-    if rejected:
+    def connect() -> UsageEmitter:
+        servers = bootstrap_servers(settings)
+        ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions)
+        return UsageEmitter(servers, topics=settings.kafka.topics)
+
+    def report(problem: LearnrightError) -> None:
+        typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)
+
+    if progress is None:
+        progress = sys.stderr.isatty() and count_rows(file) >= 10_000
+    try:
+        outcome = send_file(file, connect, report=report, all_or_nothing=all_or_nothing, dry_run=dry_run,
+                            progress=progress)
+    except LearnrightError as exc:
+        _fail(exc)
+    note = " (dry run: nothing sent)" if dry_run else (
+        " (--all-or-nothing: nothing sent because rows were rejected)" if outcome.held_back else "")
+    typer.echo(f"{file}: {outcome.sent} sent, {outcome.rejected} rejected ({outcome.rows} rows, {outcome.valid} valid){note}")
+    if outcome.rejected:
         raise typer.Exit(1)
 
 

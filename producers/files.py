@@ -1,7 +1,8 @@
-"""Reading usage rows from files for `learnright emit`: JSON Lines and CSV.
+"""Usage rows from files for `learnright emit`: JSON Lines and CSV, read and sent.
 
 Every row is validated; problems come back as values with their line number, so a
 user sees every bad row at once. Numbers are read as exact decimals, never floats.
+Files are streamed: memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from learnright.errors import ValidationError
+from learnright.errors import ConfigError, ValidationError
 from ledger.usage import UsageEvent, parse_event
+
+if TYPE_CHECKING:
+    from producers.emitter import UsageEmitter
 
 TYPE_ALIASES = {
     "training": "TrainingUsage", "TrainingUsage": "TrainingUsage",
@@ -44,9 +48,10 @@ def _timestamp(value: Any, field: str) -> Any:
 
 
 def row_to_event(fields: dict[str, Any]) -> tuple[UsageEvent | None, list[ValidationError]]:
-    kind = TYPE_ALIASES.get(fields.pop("type", None) or "")
+    given = fields.pop("type", None)
+    kind = TYPE_ALIASES.get(given) if isinstance(given, str) else None
     if kind is None:
-        return None, [ValidationError("type", fields.get("type"), f"must be one of {', '.join(sorted(set(TYPE_ALIASES)))}")]
+        return None, [ValidationError("type", given, f"must be one of {', '.join(sorted(set(TYPE_ALIASES)))}")]
     problems = []
     for name in _TIMESTAMPS:
         if name in fields:
@@ -105,3 +110,96 @@ def read_rows(path: Path) -> Iterator[Row]:
     if path.suffix.lower() == ".csv":
         return read_csv(path)
     return read_jsonl(path)
+
+
+def count_rows(path: Path) -> int:
+    """Lines of ``path`` that may hold a row (a cheap first pass for the progress bar)."""
+    with path.open("rb") as handle:
+        lines = sum(1 for line in handle if line.strip())
+    return lines - 1 if path.suffix.lower() == ".csv" and lines else lines
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmitOutcome:
+    """What `emit` did with a file.
+
+    Attributes:
+        rows: rows read (blank lines are not rows).
+        valid: rows that passed validation.
+        rejected: rows with at least one problem; each problem was reported.
+        sent: events delivered to Kafka (acknowledged; 0 on a dry run or when
+            ``all_or_nothing`` held everything back).
+        held_back: True when valid rows were not sent because another row was bad.
+    """
+
+    rows: int
+    valid: int
+    rejected: int
+    sent: int
+    held_back: bool = False
+
+
+def send_file(
+    path: Path,
+    connect: Callable[[], "UsageEmitter"],
+    *,
+    report: Callable[[ValidationError], None],
+    all_or_nothing: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+) -> EmitOutcome:
+    """Validates every row of ``path`` and sends the valid ones, reporting each problem.
+
+    By default valid rows are sent as the file streams by, so a bad row costs only
+    itself. ``all_or_nothing`` validates the whole file first and sends nothing
+    unless every row is valid; ``dry_run`` validates only and never connects.
+    ``connect`` is called only when something will be sent.
+
+    Raises:
+        LearnrightError: the broker could not be reached or did not acknowledge a
+            record (``DeliveryError``); events flushed before it are in Kafka.
+    """
+    from tqdm import tqdm
+
+    def rows(desc: str) -> Iterator[Row]:
+        return iter(tqdm(read_rows(path), desc=desc, unit="row", total=count_rows(path) if progress else None,
+                         disable=not progress))
+
+    if dry_run or all_or_nothing:
+        counts = _validate_only(rows("validate"), report)
+        if dry_run or counts[2]:
+            return EmitOutcome(rows=counts[0], valid=counts[1], rejected=counts[2], sent=0,
+                               held_back=not dry_run and counts[1] > 0)
+        with connect() as emitter:
+            for row in rows("send"):
+                if row.event is None:
+                    raise ConfigError(f"{path} changed while being sent: line {row.line} is no longer valid")
+                emitter.send_event(row.event)
+            emitter.flush()
+            return EmitOutcome(rows=counts[0], valid=counts[1], rejected=0, sent=emitter.sent)
+    total = valid = rejected = 0
+    with connect() as emitter:
+        for row in rows("emit"):
+            total += 1
+            if row.problems:
+                rejected += 1
+                for problem in row.problems:
+                    report(problem)
+            else:
+                valid += 1
+                emitter.send_event(row.event)
+        emitter.flush()
+        return EmitOutcome(rows=total, valid=valid, rejected=rejected, sent=emitter.sent)
+
+
+def _validate_only(rows: Iterator[Row], report: Callable[[ValidationError], None]) -> tuple[int, int, int]:
+    total = valid = rejected = 0
+    for row in rows:
+        total += 1
+        if row.problems:
+            rejected += 1
+            for problem in row.problems:
+                report(problem)
+        else:
+            valid += 1
+    return total, valid, rejected

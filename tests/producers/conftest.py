@@ -30,6 +30,8 @@ def read_topics(bootstrap_servers: str, topics: tuple[str, ...]) -> list[Landed]
                              group_id=None, consumer_timeout_ms=2000)
     try:
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not partitions:
+            return []  # no topic was ever created: nothing was sent
         consumer.assign(partitions)
         consumer.seek_to_beginning()
         end = consumer.end_offsets(partitions)

@@ -1,0 +1,148 @@
+"""`learnright emit FILE`, as a platform's operator runs it, against the real broker."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from learnright.broker import free_port
+from learnright.cli import app
+from tests.producers.conftest import read_topics
+
+pytestmark = pytest.mark.broker
+
+GOOD = {"type": "training", "event_id": "e1", "platform_id": "orbit", "model_id": "orbit-7b", "run_id": "run-42",
+        "source_id": "src-novels", "units": 2100000, "unit": "tokens", "occurred_at": "2026-10-03T12:00:00Z"}
+INFERENCE = {"type": "inference", "event_id": "e2", "platform_id": "orbit", "model_id": "orbit-7b",
+             "request_id": "req-9", "occurred_at": "2026-10-03T12:00:01+00:00",
+             "attributions": [{"source_id": "src-novels", "weight": 0.7}, {"source_id": "src-photos", "weight": "0.3"}]}
+REVENUE = {"type": "revenue", "event_id": "e3", "platform_id": "orbit", "model_id": "orbit-7b",
+           "period": "2026-09", "revenue": 1843.20, "currency": "USD", "occurred_at": "2026-10-01T00:00:00Z"}
+
+# line -> (row, what the rejection must say)
+MIXED = {
+    1: (GOOD, None),
+    2: (INFERENCE, None),
+    3: (dict(GOOD, event_id="bad-units", units=-3), "units must be > 0 (got -3) in line 3 of usage.jsonl"),
+    4: (REVENUE, None),
+    5: ({k: v for k, v in GOOD.items() if k != "run_id"} | {"event_id": "no-run"},
+        "run_id must be a non-empty string (got None) in line 5 of usage.jsonl"),
+    6: (dict(REVENUE, event_id="bad-ccy", currency="EURO"),
+        "currency is not an ISO 4217 currency code (got 'EURO') in line 6 of usage.jsonl"),
+    7: (dict(GOOD, event_id="naive", occurred_at="2026-10-03T12:00:00"),
+        "occurred_at must be timezone-aware (UTC); naive timestamps are refused"),
+    8: (dict(INFERENCE, event_id="heavy", attributions=[{"source_id": "src-novels", "weight": "1.2"}]),
+        "attributions[0].weight must be in (0, 1] (got Decimal('1.2')) in line 8 of usage.jsonl"),
+    9: (dict(GOOD, event_id="typo", type="trainig"), "type must be one of"),
+}
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    # Numbers stay as written: the reader parses them as exact decimals.
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def run(make_settings):
+    """``run(*args)``: invoke the CLI with this test's broker and topics; returns (result, settings)."""
+    settings = make_settings()
+
+    def invoke(*args: str, bootstrap: str | None = None):
+        env = {"LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS": bootstrap or settings.kafka.bootstrap_servers,
+               "LEARNRIGHT_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix}
+        return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+    invoke.settings = settings
+    invoke.landed = lambda: [r.record["event_id"] for r in
+                             read_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage)]
+    return invoke
+
+
+def test_sends_good_rows_reports_each_bad_one_by_line_and_field(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [row for row, _ in MIXED.values()])
+
+    result = run("emit", str(path))
+
+    assert result.exit_code == 1, "a rejected row makes the command fail"
+    for line, (_, message) in MIXED.items():
+        if message:
+            assert message in result.stderr, f"line {line} not reported as {message!r}:\n{result.stderr}"
+            assert f"line {line} of usage.jsonl" in result.stderr
+    reported = {int(m) for m in re.findall(r"in line (\d+) of usage.jsonl", result.stderr)}
+    assert reported == {3, 5, 6, 7, 8, 9}, "good rows are not reported; a row may have several problems"
+    assert "3 sent, 6 rejected (9 rows, 3 valid)" in result.stdout
+    assert sorted(run.landed()) == ["e1", "e2", "e3"]
+
+
+def test_all_or_nothing_sends_nothing_when_a_row_is_bad(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, dict(GOOD, event_id="bad", units=0), INFERENCE])
+
+    result = run("emit", "--all-or-nothing", str(path))
+
+    assert result.exit_code == 1
+    assert "units must be > 0 (got 0) in line 2 of usage.jsonl" in result.stderr
+    assert "0 sent, 1 rejected (3 rows, 2 valid) (--all-or-nothing: nothing sent" in result.stdout
+    assert run.landed() == []
+
+
+def test_all_or_nothing_sends_everything_when_every_row_is_good(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, INFERENCE, REVENUE])
+
+    result = run("emit", "--all-or-nothing", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "3 sent, 0 rejected" in result.stdout
+    assert sorted(run.landed()) == ["e1", "e2", "e3"]
+
+
+def test_dry_run_validates_without_connecting(run, tmp_path):
+    """Pointed at a port nobody listens on: a dry run still works, and sends nothing."""
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, dict(GOOD, event_id="bad", units=-1)])
+    nowhere = f"127.0.0.1:{free_port()}"
+
+    result = run("emit", "--dry-run", str(path), bootstrap=nowhere)
+
+    assert result.exit_code == 1
+    assert "units must be > 0 (got -1) in line 2" in result.stderr
+    assert "0 sent, 1 rejected (2 rows, 1 valid) (dry run: nothing sent)" in result.stdout
+    clean = write_jsonl(tmp_path / "clean.jsonl", [GOOD])
+    assert run("emit", "--dry-run", str(clean), bootstrap=nowhere).exit_code == 0
+    assert run.landed() == []
+
+
+def test_csv_rows_are_numbered_as_the_file_shows_them(run, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(
+        "type,event_id,platform_id,model_id,run_id,request_id,source_id,units,unit,attributions,occurred_at\n"
+        "training,c1,orbit,orbit-7b,run-1,,src-novels,1200,tokens,,2026-10-03T12:00:00Z\n"
+        "training,c2,orbit,orbit-7b,run-1,,src-novels,twelve,tokens,,2026-10-03T12:00:00Z\n"
+        "inference,c3,orbit,orbit-7b,,req-1,,,,src-novels:0.6;src-photos:0.4,2026-10-03T12:00:00Z\n"
+        "inference,c4,orbit,orbit-7b,,req-2,,,,src-novels:0.6;src-photos:0.5,2026-10-03T12:00:00Z\n"
+    )
+
+    result = run("emit", str(path))
+
+    assert result.exit_code == 1
+    assert "units must be an integer (got 'twelve') in line 3 of usage.csv" in result.stderr
+    assert "attributions weights must sum to at most 1 (got '1.1') in line 5 of usage.csv" in result.stderr
+    assert "2 sent, 2 rejected" in result.stdout
+    assert sorted(run.landed()) == ["c1", "c3"]
+
+
+def test_a_large_file_shows_progress_and_every_row_arrives_once(run, tmp_path):
+    rows = [dict(GOOD, event_id=f"big-{n}", units=n + 1) for n in range(12_000)]
+    path = write_jsonl(tmp_path / "big.jsonl", rows)
+
+    result = run("emit", "--progress", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "12000/12000" in result.stderr, "tqdm reports rows done of rows in the file"
+    assert "12000 sent, 0 rejected" in result.stdout
+    counts = Counter(run.landed())
+    assert len(counts) == 12_000 and set(counts.values()) == {1}
