@@ -95,6 +95,9 @@ def emit(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; send nothing and do not connect."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar on stderr (default: on a terminal, for 10,000+ rows)."),
+    schema_registry_url: Optional[str] = typer.Option(
+        None, "--schema-registry-url", envvar="LEARNRIGHT_SCHEMA_REGISTRY_URL",
+        help="Confluent-compatible schema registry: records get Confluent framing instead of single-object."),
 ) -> None:
     """Validate every row of FILE, report each bad row by line and field, send the good ones.
 
@@ -111,7 +114,7 @@ def emit(
     def connect() -> UsageEmitter:
         servers = bootstrap_servers(settings)
         ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions)
-        return UsageEmitter(servers, topics=settings.kafka.topics)
+        return UsageEmitter(servers, topics=settings.kafka.topics, schema_registry_url=schema_registry_url)
 
     def report(problem: LearnrightError) -> None:
         typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)

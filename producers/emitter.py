@@ -9,6 +9,9 @@ Guarantees:
   * Memory is bounded: at most ``max_pending`` records wait for acknowledgement; a
     full buffer blocks the caller (back-pressure) for at most ``max_block_ms``.
   * Each source's training usage goes to one partition (keyed by source), in order.
+  * Every record names its writer schema: Avro single-object encoding by default, or
+    Confluent framing (magic 0 + schema id) when ``schema_registry_url`` is given; the
+    schema is then registered under ``<topic>-value`` once per process.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from learnright.errors import BrokerError, TransientError
 from learnright.topics import Topics
 from ledger.usage import UsageEvent, to_record, validate
 from schemas import Catalog, default_catalog, encode
+from schemas.registry import SchemaRegistry
+from schemas.wire import encode_confluent
 
 RECORD_NAME = {
     "training": "TrainingUsage",
@@ -76,9 +81,11 @@ class UsageEmitter:
         max_block_ms: int = 60_000,
         linger_ms: int = 5,
         delivery_timeout_ms: int = 120_000,
+        schema_registry_url: str | None = None,
         **producer_options: Any,
     ):
         self.platform_id = platform_id
+        self.registry = SchemaRegistry(schema_registry_url) if schema_registry_url else None
         self.topics = topics or Topics(prefix="learnright")
         self.catalog = catalog or default_catalog()
         self._schemas = {kind: self.catalog.latest(name) for kind, name in RECORD_NAME.items()}
@@ -174,14 +181,19 @@ class UsageEmitter:
         """Sends an already validated event (as :func:`ledger.usage.validate` returns)."""
         self._raise_pending()
         name = RECORD_NAME[event.kind]
-        payload = encode(to_record(event), self._schemas[event.kind])
+        topic = self.topics.for_event(name)
+        schema = self._schemas[event.kind]
+        if self.registry is None:
+            payload = encode(to_record(event), schema)
+        else:  # may raise a registry error: nothing has been sent yet.
+            payload = encode_confluent(to_record(event), schema, self.registry.register(f"{topic}-value", schema))
         if not self._pending.acquire(timeout=self._max_block_s):
             raise DeliveryError(
                 f"{name} {event.event_id} not sent: the send buffer stayed full for {self._max_block_s:.0f}s"
                 " (is the broker reachable?)"
             )
         try:
-            future = self._producer.send(self.topics.for_event(name), value=payload, key=partition_key(event))
+            future = self._producer.send(topic, value=payload, key=partition_key(event))
         except KafkaError as exc:
             self._pending.release()
             raise DeliveryError(f"{name} {event.event_id} could not be queued for Kafka: {exc}") from exc
@@ -224,6 +236,8 @@ class UsageEmitter:
             self._errors.append(DeliveryError(f"flush on close did not complete: {exc}"))
         finally:
             self._producer.close(timeout=timeout_s)
+            if self.registry is not None:
+                self.registry.close()
         if raise_errors:
             self._raise_pending()
 

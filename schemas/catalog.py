@@ -28,7 +28,9 @@ class SchemaVersion:
 
     Attributes:
         name: the record name, e.g. ``TrainingUsage``.
-        version: the ``vN`` directory it lives in.
+        version: the ``vN`` directory it lives in; 0 for a writer schema known only
+            from a schema registry.
+        path: its ``.avsc`` file; None for a schema fetched from a registry.
         parsed: the fastavro-parsed schema, ready for reading and writing.
         fingerprint: the 8-byte CRC-64-AVRO fingerprint of its parsing canonical
             form, in the little-endian order the single-object header carries.
@@ -36,7 +38,7 @@ class SchemaVersion:
 
     name: str
     version: int
-    path: Path
+    path: Path | None
     parsed: dict
     fingerprint: bytes
 

@@ -20,11 +20,12 @@ class Landed:
     partition: int
     offset: int
     key: bytes | None
+    value: bytes
     name: str
     record: dict
 
 
-def read_topics(bootstrap_servers: str, topics: tuple[str, ...]) -> list[Landed]:
+def read_topics(bootstrap_servers: str, topics: tuple[str, ...], registry=None) -> list[Landed]:
     """Every record now on ``topics``, decoded, in (topic, partition, offset) order."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=2000)
@@ -39,9 +40,9 @@ def read_topics(bootstrap_servers: str, topics: tuple[str, ...]) -> list[Landed]
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             for tp, records in consumer.poll(timeout_ms=1000).items():
                 for r in records:
-                    name, record = decode(r.value)
+                    name, record = decode(r.value, registry=registry)
                     landed.append(Landed(topic=r.topic, partition=r.partition, offset=r.offset,
-                                         key=r.key, name=name, record=record))
+                                         key=r.key, value=r.value, name=name, record=record))
         return sorted(landed, key=lambda r: (r.topic, r.partition, r.offset))
     finally:
         consumer.close()

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from learnright.broker import free_port
 from learnright.cli import app
+from schemas.registry import SchemaRegistry
 from tests.producers.conftest import read_topics
+from tests.schemas.registry_stub import RegistryStub
 
 pytestmark = pytest.mark.broker
 
@@ -146,3 +148,15 @@ def test_a_large_file_shows_progress_and_every_row_arrives_once(run, tmp_path):
     assert "12000 sent, 0 rejected" in result.stdout
     counts = Counter(run.landed())
     assert len(counts) == 12_000 and set(counts.values()) == {1}
+
+
+def test_a_configured_schema_registry_switches_to_confluent_framing(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, INFERENCE])
+    settings = run.settings
+    with RegistryStub() as stub:
+        result = run("emit", "--schema-registry-url", stub.url, str(path))
+        assert result.exit_code == 0, result.stderr
+        with SchemaRegistry(stub.url) as registry:
+            records = read_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, registry)
+    assert sorted(r.record["event_id"] for r in records) == ["e1", "e2"]
+    assert all(r.value[:1] == b"\x00" for r in records)

@@ -13,6 +13,9 @@ from learnright.admin import ensure_topics
 from learnright.errors import TransientError, ValidationError
 from learnright.settings import Settings
 from producers import DeliveryError, UsageEmitter
+from schemas.registry import SchemaRegistry
+from tests.producers.conftest import read_topics
+from tests.schemas.registry_stub import RegistryStub
 
 pytestmark = pytest.mark.broker
 
@@ -134,3 +137,28 @@ def test_a_delivery_failure_reaches_the_caller(tmp_path, make_settings):
         emitter.flush(timeout_s=30)
     assert isinstance(raised.value, TransientError), "a platform may retry it"
     emitter.close(timeout_s=1, raise_errors=False)
+
+
+def test_with_a_schema_registry_records_carry_confluent_framing(usage_settings):
+    """Magic 0 + the registry's schema id; a consumer with the same registry reads them."""
+    topics = usage_settings.kafka.topics
+    with RegistryStub() as stub:
+        with emitter_for(usage_settings, schema_registry_url=stub.url) as emitter:
+            emitter.training(**TRAINING, event_id="framed-t")
+            emitter.inference(**INFERENCE, event_id="framed-i")
+        assert set(stub.subjects) == {f"{topics.for_event('TrainingUsage')}-value",
+                                      f"{topics.for_event('InferenceUsage')}-value"}
+        with SchemaRegistry(stub.url) as registry:
+            records = read_topics(usage_settings.kafka.bootstrap_servers, topics.usage, registry)
+    training_id = stub.subjects[f"{topics.for_event('TrainingUsage')}-value"][0]
+    by_id = {r.record["event_id"]: r for r in records}
+    assert set(by_id) == {"framed-t", "framed-i"}
+    assert by_id["framed-t"].value[:5] == b"\x00" + training_id.to_bytes(4, "big")
+    assert by_id["framed-i"].record["attributions"][0]["weight"] == Decimal("0.7")
+
+
+def test_an_unreachable_registry_sends_nothing(usage_settings, landed):
+    with emitter_for(usage_settings, schema_registry_url="http://127.0.0.1:9") as emitter:
+        with pytest.raises(TransientError, match="schema registry at http://127.0.0.1:9 unreachable"):
+            emitter.training(**TRAINING, event_id="not-sent")
+    assert landed() == []
