@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import PendingCorrectionError, RawRecord, build_batch
@@ -23,6 +23,7 @@ from consumers.replay import replay_pending_corrections
 from learnright.admin import ensure_topics
 from learnright.errors import BrokerError
 from learnright.settings import Settings
+from ledger.errors import LedgerError
 from ledger.store import IngestBatch, Ledger
 from schemas import default_catalog
 
@@ -50,7 +51,13 @@ class IngestStats:
             self.by_error[row.error_class] = self.by_error.get(row.error_class, 0) + 1
 
 
+class ConsumerHaltError(LedgerError):
+    """The consumer stopped rather than lose or double-count data; the message says why."""
+
+
 class _SeekToLedger(ConsumerRebalanceListener):
+    """Seeks every assigned partition to the offset stored in the ledger."""
+
     def __init__(self, consumer: KafkaConsumer, ledger: Ledger):
         self.consumer = consumer
         self.ledger = ledger
@@ -99,7 +106,8 @@ class LedgerConsumer:
             )
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
-        self.consumer.subscribe(self.topics.usage, listener=_SeekToLedger(self.consumer, ledger))
+        self.listener = _SeekToLedger(self.consumer, ledger)
+        self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -124,9 +132,16 @@ class LedgerConsumer:
 
     def run_once(self) -> int:
         """Polls once (waiting at most the flush interval) and applies what came; returns its size."""
-        polled = self.consumer.poll(
-            timeout_ms=self.settings.consumer.flush_interval_ms, max_records=self.settings.consumer.max_batch
-        )
+        try:
+            polled = self.consumer.poll(
+                timeout_ms=self.settings.consumer.flush_interval_ms, max_records=self.settings.consumer.max_batch
+            )
+        except OffsetOutOfRangeError as exc:
+            raise ConsumerHaltError(
+                f"a stored offset is no longer in Kafka ({exc}): the records after it expired before they were"
+                " booked. The consumer halts instead of silently skipping or re-reading; restore the records"
+                " or decide on a reset explicitly"
+            ) from exc
         records = [
             RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
                       headers=tuple((k, v or b"") for k, v in (r.headers or ())))
@@ -140,8 +155,18 @@ class LedgerConsumer:
         ends = self.consumer.end_offsets(list(assignment))
         return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
 
-    def apply(self, records: list[RawRecord]) -> IngestBatch:
-        """Prices and appends one batch; dead-letters its rejects first, then commits."""
+    def apply(self, records: list[RawRecord]) -> IngestBatch | None:
+        """Prices and appends one batch; dead-letters its rejects first, then commits.
+
+        A batch polled before a rebalance, or holding a partition this consumer no longer
+        owns, is dropped unapplied: the partition's next owner reads it from the ledger's
+        offsets. (The ledger file's single-writer lock already keeps a second process out.)
+        """
+        owned = self.consumer.assignment()
+        if any(TopicPartition(r.topic, r.partition) not in owned for r in records):
+            log.warning("dropping a batch of %d records holding partitions no longer owned", len(records))
+            self.listener.on_partitions_assigned(owned)  # re-read what we still own from the ledger's offsets
+            return None
         batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog)
         if batch.quarantined:
             self._dead_letter(batch)

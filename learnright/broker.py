@@ -134,8 +134,12 @@ def is_alive(pid: int) -> bool:
         return True
 
 
-def up(state_dir: Path, *, version: str, cache_dir: Path, heap: str = "512m", timeout_s: float = 90.0) -> BrokerState:
+def up(state_dir: Path, *, version: str, cache_dir: Path, heap: str = "512m", timeout_s: float = 90.0,
+       fresh: bool = True) -> BrokerState:
     """Starts a broker in ``state_dir`` (or returns the one already running there).
+
+    With ``fresh`` (the default) the broker starts empty on new free ports; without it,
+    a broker that ran in ``state_dir`` before restarts on its old ports with its data.
 
     Raises:
         BrokerError: the broker did not become ready in ``timeout_s``; the log tail is included.
@@ -145,23 +149,26 @@ def up(state_dir: Path, *, version: str, cache_dir: Path, heap: str = "512m", ti
     if current is not None and is_alive(current.pid):
         return current
     libs = ensure_jars(version, cache_dir)
-    if state_dir.exists():
-        for stale in ("data", "server.properties"):
-            target = state_dir / stale
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    port, controller_port = free_port(), free_port()
     properties = state_dir / "server.properties"
-    properties.write_text(_SERVER_PROPERTIES.format(port=port, controller_port=controller_port, data=state_dir / "data"))
     log4j = state_dir / "log4j.properties"
-    log4j.write_text(_LOG4J.format(log=state_dir / "logs" / "server.log"))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    formatted = subprocess.run(
-        _java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={properties}", log4j=log4j),
-        capture_output=True, text=True,
-    )
-    if formatted.returncode != 0:
-        raise BrokerError(f"formatting Kafka storage in {state_dir} failed:\n{formatted.stdout}{formatted.stderr}")
+    if fresh or not properties.exists():
+        if state_dir.exists():
+            for stale in ("data", "server.properties"):
+                target = state_dir / stale
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        port, controller_port = free_port(), free_port()
+        properties.write_text(_SERVER_PROPERTIES.format(port=port, controller_port=controller_port, data=state_dir / "data"))
+        log4j.write_text(_LOG4J.format(log=state_dir / "logs" / "server.log"))
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        formatted = subprocess.run(
+            _java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", f"--config={properties}", log4j=log4j),
+            capture_output=True, text=True,
+        )
+        if formatted.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage in {state_dir} failed:\n{formatted.stdout}{formatted.stderr}")
+    port = int(next(line for line in properties.read_text().splitlines() if line.startswith("advertised.listeners"))
+               .rsplit(":", 1)[1])
     with open(state_dir / "logs" / "stdout.log", "ab") as out:
         process = subprocess.Popen(
             _java(libs, "kafka.Kafka", str(properties), log4j=log4j, heap=heap),
