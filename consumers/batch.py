@@ -19,7 +19,7 @@ from learnright.errors import LearnrightError
 from ledger.corrections import CorrectionError, apply_correction
 from ledger.licenses import LicenseBook
 from ledger.pricing import Accrual, price
-from ledger.store import EventRow, IngestBatch, QuarantineRow
+from ledger.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
 from ledger.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
                           period_of, to_record)
 from schemas import Catalog, DecodeError, decode
@@ -109,6 +109,7 @@ def build_batch(
     events: list[EventRow] = []
     accruals: list[Accrual] = []
     revenues: list[tuple[RevenueReport, int]] = []
+    lineage: list[ModelLineage] = []
     duplicates = 0
     for raw, event, digest in candidates:
         key = (event.platform_id, event.event_id)
@@ -145,6 +146,10 @@ def build_batch(
         accruals.extend(priced)
         if isinstance(event, RevenueReport):
             revenues.append((event, raw.offset))
+        if isinstance(event, TrainingUsage) and event.base_model_id:
+            lineage.append(ModelLineage(platform_id=event.platform_id, model_id=event.model_id,
+                                        base_model_id=event.base_model_id, event_id=event.event_id,
+                                        occurred_at=event.occurred_at))
         events.append(EventRow(
             platform_id=event.platform_id, event_id=event.event_id, event_type=type(event).__name__,
             content_hash=digest, model_id=getattr(event, "model_id", None), occurred_at=event.occurred_at,
@@ -152,5 +157,5 @@ def build_batch(
         ))
     return IngestBatch(
         events=tuple(events), accruals=tuple(accruals), revenues=tuple(revenues),
-        quarantined=tuple(quarantined), offsets=offsets, duplicates=duplicates,
+        quarantined=tuple(quarantined), offsets=offsets, duplicates=duplicates, lineage=tuple(lineage),
     )

@@ -96,3 +96,16 @@ def test_poison_is_quarantined_and_dead_lettered_while_the_partition_flows(make_
     assert garbage.value == b"not avro at all"
     assert dict(garbage.headers)["learnright.original.topic"] == topics.for_event("TrainingUsage").encode()
     assert b"src-unknown" in dict(by_class[b"UnknownSourceError"].headers)["learnright.error.message"]
+
+
+def test_fine_tune_lineage_is_recorded_from_training_events(make_settings, license_book_text):
+    settings = make_settings()
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
+            from learnright.admin import ensure_topics
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
+            emitter.training(event_id="ft1", model_id="m1-legal", base_model_id="m1", run_id="ft-run",
+                             source_id="src-novels", units=1_000, unit="tokens", occurred_at=APRIL)
+        consume_all(settings, ledger)
+        assert ledger.model_lineage() == {("orbit", "m1-legal"): "m1"}
