@@ -627,7 +627,7 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> Non
         return
     if read_only:
         raise LedgerError(f"ledger file {path} is at schema version {current} and needs migrating; open it for writing first")
-    for version in range(current + 1, LATEST + 1):
+    for version in sorted(v for v in MIGRATIONS if v > current):
         con.execute("BEGIN TRANSACTION")
         con.execute(MIGRATIONS[version])
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, _now(), learnright.__version__])
