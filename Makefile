@@ -32,6 +32,9 @@ test: setup kafka-jars schema-check ## Run the whole suite, including the tests 
 schema-check: setup ## Fail unless every schema version is backward and forward compatible with every earlier one
 	$(BIN)/python -m schemas.compatibility schemas
 
+bench: setup kafka-jars ## Measure ingestion against raw Kafka consumption (1M events); writes docs/benchmarks.md
+	$(BIN)/learnright bench
+
 test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'
 

@@ -23,6 +23,7 @@ from ledger.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
 from ledger.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
                           period_of, to_record)
 from schemas import Catalog, DecodeError, decode
+from schemas.registry import SchemaRegistry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,6 +71,7 @@ def build_batch(
     book: LicenseBook,
     ledger: LedgerView,
     catalog: Catalog,
+    registry: "SchemaRegistry | None" = None,
 ) -> IngestBatch:
     """Decodes, validates, dedupes and prices ``records`` into one ledger batch.
 
@@ -91,7 +93,7 @@ def build_batch(
         offsets[(raw.topic, raw.partition)] = max(offsets.get((raw.topic, raw.partition), 0), raw.offset + 1)
         where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
         try:
-            name, record = decode(raw.value or b"", catalog)
+            name, record = decode(raw.value or b"", catalog, registry)
         except DecodeError as exc:
             reject(raw, DecodeError(f"{exc} at {where}"))
             continue

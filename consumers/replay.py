@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from consumers.batch import PendingCorrectionError, RawRecord, build_batch
 from ledger.store import Ledger
 from schemas import Catalog, default_catalog
+from schemas.registry import SchemaRegistry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,14 +35,15 @@ def _raw(row: tuple) -> RawRecord:
 
 
 def replay_quarantine(
-    ledger: Ledger, ids: list[int] | None = None, *, error_class: str | None = None, catalog: Catalog | None = None
+    ledger: Ledger, ids: list[int] | None = None, *, error_class: str | None = None, catalog: Catalog | None = None,
+    registry: SchemaRegistry | None = None,
 ) -> ReplayOutcome:
     """Replays open quarantined records (all, the given ids, or one error class)."""
     rows = [r for r in ledger.open_quarantine(ids) if error_class is None or r[7] == error_class]
     if not rows:
         return ReplayOutcome(attempted=0, booked=0, duplicates=0, still_quarantined=())
     by_position = {(r[1], r[2], r[3]): r[0] for r in rows}
-    batch = build_batch([_raw(r) for r in rows], ledger.load_book(), ledger, catalog or default_catalog())
+    batch = build_batch([_raw(r) for r in rows], ledger.load_book(), ledger, catalog or default_catalog(), registry)
     still = tuple((by_position[(q.topic, q.partition, q.offset)], q.error_class, q.reason) for q in batch.quarantined)
     if batch.events:
         ledger.append_batch(replace(batch, quarantined=(), offsets={}))
@@ -49,6 +51,8 @@ def replay_quarantine(
                          still_quarantined=still)
 
 
-def replay_pending_corrections(ledger: Ledger, catalog: Catalog | None = None) -> ReplayOutcome:
+def replay_pending_corrections(
+    ledger: Ledger, catalog: Catalog | None = None, registry: SchemaRegistry | None = None
+) -> ReplayOutcome:
     """Applies corrections that were waiting for their original, if it has arrived."""
-    return replay_quarantine(ledger, error_class=PendingCorrectionError.__name__, catalog=catalog)
+    return replay_quarantine(ledger, error_class=PendingCorrectionError.__name__, catalog=catalog, registry=registry)

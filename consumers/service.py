@@ -26,6 +26,7 @@ from learnright.settings import Settings
 from ledger.errors import LedgerError
 from ledger.store import IngestBatch, Ledger
 from schemas import default_catalog
+from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class LedgerConsumer:
         self.ledger = ledger
         self.topics = settings.kafka.topics
         self.catalog = default_catalog()
+        self.registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
         self.stats = IngestStats()
         self.stop_event = threading.Event()
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.__name__))
@@ -167,13 +169,13 @@ class LedgerConsumer:
             log.warning("dropping a batch of %d records holding partitions no longer owned", len(records))
             self.listener.on_partitions_assigned(owned)  # re-read what we still own from the ledger's offsets
             return None
-        batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog)
+        batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog, self.registry)
         if batch.quarantined:
             self._dead_letter(batch)
         self.ledger.append_batch(batch)
         self.stats.add(batch, len(records))
         if batch.events and self._pending_corrections():
-            replay_pending_corrections(self.ledger, self.catalog)
+            replay_pending_corrections(self.ledger, self.catalog, self.registry)
         try:
             self.consumer.commit({
                 TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)

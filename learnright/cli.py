@@ -309,6 +309,21 @@ def verify_command(db: Optional[Path] = DbOption) -> None:
 
 
 @app.command()
+def bench(
+    events: int = typer.Option(1_000_000, help="Usage events to fill the topic with."),
+    rounds: int = typer.Option(2, help="Alternating rounds of baseline and pipeline; the best of each counts."),
+    report: str = typer.Option("docs/benchmarks.md", help="Where to write the figures ('' for nowhere)."),
+) -> None:
+    """Measure the ingestion pipeline against raw kafka-python consumption, side by side."""
+    from learnright.bench import run_bench
+
+    try:
+        run_bench(_settings(), events=events, rounds=rounds, report=Path(report) if report else None, echo=typer.echo)
+    except LearnrightError as exc:
+        _fail(exc)
+
+
+@app.command()
 def demo(
     events: int = typer.Option(20_000, help="Synthetic events to emit."),
     workdir: Path = typer.Option(Path("var/demo"), help="Where the demo's ledger, broker and statements go."),

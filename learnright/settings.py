@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     """Where statement files are written."""
     grace_days: int = Field(3, ge=1, le=28)
     """Month M closes at 00:00 UTC on this day of month M+1."""
+    schema_registry_url: str | None = None
+    """Confluent-compatible schema registry; when set, Confluent-framed records are read (and emit writes them)."""
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
     consumer: ConsumerSettings = ConsumerSettings()

@@ -109,3 +109,21 @@ def test_fine_tune_lineage_is_recorded_from_training_events(make_settings, licen
                              source_id="src-novels", units=1_000, unit="tokens", occurred_at=APRIL)
         consume_all(settings, ledger)
         assert ledger.model_lineage() == {("orbit", "m1-legal"): "m1"}
+
+
+def test_confluent_framed_records_are_booked_when_a_registry_is_configured(make_settings, license_book_text):
+    from tests.schemas.registry_stub import RegistryStub
+
+    with RegistryStub() as stub:
+        settings = make_settings().model_copy(update={"schema_registry_url": stub.url})
+        with Ledger.open(settings.db) as ledger:
+            ledger.apply_licenses(license_book_text, "book.toml")
+            from learnright.admin import ensure_topics
+            ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
+            with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics,
+                              schema_registry_url=stub.url) as emitter:
+                emitter.training(event_id="cf1", model_id="m", run_id="r", source_id="src-photos", units=2,
+                                 unit="items", occurred_at=APRIL)
+            stats = consume_all(settings, ledger)
+            assert (stats.accepted, stats.quarantined) == (1, 0)
+            assert ledger.query("SELECT sum(amount) FROM accruals")[0][0] == Decimal(10)
