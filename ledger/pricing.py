@@ -45,6 +45,7 @@ class Accrual:
     occurred_at: datetime
     period: str
     reverses_entry_id: int | None = None
+    description: str = ""
 
 
 def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, kind: str) -> LicenseVersion:

@@ -475,9 +475,7 @@ class Ledger:
                     raise LedgerError(
                         f"planned entries start at {planned_values[0][0]} but the ledger ends at {self._last_entry}"
                     )
-                table = _accruals_table(planned_values, planned.hashes, batch_id)
-                table = table.append_column("description", pa.array([l.description for l in planned.lines], pa.string()))
-                self._insert("accruals", table)
+                self._insert("accruals", _accruals_table(planned_values, planned.hashes, batch_id))
                 self.con.execute(
                     "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, close.closed_at, 0, len(planned_values), 0, 0, planned.chain_head],

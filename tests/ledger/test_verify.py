@@ -53,6 +53,7 @@ def test_an_untouched_ledger_verifies(book_file):
     ("source_id", "'src-photos'"),
     ("occurred_at", "occurred_at + INTERVAL 1 SECOND"),
     ("entry_hash", "'0' || substr(entry_hash, 2)"),
+    ("description", "'hand-edited'"),
 ])
 def test_changing_any_single_historical_row_is_reported(book_file, column, value):
     tamper(book_file, f"UPDATE accruals SET {column} = {value} WHERE entry_id = 3")
