@@ -9,10 +9,7 @@ or quarantined (with its bytes and the reason). accepted + duplicates + quaranti
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Mapping, Protocol, Sequence
 
 from learnright.errors import LearnrightError
@@ -21,8 +18,9 @@ from ledger.licenses import LicenseBook
 from ledger.pricing import Accrual, price
 from ledger.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
 from ledger.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
-                          period_of, to_record)
-from schemas import Catalog, DecodeError, decode
+                          period_of)
+from schemas import Catalog, DecodeError
+from schemas.wire import decode_canonical
 from schemas.registry import SchemaRegistry
 
 
@@ -56,14 +54,13 @@ class LedgerView(Protocol):
     def corrections_of(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], str]: ...
 
 
-def content_hash(record: Mapping[str, object]) -> str:
-    """Hash of an event's fields, independent of the schema version that carried them."""
-    def normal(value: object) -> object:
-        if isinstance(value, (Decimal, datetime)):
-            return value.isoformat() if isinstance(value, datetime) else str(value.normalize())
-        return value
-    canonical = json.dumps(record, default=normal, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def content_hash(name: str, canonical_body: bytes) -> str:
+    """Hash of an event's content: its record name and its encoding in the latest schema.
+
+    Independent of the framing and schema version that carried it, so a retry of the
+    same event from an upgraded producer is still recognised as the same event.
+    """
+    return hashlib.sha256(name.encode() + b"\x00" + canonical_body).hexdigest()
 
 
 def build_batch(
@@ -93,15 +90,15 @@ def build_batch(
         offsets[(raw.topic, raw.partition)] = max(offsets.get((raw.topic, raw.partition), 0), raw.offset + 1)
         where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
         try:
-            name, record = decode(raw.value or b"", catalog, registry)
+            decoded = decode_canonical(raw.value or b"", catalog, registry)
         except DecodeError as exc:
             reject(raw, DecodeError(f"{exc} at {where}"))
             continue
-        event, problems = parse_event(name, record)
+        event, problems = parse_event(decoded.name, decoded.record)
         if problems:
             reject(raw, problems[0].at(where), None)
             continue
-        candidates.append((raw, event, content_hash(to_record(event))))
+        candidates.append((raw, event, content_hash(decoded.name, decoded.canonical_body)))
 
     known = ledger.known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
     targets = [(e.platform_id, e.corrects_event_id) for _, e, _ in candidates if isinstance(e, UsageCorrection)]

@@ -12,6 +12,7 @@ same record.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import fastavro
@@ -56,6 +57,28 @@ def encode_confluent(record: dict, schema: SchemaVersion, schema_id: int) -> byt
 def decode(data: bytes, catalog: Catalog | None = None, registry: "SchemaRegistry | None" = None) -> tuple[str, dict]:
     """Decodes one record of either framing; returns its record name and its fields in the latest version.
 
+    See :func:`decode_canonical` for the errors raised.
+    """
+    decoded = decode_canonical(data, catalog, registry)
+    return decoded.name, decoded.record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decoded:
+    """A decoded record and its canonical body: its Avro encoding in the latest schema version.
+
+    The canonical body is the same bytes whichever framing or schema version carried the
+    record, so hashing it identifies the content (a retry) independently of the writer.
+    """
+
+    name: str
+    record: dict
+    canonical_body: bytes
+
+
+def decode_canonical(data: bytes, catalog: Catalog | None = None, registry: "SchemaRegistry | None" = None) -> Decoded:
+    """Decodes one record of either framing, keeping its canonical body.
+
     Args:
         registry: resolves the schema ids of Confluent-framed records; without it
             such a record is a :class:`DecodeError` that says so.
@@ -87,7 +110,7 @@ def decode(data: bytes, catalog: Catalog | None = None, registry: "SchemaRegistr
     return _read(data, HEADER_SIZE, writer, catalog, f"v{writer.version}")
 
 
-def _read(data: bytes, start: int, writer: SchemaVersion, catalog: Catalog, label: str) -> tuple[str, dict]:
+def _read(data: bytes, start: int, writer: SchemaVersion, catalog: Catalog, label: str) -> Decoded:
     """Reads the body after the header with ``writer``, resolved to the catalog's reader."""
     reader = catalog.latest(writer.name)
     buffer = io.BytesIO(data)
@@ -104,4 +127,10 @@ def _read(data: bytes, start: int, writer: SchemaVersion, catalog: Catalog, labe
         raise DecodeError(
             f"{writer.name} {label} body has {len(data) - buffer.tell()} trailing bytes"
         )
-    return writer.name, record
+    if reader is writer:
+        body = bytes(data[start:])
+    else:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, reader.parsed, record)
+        body = out.getvalue()
+    return Decoded(name=writer.name, record=record, canonical_body=body)

@@ -135,3 +135,20 @@ def test_a_compatible_v3_passes(schema_copy: Path):
     result = run_check(schema_copy)
     assert result.returncode == 0, result.stderr
     assert "TrainingUsage v1, v2, v3: each fully compatible" in result.stdout
+
+
+def test_the_canonical_body_is_the_same_whichever_version_wrote_the_record():
+    """The ledger hashes the canonical body to tell a retry from a conflicting event."""
+    from datetime import datetime, timezone
+
+    from schemas.wire import decode_canonical, encode
+
+    v1, v2 = default_catalog().versions("TrainingUsage")
+    record = {"event_id": "e1", "platform_id": "p", "model_id": "m", "run_id": "r", "source_id": "s",
+              "units": 5, "unit": "tokens", "occurred_at": datetime(2026, 1, 1, tzinfo=timezone.utc),
+              "base_model_id": None, "metadata": {}}
+    old = decode_canonical(encode(record, v1))
+    new = decode_canonical(encode({**record, "source_revision": None}, v2))
+    assert old.canonical_body == new.canonical_body
+    changed = decode_canonical(encode({**record, "units": 6}, v1))
+    assert changed.canonical_body != old.canonical_body
