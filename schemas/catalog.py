@@ -109,7 +109,7 @@ def load_schema_file(path: Path, version: int) -> SchemaVersion:
     """Parses one ``.avsc`` file; a malformed file names itself."""
     try:
         raw = json.loads(path.read_text())
-        parsed = fastavro.parse_schema(raw, _write_hint=False)
+        parsed = fastavro.parse_schema(raw)  # the hint lets fastavro skip re-parsing per record
     except (ValueError, fastavro.schema.SchemaParseException) as exc:
         raise ConfigError(f"schema file {path} is not a valid Avro schema: {exc}") from exc
     canonical = to_parsing_canonical_form(parsed)

@@ -87,7 +87,7 @@ class SchemaRegistry:
         body = self._call("GET", f"/schemas/ids/{schema_id}", f"schema id {schema_id}")
         try:
             raw = json.loads(body["schema"])
-            parsed = fastavro.parse_schema(raw, _write_hint=False)
+            parsed = fastavro.parse_schema(raw)  # the hint lets fastavro skip re-parsing per record
         except (KeyError, ValueError, fastavro.schema.SchemaParseException) as exc:
             raise SchemaRejectedError(f"schema id {schema_id} from {self.url} is not an Avro schema: {exc}") from exc
         found = SchemaVersion(
