@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from consumers.service import LedgerConsumer
 from learnright.settings import Settings
 from ledger.close import close_period, period_start, previous_period
+from ledger.signing import Signer, load_or_create_key
 from ledger.store import Ledger
 from ledger.usage import period_of
 
@@ -32,16 +33,17 @@ def due_period(now: datetime, grace_days: int) -> str:
     return last if now >= close_of_previous else previous_period(last)
 
 
-def close_due(ledger: Ledger, now: datetime, grace_days: int) -> None:
-    """Closes every due month not closed yet (and the months before it with usage)."""
+def close_due(ledger: Ledger, now: datetime, grace_days: int, signer: Signer) -> tuple[str, ...]:
+    """Closes every due month not closed yet (and the months before it with usage); returns those closed."""
     period = due_period(now, grace_days)
     latest = ledger.latest_close()
     if latest is not None and latest.period >= period:
-        return
+        return ()
     if latest is None and not ledger.open_periods_through(period, None):
-        return
-    outcome = close_period(ledger, period, now=now)
+        return ()
+    outcome = close_period(ledger, period, now=now, signer=signer)
     log.info("closed %s (%d statements)", ", ".join(outcome.closed_periods), len(outcome.statement_ids))
+    return outcome.closed_periods
 
 
 class LedgerService:
@@ -51,6 +53,7 @@ class LedgerService:
         self.settings = settings
         self.ledger = ledger
         self.consumer = LedgerConsumer(settings, ledger)
+        self.signer = load_or_create_key(settings.signing_key)
         self.requests: queue.SimpleQueue[datetime] = queue.SimpleQueue()
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.scheduler.add_job(
@@ -60,13 +63,13 @@ class LedgerService:
         )
 
     def run(self) -> None:
-        close_due(self.ledger, datetime.now(timezone.utc), self.settings.grace_days)
+        close_due(self.ledger, datetime.now(timezone.utc), self.settings.grace_days, self.signer)
         self.scheduler.start()
         try:
             while not self.consumer.stop_event.is_set():
                 self.consumer.run_once()
                 while not self.requests.empty():
-                    close_due(self.ledger, self.requests.get(), self.settings.grace_days)
+                    close_due(self.ledger, self.requests.get(), self.settings.grace_days, self.signer)
         finally:
             self.scheduler.shutdown(wait=False)
             self.consumer.close()

@@ -18,11 +18,13 @@ from learnright.settings import Settings
 app = typer.Typer(help="Learnright: usage-metered royalty ledger.", no_args_is_help=True, pretty_exceptions_enable=False)
 kafka_app = typer.Typer(help="Run the project's own Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)
 licenses_app = typer.Typer(help="Apply license files to the ledger.", no_args_is_help=True)
-statements_app = typer.Typer(help="List and fetch closed statements.", no_args_is_help=True)
+statements_app = typer.Typer(help="List, fetch and verify closed statements.", no_args_is_help=True)
+keys_app = typer.Typer(help="The Ed25519 key that signs statements.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Inspect and replay records that could not be booked.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(statements_app, name="statements")
+app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 
 DbOption = typer.Option(None, "--db", help="Ledger file (default ./var/ledger.duckdb, or LEARNRIGHT_DB).")
@@ -185,12 +187,14 @@ def close(
 ) -> None:
     """Close a month: write its statements (idempotent; earlier open months close first)."""
     from ledger.close import close_period, write_statement_files
+    from ledger.signing import load_or_create_key
     from ledger.store import Ledger
 
     settings = _settings(db)
     try:
+        signer = load_or_create_key(settings.signing_key)
         with Ledger.open(settings.db) as ledger:
-            outcome = close_period(ledger, period, now=datetime.now(timezone.utc))
+            outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
             files = write_statement_files(ledger, period, out) if out else []
     except LearnrightError as exc:
         _fail(exc)
@@ -225,7 +229,8 @@ def statements_get(
     out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Print (or write) one statement as JSON or CSV."""
+    """Print (or write) one statement: JSON is the signed file a holder checks with `statements verify`."""
+    from ledger.close import statement_file
     from ledger.statements import render_csv
     from ledger.store import Ledger
 
@@ -236,16 +241,77 @@ def statements_get(
     try:
         with Ledger.open(settings.db, read_only=True) as ledger:
             found = ledger.statement_document(statement_id)
+            body = None if found is None else (
+                statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found[0])))
     except LearnrightError as exc:
         _fail(exc)
-    if found is None:
+    if body is None:
         typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    body = found[0].encode() if format == "json" else render_csv(json.loads(found[0]))
     if out:
         out.write_bytes(body)
     else:
         sys.stdout.write(body.decode())
+
+
+@statements_app.command("verify")
+def statements_verify(
+    file: Path = typer.Argument(..., help="A downloaded JSON statement."),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="The published public key (PEM); default: the public half of the local signing key."),
+) -> None:
+    """Check a JSON statement: format version, content hash, chain head, Ed25519 signature, every byte.
+
+    Exits 1, naming what does not match, when anything was changed.
+    """
+    from ledger.envelope import verify_envelope
+    from ledger.signing import load_key, parse_public_key
+
+    try:
+        if public_key is not None:
+            key = parse_public_key(public_key.read_bytes(), str(public_key))
+        else:
+            key = load_key(_settings().signing_key).key.public_key()
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(LearnrightError(f"cannot read {exc.filename}: {exc.strerror}"))
+    except LearnrightError as exc:
+        _fail(exc)
+    try:
+        checked = verify_envelope(data, key, str(file))
+    except LearnrightError as exc:
+        typer.secho(f"FAIL {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK {file}: statement {checked.statement_id} ({checked.period}, {checked.holder_id},"
+               f" {checked.currency} {checked.payable} payable), format {checked.format_version},"
+               f" content hash {checked.content_hash}, signed by {checked.key_fingerprint}")
+
+
+@keys_app.command("create")
+def keys_create() -> None:
+    """Create the statement signing key (mode 0600) at LEARNRIGHT_SIGNING_KEY; an existing key is kept."""
+    from ledger.signing import create_key
+
+    settings = _settings()
+    try:
+        signer = create_key(settings.signing_key)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"created {settings.signing_key} ({signer.fingerprint}); publish `learnright keys public`")
+
+
+@keys_app.command("public")
+def keys_public() -> None:
+    """Print the public key (PEM) that holders check statements with, created on first use."""
+    from ledger.signing import load_or_create_key
+
+    settings = _settings()
+    try:
+        signer = load_or_create_key(settings.signing_key)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"# statement signing key {signer.fingerprint}", err=True)
+    sys.stdout.write(signer.public_pem())
 
 
 @quarantine_app.command("list")

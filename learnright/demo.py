@@ -21,6 +21,7 @@ from learnright.admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
 from learnright.settings import Settings
 from ledger.close import close_period, previous_period, write_statement_files
+from ledger.signing import load_or_create_key
 from ledger.store import Ledger
 from ledger.usage import period_of
 
@@ -79,7 +80,7 @@ def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[
                 consumer.close()
             echo(f"consumed {stats.records} records: {stats.accepted} accepted, {stats.accruals} accruals,"
                  f" {stats.duplicates} duplicates, {stats.quarantined} quarantined")
-            outcome = close_period(ledger, period, now=now)
+            outcome = close_period(ledger, period, now=now, signer=load_or_create_key(settings.signing_key))
             files = write_statement_files(ledger, period, out)
             rows = ledger.statement_rows(period=period)
             sources = ledger.query("SELECT count(DISTINCT source_id) FROM accruals WHERE period = ?", [period])[0][0]

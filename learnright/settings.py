@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     """The ledger file."""
     statements_dir: Path = Path("var/statements")
     """Where statement files are written."""
+    signing_key: Path = Path("var/keys/statements-ed25519.pem")
+    """Ed25519 private key (PEM) that signs statements; created with mode 0600 on first use."""
     grace_days: int = Field(3, ge=1, le=28)
     """Month M closes at 00:00 UTC on this day of month M+1."""
     schema_registry_url: str | None = None

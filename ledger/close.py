@@ -13,6 +13,11 @@ Guarantees:
     the same transaction as the close and its statements, and summed like any other
     line. They are a pure function of the ledger at the close's start, so a close that
     rolled back and runs again gives the same entries, hashes and statements.
+  * Every statement is signed (Ed25519, deterministic) over its canonical bytes in the
+    same transaction, so a rerun gives the same signatures too.
+  * Each statement is stored unpublished: its StatementClosed event is sent after the
+    transaction commits, by :mod:`consumers.publisher`, which records what the broker
+    acknowledged (an outbox; nothing is lost when the broker is down).
   * Each revenue report is settled by exactly one close: the first whose month is at
     or after the report's; a report arriving after its month closed is settled by the
     next close as a prior-period line.
@@ -26,9 +31,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from ledger.errors import PeriodError
+from ledger.envelope import render_envelope
+from ledger.errors import LedgerError, PeriodError
 from ledger.period_terms import PeriodLine, period_lines
-from ledger.statements import StatementLine, build_statement, content_hash, render_csv, render_json
+from ledger.signing import Signer
+from ledger.statements import (
+    StatementLine, build_statement, canonical_bytes, content_hash, render_csv, render_json, to_document,
+)
 from ledger.store import CloseRecord, Ledger
 from ledger.usage import check_period
 
@@ -56,8 +65,8 @@ def previous_period(period: str) -> str:
     return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
 
 
-def close_period(ledger: Ledger, period: str, *, now: datetime) -> CloseOutcome:
-    """Closes ``period`` (and any earlier open month with accruals) and stores statements.
+def close_period(ledger: Ledger, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
+    """Closes ``period`` (and any earlier open month with accruals) and stores signed statements.
 
     Raises:
         PeriodError: the month has not ended at ``now``, or a later month is already closed.
@@ -80,9 +89,9 @@ def close_period(ledger: Ledger, period: str, *, now: datetime) -> CloseOutcome:
         )
     closed = []
     for earlier in ledger.open_periods_through(previous_period(period), latest.period if latest else None):
-        _close_one(ledger, earlier, now)
+        _close_one(ledger, earlier, now, signer)
         closed.append(earlier)
-    ids = _close_one(ledger, period, now)
+    ids = _close_one(ledger, period, now, signer)
     closed.append(period)
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
@@ -102,7 +111,7 @@ def _period_entries(ledger: Ledger, period: str, watermark: int) -> tuple[tuple[
     return lines, [(r.platform_id, r.event_id) for r in revenues]
 
 
-def _close_one(ledger: Ledger, period: str, now: datetime) -> tuple[str, ...]:
+def _close_one(ledger: Ledger, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     book = ledger.load_book()
@@ -142,24 +151,40 @@ def _close_one(ledger: Ledger, period: str, now: datetime) -> tuple[str, ...]:
             chain_head=head,
             last_entry_id=watermark,
         )
-        stored.append((statement, content_hash(statement), render_json(statement)))
+        signature = signer.sign(canonical_bytes(to_document(statement)))
+        stored.append((statement, content_hash(statement), render_json(statement), signature, signer.fingerprint))
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head=head, statements=len(stored)),
         stored,
         planned=planned,
         settled_revenue=settled,
     )
-    return tuple(s.statement_id for s, _, _ in stored)
+    return tuple(s[0].statement_id for s in stored)
+
+
+def statement_file(ledger: Ledger, statement_id: str) -> bytes | None:
+    """The signed JSON file of one statement (see :mod:`ledger.envelope`); None if there is none.
+
+    Raises:
+        LedgerError: the statement was closed before statements were signed.
+    """
+    found = ledger.statement_document(statement_id)
+    if found is None:
+        return None
+    signed = ledger.statement_signature(statement_id)
+    if signed is None:
+        raise LedgerError(f"statement {statement_id} was closed unsigned (before format 3); it has no signed file")
+    return render_envelope(json.loads(found[0]), signature=signed[0], key_fingerprint=signed[1])
 
 
 def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
-    """Writes every statement of ``period`` as ``<holder>-<currency>.json`` and ``.csv``."""
+    """Writes every statement of ``period``: ``<period>_<holder>_<currency>.json`` (signed) and ``.csv``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for statement_id, _, holder_id, currency, *_ in ledger.statement_rows(period=period):
         document, _ = ledger.statement_document(statement_id)
         base = directory / f"{period}_{holder_id}_{currency}"
-        base.with_suffix(".json").write_text(document)
+        base.with_suffix(".json").write_bytes(statement_file(ledger, statement_id))
         base.with_suffix(".csv").write_bytes(render_csv(json.loads(document)))
         written += [base.with_suffix(".json"), base.with_suffix(".csv")]
     return written

@@ -146,6 +146,81 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (platform_id, event_id)
     );
     """,
+    # Signed statements and the outbox of their StatementClosed events: a statement without
+    # a publication row is still to be published.
+    3: """
+    ALTER TABLE statements ADD COLUMN signature VARCHAR;
+    ALTER TABLE statements ADD COLUMN key_fingerprint VARCHAR;
+    CREATE TABLE statement_publications (
+        statement_id VARCHAR NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        published_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+    # API tokens (hashes only; revocation and expiry are appended, never updated) and the
+    # documented views for auditors (docs/api.md).
+    4: """
+    CREATE TABLE api_tokens (
+        token_id VARCHAR PRIMARY KEY,
+        secret_sha256 VARCHAR NOT NULL UNIQUE,
+        role VARCHAR NOT NULL,
+        holder_id VARCHAR,
+        label VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE api_token_changes (
+        token_id VARCHAR NOT NULL,
+        change VARCHAR NOT NULL,
+        effective_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE VIEW audit_ledger AS
+        SELECT entry_id, batch_id, period, occurred_at, kind, holder_id, source_id, platform_id, model_id,
+               event_id, line, license_id, license_version, quantity, unit, rate, per, currency, amount,
+               reverses_entry_id, description, entry_hash
+        FROM accruals;
+    CREATE VIEW audit_accruals AS
+        SELECT period, holder_id, currency, source_id, kind, count(*) AS entries, sum(amount) AS amount
+        FROM accruals GROUP BY ALL;
+    CREATE VIEW audit_statement_lines AS
+        SELECT s.statement_id, s.period AS statement_period, s.holder_id, s.currency,
+               l.value ->> 'period' AS period, l.value ->> 'source_id' AS source_id,
+               l.value ->> 'platform_id' AS platform_id, l.value ->> 'model_id' AS model_id,
+               l.value ->> 'kind' AS kind, l.value ->> 'unit' AS unit,
+               CAST(l.value ->> 'quantity' AS DECIMAL(38, 12)) AS quantity,
+               CAST(l.value ->> 'amount' AS DECIMAL(38, 12)) AS amount,
+               CAST(l.value ->> 'entries' AS BIGINT) AS entries, l.value ->> 'license' AS license,
+               l.value ->> 'description' AS description
+        FROM statements s, json_each(s.document, '$.lines') l;
+    CREATE VIEW audit_reconciliation AS
+        WITH closes AS (
+            SELECT period, last_entry_id,
+                   coalesce(lag(last_entry_id) OVER (ORDER BY period), 0) AS previous_entry_id
+            FROM period_closes
+        ), covered AS (
+            SELECT c.period, a.holder_id, a.currency, sum(a.amount) AS ledger_amount, count(*) AS entries
+            FROM closes c JOIN accruals a
+              ON a.entry_id <= c.last_entry_id
+             AND (a.period = c.period OR (a.period < c.period AND a.entry_id > c.previous_entry_id))
+            GROUP BY ALL
+        ), lines AS (
+            SELECT statement_id, sum(amount) AS lines_amount FROM audit_statement_lines GROUP BY ALL
+        )
+        SELECT coalesce(s.period, v.period) AS period, coalesce(s.holder_id, v.holder_id) AS holder_id,
+               coalesce(s.currency, v.currency) AS currency, s.statement_id,
+               s.accrued AS statement_accrued, coalesce(l.lines_amount, 0) AS lines_amount,
+               coalesce(v.ledger_amount, 0) AS ledger_amount, coalesce(v.entries, 0) AS ledger_entries,
+               s.carry_in, s.payable, s.carry_out,
+               s.statement_id IS NOT NULL
+                 AND s.accrued = coalesce(v.ledger_amount, 0)
+                 AND s.accrued = coalesce(l.lines_amount, 0)
+                 AND s.payable + s.carry_out = s.accrued + s.carry_in AS balanced
+        FROM statements s
+        FULL OUTER JOIN covered v ON v.period = s.period AND v.holder_id = s.holder_id AND v.currency = s.currency
+        LEFT JOIN lines l ON l.statement_id = s.statement_id;
+    """,
 }
 
 LATEST = max(MIGRATIONS)

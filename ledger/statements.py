@@ -19,7 +19,13 @@ from typing import Iterable
 from ledger.money import round_to_minor
 
 # 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
-FORMAT_VERSION = 2
+# 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
+#    JSON), which are what the Ed25519 signature covers; the file a holder downloads is the
+#    signed envelope of :func:`render_envelope`.
+FORMAT_VERSION = 3
+# Statements of a format before this one were stored unsigned and hashed as rendered text.
+FIRST_SIGNED_FORMAT = 3
+ENVELOPE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,9 +173,28 @@ def render_json(statement: Statement) -> bytes:
     return (json.dumps(to_document(statement), indent=2, sort_keys=True) + "\n").encode()
 
 
+def canonical_bytes(document: dict) -> bytes:
+    """The bytes a statement's content hash and signature cover.
+
+    RFC 8785 (JSON Canonicalization Scheme) of the document: keys sorted, no insignificant
+    whitespace, UTF-8, strings escaped minimally. A document holds only strings, integers,
+    booleans, lists and objects with ASCII keys (amounts are strings), for which this is
+    exactly what any JCS implementation produces.
+    """
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def content_hash(statement: Statement) -> str:
-    """SHA-256 of the canonical JSON document: what makes a closed statement immutable."""
-    return hashlib.sha256(render_json(statement)).hexdigest()
+    """Hex SHA-256 of the canonical bytes: what makes a closed statement immutable."""
+    return hashlib.sha256(canonical_bytes(to_document(statement))).hexdigest()
+
+
+def stored_document_hash(document_text: str) -> str:
+    """The content hash of a stored document, by the rule of its format version."""
+    document = json.loads(document_text)
+    if document.get("format_version", 0) < FIRST_SIGNED_FORMAT:
+        return hashlib.sha256(document_text.encode()).hexdigest()
+    return hashlib.sha256(canonical_bytes(document)).hexdigest()
 
 
 CSV_COLUMNS = (

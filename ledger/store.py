@@ -456,7 +456,7 @@ class Ledger:
     def record_close(
         self,
         close: CloseRecord,
-        statements: Iterable[tuple[object, str, bytes]],
+        statements: Iterable[tuple[object, str, bytes, str, str]],
         *,
         planned: PlannedEntries | None = None,
         settled_revenue: Sequence[tuple[str, str]] = (),
@@ -490,12 +490,14 @@ class Ledger:
                 "INSERT INTO period_closes VALUES (?, ?, ?, ?, ?)",
                 [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements],
             )
-            for statement, digest, document in statements:
+            for statement, digest, document, signature, key_fingerprint in statements:
                 self.con.execute(
-                    "INSERT INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO statements (statement_id, period, holder_id, currency, format_version, accrued,"
+                    " carry_in, payable, carry_out, content_hash, document, created_at, signature, key_fingerprint)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [statement.statement_id, statement.period, statement.holder_id, statement.currency,
                      statement.format_version, statement.accrued, statement.carry_in, statement.payable,
-                     statement.carry_out, digest, document.decode(), close.closed_at],
+                     statement.carry_out, digest, document.decode(), close.closed_at, signature, key_fingerprint],
                 )
         if planned_values:
             self._last_batch = batch_id
@@ -589,11 +591,92 @@ class Ledger:
         ).fetchall()
 
 
+    # -- readers and API tokens (issue 7) -------------------------------------------------
+
+    def reader(self) -> "Ledger":
+        """A read view on its own DuckDB cursor, for another thread of this process.
+
+        The file stays owned by this instance (its single writer); a DuckDB connection
+        must not be shared between threads, a cursor per thread may.
+        """
+        return Ledger(self.con.cursor(), self.path, read_only=True)
+
+    def record_token(self, *, token_id: str, secret_sha256: str, role: str, holder_id: str | None, label: str,
+                     created_at: datetime, expires_at: datetime | None) -> None:
+        """Stores an API token's hash (never the secret) and its expiry, in one transaction."""
+        with self._transaction():
+            self.con.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?)",
+                             [token_id, secret_sha256, role, holder_id, label, created_at])
+            if expires_at is not None:
+                self.con.execute("INSERT INTO api_token_changes VALUES (?, 'expires', ?, ?)",
+                                 [token_id, expires_at, created_at])
+
+    def record_token_change(self, token_id: str, change: str, effective_at: datetime, recorded_at: datetime) -> None:
+        """Appends a change ('revoked', 'expires') to a token; earlier rows stay as they were."""
+        self.con.execute("INSERT INTO api_token_changes VALUES (?, ?, ?, ?)", [token_id, change, effective_at, recorded_at])
+
+    def token_rows(self, token_id: str | None = None) -> list[tuple]:
+        """(token_id, secret_sha256, role, holder_id, label, created_at, expires_at, revoked_at) per token.
+
+        Expiry is the latest recorded 'expires' row; revocation the earliest 'revoked' row.
+        """
+        return self.con.execute(
+            """
+            SELECT t.token_id, t.secret_sha256, t.role, t.holder_id, t.label, t.created_at,
+                   arg_max(c.effective_at, c.recorded_at) FILTER (WHERE c.change = 'expires'),
+                   min(c.effective_at) FILTER (WHERE c.change = 'revoked')
+            FROM api_tokens t LEFT JOIN api_token_changes c USING (token_id)
+            WHERE (? IS NULL OR t.token_id = ?)
+            GROUP BY ALL ORDER BY t.created_at, t.token_id
+            """,
+            [token_id, token_id],
+        ).fetchall()
+
     def statement_document(self, statement_id: str) -> tuple[str, str] | None:
         row = self.con.execute(
             "SELECT document, content_hash FROM statements WHERE statement_id = ?", [statement_id]
         ).fetchall()
         return (row[0][0], row[0][1]) if row else None
+
+    def statement_signature(self, statement_id: str) -> tuple[str, str] | None:
+        """(signature, key fingerprint) of a statement; None for one closed before statements were signed."""
+        row = self.con.execute(
+            "SELECT signature, key_fingerprint FROM statements WHERE statement_id = ? AND signature IS NOT NULL",
+            [statement_id],
+        ).fetchall()
+        return (row[0][0], row[0][1]) if row else None
+
+    # -- StatementClosed outbox ----------------------------------------------------------
+
+    def unpublished_statements(self) -> list[tuple]:
+        """Signed statements whose StatementClosed event is not recorded as published, oldest first.
+
+        Rows: statement_id, period, holder_id, currency, accrued, carry_in, payable, carry_out,
+        content_hash, document, created_at, signature, key_fingerprint.
+        """
+        return self.con.execute(
+            """
+            SELECT s.statement_id, s.period, s.holder_id, s.currency, s.accrued, s.carry_in, s.payable, s.carry_out,
+                   s.content_hash, s.document, s.created_at, s.signature, s.key_fingerprint
+            FROM statements s
+            WHERE s.signature IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM statement_publications p WHERE p.statement_id = s.statement_id)
+            ORDER BY s.period, s.holder_id, s.currency
+            """
+        ).fetchall()
+
+    def record_publications(self, published: Sequence[tuple[str, str, int, int]], at: datetime) -> None:
+        """Records (statement_id, topic, partition, offset) as acknowledged by the broker."""
+        if not published:
+            return
+        with self._transaction():
+            self._insert("statement_publications", pa.table({
+                "statement_id": [p[0] for p in published],
+                "topic": [p[1] for p in published],
+                "kafka_partition": pa.array([p[2] for p in published], pa.int32()),
+                "kafka_offset": pa.array([p[3] for p in published], pa.int64()),
+                "published_at": pa.array([at] * len(published), TIMESTAMP),
+            }))
 
 
 class _Transaction:
@@ -614,18 +697,19 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> Non
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
     ).fetchall()[0][0]
-    current = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0][0] if has_table else 0
-    current = current or 0
+    applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()} if has_table else set()
+    current = max(applied, default=0)
     if current > LATEST:
         raise LedgerVersionError(
             f"ledger file {path} is at schema version {current}, written by a newer Learnright;"
             f" this one ({learnright.__version__}) knows versions up to {LATEST}. Upgrade Learnright."
         )
-    if current == LATEST:
+    missing = sorted(set(MIGRATIONS) - applied)  # by number: a lower one merged later still applies
+    if not missing:
         return
     if read_only:
-        raise LedgerError(f"ledger file {path} is at schema version {current} and needs migrating; open it for writing first")
-    for version in sorted(v for v in MIGRATIONS if v > current):
+        raise LedgerError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
+    for version in missing:
         con.execute("BEGIN TRANSACTION")
         con.execute(MIGRATIONS[version])
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, _now(), learnright.__version__])

@@ -11,13 +11,13 @@ Finds, without trusting any stored hash:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from ledger import chain
+from ledger.statements import stored_document_hash
 from ledger.store import Ledger, anchor_path
 
 CHUNK = 50_000
@@ -102,7 +102,7 @@ def _reconcile_statements(ledger: Ledger, last_id: int, heads: dict[int, str], c
         )
         for sid, holder, currency, accrued, carry_in, payable, carry_out, digest, document in stored:
             where = f"statement {sid} ({period}, {holder}, {currency})"
-            if hashlib.sha256(document.encode()).hexdigest() != digest:
+            if stored_document_hash(document) != digest:
                 problems.append(f"{where}: its document no longer matches its content hash {digest[:16]}...")
             ledger_total = expected.pop((holder, currency), Decimal(0))
             if accrued != ledger_total:

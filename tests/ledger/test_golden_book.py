@@ -69,6 +69,7 @@ from ledger.pricing import price
 from ledger.store import EventRow, IngestBatch, Ledger, ModelLineage
 from ledger.usage import Attribution, InferenceUsage, RevenueReport, TrainingUsage
 from ledger.verify import verify
+from tests.ledger.keys import SIGNER
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2026, 5, 2, tzinfo=timezone.utc)
@@ -241,7 +242,7 @@ def summaries(ledger: Ledger, period: str) -> dict[tuple[str, str], tuple[Decima
 
 
 def test_statements_match_the_hand_computation(book_ledger):
-    close_period(book_ledger, "2026-04", now=NOW)
+    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     assert summaries(book_ledger, "2026-04") == {
         ("h-ann", "EUR"): (Decimal("20"), Decimal("20.00"), Decimal("0")),
         ("h-ann", "USD"): (Decimal("142.7032"), Decimal("142.70"), Decimal("0.0032")),
@@ -253,7 +254,7 @@ def test_statements_match_the_hand_computation(book_ledger):
 
 
 def test_every_period_term_is_a_line_that_says_how_it_was_computed(book_ledger):
-    close_period(book_ledger, "2026-04", now=NOW)
+    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     ann = json.loads(documents(book_ledger, "2026-04")["2026-04_h-ann_USD"])
     by_kind = {}
     for line in ann["lines"]:
@@ -275,7 +276,7 @@ def test_every_period_term_is_a_line_that_says_how_it_was_computed(book_ledger):
 
 
 def test_statement_documents_are_golden(book_ledger):
-    close_period(book_ledger, "2026-04", now=NOW)
+    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     produced = documents(book_ledger, "2026-04")
     if os.environ.get("LEARNRIGHT_UPDATE_GOLDEN"):
         GOLDEN.mkdir(exist_ok=True)
@@ -287,7 +288,7 @@ def test_statement_documents_are_golden(book_ledger):
 
 def test_period_lines_are_chained_and_the_ledger_verifies(book_ledger):
     before = book_ledger.last_entry_id
-    close_period(book_ledger, "2026-04", now=NOW)
+    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     kinds = book_ledger.query(
         "SELECT kind, count(*) FROM accruals WHERE entry_id > ? GROUP BY kind ORDER BY kind", [before])
     assert kinds == [("minimum_topup", 1), ("model_royalty", 5), ("pool_share", 4), ("tier_adjustment", 1)]
@@ -302,16 +303,16 @@ def test_a_close_that_rolled_back_gives_the_same_statements_when_run_again(book_
     book_ledger.query("CHECKPOINT")
     shutil.copy(book_ledger.path, reference_path)
     with Ledger.open(reference_path) as reference:
-        close_period(reference, "2026-04", now=NOW)
+        close_period(reference, "2026-04", now=NOW, signer=SIGNER)
         expected = reference.statement_rows(period="2026-04"), documents(reference, "2026-04")
     # A row in the way of the close's statements makes its transaction fail and roll back.
     blocking_id = expected[0][0][0]
-    book_ledger.query("INSERT INTO statements SELECT ?, '0000-00', 'x', 'USD', 2, 0, 0, 0, 0, '', '{}', now()",
+    book_ledger.query("INSERT INTO statements SELECT ?, '0000-00', 'x', 'USD', 2, 0, 0, 0, 0, '', '{}', now(), NULL, NULL",
                       [blocking_id])
     with pytest.raises(duckdb.ConstraintException):
-        close_period(book_ledger, "2026-04", now=NOW)
+        close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     assert book_ledger.get_close("2026-04") is None
     assert book_ledger.query("SELECT count(*) FROM accruals WHERE kind = 'pool_share'") == [(0,)]
     book_ledger.query("DELETE FROM statements WHERE period = '0000-00'")  # test setup only
-    close_period(book_ledger, "2026-04", now=NOW)
+    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     assert (book_ledger.statement_rows(period="2026-04"), documents(book_ledger, "2026-04")) == expected

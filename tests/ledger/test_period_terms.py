@@ -12,6 +12,7 @@ from ledger.licenses import parse_book
 from ledger.period_terms import ModelTraining, UsageTotal, dataset_shares, period_lines
 from ledger.store import IngestBatch, Ledger
 from ledger.usage import RevenueReport
+from tests.ledger.keys import SIGNER
 from tests.ledger.test_golden_book import BOOK, NOW, ingest
 
 
@@ -105,11 +106,11 @@ def test_revenue_reported_after_its_month_closed_is_settled_next_month_as_prior_
     with Ledger.open(tmp_path / "l.duckdb") as ledger:
         ledger.apply_licenses(BOOK, "book.toml")
         ingest(ledger)
-        close_period(ledger, "2026-04", now=NOW)
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         late = report(event_id="r-late", revenue="200.00", model="orbit-base")
         ledger.append_batch(IngestBatch(revenues=((late, 99),), offsets={("usage", 0): 100}))
-        close_period(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc))
-        again = close_period(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+        close_period(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc), signer=SIGNER)
+        again = close_period(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc), signer=SIGNER)
         assert again.already_closed
         rows = ledger.query(
             "SELECT kind, period, source_id, amount FROM accruals WHERE event_id LIKE 'close:2026-05:%' ORDER BY ALL")

@@ -12,6 +12,7 @@ from ledger.errors import LedgerLockedError, LedgerVersionError, PeriodError
 from ledger.pricing import price
 from ledger.store import EventRow, IngestBatch, Ledger
 from ledger.usage import TrainingUsage
+from tests.ledger.keys import SIGNER
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
@@ -84,8 +85,8 @@ def test_newer_ledger_is_refused(tmp_path):
 def test_close_is_idempotent_and_carries_the_residual(ledger):
     book = ledger.load_book()
     ledger.append_batch(batch_of(book, [1_000_001, 1_000_001]))  # 2 x 1.2000012 = 2.4000024 USD
-    first = close_period(ledger, "2026-04", now=NOW)
-    again = close_period(ledger, "2026-04", now=NOW)
+    first = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    again = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     assert again.already_closed and again.statement_ids == first.statement_ids
     (row,) = ledger.statement_rows(period="2026-04")
     _sid, _period, holder, currency, accrued, carry_in, payable, carry_out, _hash = row
@@ -96,11 +97,11 @@ def test_close_is_idempotent_and_carries_the_residual(ledger):
 def test_late_usage_of_a_closed_month_is_an_adjustment_next_month(ledger):
     book = ledger.load_book()
     ledger.append_batch(batch_of(book, [1_000_000]))
-    close_period(ledger, "2026-04", now=NOW)
+    close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     (before,) = ledger.statement_rows(period="2026-04")
     ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
     ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
-    close_period(ledger, "2026-05", now=NOW)
+    close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
     assert ledger.statement_rows(period="2026-04") == [before]
     (may,) = ledger.statement_rows(period="2026-05")
     assert may[4] == Decimal("3.6")  # 1.2 of May + 2.4 of April booked late
@@ -112,7 +113,7 @@ def test_late_usage_of_a_closed_month_is_an_adjustment_next_month(ledger):
 
 def test_open_months_cannot_close_and_closed_order_holds(ledger):
     with pytest.raises(PeriodError, match="2026-06 has not ended"):
-        close_period(ledger, "2026-06", now=NOW)
-    close_period(ledger, "2026-05", now=NOW)
+        close_period(ledger, "2026-06", now=NOW, signer=SIGNER)
+    close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
     with pytest.raises(PeriodError, match="the later period 2026-05 is closed already"):
-        close_period(ledger, "2026-04", now=NOW)
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)

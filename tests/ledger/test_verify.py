@@ -10,6 +10,7 @@ from learnright.cli import app
 from ledger.close import close_period
 from ledger.store import Ledger
 from ledger.verify import verify
+from tests.ledger.keys import SIGNER
 from tests.ledger.test_store import batch_of
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
@@ -24,7 +25,7 @@ def book_file(tmp_path, license_book_text):
         book = ledger.load_book()
         for n in range(3):
             ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
-        close_period(ledger, "2026-04", now=NOW)
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     return path
 
 
