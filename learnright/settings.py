@@ -55,6 +55,22 @@ class ConsumerSettings(BaseModel):
     """`consume --until-idle` gives up waiting for a first assignment after this."""
 
 
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    """Address the HTTP API binds; loopback by default, put a TLS proxy in front to expose it."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Port of the HTTP API (0: any free port)."""
+
+
+class SqlSettings(BaseModel):
+    time_limit_s: float = Field(10.0, gt=0)
+    """An auditor query is interrupted after this many seconds."""
+    row_limit: int = Field(100_000, ge=1)
+    """Rows an auditor query returns at most; the result says when it was cut."""
+    memory_limit: str = "1GB"
+    """DuckDB memory limit of an auditor query's connection."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEARNRIGHT_", env_nested_delimiter="__", extra="ignore")
 
@@ -71,6 +87,10 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    http: HttpSettings = HttpSettings()
+    sql: SqlSettings = SqlSettings()
+    snapshots_dir: Path = Path("var/snapshots")
+    """Where read-only snapshots of the ledger are published for auditors."""
 
     @model_validator(mode="after")
     def _plain_bootstrap(self) -> "Settings":

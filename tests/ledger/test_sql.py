@@ -1,0 +1,110 @@
+"""Auditor SQL: one read-only SELECT; every attack is refused and the ledger file is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from learnright.cli import app
+from ledger.sql import SqlLimits, SqlRefusedError, SqlTimeoutError, render, run_query
+from ledger.store import Ledger
+from ledger.verify import verify
+from tests.learnright.books import book_two_holders
+
+ATTACKS = {
+    "insert": "INSERT INTO statements SELECT * FROM statements",
+    "update": "UPDATE accruals SET amount = 0",
+    "delete": "DELETE FROM accruals",
+    "copy out": "COPY accruals TO '/tmp/stolen.csv'",
+    "copy in": "COPY accruals FROM '/etc/passwd'",
+    "attach": "ATTACH '/tmp/other.duckdb' AS other",
+    "install": "INSTALL httpfs",
+    "load": "LOAD httpfs",
+    "read a file": "SELECT * FROM read_text('/etc/passwd')",
+    "read a csv": "SELECT * FROM read_csv('/etc/passwd')",
+    "list files": "SELECT * FROM glob('/etc/*')",
+    "set a setting": "SET enable_external_access = true",
+    "pragma": "PRAGMA enable_profiling",
+    "two statements": "SELECT 1; DROP TABLE accruals",
+    "select then write": "SELECT 1; INSERT INTO accruals SELECT * FROM accruals",
+    "create": "CREATE TABLE x AS SELECT 1",
+    "drop": "DROP TABLE accruals",
+    "checkpoint": "CHECKPOINT",
+    "not sql": "SELEKT everything",
+    "empty": "",
+}
+
+
+@pytest.fixture
+def ledger_file(tmp_path, license_book_text) -> Path:
+    return book_two_holders(tmp_path / "ledger.duckdb", license_book_text)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_select_reads_the_ledger_and_its_audit_views(ledger_file):
+    result = run_query(ledger_file, "SELECT holder_id, currency, sum(amount) AS amount FROM audit_accruals"
+                                    " GROUP BY ALL ORDER BY ALL", SqlLimits())
+    # Feb at v1 (0.80/M), Mar 20 and Apr at v2 (1.20/M): 0.80 + 2.40 + 3.60; photos 5 JPY per item x 60.
+    assert [(r["holder_id"], r["currency"], r["amount"]) for r in result.table.to_pylist()] == [
+        ("h-ann", "USD", Decimal("6.8")), ("h-bo", "JPY", Decimal("300"))]
+
+
+def test_the_reconciliation_view_shows_every_statement_equals_the_ledger(ledger_file):
+    result = run_query(ledger_file, "SELECT statement_id, balanced, statement_accrued, ledger_amount"
+                                    " FROM audit_reconciliation ORDER BY period, holder_id", SqlLimits())
+    rows = result.table.to_pylist()
+    assert len(rows) == 6  # two holders x three months
+    assert all(r["balanced"] and r["statement_accrued"] == r["ledger_amount"] for r in rows)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_are_refused_and_the_ledger_is_unchanged(ledger_file, name):
+    before = digest(ledger_file)
+    with pytest.raises(SqlRefusedError):
+        run_query(ledger_file, ATTACKS[name], SqlLimits())
+    assert digest(ledger_file) == before
+    assert not Path("/tmp/stolen.csv").exists()
+    with Ledger.open(ledger_file, read_only=True) as ledger:
+        assert verify(ledger).ok
+
+
+def test_a_runaway_cross_join_is_stopped_by_the_time_limit(ledger_file):
+    before = digest(ledger_file)
+    with pytest.raises(SqlTimeoutError, match="time limit of 1s"):
+        run_query(ledger_file, "SELECT count(*) FROM range(100000000) a, range(100000000) b, accruals",
+                  SqlLimits(time_limit_s=1))
+    assert digest(ledger_file) == before
+
+
+def test_rows_past_the_limit_are_not_returned_and_the_result_says_so(ledger_file):
+    result = run_query(ledger_file, "SELECT * FROM range(1000000)", SqlLimits(row_limit=25))
+    assert (result.table.num_rows, result.truncated) == (25, True)
+
+
+def test_results_as_csv_json_and_arrow(ledger_file):
+    result = run_query(ledger_file, "SELECT holder_id, payable FROM statements WHERE period = '2026-04'"
+                                    " ORDER BY holder_id", SqlLimits())
+    assert render(result, "csv").decode().splitlines()[0] == '"holder_id","payable"'
+    document = json.loads(render(result, "json"))
+    assert document["rows"] == [["h-ann", "3.600000000000"], ["h-bo", "150.000000000000"]]
+    table = pa.ipc.open_stream(render(result, "arrow")).read_all()
+    assert table.column("holder_id").to_pylist() == ["h-ann", "h-bo"]
+
+
+def test_the_sql_command_prints_csv_and_refuses_a_write(ledger_file):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["sql", "--db", str(ledger_file), "SELECT count(*) AS n FROM statements"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[:2] == ['"n"', "6"]
+    refused = runner.invoke(app, ["sql", "--db", str(ledger_file), "DELETE FROM statements"])
+    assert refused.exit_code == 2
+    assert "only a read-only SELECT is allowed (got a DELETE statement)" in refused.output
