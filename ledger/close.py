@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ledger.envelope import render_envelope
 from ledger.errors import LedgerError, PeriodError
+from ledger.pdf import render_pdf
 from ledger.period_terms import PeriodLine, period_lines
 from ledger.signing import Signer
 from ledger.statements import (
@@ -177,8 +178,18 @@ def statement_file(ledger: Ledger, statement_id: str) -> bytes | None:
     return render_envelope(json.loads(found[0]), signature=signed[0], key_fingerprint=signed[1])
 
 
+def statement_pdf(ledger: Ledger, statement_id: str) -> bytes | None:
+    """The PDF of one signed statement; None if there is none."""
+    data = statement_file(ledger, statement_id)
+    if data is None:
+        return None
+    envelope = json.loads(data)
+    return render_pdf(envelope["statement"], content_hash=envelope["content_hash"],
+                      key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
+
+
 def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
-    """Writes every statement of ``period``: ``<period>_<holder>_<currency>.json`` (signed) and ``.csv``."""
+    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for statement_id, _, holder_id, currency, *_ in ledger.statement_rows(period=period):
@@ -186,5 +197,6 @@ def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[
         base = directory / f"{period}_{holder_id}_{currency}"
         base.with_suffix(".json").write_bytes(statement_file(ledger, statement_id))
         base.with_suffix(".csv").write_bytes(render_csv(json.loads(document)))
-        written += [base.with_suffix(".json"), base.with_suffix(".csv")]
+        base.with_suffix(".pdf").write_bytes(statement_pdf(ledger, statement_id))
+        written += [base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".pdf")]
     return written
