@@ -4,18 +4,26 @@ APScheduler (3.x, UTC) fires at 00:00 UTC on day ``grace_days`` of every month a
 for the previous month to be closed. The close itself runs in the consuming thread
 between two batches, so ingestion and closing never write the ledger at once. On start
 every month that was due while the service was down is closed.
+
+After each close, and on start, the StatementClosed events of the outbox are published
+(:mod:`consumers.publisher`); when Kafka does not take them they stay pending and the
+service tries again every ``PUBLISH_RETRY_S`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import time
 from datetime import datetime, timezone
+from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from consumers.publisher import publish_statements
 from consumers.service import LedgerConsumer
+from learnright.errors import BrokerError
 from learnright.settings import Settings
 from ledger.close import close_period, period_start, previous_period
 from ledger.signing import Signer, load_or_create_key
@@ -23,6 +31,13 @@ from ledger.store import Ledger
 from ledger.usage import period_of
 
 log = logging.getLogger(__name__)
+
+PUBLISH_RETRY_S = 30.0
+
+
+def close_trigger(grace_days: int) -> CronTrigger:
+    """Fires at 00:00 UTC on day ``grace_days`` of every month."""
+    return CronTrigger(day=grace_days, hour=0, minute=0, timezone=timezone.utc)
 
 
 def due_period(now: datetime, grace_days: int) -> str:
@@ -49,27 +64,48 @@ def close_due(ledger: Ledger, now: datetime, grace_days: int, signer: Signer) ->
 class LedgerService:
     """`learnright serve`: consume continuously, close months when due."""
 
-    def __init__(self, settings: Settings, ledger: Ledger):
+    def __init__(self, settings: Settings, ledger: Ledger, *, clock: Callable[[], datetime] | None = None):
         self.settings = settings
         self.ledger = ledger
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.consumer = LedgerConsumer(settings, ledger)
         self.signer = load_or_create_key(settings.signing_key)
         self.requests: queue.SimpleQueue[datetime] = queue.SimpleQueue()
+        self.publish_retry_at: float | None = None
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.scheduler.add_job(
-            lambda: self.requests.put(datetime.now(timezone.utc)),
-            CronTrigger(day=settings.grace_days, hour=0, minute=0, timezone=timezone.utc),
+            lambda: self.requests.put(self.clock()), close_trigger(settings.grace_days),
             id="monthly-close", coalesce=True, max_instances=1, misfire_grace_time=None,
         )
 
+    def close_and_publish(self, now: datetime) -> tuple[str, ...]:
+        """Closes what is due at ``now``, then publishes pending StatementClosed events."""
+        closed = close_due(self.ledger, now, self.settings.grace_days, self.signer)
+        self.publish()
+        return closed
+
+    def publish(self) -> None:
+        """Publishes the outbox; on a broker failure logs it and retries after ``PUBLISH_RETRY_S``."""
+        try:
+            outcome = publish_statements(self.ledger, self.settings)
+        except BrokerError as exc:
+            log.warning("StatementClosed events stay pending, retrying in %.0fs: %s", PUBLISH_RETRY_S, exc)
+            self.publish_retry_at = time.monotonic() + PUBLISH_RETRY_S
+            return
+        self.publish_retry_at = None
+        if outcome.published:
+            log.info("published %d StatementClosed events to %s", len(outcome.published), outcome.topic)
+
     def run(self) -> None:
-        close_due(self.ledger, datetime.now(timezone.utc), self.settings.grace_days, self.signer)
+        self.close_and_publish(self.clock())
         self.scheduler.start()
         try:
             while not self.consumer.stop_event.is_set():
                 self.consumer.run_once()
                 while not self.requests.empty():
-                    close_due(self.ledger, self.requests.get(), self.settings.grace_days, self.signer)
+                    self.close_and_publish(self.requests.get())
+                if self.publish_retry_at is not None and time.monotonic() >= self.publish_retry_at:
+                    self.publish()
         finally:
             self.scheduler.shutdown(wait=False)
             self.consumer.close()

@@ -183,23 +183,43 @@ def serve(db: Optional[Path] = DbOption) -> None:
 def close(
     period: str = typer.Option(..., "--period", help="Month to close, YYYY-MM."),
     db: Optional[Path] = DbOption,
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the statements (JSON, CSV) here."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the statements (JSON, CSV, PDF) and DSR reports here."),
+    publish: bool = typer.Option(True, "--publish/--no-publish",
+                                 help="Publish StatementClosed events after the close (pending ones stay in the outbox)."),
 ) -> None:
-    """Close a month: write its statements (idempotent; earlier open months close first)."""
-    from ledger.close import close_period, write_statement_files
+    """Close a month: sign and store its statements (idempotent; earlier open months close first).
+
+    Then publishes a StatementClosed event per new statement. Exits 1 when the close
+    succeeded but Kafka did not take the events: they stay pending for the next publish.
+    """
+    from consumers.publisher import publish_statements
+    from ledger.close import close_period, write_period_files
     from ledger.signing import load_or_create_key
     from ledger.store import Ledger
 
     settings = _settings(db)
+    problem = None
     try:
         signer = load_or_create_key(settings.signing_key)
         with Ledger.open(settings.db) as ledger:
             outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
-            files = write_statement_files(ledger, period, out) if out else []
+            files = write_period_files(ledger, period, out) if out else []
+            if publish:
+                try:
+                    published = publish_statements(ledger, settings).published
+                except LearnrightError as exc:
+                    problem = exc
+            pending = len(ledger.unpublished_statements())
     except LearnrightError as exc:
         _fail(exc)
     state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
-    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", files in {out}" if files else ""))
+    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}" if files else ""))
+    if publish and problem is None:
+        typer.echo(f"published {len(published)} StatementClosed events to {settings.kafka.topics.statements}")
+    if problem is not None:
+        typer.secho(f"warning: {pending} StatementClosed events are pending, not lost: {problem}."
+                    " `learnright statements publish` or `learnright serve` sends them", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
 
 
 @statements_app.command("list")
@@ -285,6 +305,21 @@ def statements_verify(
     typer.echo(f"OK {file}: statement {checked.statement_id} ({checked.period}, {checked.holder_id},"
                f" {checked.currency} {checked.payable} payable), format {checked.format_version},"
                f" content hash {checked.content_hash}, signed by {checked.key_fingerprint}")
+
+
+@statements_app.command("publish")
+def statements_publish(db: Optional[Path] = DbOption) -> None:
+    """Send the pending StatementClosed events (those Kafka has not acknowledged yet)."""
+    from consumers.publisher import publish_statements
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            outcome = publish_statements(ledger, settings)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"published {len(outcome.published)} StatementClosed events to {outcome.topic}")
 
 
 @keys_app.command("create")

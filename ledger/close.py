@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from ledger.dsr import platforms, render_dsr
 from ledger.envelope import render_envelope
 from ledger.errors import LedgerError, PeriodError
 from ledger.pdf import render_pdf
@@ -200,3 +201,25 @@ def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[
         base.with_suffix(".pdf").write_bytes(statement_pdf(ledger, statement_id))
         written += [base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".pdf")]
     return written
+
+
+def write_usage_reports(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+    """Writes one DDEX-DSR-like report per platform of ``period``: ``<period>_<platform>.dsr.tsv``."""
+    close = ledger.get_close(period)
+    if close is None:
+        raise PeriodError(f"period {period} is not closed; close it before writing its usage reports")
+    documents = [json.loads(ledger.statement_document(row[0])[0]) for row in ledger.statement_rows(period=period)]
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for platform_id in platforms(documents):
+        report = render_dsr(period=period, platform_id=platform_id, documents=documents, created_at=close.closed_at,
+                            chain_head=close.chain_head)
+        path = directory / f"{period}_{platform_id}.dsr.tsv"
+        path.write_bytes(report.body)
+        written.append(path)
+    return written
+
+
+def write_period_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+    """Every file of a closed month: the statements (JSON, CSV, PDF) and the per-platform usage reports."""
+    return write_statement_files(ledger, period, directory) + write_usage_reports(ledger, period, directory)

@@ -54,6 +54,24 @@ EXAMPLES: dict[str, dict] = {
         "reason": "attribution model v3 re-scored the answer",
         "occurred_at": datetime(2026, 10, 4, 9, 15, tzinfo=UTC),
     },
+    "StatementClosed": {
+        "statement_id": "st_630cb121de0644b7b281",
+        "period": "2026-09",
+        "holder_id": "h-aurora",
+        "holder_name": "Aurora Press",
+        "currency": "USD",
+        "accrued": Decimal("142.703200000000"),
+        "carry_in": Decimal("0.000000000000"),
+        "payable": Decimal("142.700000000000"),
+        "carry_out": Decimal("0.003200000000"),
+        "format_version": 3,
+        "content_hash": "a1b516618fe783fa4b4c2d459bf76ce03e2efc634c20ead65b4378a22a75182d",
+        "chain_head": "ad1df200a830fc9f4cd7d727f37351a1e4205d2bad6e657d65dfebcaa5f8d745",
+        "last_entry_id": 21,
+        "signature": "4XiCYsWzft/s9guR5jDpWRxNrH/53yX1Ary6gipwUO6uk5rAKwXUc7mgBcq4Zi4qGVhW3RCH/fuKMxJ9ZvZnAQ==",
+        "key_fingerprint": "sha256:56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c",
+        "closed_at": datetime(2026, 10, 3, 0, 0, 0, 412000, tzinfo=UTC),
+    },
 }
 
 
