@@ -2,7 +2,8 @@
 
 Starts the project's broker (unless KAFKA_BOOTSTRAP_SERVERS names one), applies the
 example licenses, emits a month of synthetic usage from two platforms, consumes it
-into a fresh ledger, closes the month, writes the statements and prints a summary.
+into a fresh ledger, closes the month, writes the statements (signed JSON, CSV, PDF) and
+the per-platform usage reports, publishes StatementClosed events and prints a summary.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from learnright import broker
 from learnright.admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
 from learnright.settings import Settings
-from ledger.close import close_period, previous_period, write_statement_files
+from ledger.close import close_period, previous_period, write_period_files
 from ledger.signing import load_or_create_key
 from ledger.store import Ledger
 from ledger.usage import period_of
@@ -31,6 +32,7 @@ LICENSES = PROJECT_ROOT / "examples" / "licenses.toml"
 
 def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[str], None] = print) -> dict:
     """Runs the demo in ``workdir`` (its ledger is made anew); returns the summary figures."""
+    from consumers.publisher import publish_statements
     from consumers.service import LedgerConsumer
     from producers.emitter import UsageEmitter
     from producers.synthetic import month_usage
@@ -81,7 +83,8 @@ def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[
             echo(f"consumed {stats.records} records: {stats.accepted} accepted, {stats.accruals} accruals,"
                  f" {stats.duplicates} duplicates, {stats.quarantined} quarantined")
             outcome = close_period(ledger, period, now=now, signer=load_or_create_key(settings.signing_key))
-            files = write_statement_files(ledger, period, out)
+            files = write_period_files(ledger, period, out)
+            events_published = publish_statements(ledger, settings).published
             rows = ledger.statement_rows(period=period)
             sources = ledger.query("SELECT count(DISTINCT source_id) FROM accruals WHERE period = ?", [period])[0][0]
     finally:
@@ -99,7 +102,15 @@ def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[
     echo(f"  events      {stats.accepted} accepted, {stats.quarantined} quarantined")
     echo(f"  sources     {sources}")
     echo(f"  holders     {len(holders)} ({', '.join(holders)})")
-    echo(f"  statements  {len(outcome.statement_ids)} in {out} ({len(files)} files, JSON and CSV)")
+    pdfs = sorted(p.name for p in files if p.suffix == ".pdf")
+    reports = sorted(p.name for p in files if p.name.endswith(".dsr.tsv"))
+    echo(f"  statements  {len(outcome.statement_ids)} in {out} ({len(files)} files: signed JSON, CSV, PDF;"
+         f" {len(reports)} platform usage reports)")
+    echo(f"  PDFs        {', '.join(pdfs)}")
+    echo(f"  published   {len(events_published)} StatementClosed events on {settings.kafka.topics.statements}")
+    if pdfs:
+        echo(f"  check       learnright statements verify {out / pdfs[0].replace('.pdf', '.json')}")
     for currency in sorted(payable):
         echo(f"  royalties   {currency} {payable[currency]:f} payable (accrued {accrued[currency].normalize():f})")
-    return {"period": period, "events": stats.accepted, "payable": dict(payable), "statements": len(rows), "out": out}
+    return {"period": period, "events": stats.accepted, "payable": dict(payable), "statements": len(rows), "out": out,
+            "published": len(events_published)}
