@@ -80,7 +80,8 @@ class LedgerService:
 
     def close_and_publish(self, now: datetime) -> tuple[str, ...]:
         """Closes what is due at ``now``, then publishes pending StatementClosed events."""
-        closed = close_due(self.ledger, now, self.settings.grace_days, self.signer)
+        with self.consumer.metrics.time_close(self.ledger.latest_close):
+            closed = close_due(self.ledger, now, self.settings.grace_days, self.signer)
         self.publish()
         return closed
 

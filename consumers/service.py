@@ -22,6 +22,7 @@ from consumers.batch import PendingCorrectionError, RawRecord, build_batch
 from consumers.replay import replay_pending_corrections
 from learnright.admin import ensure_topics
 from learnright.errors import BrokerError
+from learnright.metrics import Metrics
 from learnright.settings import Settings
 from ledger.errors import LedgerError
 from ledger.store import IngestBatch, Ledger
@@ -88,6 +89,7 @@ class LedgerConsumer:
         self.catalog = default_catalog()
         self.registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
         self.stats = IngestStats()
+        self.metrics = Metrics()
         self.stop_event = threading.Event()
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.__name__))
         bootstrap = settings.kafka.bootstrap_servers
@@ -151,6 +153,7 @@ class LedgerConsumer:
         ]
         if records:
             self.apply(records)
+        self.metrics.observe_lag(self.consumer)
         return len(records)
 
     def _drained(self, assignment) -> bool:
@@ -172,7 +175,9 @@ class LedgerConsumer:
         batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog, self.registry)
         if batch.quarantined:
             self._dead_letter(batch)
+        started = time.perf_counter()
         self.ledger.append_batch(batch)
+        self.metrics.observe_batch(batch, len(records), time.perf_counter() - started)
         self.stats.add(batch, len(records))
         if batch.events and self._pending_corrections():
             replay_pending_corrections(self.ledger, self.catalog, self.registry)

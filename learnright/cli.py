@@ -162,19 +162,27 @@ def consume(
 
 @app.command()
 def serve(db: Optional[Path] = DbOption) -> None:
-    """Run the ledger service: consume continuously and close months on schedule."""
+    """Run the ledger service: consume continuously, close months on schedule, serve the HTTP API.
+
+    Logs are JSON lines on stderr. The API binds LEARNRIGHT_HTTP__HOST:LEARNRIGHT_HTTP__PORT
+    (127.0.0.1:8080); a snapshot for auditors is published after each close.
+    """
     from consumers.scheduler import LedgerService
+    from learnright.logs import configure_json_logging
     from learnright.runtime import with_bootstrap
+    from learnright.server import serve as serve_all
     from ledger.store import Ledger
 
+    configure_json_logging()
     try:
         settings = with_bootstrap(_settings(db))
         with Ledger.open(settings.db) as ledger:
             service = LedgerService(settings, ledger)
             signal.signal(signal.SIGTERM, lambda *_: service.stop())
             signal.signal(signal.SIGINT, lambda *_: service.stop())
-            typer.echo(f"serving {settings.db} from {settings.kafka.bootstrap_servers}; Ctrl-C stops")
-            service.run()
+            serve_all(settings, ledger, service, on_listening=lambda url: typer.echo(
+                f"serving {settings.db} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
+                " (docs at /docs); Ctrl-C stops"))
     except LearnrightError as exc:
         _fail(exc)
 

@@ -1,0 +1,170 @@
+"""The HTTP API: tenant isolation, token refusal, downloads, auditor SQL and snapshots."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from learnright.api import create_app
+from learnright.metrics import Metrics
+from learnright.settings import Settings
+from ledger.store import Ledger
+from ledger.tokens import AUDITOR, HOLDER, create_token, revoke_token
+from tests.learnright.books import book_two_holders
+from tests.ledger.test_sql import ATTACKS
+
+T0 = datetime(2026, 6, 2, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def served(tmp_path, license_book_text):
+    path = book_two_holders(tmp_path / "ledger.duckdb", license_book_text)
+    settings = Settings().model_copy(update={"db": path, "snapshots_dir": tmp_path / "snapshots",
+                                             "signing_key": tmp_path / "no-key.pem",
+                                             "sql": Settings().sql.model_copy(update={"time_limit_s": 2})})
+    clock = Clock()
+    with Ledger.open(path) as ledger:
+        tokens = {
+            "ann": create_token(ledger, role=HOLDER, holder_id="h-ann", now=T0).token,
+            "bo": create_token(ledger, role=HOLDER, holder_id="h-bo", now=T0).token,
+            "auditor": create_token(ledger, role=AUDITOR, holder_id=None, now=T0).token,
+        }
+        ids = {h: [r[0] for r in ledger.statement_rows(holder_id=h)] for h in ("h-ann", "h-bo")}
+        app = create_app(ledger=ledger, settings=settings, metrics=Metrics(), now=clock)
+        with TestClient(app) as client:
+            yield client, tokens, ids, ledger, clock
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_holder_lists_and_fetches_only_their_own_statements(served):
+    client, tokens, ids, _, _ = served
+    listed = client.get("/v1/statements", headers=auth(tokens["ann"])).json()["statements"]
+    assert sorted(s["statement_id"] for s in listed) == sorted(ids["h-ann"])
+    assert {s["holder_id"] for s in listed} == {"h-ann"}
+    missing = client.get("/v1/statements/st_00000000000000000000", headers=auth(tokens["ann"]))
+    assert missing.status_code == 404
+    for other in ids["h-bo"]:  # every id of the other holder, and each download of it
+        for path in (f"/v1/statements/{other}", *(f"/v1/statements/{other}/{f}" for f in ("json", "csv", "pdf"))):
+            answer = client.get(path, headers=auth(tokens["ann"]))
+            assert (answer.status_code, answer.content) == (missing.status_code, missing.content), path
+    assert client.get(f"/v1/statements/{ids['h-ann'][0]}", headers=auth(tokens["ann"])).status_code == 200
+    # The chart's data is the holder's alone too.
+    royalties = client.get("/v1/royalties/monthly", headers=auth(tokens["bo"])).json()["royalties"]
+    assert {(r["period"], r["source_id"], r["amount"]) for r in royalties} == {
+        ("2026-02", "src-photos", "50.000000000000"), ("2026-03", "src-photos", "100.000000000000"),
+        ("2026-04", "src-photos", "150.000000000000")}
+
+
+def test_downloads_are_the_statement_as_csv_and_json(served):
+    client, tokens, ids, ledger, _ = served
+    sid = ids["h-ann"][-1]
+    as_csv = client.get(f"/v1/statements/{sid}/csv", headers=auth(tokens["ann"]))
+    assert as_csv.headers["content-disposition"] == 'attachment; filename="2026-04_h-ann_USD.csv"'
+    summary = {row["unit"]: row["amount"] for row in csv.DictReader(io.StringIO(as_csv.text)) if row["kind"] == "summary"}
+    assert summary["payable"] == "3.60"
+    as_json = client.get(f"/v1/statements/{sid}/json", headers=auth(tokens["ann"]))
+    assert as_json.status_code == 200
+    assert sid in as_json.text
+
+
+def test_missing_expired_revoked_and_forged_tokens_are_refused(served):
+    client, tokens, ids, ledger, clock = served
+    assert client.get("/v1/statements").status_code == 401
+    assert client.get("/v1/statements", headers=auth(tokens["ann"] + "x")).status_code == 401
+    short = create_token(ledger, role=HOLDER, holder_id="h-ann", now=T0, expires_in=timedelta(hours=1))
+    assert client.get("/v1/statements", headers=auth(short.token)).status_code == 200
+    clock.now = T0 + timedelta(hours=1)
+    expired = client.get("/v1/statements", headers=auth(short.token))
+    assert expired.status_code == 401 and "expired" in expired.json()["message"]
+    assert expired.headers["www-authenticate"].startswith("Bearer")
+    revoke_token(ledger, tokens["bo"].split(".")[1], now=clock.now)
+    revoked = client.get(f"/v1/statements/{ids['h-bo'][0]}", headers=auth(tokens["bo"]))
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
+
+
+def test_sql_needs_an_auditor_and_answers_in_three_formats(served):
+    client, tokens, _, _, _ = served
+    query = {"sql": "SELECT holder_id, count(*) AS n FROM audit_statement_lines GROUP BY ALL ORDER BY ALL"}
+    assert client.post("/v1/sql", json=query, headers=auth(tokens["ann"])).status_code == 403
+    as_json = client.post("/v1/sql", json=query, headers=auth(tokens["auditor"]))
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["rows"] == [["h-ann", 3], ["h-bo", 3]]
+    assert as_json.headers["x-learnright-snapshot"]
+    as_csv = client.post("/v1/sql", json={**query, "format": "csv"}, headers=auth(tokens["auditor"]))
+    assert as_csv.text.splitlines() == ['"holder_id","n"', '"h-ann",3', '"h-bo",3']
+    as_arrow = client.post("/v1/sql", json={**query, "format": "arrow"}, headers=auth(tokens["auditor"]))
+    assert pa.ipc.open_stream(as_arrow.content).read_all().column("n").to_pylist() == [3, 3]
+    reconciled = client.post("/v1/sql", json={"sql": "SELECT count(*) FILTER (WHERE NOT balanced) AS off,"
+                                                     " count(*) AS n FROM audit_reconciliation"},
+                             headers=auth(tokens["auditor"]))
+    assert reconciled.json()["rows"] == [[0, 6]]
+
+
+@pytest.mark.parametrize("name", ["insert", "copy out", "attach", "install", "read a file", "set a setting",
+                                  "two statements", "delete"])
+def test_sql_attacks_over_http_are_refused_and_change_nothing(served, name):
+    client, tokens, _, ledger, _ = served
+    before = ledger.query("SELECT count(*), sum(amount) FROM accruals") + ledger.query("SELECT count(*) FROM statements")
+    answer = client.post("/v1/sql", json={"sql": ATTACKS[name]}, headers=auth(tokens["auditor"]))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "refused"
+    snapshot = client.get("/v1/snapshots", headers=auth(tokens["auditor"])).json()["snapshots"][-1]
+    database = ledger.path.parent / "snapshots" / snapshot["snapshot_id"] / "ledger.duckdb"
+    assert hashlib.sha256(database.read_bytes()).hexdigest()  # still readable, published read-only
+    after = ledger.query("SELECT count(*), sum(amount) FROM accruals") + ledger.query("SELECT count(*) FROM statements")
+    assert after == before
+
+
+def test_sql_time_limit_over_http(served):
+    client, tokens, _, _, _ = served
+    answer = client.post("/v1/sql", json={"sql": "SELECT count(*) FROM range(100000000) a, range(100000000) b"},
+                         headers=auth(tokens["auditor"]))
+    assert answer.status_code == 408
+    assert "time limit" in answer.json()["message"]
+
+
+def test_an_auditor_publishes_a_snapshot_and_downloads_its_files(served):
+    client, tokens, _, ledger, _ = served
+    created = client.post("/v1/snapshots", headers=auth(tokens["auditor"]))
+    assert created.status_code == 201
+    manifest = created.json()
+    assert manifest["last_entry_id"] == ledger.last_entry_id
+    assert "api_tokens" not in manifest["tables"]
+    assert manifest["tables"]["statements"] == 6
+    parquet = client.get(f"/v1/snapshots/{manifest['snapshot_id']}/parquet/statements.parquet",
+                         headers=auth(tokens["auditor"]))
+    assert parquet.status_code == 200 and parquet.content[:4] == b"PAR1"
+    assert client.post("/v1/snapshots", headers=auth(tokens["ann"])).status_code == 403
+    assert client.get(f"/v1/snapshots/{manifest['snapshot_id']}/../ledger.duckdb",
+                      headers=auth(tokens["auditor"])).status_code == 404
+
+
+def test_openapi_health_and_pdf_or_a_clear_404(served):
+    client, tokens, ids, _, _ = served
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/statements", "/v1/sql", "/v1/snapshots", "/metrics", "/healthz", "/readyz"} <= set(spec["paths"])
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/readyz").status_code == 200
+    pdf = client.get(f"/v1/statements/{ids['h-ann'][0]}/pdf", headers=auth(tokens["ann"]))
+    assert (pdf.status_code, pdf.headers["content-type"]) == (200, "application/pdf") or (
+        pdf.status_code == 404 and pdf.json()["error"] == "pdf_unavailable")
+    key = client.get("/v1/signing-key")
+    assert key.status_code == 404 and "signing key" in key.json()["message"]
