@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help setup kafka-jars demo test test-unit schema-check bench clean
+.PHONY: help setup kafka-jars browser demo test test-unit schema-check bench clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,7 +26,13 @@ kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in 
 demo: setup kafka-jars ## Run the main job end to end on a real broker; statements land in var/demo/statements
 	$(BIN)/learnright demo
 
-test: setup kafka-jars schema-check ## Run the whole suite, including the tests against a real Kafka broker
+browser: ## Install Debian's chromium for the holder page test (apt-get, as root) unless it is there
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	  else echo "make browser: install chromium (apt-get install -y chromium) to run the holder page test" >&2; exit 1; fi; }
+
+test: setup kafka-jars schema-check browser ## Run the whole suite, including the tests against a real Kafka broker
 	$(BIN)/pytest -q
 
 schema-check: setup ## Fail unless every schema version is backward and forward compatible with every earlier one
