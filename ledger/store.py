@@ -246,55 +246,40 @@ class Ledger:
         ).fetchall()
         return {(topic, partition): offset for topic, partition, offset in rows}
 
-    def known_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Content hashes of the events among ``keys`` already in the ledger."""
+    def _rows_for_keys(self, keys: Sequence[tuple[str, str]], sql: str) -> list[tuple]:
+        """Runs ``sql`` with the (platform_id, event_id) ``keys`` as the table ``_probe_keys``."""
         if not keys:
-            return {}
+            return []
         probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
         self.con.register("_probe_keys", probe)
         try:
-            rows = self.con.execute(
-                "SELECT u.platform_id, u.event_id, u.content_hash FROM usage_events u"
-                " JOIN _probe_keys p USING (platform_id, event_id)"
-            ).fetchall()
+            return self.con.execute(sql).fetchall()
         finally:
             self.con.unregister("_probe_keys")
+
+    def known_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Content hashes of the events among ``keys`` already in the ledger."""
+        rows = self._rows_for_keys(keys, "SELECT u.platform_id, u.event_id, u.content_hash FROM usage_events u"
+                                         " JOIN _probe_keys p USING (platform_id, event_id)")
         return {(p, e): h for p, e, h in rows}
 
     def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[int, Accrual], ...]]:
         """The entries (id, accrual) booked for each event among ``keys``, in entry order."""
-        if not keys:
-            return {}
-        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
-        self.con.register("_probe_keys", probe)
-        try:
-            rows = self.con.execute(
-                f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals JOIN _probe_keys USING (platform_id, event_id)"
-                " ORDER BY entry_id"
-            ).fetchall()
-        finally:
-            self.con.unregister("_probe_keys")
+        rows = self._rows_for_keys(keys, f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals"
+                                         " JOIN _probe_keys USING (platform_id, event_id) ORDER BY entry_id")
         found: dict[tuple[str, str], list[tuple[int, Accrual]]] = {}
         for row in rows:
             values = dict(zip(chain.ENTRY_FIELDS, row))
             entry_id = values.pop("entry_id")
+            values["description"] = values["description"] or ""
             found.setdefault((values["platform_id"], values["event_id"]), []).append((entry_id, Accrual(**values)))
         return {key: tuple(entries) for key, entries in found.items()}
 
     def corrections_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For each event among ``keys`` already corrected, the event id of its correction."""
-        if not keys:
-            return {}
-        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
-        self.con.register("_probe_keys", probe)
-        try:
-            rows = self.con.execute(
-                "SELECT DISTINCT o.platform_id, o.event_id, r.event_id FROM accruals o"
-                " JOIN _probe_keys USING (platform_id, event_id)"
-                " JOIN accruals r ON r.reverses_entry_id = o.entry_id"
-            ).fetchall()
-        finally:
-            self.con.unregister("_probe_keys")
+        rows = self._rows_for_keys(keys, "SELECT DISTINCT o.platform_id, o.event_id, r.event_id FROM accruals o"
+                                         " JOIN _probe_keys USING (platform_id, event_id)"
+                                         " JOIN accruals r ON r.reverses_entry_id = o.entry_id")
         return {(p, e): c for p, e, c in rows}
 
     def open_quarantine(self, ids: Sequence[int] | None = None) -> list[tuple]:
