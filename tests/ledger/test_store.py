@@ -1,5 +1,6 @@
 """The ledger file: batches with offsets, hash chain, dedupe lookups, close idempotency."""
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -7,11 +8,13 @@ import duckdb
 import pytest
 
 from ledger import chain
-from ledger.close import close_period
+from ledger.close import close_period, statement_file
+from ledger.corrections import apply_correction
 from ledger.errors import LedgerLockedError, LedgerVersionError, PeriodError
 from ledger.pricing import price
 from ledger.store import EventRow, IngestBatch, Ledger
-from ledger.usage import TrainingUsage
+from ledger.usage import TrainingUsage, UsageCorrection
+from ledger.verify import verify
 from tests.ledger.keys import SIGNER
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
@@ -94,21 +97,30 @@ def test_close_is_idempotent_and_carries_the_residual(ledger):
     assert carry_out == Decimal("0.0000024")
 
 
-def test_late_usage_of_a_closed_month_is_an_adjustment_next_month(ledger):
+def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_month(ledger):
     book = ledger.load_book()
     ledger.append_batch(batch_of(book, [1_000_000]))
     close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     (before,) = ledger.statement_rows(period="2026-04")
+    april_file = statement_file(ledger, before[0])
     ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
     ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
+    # A correction, after April closed, voiding April's first event (e0: 1M tokens, USD 1.20).
+    ((entry_id, original),) = ledger.booked_entries([("p", "e0")])[("p", "e0")]
+    void = UsageCorrection(event_id="c1", platform_id="p", corrects_event_id="e0", action="VOID",
+                           occurred_at=datetime(2026, 5, 9, tzinfo=timezone.utc))
+    ledger.append_batch(IngestBatch(accruals=apply_correction(void, ((entry_id, original),), book),
+                                    offsets={("t", 0): 4}))
     close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
-    assert ledger.statement_rows(period="2026-04") == [before]
+    assert ledger.statement_rows(period="2026-04") == [before]  # same totals and content hash
+    assert statement_file(ledger, before[0]) == april_file  # same bytes and signature
     (may,) = ledger.statement_rows(period="2026-05")
-    assert may[4] == Decimal("3.6")  # 1.2 of May + 2.4 of April booked late
-    import json
+    assert may[4] == Decimal("2.4")  # 1.2 of May + 2.4 of April booked late - 1.2 of April voided
     document = json.loads(ledger.statement_document(may[0])[0])
-    assert [(l["period"], l["prior_period_adjustment"]) for l in document["lines"]] == [
-        ("2026-05", False), ("2026-04", True)]
+    assert [(l["period"], l["prior_period_adjustment"], Decimal(l["amount"])) for l in document["lines"]] == [
+        ("2026-05", False, Decimal("1.2")), ("2026-04", True, Decimal("1.2"))]  # April's late + void, summed
+    assert document["lines"][1]["entries"] == 2
+    assert verify(ledger).ok
 
 
 def test_open_months_cannot_close_and_closed_order_holds(ledger):
