@@ -19,7 +19,7 @@ from consumers.service import ConsumerHaltError, LedgerConsumer
 from learnright import broker
 from learnright.admin import ensure_topics
 from learnright.settings import Settings
-from ledger.store import Ledger
+from ledger.store import Ledger, anchor_path
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker
@@ -108,16 +108,30 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
         child.start()
         return run, child
 
-    # Time one undisturbed run, so the kills spread over this machine's actual run length.
-    began = time.monotonic()
+    def first_commit(run, child) -> None:
+        """Waits until the child committed its first batch (the anchor file appears)."""
+        anchor = anchor_path(run.db)
+        while child.is_alive() and not anchor.exists():
+            time.sleep(0.005)
+
+    # Time one undisturbed run from its first commit to its end, so the kills spread over
+    # the span in which batches are committing on this machine, however loaded it is.
     run, child = start("timing")
-    child.join()
-    full_run = time.monotonic() - began
+    first_commit(run, child)
+    began = last_change = time.monotonic()
+    seen = anchor_path(run.db).read_bytes()
+    while child.is_alive():
+        current = anchor_path(run.db).read_bytes()
+        if current != seen:
+            seen, last_change = current, time.monotonic()
+        time.sleep(0.002)
+    committing = max(last_change - began, 0.05)
     assert_exact(run, keys, totals, poison)
     kills, partial = 0, 0
     for seed in range(50):
         run, child = start(seed)
-        time.sleep(random.Random(seed).uniform(0.1, 1.0) * full_run)
+        first_commit(run, child)
+        time.sleep(random.Random(seed).uniform(0.0, 1.1) * committing)
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
             kills += 1
@@ -128,7 +142,7 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
         consume_until_idle(run)
         assert_exact(run, keys, totals, poison)
     # The kills must land mid-stream, not only before the first or after the last batch.
-    assert kills >= 25 and partial >= 10, f"{kills} kills, {partial} with a partly filled ledger"
+    assert kills >= 25 and partial >= 20, f"{kills} kills, {partial} with a partly filled ledger"
 
 
 def test_redelivery_from_earliest_adds_nothing(make_settings, license_book_text):
