@@ -92,7 +92,7 @@ def build_batch(
         try:
             decoded = decode_canonical(raw.value or b"", catalog, registry)
         except DecodeError as exc:
-            reject(raw, DecodeError(f"{exc} at {where}"))
+            reject(raw, type(exc)(f"{exc} at {where}"))
             continue
         event, problems = parse_event(decoded.name, decoded.record)
         if problems:
