@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 from ledger.allocation import allocate
 from ledger.licenses import LicenseBook, Tier
 from ledger.money import ACCRUAL_QUANTUM, EXACT, minor_quantum, minor_units, to_accrual_scale
+from ledger.pricing import Accrual
 from ledger.usage import RevenueReport, check_period
 
 TIER_ADJUSTMENT = "tier_adjustment"
@@ -70,29 +71,9 @@ class ModelTraining:
     units: Decimal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeriodLine:
-    """One ledger entry a close appends; the fields of an accrual plus how it was computed."""
-
-    platform_id: str
-    event_id: str
-    line: int
-    kind: str
-    source_id: str
-    holder_id: str
-    model_id: str
-    license_id: str
-    license_version: int
-    quantity: Decimal
-    unit: str
-    rate: Decimal
-    per: int
-    currency: str
-    amount: Decimal
-    occurred_at: datetime
-    period: str
-    description: str
-    reverses_entry_id: int | None = None
+# A period line is an accrual that the close computes rather than an event; its
+# ``description`` says how (basis, percentage, split).
+PeriodLine = Accrual
 
 
 def last_instant(period: str) -> datetime:
