@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -88,6 +89,70 @@ def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False)
         _fail(exc)
     typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
                f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger")
+
+
+@licenses_app.command("import-rsl")
+def licenses_import_rsl(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An RSL 1.0 XML document."),
+    holder: str = typer.Option(..., "--holder", help="Holder id the license is written for."),
+    source: str = typer.Option(..., "--source", help="Source id the license is written for."),
+    platform: str = typer.Option("*", "--platform", help="One platform id, or * for every platform."),
+    effective_from: Optional[str] = typer.Option(
+        None, "--effective-from", help="ISO 8601 with a zone, e.g. 2026-10-01T00:00:00Z (default: today 00:00 UTC)."),
+    license_id: Optional[str] = typer.Option(None, "--license-id", help="Default: rsl-<source>."),
+    version: int = typer.Option(1, "--version", help="License version (a new one supersedes from --effective-from)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="Unit a training payment is paid per (RSL has none), e.g. tokens."),
+    per: Optional[int] = typer.Option(None, "--per", help="How many --unit a training amount is paid per, e.g. 1000000."),
+    content: Optional[str] = typer.Option(None, "--content", help="Which <content url> to import when there are several."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the TOML here instead of printing it."),
+    apply: bool = typer.Option(False, "--apply", help="Also apply the TOML to the ledger, as `licenses apply` does."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Convert the payment terms of an RSL document that map into a license TOML; report the rest."""
+    from ledger.rsl import ImportOptions, import_rsl
+    from ledger.store import Ledger
+
+    try:
+        if effective_from is None:
+            start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        else:
+            try:
+                start = datetime.fromisoformat(effective_from)
+            except ValueError:
+                raise ConfigError(f"--effective-from {effective_from!r} is not an ISO 8601 date-time") from None
+            if start.tzinfo is None:
+                raise ConfigError(f"--effective-from {effective_from!r} has no time zone; add one, e.g. Z")
+        options = ImportOptions(holder_id=holder, source_id=source, platform_id=platform, effective_from=start,
+                                license_id=license_id, version=version, training_unit=unit, training_per=per,
+                                content_url=content)
+        text = file.read_text()
+        if not apply:
+            result = import_rsl(text, str(file), options)
+            _write_license_toml(result, out)
+        else:
+            with Ledger.open(_settings(db).db) as ledger:
+                # Restate the ledger's holder and source as they are: applying replaces them.
+                known = ledger.load_book()
+                options = dataclasses.replace(options, holder=known.holders.get(holder), source=known.sources.get(source))
+                result = import_rsl(text, str(file), options)
+                _write_license_toml(result, out)
+                book, added = ledger.apply_licenses(result.toml, str(out or f"{file} (RSL import)"))
+    except LearnrightError as exc:
+        _fail(exc)
+    report = [f"{len(result.unmapped)} RSL terms not imported:"] + [f"  - {item}" for item in result.unmapped]
+    typer.echo("\n".join(report) if result.unmapped else "every RSL payment term was imported",
+               err=out is None)
+    if apply:
+        typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
+                   f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger", err=out is None)
+
+
+def _write_license_toml(result, out: Optional[Path]) -> None:
+    if out is not None:
+        out.write_text(result.toml)
+        typer.echo(f"wrote {out}: license {result.license_id} in {result.currency}")
+    else:
+        typer.echo(result.toml, nl=False)
 
 
 @app.command()
