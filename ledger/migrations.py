@@ -4,6 +4,16 @@ A file whose newest migration is above :data:`LATEST` was written by a newer
 Learnright and is refused. Tables are append-only: no code path updates or deletes.
 """
 
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+import learnright
+from ledger.errors import LedgerError, LedgerVersionError
+
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE schema_migrations (
@@ -224,3 +234,32 @@ MIGRATIONS: dict[int, str] = {
 }
 
 LATEST = max(MIGRATIONS)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    """Applies every migration the file lacks, each in its own transaction, by number.
+
+    Raises:
+        LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
+        LedgerError: a read-only open of a file that needs migrating.
+    """
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()} if has_table else set()
+    current = max(applied, default=0)
+    if current > LATEST:
+        raise LedgerVersionError(
+            f"ledger file {path} is at schema version {current}, written by a newer Learnright;"
+            f" this one ({learnright.__version__}) knows versions up to {LATEST}. Upgrade Learnright."
+        )
+    missing = sorted(set(MIGRATIONS) - applied)  # by number: a lower one merged later still applies
+    if not missing:
+        return
+    if read_only:
+        raise LedgerError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
+    for version in missing:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(MIGRATIONS[version])
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, datetime.now(timezone.utc), learnright.__version__])
+        con.execute("COMMIT")

@@ -21,17 +21,15 @@ from typing import Iterable, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-import learnright
 from ledger import chain
-from ledger.errors import LedgerError, LedgerLockedError, LedgerVersionError
+from ledger.errors import LedgerError, LedgerLockedError
 from ledger.licenses import LicenseBook, build_book, merge_books, parse_book
-from ledger.migrations import LATEST, MIGRATIONS
+from ledger.arrow_rows import TIMESTAMP, accruals_table, events_table, quarantine_table, revenue_table
+from ledger.migrations import migrate
 from ledger.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.pricing import Accrual
 from ledger.usage import RevenueReport
 
-DECIMAL = pa.decimal128(38, 12)
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,7 +162,7 @@ class Ledger:
                 ) from exc
             raise LedgerError(f"cannot open ledger file {path}: {exc}") from exc
         con.execute("SET TimeZone = 'UTC'")
-        _migrate(con, path, read_only)
+        migrate(con, path, read_only)
         return cls(con, path, read_only)
 
     def __enter__(self) -> "Ledger":
@@ -321,11 +319,11 @@ class Ledger:
         now = _now()
         with self._transaction():
             if batch.events:
-                self._insert("usage_events", _events_table(batch.events, batch_id))
+                self._insert("usage_events", events_table(batch.events, batch_id))
             if values:
-                self._insert("accruals", _accruals_table(values, hashes, batch_id))
+                self._insert("accruals", accruals_table(values, hashes, batch_id))
             if batch.revenues:
-                self._insert("revenue_reports", _revenue_table(batch.revenues, batch_id))
+                self._insert("revenue_reports", revenue_table(batch.revenues, batch_id))
             if batch.lineage:
                 self._insert("model_lineage", pa.table({
                     "platform_id": [m.platform_id for m in batch.lineage],
@@ -337,7 +335,7 @@ class Ledger:
                 }))
             if batch.quarantined:
                 self._insert(
-                    "quarantine", _quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
+                    "quarantine", quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
                 )
             if batch.offsets:
                 self._insert("consumer_offsets", pa.table({
@@ -460,7 +458,7 @@ class Ledger:
                     raise LedgerError(
                         f"planned entries start at {planned_values[0][0]} but the ledger ends at {self._last_entry}"
                     )
-                self._insert("accruals", _accruals_table(planned_values, planned.hashes, batch_id))
+                self._insert("accruals", accruals_table(planned_values, planned.hashes, batch_id))
                 self.con.execute(
                     "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, close.closed_at, 0, len(planned_values), 0, 0, planned.chain_head],
@@ -676,89 +674,3 @@ class _Transaction:
             self.con.execute("COMMIT")
         else:
             self.con.execute("ROLLBACK")
-
-
-def _migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
-    has_table = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchall()[0][0]
-    applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()} if has_table else set()
-    current = max(applied, default=0)
-    if current > LATEST:
-        raise LedgerVersionError(
-            f"ledger file {path} is at schema version {current}, written by a newer Learnright;"
-            f" this one ({learnright.__version__}) knows versions up to {LATEST}. Upgrade Learnright."
-        )
-    missing = sorted(set(MIGRATIONS) - applied)  # by number: a lower one merged later still applies
-    if not missing:
-        return
-    if read_only:
-        raise LedgerError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
-    for version in missing:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(MIGRATIONS[version])
-        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, _now(), learnright.__version__])
-        con.execute("COMMIT")
-
-
-def _events_table(events: Sequence[EventRow], batch_id: int) -> pa.Table:
-    return pa.table({
-        "platform_id": [e.platform_id for e in events],
-        "event_id": [e.event_id for e in events],
-        "event_type": [e.event_type for e in events],
-        "content_hash": [e.content_hash for e in events],
-        "model_id": [e.model_id for e in events],
-        "occurred_at": pa.array([e.occurred_at for e in events], TIMESTAMP),
-        "period": [e.period for e in events],
-        "topic": [e.topic for e in events],
-        "kafka_partition": pa.array([e.partition for e in events], pa.int32()),
-        "kafka_offset": pa.array([e.offset for e in events], pa.int64()),
-        "batch_id": pa.array([batch_id] * len(events), pa.int64()),
-    })
-
-
-_ACCRUAL_TYPES = {
-    "entry_id": pa.int64(), "line": pa.int32(), "license_version": pa.int32(), "quantity": DECIMAL,
-    "rate": DECIMAL, "per": pa.int64(), "amount": DECIMAL, "occurred_at": TIMESTAMP,
-    "reverses_entry_id": pa.int64(),
-}
-
-
-def _accruals_table(values: Sequence[tuple], hashes: Sequence[str], batch_id: int) -> pa.Table:
-    columns = {}
-    for index, name in enumerate(chain.ENTRY_FIELDS):
-        columns[name] = pa.array([row[index] for row in values], _ACCRUAL_TYPES.get(name, pa.string()))
-    columns["entry_hash"] = pa.array(hashes, pa.string())
-    columns["batch_id"] = pa.array([batch_id] * len(values), pa.int64())
-    return pa.table(columns)
-
-
-def _revenue_table(revenues: Sequence[tuple[RevenueReport, int]], batch_id: int) -> pa.Table:
-    return pa.table({
-        "platform_id": [r.platform_id for r, _ in revenues],
-        "event_id": [r.event_id for r, _ in revenues],
-        "model_id": [r.model_id for r, _ in revenues],
-        "period": [r.period for r, _ in revenues],
-        "revenue": pa.array([r.revenue for r, _ in revenues], DECIMAL),
-        "currency": [r.currency for r, _ in revenues],
-        "occurred_at": pa.array([r.occurred_at for r, _ in revenues], TIMESTAMP),
-        "batch_id": pa.array([batch_id] * len(revenues), pa.int64()),
-    })
-
-
-def _quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int, now: datetime) -> pa.Table:
-    return pa.table({
-        "quarantine_id": pa.array(range(first_id, first_id + len(rows)), pa.int64()),
-        "batch_id": pa.array([batch_id] * len(rows), pa.int64()),
-        "topic": [r.topic for r in rows],
-        "kafka_partition": pa.array([r.partition for r in rows], pa.int32()),
-        "kafka_offset": pa.array([r.offset for r in rows], pa.int64()),
-        "record_key": pa.array([r.key for r in rows], pa.binary()),
-        "record_value": pa.array([r.value for r in rows], pa.binary()),
-        "headers": [json.dumps({k: v.hex() for k, v in r.headers}) for r in rows],
-        "error_class": [r.error_class for r in rows],
-        "reason": [r.reason for r in rows],
-        "platform_id": [r.platform_id for r in rows],
-        "event_id": [r.event_id for r in rows],
-        "quarantined_at": pa.array([now] * len(rows), TIMESTAMP),
-    })

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pypdfium2 as pdfium
-import pytest
 
 from ledger.close import close_period, statement_pdf, write_statement_files
 from ledger.store import Ledger

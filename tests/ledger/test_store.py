@@ -10,7 +10,7 @@ import pytest
 from ledger import chain
 from ledger.close import close_period, statement_file
 from ledger.corrections import apply_correction
-from ledger.errors import LedgerLockedError, LedgerVersionError, PeriodError
+from ledger.errors import LedgerVersionError, PeriodError
 from ledger.pricing import price
 from ledger.store import EventRow, IngestBatch, Ledger
 from ledger.usage import TrainingUsage, UsageCorrection
