@@ -302,6 +302,7 @@ def statements_list(
     db: Optional[Path] = DbOption,
 ) -> None:
     """List closed statements: id, period, holder, currency, payable, carry."""
+    from ledger.money import at_minor_unit
     from ledger.store import Ledger
 
     settings = _settings(db)
@@ -312,7 +313,8 @@ def statements_list(
         _fail(exc)
     typer.echo("statement_id\tperiod\tholder\tcurrency\taccrued\tpayable\tcarry_out")
     for sid, p, h, currency, accrued, _carry_in, payable, carry_out, _hash in rows:
-        typer.echo(f"{sid}\t{p}\t{h}\t{currency}\t{accrued.normalize():f}\t{payable:f}\t{carry_out.normalize():f}")
+        typer.echo(f"{sid}\t{p}\t{h}\t{currency}\t{accrued.normalize():f}\t{at_minor_unit(payable, currency):f}"
+                   f"\t{carry_out.normalize():f}")
 
 
 @statements_app.command("get")

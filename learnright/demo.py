@@ -23,6 +23,7 @@ from learnright.broker import PROJECT_ROOT
 from learnright.settings import Settings
 from ledger.close import close_period, previous_period, write_period_files
 from ledger.signing import load_or_create_key
+from ledger.money import at_minor_unit
 from ledger.store import Ledger
 from ledger.usage import period_of
 
@@ -111,6 +112,6 @@ def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[
     if pdfs:
         echo(f"  check       learnright statements verify {out / pdfs[0].replace('.pdf', '.json')}")
     for currency in sorted(payable):
-        echo(f"  royalties   {currency} {payable[currency]:f} payable (accrued {accrued[currency].normalize():f})")
+        echo(f"  royalties   {currency} {at_minor_unit(payable[currency], currency):f} payable (accrued {accrued[currency].normalize():f})")
     return {"period": period, "events": stats.accepted, "payable": dict(payable), "statements": len(rows), "out": out,
             "published": len(events_published)}

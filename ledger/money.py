@@ -93,6 +93,18 @@ def round_to_minor(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(minor_quantum(currency), rounding=decimal.ROUND_HALF_EVEN)
 
 
+def at_minor_unit(amount: Decimal, currency: str) -> Decimal:
+    """An amount already rounded to ``currency``'s minor unit, shown with exactly that many digits.
+
+    Raises:
+        ValidationError: ``amount`` has digits below the minor unit (it was never rounded).
+    """
+    try:
+        return amount.quantize(minor_quantum(currency), context=EXACT)
+    except decimal.Inexact:
+        raise ValidationError("amount", amount, f"is not a whole number of {currency} minor units") from None
+
+
 def to_accrual_scale(value: Decimal, field: str = "amount") -> Decimal:
     """``value`` at exactly :data:`ACCRUAL_SCALE` places, refusing to drop any digit.
 

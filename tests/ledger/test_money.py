@@ -48,3 +48,12 @@ def test_rounding_residual_is_under_half_a_minor_unit(amount, currency):
     rounded = round_to_minor(amount, currency)
     assert abs(amount - rounded) <= Decimal(1).scaleb(-minor_units(currency)) / 2
     assert rounded + (amount - rounded) == amount
+
+
+def test_payable_amounts_show_exactly_the_minor_unit():
+    from ledger.money import at_minor_unit
+
+    assert str(at_minor_unit(Decimal("8134.310000000000"), "EUR")) == "8134.31"
+    assert str(at_minor_unit(Decimal("35.000000000000"), "JPY")) == "35"
+    with pytest.raises(ValidationError, match="not a whole number of USD minor units"):
+        at_minor_unit(Decimal("1.005"), "USD")
