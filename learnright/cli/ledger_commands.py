@@ -1,0 +1,296 @@
+"""Licenses, usage in, the close, quarantine and verification of the ledger."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from learnright.errors import ConfigError, LearnrightError
+from learnright.cli import DbOption, _fail, _settings, app, licenses_app, quarantine_app
+
+
+@licenses_app.command("apply")
+def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False), db: Optional[Path] = DbOption) -> None:
+    """Apply a license TOML file: new versions are added, known ones kept, none edited."""
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            book, added = ledger.apply_licenses(file.read_text(), str(file))
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
+               f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger")
+
+
+@licenses_app.command("import-rsl")
+def licenses_import_rsl(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An RSL 1.0 XML document."),
+    holder: str = typer.Option(..., "--holder", help="Holder id the license is written for."),
+    source: str = typer.Option(..., "--source", help="Source id the license is written for."),
+    platform: str = typer.Option("*", "--platform", help="One platform id, or * for every platform."),
+    effective_from: Optional[str] = typer.Option(
+        None, "--effective-from", help="ISO 8601 with a zone, e.g. 2026-10-01T00:00:00Z (default: today 00:00 UTC)."),
+    license_id: Optional[str] = typer.Option(None, "--license-id", help="Default: rsl-<source>."),
+    version: int = typer.Option(1, "--version", help="License version (a new one supersedes from --effective-from)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="Unit a training payment is paid per (RSL has none), e.g. tokens."),
+    per: Optional[int] = typer.Option(None, "--per", help="How many --unit a training amount is paid per, e.g. 1000000."),
+    content: Optional[str] = typer.Option(None, "--content", help="Which <content url> to import when there are several."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the TOML here instead of printing it."),
+    apply: bool = typer.Option(False, "--apply", help="Also apply the TOML to the ledger, as `licenses apply` does."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Convert the payment terms of an RSL document that map into a license TOML; report the rest."""
+    from ledger.rsl import ImportOptions, import_rsl
+    from ledger.store import Ledger
+
+    try:
+        if effective_from is None:
+            start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        else:
+            try:
+                start = datetime.fromisoformat(effective_from)
+            except ValueError:
+                raise ConfigError(f"--effective-from {effective_from!r} is not an ISO 8601 date-time") from None
+            if start.tzinfo is None:
+                raise ConfigError(f"--effective-from {effective_from!r} has no time zone; add one, e.g. Z")
+        options = ImportOptions(holder_id=holder, source_id=source, platform_id=platform, effective_from=start,
+                                license_id=license_id, version=version, training_unit=unit, training_per=per,
+                                content_url=content)
+        text = file.read_text()
+        if not apply:
+            result = import_rsl(text, str(file), options)
+            _write_license_toml(result, out)
+        else:
+            with Ledger.open(_settings(db).db) as ledger:
+                # Restate the ledger's holder and source as they are: applying replaces them.
+                known = ledger.load_book()
+                options = dataclasses.replace(options, holder=known.holders.get(holder), source=known.sources.get(source))
+                result = import_rsl(text, str(file), options)
+                _write_license_toml(result, out)
+                book, added = ledger.apply_licenses(result.toml, str(out or f"{file} (RSL import)"))
+    except LearnrightError as exc:
+        _fail(exc)
+    report = [f"{len(result.unmapped)} RSL terms not imported:"] + [f"  - {item}" for item in result.unmapped]
+    typer.echo("\n".join(report) if result.unmapped else "every RSL payment term was imported",
+               err=out is None)
+    if apply:
+        typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
+                   f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger", err=out is None)
+
+
+def _write_license_toml(result, out: Optional[Path]) -> None:
+    if out is not None:
+        out.write_text(result.toml)
+        typer.echo(f"wrote {out}: license {result.license_id} in {result.currency}")
+    else:
+        typer.echo(result.toml, nl=False)
+
+
+@app.command()
+def emit(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines (.jsonl) or CSV (.csv) of usage events."),
+    all_or_nothing: bool = typer.Option(False, "--all-or-nothing", help="Validate the whole file first; send nothing if any row is bad."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate only; send nothing and do not connect."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar on stderr (default: on a terminal, for 10,000+ rows)."),
+    schema_registry_url: Optional[str] = typer.Option(
+        None, "--schema-registry-url", envvar="LEARNRIGHT_SCHEMA_REGISTRY_URL",
+        help="Confluent-compatible schema registry: records get Confluent framing instead of single-object."),
+) -> None:
+    """Validate every row of FILE, report each bad row by line and field, send the good ones.
+
+    Exits 1 when any row was rejected, 2 when Kafka could not be reached or did not
+    acknowledge a record.
+    """
+    from learnright.admin import ensure_topics
+    from learnright.runtime import bootstrap_servers
+    from producers.emitter import UsageEmitter
+    from producers.files import count_rows, send_file
+
+    settings = _settings()
+
+    def connect() -> UsageEmitter:
+        servers = bootstrap_servers(settings)
+        ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions)
+        return UsageEmitter(servers, topics=settings.kafka.topics, schema_registry_url=schema_registry_url)
+
+    def report(problem: LearnrightError) -> None:
+        typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)
+
+    if progress is None:
+        progress = sys.stderr.isatty() and count_rows(file) >= 10_000
+    try:
+        outcome = send_file(file, connect, report=report, all_or_nothing=all_or_nothing, dry_run=dry_run,
+                            progress=progress)
+    except LearnrightError as exc:
+        _fail(exc)
+    note = " (dry run: nothing sent)" if dry_run else (
+        " (--all-or-nothing: nothing sent because rows were rejected)" if outcome.held_back else "")
+    typer.echo(f"{file}: {outcome.sent} sent, {outcome.rejected} rejected ({outcome.rows} rows, {outcome.valid} valid){note}")
+    if outcome.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def consume(
+    until_idle: bool = typer.Option(False, "--until-idle", help="Exit once every partition is drained."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Consume the usage topics into the ledger."""
+    from consumers.service import LedgerConsumer
+    from learnright.runtime import with_bootstrap
+    from ledger.store import Ledger
+
+    try:
+        settings = with_bootstrap(_settings(db))
+        with Ledger.open(settings.db) as ledger:
+            consumer = LedgerConsumer(settings, ledger)
+            signal.signal(signal.SIGTERM, lambda *_: consumer.stop_event.set())
+            try:
+                stats = consumer.run(until_idle=until_idle)
+            finally:
+                consumer.close()
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"consumed {stats.records} records: {stats.accepted} accepted ({stats.accruals} accruals), "
+               f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, into {settings.db}")
+
+
+@app.command()
+def serve(db: Optional[Path] = DbOption) -> None:
+    """Run the ledger service: consume continuously, close months on schedule, serve the HTTP API.
+
+    Logs are JSON lines on stderr. The API binds LEARNRIGHT_HTTP__HOST:LEARNRIGHT_HTTP__PORT
+    (127.0.0.1:8080); a snapshot for auditors is published after each close.
+    """
+    from consumers.scheduler import LedgerService
+    from learnright.logs import configure_json_logging
+    from learnright.runtime import with_bootstrap
+    from learnright.server import serve as serve_all
+    from ledger.store import Ledger
+
+    configure_json_logging()
+    try:
+        settings = with_bootstrap(_settings(db))
+        with Ledger.open(settings.db) as ledger:
+            service = LedgerService(settings, ledger)
+            signal.signal(signal.SIGTERM, lambda *_: service.stop())
+            signal.signal(signal.SIGINT, lambda *_: service.stop())
+            serve_all(settings, ledger, service, on_listening=lambda url: typer.echo(
+                f"serving {settings.db} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
+                " (docs at /docs); Ctrl-C stops"))
+    except LearnrightError as exc:
+        _fail(exc)
+
+
+@app.command()
+def close(
+    period: str = typer.Option(..., "--period", help="Month to close, YYYY-MM."),
+    db: Optional[Path] = DbOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the statements (JSON, CSV, PDF) and DSR reports here."),
+    publish: bool = typer.Option(True, "--publish/--no-publish",
+                                 help="Publish StatementClosed events after the close (pending ones stay in the outbox)."),
+) -> None:
+    """Close a month: sign and store its statements (idempotent; earlier open months close first).
+
+    Then publishes a StatementClosed event per new statement. Exits 1 when the close
+    succeeded but Kafka did not take the events: they stay pending for the next publish.
+    """
+    from consumers.publisher import publish_statements
+    from ledger.close import close_period, write_period_files
+    from ledger.signing import load_or_create_key
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    problem = None
+    try:
+        signer = load_or_create_key(settings.signing_key)
+        with Ledger.open(settings.db) as ledger:
+            outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
+            files = write_period_files(ledger, period, out) if out else []
+            if publish:
+                try:
+                    published = publish_statements(ledger, settings).published
+                except LearnrightError as exc:
+                    problem = exc
+            pending = len(ledger.unpublished_statements())
+    except LearnrightError as exc:
+        _fail(exc)
+    state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
+    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}" if files else ""))
+    if publish and problem is None:
+        typer.echo(f"published {len(published)} StatementClosed events to {settings.kafka.topics.statements}")
+    if problem is not None:
+        typer.secho(f"warning: {pending} StatementClosed events are pending, not lost: {problem}."
+                    " `learnright statements publish` or `learnright serve` sends them", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(1)
+
+
+
+
+@quarantine_app.command("list")
+def quarantine_list(db: Optional[Path] = DbOption) -> None:
+    """List open quarantined records: where they were read, why they were refused."""
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            rows = ledger.open_quarantine()
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo("id\ttopic[partition]@offset\terror\treason")
+    for qid, topic, partition, offset, _key, _value, _headers, error_class, reason, *_ in rows:
+        typer.echo(f"{qid}\t{topic}[{partition}]@{offset}\t{error_class}\t{reason}")
+    typer.echo(f"{len(rows)} open")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    ids: Optional[list[int]] = typer.Argument(None, help="Quarantine ids to replay (default: all open)."),
+    error_class: Optional[str] = typer.Option(None, "--error", help="Only records refused with this error class."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Replay quarantined records into the ledger, once, after their cause is fixed."""
+    from consumers.replay import replay_quarantine
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            outcome = replay_quarantine(ledger, ids or None, error_class=error_class)
+    except LearnrightError as exc:
+        _fail(exc)
+    for qid, error, reason in outcome.still_quarantined:
+        typer.secho(f"still quarantined {qid}: {error}: {reason}", fg=typer.colors.YELLOW)
+    typer.echo(f"replayed {outcome.attempted}: {outcome.booked} booked, {outcome.duplicates} duplicates, "
+               f"{len(outcome.still_quarantined)} still quarantined")
+
+
+@app.command("verify")
+def verify_command(db: Optional[Path] = DbOption) -> None:
+    """Recompute the hash chain, find the first broken link, reconcile statements to the ledger."""
+    from ledger.store import Ledger
+    from ledger.verify import verify
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            report = verify(ledger)
+    except LearnrightError as exc:
+        _fail(exc)
+    for problem in report.problems:
+        typer.secho(f"FAIL {problem}", fg=typer.colors.RED)
+    verdict = "OK" if report.ok else f"{len(report.problems)} problems"
+    typer.echo(f"{settings.db}: {report.entries} entries, chain head {report.chain_head}, "
+               f"{report.statements} statements: {verdict}")
+    if not report.ok:
+        raise typer.Exit(1)

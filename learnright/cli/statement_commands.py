@@ -1,0 +1,142 @@
+"""Closed statements and the key that signs them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from learnright.errors import LearnrightError
+from learnright.cli import DbOption, _fail, _settings, keys_app, statements_app
+
+
+@statements_app.command("list")
+def statements_list(
+    period: Optional[str] = typer.Option(None, "--period"),
+    holder: Optional[str] = typer.Option(None, "--holder"),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """List closed statements: id, period, holder, currency, payable, carry."""
+    from ledger.money import at_minor_unit
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            rows = ledger.statement_rows(period=period, holder_id=holder)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo("statement_id\tperiod\tholder\tcurrency\taccrued\tpayable\tcarry_out")
+    for sid, p, h, currency, accrued, _carry_in, payable, carry_out, _hash in rows:
+        typer.echo(f"{sid}\t{p}\t{h}\t{currency}\t{accrued.normalize():f}\t{at_minor_unit(payable, currency):f}"
+                   f"\t{carry_out.normalize():f}")
+
+
+@statements_app.command("get")
+def statements_get(
+    statement_id: str,
+    format: str = typer.Option("json", "--format", help="json or csv"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Print (or write) one statement: JSON is the signed file a holder checks with `statements verify`."""
+    from ledger.close import statement_file
+    from ledger.statements import render_csv
+    from ledger.store import Ledger
+
+    if format not in ("json", "csv"):
+        typer.secho(f"error: --format must be json or csv (got {format!r})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db, read_only=True) as ledger:
+            found = ledger.statement_document(statement_id)
+            body = None if found is None else (
+                statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found[0])))
+    except LearnrightError as exc:
+        _fail(exc)
+    if body is None:
+        typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if out:
+        out.write_bytes(body)
+    else:
+        sys.stdout.write(body.decode())
+
+
+@statements_app.command("verify")
+def statements_verify(
+    file: Path = typer.Argument(..., help="A downloaded JSON statement."),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="The published public key (PEM); default: the public half of the local signing key."),
+) -> None:
+    """Check a JSON statement: format version, content hash, chain head, Ed25519 signature, every byte.
+
+    Exits 1, naming what does not match, when anything was changed.
+    """
+    from ledger.envelope import verify_envelope
+    from ledger.signing import load_key, parse_public_key
+
+    try:
+        if public_key is not None:
+            key = parse_public_key(public_key.read_bytes(), str(public_key))
+        else:
+            key = load_key(_settings().signing_key).key.public_key()
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(LearnrightError(f"cannot read {exc.filename}: {exc.strerror}"))
+    except LearnrightError as exc:
+        _fail(exc)
+    try:
+        checked = verify_envelope(data, key, str(file))
+    except LearnrightError as exc:
+        typer.secho(f"FAIL {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"OK {file}: statement {checked.statement_id} ({checked.period}, {checked.holder_id},"
+               f" {checked.currency} {checked.payable} payable), format {checked.format_version},"
+               f" content hash {checked.content_hash}, signed by {checked.key_fingerprint}")
+
+
+@statements_app.command("publish")
+def statements_publish(db: Optional[Path] = DbOption) -> None:
+    """Send the pending StatementClosed events (those Kafka has not acknowledged yet)."""
+    from consumers.publisher import publish_statements
+    from ledger.store import Ledger
+
+    settings = _settings(db)
+    try:
+        with Ledger.open(settings.db) as ledger:
+            outcome = publish_statements(ledger, settings)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"published {len(outcome.published)} StatementClosed events to {outcome.topic}")
+
+
+@keys_app.command("create")
+def keys_create() -> None:
+    """Create the statement signing key (mode 0600) at LEARNRIGHT_SIGNING_KEY; an existing key is kept."""
+    from ledger.signing import create_key
+
+    settings = _settings()
+    try:
+        signer = create_key(settings.signing_key)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"created {settings.signing_key} ({signer.fingerprint}); publish `learnright keys public`")
+
+
+@keys_app.command("public")
+def keys_public() -> None:
+    """Print the public key (PEM) that holders check statements with, created on first use."""
+    from ledger.signing import load_or_create_key
+
+    settings = _settings()
+    try:
+        signer = load_or_create_key(settings.signing_key)
+    except LearnrightError as exc:
+        _fail(exc)
+    typer.echo(f"# statement signing key {signer.fingerprint}", err=True)
+    sys.stdout.write(signer.public_pem())
