@@ -28,6 +28,7 @@ AUDITOR = "auditor"
 PREFIX = "lr"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DUMMY_HASH = hashlib.sha256(b"learnright: no such token").hexdigest()
 
 
 class TokenError(TerminalError):
@@ -144,7 +145,11 @@ def authenticate(ledger: Ledger, presented: str | None, *, now: datetime) -> Tok
         raise AuthenticationError("malformed API token: expected lr.<token_id>.<secret>")
     _, token_id, secret = parts
     rows = ledger.token_rows(token_id)
-    if not rows or not hmac.compare_digest(rows[0][1], hash_secret(secret)):
+    # The presented secret is hashed and compared whether or not the id exists, so an
+    # unknown id costs what a known id with a wrong secret does.
+    presented_hash = hash_secret(secret)
+    expected = rows[0][1] if rows else _DUMMY_HASH
+    if not hmac.compare_digest(expected, presented_hash) or not rows:
         raise AuthenticationError("unknown API token")
     record = _to_record(rows[0])
     state = record.state(now)

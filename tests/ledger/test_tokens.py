@@ -86,3 +86,29 @@ def test_tokens_commands_create_list_and_revoke(tmp_path, license_book_text):
     assert f"{token_id}\tholder\th-ann\trevoked" in runner.invoke(app, ["tokens", "list", "--db", str(db)]).output
     both = runner.invoke(app, ["tokens", "create", "--holder", "h-ann", "--auditor", "--db", str(db)])
     assert both.exit_code == 2 and "exactly one of --holder H or --auditor" in both.output
+
+
+def test_an_unknown_token_id_costs_a_hash_and_a_constant_time_compare_like_a_wrong_secret(ledger, monkeypatch):
+    """No timing shortcut tells an attacker which token ids exist."""
+    import hmac
+
+    import ledger.tokens as tokens
+
+    good = create_token(ledger, role=HOLDER, holder_id="h-ann", now=T0)
+    compared: list[tuple[int, int]] = []
+    real_compare = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((len(a), len(b)))
+        return real_compare(a, b)
+
+    monkeypatch.setattr(tokens.hmac, "compare_digest", spy)
+    hashed: list[str] = []
+    real_hash = tokens.hash_secret
+    monkeypatch.setattr(tokens, "hash_secret", lambda secret: hashed.append(secret) or real_hash(secret))
+    for presented in (f"lr.tok_000000000000.{'s' * 43}", good.token[:-1] + ("A" if good.token[-1] != "A" else "B")):
+        compared.clear(), hashed.clear()
+        with pytest.raises(AuthenticationError, match="unknown API token"):
+            authenticate(ledger, presented, now=T0)
+        assert hashed == [presented.split(".", 2)[2]], presented
+        assert compared == [(64, 64)], presented
