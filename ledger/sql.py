@@ -4,7 +4,10 @@ Two independent walls keep a query from changing anything or reading outside the
   1. DuckDB's own parser (:func:`duckdb.extract_statements`) must find exactly one
      statement, of type SELECT (``FROM t``, ``WITH ... SELECT``, ``DESCRIBE`` and
      ``SUMMARIZE`` parse as SELECT too). INSERT, COPY, ATTACH, INSTALL, LOAD, SET,
-     PRAGMA, CALL and several statements are refused before anything runs.
+     PRAGMA, CALL and several statements are refused before anything runs. A SELECT
+     can still hide a data-changing CTE (``WITH x AS (DELETE ... RETURNING 1) SELECT``),
+     so the parse tree (``json_serialize_sql``) is walked too: every query node in it
+     must be a SELECT, a set operation or a CTE.
   2. The query runs on its own connection to a DuckDB file opened read-only, with
      external access disabled (no files, no network: ``read_text('/etc/passwd')`` is
      refused), extension autoloading and autoinstall off, and the configuration locked
@@ -13,16 +16,18 @@ Two independent walls keep a query from changing anything or reading outside the
 The file is a published snapshot (:mod:`ledger.snapshots`) or, when no service holds it,
 the ledger file itself; either way it is opened here, read-only, apart from the
 :class:`~ledger.store.Ledger` that writes. A timer interrupts the connection at the
-time limit; rows past the row limit are not read.
+time limit; rows past the row limit are not read; a result past the byte limit is
+refused while it is fetched (DuckDB's memory limit does not bound result buffers).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +41,9 @@ from ledger.errors import LedgerLockedError
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream"}
+READ_ONLY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE"})
+BATCH_ROWS = 1024
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
 
 
 class SqlRefusedError(TerminalError):
@@ -46,12 +54,17 @@ class SqlTimeoutError(SqlRefusedError):
     """The query ran past the time limit and was interrupted."""
 
 
+class SqlTooLargeError(SqlRefusedError):
+    """The result grew past the byte limit and was refused."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SqlLimits:
     time_limit_s: float = 10.0
     row_limit: int = 100_000
     memory_limit: str = "1GB"
     threads: int = 2
+    max_result_bytes: int = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +73,8 @@ class SqlResult:
     truncated: bool
     elapsed_s: float
     source: Path
+    body: bytes | None = None
+    """The rendered result, when :func:`run_query` was given a format."""
 
 
 def check_select(sql: str) -> str:
@@ -77,7 +92,43 @@ def check_select(sql: str) -> str:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise SqlRefusedError(f"only a read-only SELECT is allowed (got a {kind.name} statement)")
-    return statements[0].query
+    query = statements[0].query
+    _check_query_nodes(query)
+    return query
+
+
+def _check_query_nodes(query: str) -> None:
+    """Refuses ``query`` unless every query node of its parse tree only reads.
+
+    ``extract_statements`` types ``WITH x AS (DELETE ... RETURNING 1) SELECT ...`` as a
+    SELECT; the serialized tree shows the DELETE_QUERY_NODE inside it.
+    """
+    with duckdb.connect(":memory:", config={"enable_external_access": False,
+                                            "autoload_known_extensions": False,
+                                            "autoinstall_known_extensions": False}) as con:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    if tree.get("error", True):
+        raise SqlRefusedError("only a plain read-only SELECT is allowed (DuckDB cannot serialize this query's"
+                              f" parse tree to check it: {tree.get('error_message', 'no reason given')})")
+    found = sorted(_query_node_types(tree) - READ_ONLY_NODES)
+    if found:
+        raise SqlRefusedError(f"only a read-only SELECT is allowed (the query contains {', '.join(found)};"
+                              " a data-changing CTE is refused too)")
+
+
+def _query_node_types(tree: object) -> set[str]:
+    types: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if isinstance(kind, str) and (kind.endswith("_NODE") or ("cte_map" in node and "modifiers" in node)):
+                types.add(kind)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return types
 
 
 def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
@@ -103,12 +154,16 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_query(path: Path, sql: str, limits: SqlLimits) -> SqlResult:
+def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -> SqlResult:
     """Runs one checked SELECT on ``path`` (read-only, sandboxed) within ``limits``.
+
+    With ``fmt``, the result is rendered too (``SqlResult.body``), and the time and byte
+    limits cover the rendering as well.
 
     Raises:
         SqlRefusedError: the query was refused by the check or by DuckDB.
         SqlTimeoutError: it ran past ``limits.time_limit_s``.
+        SqlTooLargeError: the result (or its rendering) passed ``limits.max_result_bytes``.
     """
     query = check_select(sql)
     started = time.monotonic()
@@ -117,26 +172,52 @@ def run_query(path: Path, sql: str, limits: SqlLimits) -> SqlResult:
     timer.daemon = True
     timer.start()
     try:
-        reader = con.sql(query).to_arrow_reader(min(limits.row_limit + 1, 10_000))
-        batches, rows, truncated = [], 0, False
+        reader = con.sql(query).to_arrow_reader(min(limits.row_limit + 1, BATCH_ROWS))
+        batches, rows, size, truncated = [], 0, 0, False
         for batch in reader:
             if rows + batch.num_rows > limits.row_limit:
-                batches.append(batch.slice(0, limits.row_limit - rows))
-                truncated = True
-                break
+                batch, truncated = batch.slice(0, limits.row_limit - rows), True
+            size += batch.nbytes
+            if size > limits.max_result_bytes:
+                raise _too_large(limits)
             batches.append(batch)
             rows += batch.num_rows
+            if truncated:
+                break
         table = pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.InterruptException as exc:
-        raise SqlTimeoutError(f"the query ran past the time limit of {limits.time_limit_s:g}s and was stopped") from exc
+        raise _timed_out(limits) from exc
     except duckdb.Error as exc:
         if time.monotonic() - started >= limits.time_limit_s:
-            raise SqlTimeoutError(f"the query ran past the time limit of {limits.time_limit_s:g}s and was stopped") from exc
+            raise _timed_out(limits) from exc
         raise SqlRefusedError(f"DuckDB refused the query: {exc}") from exc
     finally:
         timer.cancel()
         con.close()
-    return SqlResult(table=table, truncated=truncated, elapsed_s=time.monotonic() - started, source=Path(path))
+    result = SqlResult(table=table, truncated=truncated, elapsed_s=time.monotonic() - started, source=Path(path))
+    if fmt is None:
+        return result
+    body = render(result, fmt)
+    if len(body) > limits.max_result_bytes:
+        raise _too_large(limits)
+    if time.monotonic() - started >= limits.time_limit_s:
+        raise _timed_out(limits)
+    return replace(result, body=body, elapsed_s=time.monotonic() - started)
+
+
+def strip_paths(message: str) -> str:
+    """``message`` with absolute filesystem paths replaced by ``<path>``: DuckDB names its files and home."""
+    return _ABSOLUTE_PATH.sub("<path>", message)
+
+
+def _timed_out(limits: SqlLimits) -> SqlTimeoutError:
+    return SqlTimeoutError(f"the query ran past the time limit of {limits.time_limit_s:g}s and was stopped")
+
+
+def _too_large(limits: SqlLimits) -> SqlTooLargeError:
+    return SqlTooLargeError(f"the result is larger than the limit of {limits.max_result_bytes} bytes"
+                            f" ({limits.max_result_bytes / 2**20:g} MiB) and was refused; select fewer rows or"
+                            " columns, or aggregate")
 
 
 def render(result: SqlResult, fmt: str) -> bytes:

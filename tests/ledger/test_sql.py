@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from learnright.cli import app
-from ledger.sql import SqlLimits, SqlRefusedError, SqlTimeoutError, render, run_query
+from ledger.sql import (SqlLimits, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, check_select, render,
+                        run_query, strip_paths)
 from ledger.store import Ledger
 from ledger.verify import verify
 from tests.learnright.books import book_two_holders
@@ -38,7 +40,11 @@ ATTACKS = {
     "checkpoint": "CHECKPOINT",
     "not sql": "SELEKT everything",
     "empty": "",
+    "delete in a cte": "WITH x AS (DELETE FROM accruals RETURNING 1) SELECT * FROM x",
+    "insert in a cte": "WITH x AS (INSERT INTO accruals SELECT * FROM accruals RETURNING 1) SELECT * FROM x",
+    "update in a materialized cte": "WITH x AS MATERIALIZED (UPDATE statements SET payable = 0 RETURNING 1) SELECT 1",
 }
+DATA_CHANGING_CTES = ("delete in a cte", "insert in a cte", "update in a materialized cte")
 
 
 @pytest.fixture
@@ -108,3 +114,49 @@ def test_the_sql_command_prints_csv_and_refuses_a_write(ledger_file):
     refused = runner.invoke(app, ["sql", "--db", str(ledger_file), "DELETE FROM statements"])
     assert refused.exit_code == 2
     assert "only a read-only SELECT is allowed (got a DELETE statement)" in refused.output
+
+
+@pytest.mark.parametrize("name", DATA_CHANGING_CTES)
+def test_the_gate_itself_refuses_a_data_changing_cte(name):
+    """The parse-tree check refuses these before any connection opens, not only the read-only file."""
+    with pytest.raises(SqlRefusedError, match=r"only a read-only SELECT is allowed \(the query contains"
+                                              r" (DELETE|INSERT|UPDATE)_QUERY_NODE"):
+        check_select(ATTACKS[name])
+
+
+@pytest.mark.parametrize("sql", [
+    "FROM accruals", "SELECT 1 UNION ALL SELECT 2", "DESCRIBE accruals", "SUMMARIZE accruals",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT count(*) FROM r",
+    "WITH a AS MATERIALIZED (SELECT 1 AS x) SELECT * FROM a WHERE x IN (SELECT 1)",
+])
+def test_the_gate_lets_reading_queries_through(ledger_file, sql):
+    assert check_select(sql)
+    run_query(ledger_file, sql, SqlLimits())
+
+
+def test_a_result_past_the_byte_limit_is_refused_while_it_is_fetched(ledger_file):
+    started = time.monotonic()
+    with pytest.raises(SqlTooLargeError, match=r"larger than the limit of 67108864 bytes \(64 MiB\)"):
+        run_query(ledger_file, "SELECT repeat('x', 10000000) FROM range(200)", SqlLimits())
+    assert time.monotonic() - started < 8  # refused at the first oversized batch, not after 2 GB were gathered
+    with pytest.raises(SqlTooLargeError, match="larger than the limit of 100000 bytes"):
+        run_query(ledger_file, "SELECT repeat('x', 1000) FROM range(1000)", SqlLimits(max_result_bytes=100_000))
+    small = run_query(ledger_file, "SELECT repeat('x', 1000) FROM range(50)", SqlLimits(max_result_bytes=100_000))
+    assert small.table.num_rows == 50
+
+
+def test_the_rendered_answer_counts_against_the_byte_limit_and_the_time_limit(ledger_file):
+    # Eight boolean columns of 10,000 rows are ~10 kB in Arrow (bits) and ~480 kB as JSON.
+    query = "SELECT " + ", ".join(f"i % {k} = 0 AS b{k}" for k in range(2, 10)) + " FROM range(10000) t(i)"
+    limits = SqlLimits(max_result_bytes=100_000)
+    assert run_query(ledger_file, query, limits).table.num_rows == 10000
+    with pytest.raises(SqlTooLargeError, match="larger than the limit of 100000 bytes"):
+        run_query(ledger_file, query, limits, fmt="json")
+    rendered = run_query(ledger_file, "SELECT 1 AS n", SqlLimits(), fmt="csv")
+    assert rendered.body == b'"n"\n1\n'
+
+
+def test_strip_paths_hides_absolute_paths_but_keeps_division_and_urls():
+    assert strip_paths('Cannot access directory "/root/.duckdb/extensions/v2.0.0" - see https://duckdb.org/docs/x'
+                       " in SELECT a / b, c/d") == ('Cannot access directory "<path>" - see https://duckdb.org/docs/x'
+                                                    " in SELECT a / b, c/d")
