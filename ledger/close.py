@@ -67,8 +67,31 @@ def previous_period(period: str) -> str:
     return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
 
 
+def months_to_catch_up(ledger: Ledger, period: str, last_closed: str | None) -> list[str]:
+    """The months before ``period`` that must close first, oldest first.
+
+    After a close: every calendar month since it. Before the first close: every month
+    from the first one with accruals (earlier months have nothing to state).
+    """
+    if last_closed is None:
+        active = ledger.open_periods_through(previous_period(period), None)
+        if not active:
+            return []
+        month = active[0]
+    else:
+        month = next_period(last_closed)
+    months = []
+    while month < period:
+        months.append(month)
+        month = next_period(month)
+    return months
+
+
 def close_period(ledger: Ledger, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
-    """Closes ``period`` (and any earlier open month with accruals) and stores signed statements.
+    """Closes ``period`` (and every earlier month not closed yet) and stores signed statements.
+
+    Every calendar month after the last close is closed in order, with or without usage:
+    a month without usage can still owe a minimum guarantee or carry a balance.
 
     Raises:
         PeriodError: the month has not ended at ``now``, or a later month is already closed.
@@ -90,7 +113,7 @@ def close_period(ledger: Ledger, period: str, *, now: datetime, signer: Signer) 
             f" usage of {period} that arrives now is booked in the next close as a prior-period adjustment"
         )
     closed = []
-    for earlier in ledger.open_periods_through(previous_period(period), latest.period if latest else None):
+    for earlier in months_to_catch_up(ledger, period, latest.period if latest else None):
         _close_one(ledger, earlier, now, signer)
         closed.append(earlier)
     ids = _close_one(ledger, period, now, signer)

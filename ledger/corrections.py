@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from ledger.errors import PricingError
 from ledger.licenses import LicenseBook
+from ledger.money import wide_precision
 from ledger.pricing import INFERENCE, TRAINING, Accrual, price_inference, price_training
 from ledger.usage import InferenceUsage, TrainingUsage, UsageCorrection
 
@@ -28,19 +29,25 @@ def reversal_of(entry_id: int, original: Accrual, correction: UsageCorrection, l
     )
 
 
+@wide_precision
 def apply_correction(
     correction: UsageCorrection, booked: tuple[tuple[int, Accrual], ...], book: LicenseBook
 ) -> tuple[Accrual, ...]:
     """The entries that carry out ``correction`` of the event whose entries are ``booked``.
 
     Raises:
-        CorrectionError: the original has no priced entries, or the replacement does not
-            fit its kind (units for training, attributions for inference).
+        CorrectionError: the original has no priced entries, is itself a correction, or
+            the replacement does not fit its kind (units for training, attributions for inference).
         PricingError: the replacement cannot be priced.
     """
     if not booked:
         raise CorrectionError(
             f"correction {correction.event_id}: event {correction.corrects_event_id} has no priced entries to correct"
+        )
+    if any(accrual.reverses_entry_id is not None for _, accrual in booked):
+        raise CorrectionError(
+            f"correction {correction.event_id}: {correction.corrects_event_id} is itself a correction;"
+            " correct the original event instead (an event is corrected at most once)"
         )
     reversals = [reversal_of(entry_id, accrual, correction, line) for line, (entry_id, accrual) in enumerate(booked)]
     if correction.action == "VOID":

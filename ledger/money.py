@@ -8,6 +8,7 @@ Amounts are :class:`decimal.Decimal` everywhere. Accruals are kept at
 from __future__ import annotations
 
 import decimal
+import functools
 from decimal import Decimal
 
 from learnright.errors import ValidationError
@@ -21,6 +22,27 @@ EXACT = decimal.Context(
     rounding=decimal.ROUND_HALF_EVEN,
     traps=[decimal.Inexact, decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
 )
+
+# Arithmetic on amounts (products, sums) runs in WIDE: 76 digits hold any product or
+# sum of DECIMAL(38,12) values this ledger forms, so nothing rounds silently (Python's
+# default context keeps 28 digits). Rounding stays explicit, in round_to_minor.
+WIDE = decimal.Context(
+    prec=76,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+
+
+def wide_precision(function):
+    """Runs ``function`` with :data:`WIDE` as the decimal context (thread-local, restored after)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with decimal.localcontext(WIDE):
+            return function(*args, **kwargs)
+
+    return wrapper
+
 
 _ZERO_DECIMAL = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMAL = "BHD IQD JOD KWD LYD OMR TND"

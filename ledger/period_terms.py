@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 
 from ledger.allocation import allocate
 from ledger.licenses import LicenseBook, Tier
-from ledger.money import ACCRUAL_QUANTUM, EXACT, minor_quantum, minor_units, to_accrual_scale
+from ledger.money import ACCRUAL_QUANTUM, EXACT, minor_quantum, minor_units, to_accrual_scale, wide_precision
 from ledger.pricing import Accrual
 from ledger.usage import RevenueReport, check_period
 
@@ -83,6 +83,7 @@ def last_instant(period: str) -> datetime:
     return following - timedelta(microseconds=1)
 
 
+@wide_precision
 def period_lines(
     *,
     period: str,

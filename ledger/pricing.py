@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from ledger.errors import NoLicenseError, PricingError, UnknownSourceError
 from ledger.licenses import LicenseBook, LicenseVersion
+from ledger.money import wide_precision
 from ledger.usage import InferenceUsage, TrainingUsage, period_of
 
 TRAINING = "training"
@@ -65,6 +66,7 @@ def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, 
     return version
 
 
+@wide_precision
 def price_training(event: TrainingUsage, book: LicenseBook) -> tuple[Accrual, ...]:
     """Units x rate / per, by the source's license in force at ``event.occurred_at``.
 
@@ -101,6 +103,7 @@ def price_training(event: TrainingUsage, book: LicenseBook) -> tuple[Accrual, ..
     )
 
 
+@wide_precision
 def price_inference(event: InferenceUsage, book: LicenseBook) -> tuple[Accrual, ...]:
     """Rate x weight for every source the answer drew on, one accrual per attribution.
 

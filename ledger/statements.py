@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from ledger.money import round_to_minor
+from ledger.money import round_to_minor, wide_precision
 
 # 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
 # 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
@@ -88,6 +88,7 @@ def settle(total: Decimal, currency: str, payout_minimum: Decimal) -> tuple[Deci
     return payable, total - payable
 
 
+@wide_precision
 def build_statement(
     *,
     period: str,

@@ -88,6 +88,7 @@ def _reconcile_statements(ledger: Ledger, last_id: int, heads: dict[int, str], c
     problems: list[str] = []
     closes = ledger.query("SELECT period, last_entry_id, chain_head FROM period_closes ORDER BY period")
     previous_watermark = 0
+    carried: dict[tuple[str, str], Decimal] = {}  # carry out of each (holder, currency)'s latest statement
     for period, watermark, close_head in closes:
         check_anchor(f"close of {period}", watermark, close_head)
         expected: dict[tuple[str, str], Decimal] = {}
@@ -108,6 +109,24 @@ def _reconcile_statements(ledger: Ledger, last_id: int, heads: dict[int, str], c
                 problems.append(f"{where}: accrued {accrued} but the ledger entries it covers sum to {ledger_total}")
             if payable + carry_out != accrued + carry_in:
                 problems.append(f"{where}: payable {payable} + carry out {carry_out} != accrued {accrued} + carry in {carry_in}")
+            previous_carry = carried.get((holder, currency), Decimal(0))
+            if carry_in != previous_carry:
+                problems.append(f"{where}: carry in {carry_in} but the previous statement carried out {previous_carry}")
+            carried[(holder, currency)] = carry_out
+            summary = _document_summary(document)
+            stored_summary = {"accrued": accrued, "carry_in": carry_in, "payable": payable, "carry_out": carry_out}
+            for name, value in stored_summary.items():
+                if summary.get(name) != value:
+                    problems.append(f"{where}: {name} {value} differs from its signed document ({summary.get(name)})")
         for (holder, currency), amount in expected.items():
             problems.append(f"close of {period}: ledger entries of {holder} in {currency} ({amount}) have no statement")
     return problems
+
+
+def _document_summary(document: str) -> dict[str, Decimal | None]:
+    """The summary amounts a stored statement document states (None where unreadable)."""
+    try:
+        summary = json.loads(document)["summary"]
+        return {name: Decimal(str(summary[name])) for name in ("accrued", "carry_in", "payable", "carry_out")}
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        return {}

@@ -49,3 +49,13 @@ def test_replace_of_an_inference_needs_attributions(book):
         Attribution(source_id="src-photos", weight=Decimal("0.25")),)), booked, book)
     assert [(e.source_id, e.currency, e.amount) for e in entries] == [
         ("src-novels", "USD", Decimal("-0.0015")), ("src-photos", "JPY", Decimal("0.25"))]
+
+
+def test_a_correction_of_a_correction_is_refused(book):
+    """Reversing c1's entries would reverse its reversal and put the original back."""
+    first = apply_correction(correction("REPLACE", replacement_units=500_000), booked_training(book), book)
+    booked_correction = tuple((20 + i, a) for i, a in enumerate(first))
+    second = UsageCorrection(event_id="c2", platform_id="p", corrects_event_id="c1", action="REPLACE",
+                             occurred_at=WHEN, replacement_units=700_000)
+    with pytest.raises(CorrectionError, match="c1 is itself a correction; correct the original event instead"):
+        apply_correction(second, booked_correction, book)

@@ -47,3 +47,11 @@ def test_unpriceable_events_say_why(book):
         price(training(1, datetime(2025, 12, 1, tzinfo=timezone.utc)), book)
     with pytest.raises(PricingError, match="unit 'bytes' .* prices 'tokens'"):
         price(training(1, MARCH_1, unit="bytes"), book)
+
+
+def test_huge_quantities_are_priced_exactly_not_to_28_digits(license_book_text):
+    text = license_book_text.replace('training = { rate = 5, per = 1, unit = "items" }',
+                                     'training = { rate = 1.234567891234, per = 1, unit = "items" }')
+    book = parse_book(text)
+    (accrual,) = price(training(9_000_000_000_000_000_001, MARCH_1, source="src-photos", unit="items"), book)
+    assert accrual.amount == Decimal("11111111021106000001.234567891234")

@@ -129,3 +129,14 @@ def test_open_months_cannot_close_and_closed_order_holds(ledger):
     close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
     with pytest.raises(PeriodError, match="the later period 2026-05 is closed already"):
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+
+
+def test_a_month_without_usage_between_closes_is_closed_too(ledger):
+    """A month with no usage still closes (it can owe a minimum or carry a balance)."""
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_000]))  # April
+    close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    ledger.append_batch(batch_of(book, [1_000_000], first=1, offset=1, when=datetime(2026, 6, 3, tzinfo=timezone.utc)))
+    outcome = close_period(ledger, "2026-06", now=datetime(2026, 7, 1, tzinfo=timezone.utc), signer=SIGNER)
+    assert outcome.closed_periods == ("2026-05", "2026-06")
+    assert [p for (p,) in ledger.query("SELECT period FROM period_closes ORDER BY period")] == ["2026-04", "2026-05", "2026-06"]

@@ -76,3 +76,17 @@ def test_a_statement_that_no_longer_matches_the_ledger_is_reported(book_file):
     tamper(book_file, "UPDATE statements SET accrued = accrued + 1")
     problems = report_of(book_file).problems
     assert any("accrued" in p and "the ledger entries it covers sum to" in p for p in problems), problems
+
+
+def test_statement_columns_must_match_the_signed_document_and_carry_must_chain(book_file):
+    """Payouts and the next month's carry read these columns, not the document."""
+    tamper(book_file, "UPDATE statements SET payable = payable - 10, carry_out = carry_out + 10")
+    problems = report_of(book_file).problems
+    assert any("payable" in p and "differs from its signed document" in p for p in problems), problems
+    assert any("carry_out" in p and "differs from its signed document" in p for p in problems), problems
+
+
+def test_a_carry_in_that_no_earlier_statement_carried_out_is_reported(book_file):
+    tamper(book_file, "UPDATE statements SET carry_in = carry_in + 5, carry_out = carry_out + 5")
+    problems = report_of(book_file).problems
+    assert any("carry in 5" in p and "the previous statement carried out 0" in p for p in problems), problems
