@@ -13,13 +13,17 @@ Guarantees:
   * Published whole or not at all: written under a temporary name and renamed; the
     ``LATEST`` file names the newest one only after it is complete.
   * Immutable: files are made read-only and never rewritten.
-  * Holds no API tokens (not even their hashes).
+  * Holds no API tokens (not even their hashes, not even in freed blocks): the snapshot
+    file is built table by table from an explicit allow-list (:data:`TABLES`), so token
+    rows are never written to it. A table a later migration adds stays out until it is
+    added to the list.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import threading
@@ -35,6 +39,10 @@ FORMAT = 1
 DATABASE = "ledger.duckdb"
 MANIFEST = "manifest.json"
 EXCLUDED = ("api_tokens", "api_token_changes")
+TABLES = ("accruals", "consumer_offsets", "ingest_batches", "license_documents", "license_versions", "model_lineage",
+          "period_closes", "quarantine", "revenue_reports", "revenue_settlements", "schema_migrations",
+          "statement_publications", "statements", "usage_events")
+"""The tables a snapshot holds; never a token table (:data:`EXCLUDED`)."""
 _publishing = threading.Lock()
 
 
@@ -79,13 +87,14 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
         (work / "parquet").mkdir(parents=True)
         alias = f"snap_{uuid.uuid4().hex[:12]}"
         cursor = ledger.reader().con
+        open_transaction = False
         try:
             source = cursor.execute("SELECT current_database()").fetchall()[0][0]
             cursor.execute(f"ATTACH {_literal(work / DATABASE)} AS {alias}")
             try:
-                cursor.execute(f'COPY FROM DATABASE "{source}" TO {alias}')
-                for name in EXCLUDED:
-                    cursor.execute(f"DROP TABLE IF EXISTS {alias}.main.{name}")
+                cursor.execute("BEGIN TRANSACTION")  # one read of the source: the ledger as of one commit
+                open_transaction = True
+                _copy_allowed(cursor, source, alias)
                 last_entry, head = (cursor.execute(
                     f"SELECT entry_id, entry_hash FROM {alias}.main.accruals ORDER BY entry_id DESC LIMIT 1"
                 ).fetchall() or [(0, "")])[0]
@@ -99,8 +108,13 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
                     cursor.execute(f'COPY (SELECT * FROM {alias}.main."{name}") TO '
                                    f"{_literal(work / 'parquet' / f'{name}.parquet')} (FORMAT parquet)")
                     tables.append((name, rows))
+                cursor.execute("COMMIT")
+                open_transaction = False
                 cursor.execute(f"CHECKPOINT {alias}")
             finally:
+                if open_transaction:
+                    cursor.execute("ROLLBACK")
+                cursor.execute(f'USE "{source}"')
                 cursor.execute(f"DETACH {alias}")
         except Exception as exc:
             shutil.rmtree(work, ignore_errors=True)
@@ -120,6 +134,36 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
         pointer.write_text(snapshot_id + "\n")
         pointer.replace(directory / "LATEST")
         return snapshot
+
+
+def _copy_allowed(cursor, source: str, alias: str) -> None:
+    """Creates the allowed tables (same DDL, then their rows) and every view in ``alias``."""
+    ddl = dict(cursor.execute("SELECT table_name, sql FROM duckdb_tables() WHERE database_name = ?"
+                              " AND schema_name = 'main'", [source]).fetchall())
+    views = dict(cursor.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = ?"
+                                " AND schema_name = 'main' AND NOT internal", [source]).fetchall())
+    allowed = [name for name in TABLES if name in ddl]
+    cursor.execute(f"USE {alias}")  # unqualified DDL creates in the snapshot
+    for name in allowed:
+        cursor.execute(ddl[name])
+    for name in _dependency_order(views):
+        cursor.execute(views[name])
+    cursor.execute(f'USE "{source}"')
+    for name in allowed:
+        cursor.execute(f'INSERT INTO {alias}.main."{name}" SELECT * FROM "{source}".main."{name}"')
+
+
+def _dependency_order(views: dict[str, str]) -> list[str]:
+    """View names ordered so that a view comes after every view its SQL names."""
+    reads = {name: {other for other in views if other != name and re.search(rf"\b{re.escape(other)}\b", sql)}
+             for name, sql in views.items()}
+    ordered: list[str] = []
+    while len(ordered) < len(views):
+        ready = sorted(name for name in views if name not in ordered and reads[name] <= set(ordered))
+        if not ready:
+            raise SnapshotError(f"views read each other in a cycle: {sorted(set(views) - set(ordered))}")
+        ordered.extend(ready)
+    return ordered
 
 
 def read_snapshot(directory: Path, snapshot_id: str) -> Snapshot:
