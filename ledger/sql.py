@@ -43,6 +43,7 @@ FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream"}
 READ_ONLY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE"})
 BATCH_ROWS = 1024
+_configuring = threading.Lock()
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
 
 
@@ -148,9 +149,18 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
         if "lock" in str(exc).lower():
             raise LedgerLockedError(f"{path} is held by its writer (the running service): {exc}") from exc
         raise SqlRefusedError(f"cannot open {path} read-only: {exc}") from exc
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET lock_configuration = true")
+    # DuckDB shares one database instance between the connections a process opens to the
+    # same file, so a second query on a snapshot finds the configuration already locked.
+    with _configuring:
+        locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
+        if not locked:
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            con.execute("SET GLOBAL lock_configuration = true")
+    settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN"
+                                " ('TimeZone', 'enable_external_access', 'lock_configuration')").fetchall())
+    if settings != {"TimeZone": "UTC", "enable_external_access": "false", "lock_configuration": "true"}:
+        con.close()
+        raise SqlRefusedError(f"the sandbox for {path} is not configured as required (got {settings})")
     return con
 
 

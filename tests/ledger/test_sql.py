@@ -8,13 +8,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from learnright.cli import app
 from ledger.sql import (SqlLimits, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, check_select, render,
-                        run_query, strip_paths)
+                        run_query, sandbox, strip_paths)
 from ledger.store import Ledger
 from ledger.verify import verify
 from tests.learnright.books import book_two_holders
@@ -160,3 +161,15 @@ def test_strip_paths_hides_absolute_paths_but_keeps_division_and_urls():
     assert strip_paths('Cannot access directory "/root/.duckdb/extensions/v2.0.0" - see https://duckdb.org/docs/x'
                        " in SELECT a / b, c/d") == ('Cannot access directory "<path>" - see https://duckdb.org/docs/x'
                                                     " in SELECT a / b, c/d")
+
+
+def test_two_queries_on_one_file_at_once_both_run_in_a_locked_sandbox(ledger_file):
+    """DuckDB shares one instance per file within a process: the second finds the configuration locked."""
+    first = sandbox(ledger_file, SqlLimits())
+    try:
+        assert run_query(ledger_file, "SELECT count(*) AS n FROM statements", SqlLimits()).table.to_pylist() == [
+            {"n": 6}]
+        with pytest.raises(duckdb.Error, match="locked"):
+            first.execute("SET enable_external_access = true")
+    finally:
+        first.close()
