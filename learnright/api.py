@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +34,7 @@ from learnright.metrics import CONTENT_TYPE, Metrics
 from learnright.settings import Settings
 from ledger.royalties import monthly_by_source
 from ledger.snapshots import SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
-from ledger.sql import FORMATS, SqlLimits, SqlRefusedError, SqlTimeoutError, render, run_query
+from ledger.sql import FORMATS, SqlLimits, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
 from ledger.statements import render_csv
 from ledger.store import Ledger
 from ledger.tokens import AUDITOR, AuthenticationError, TokenRecord, authenticate
@@ -40,7 +42,9 @@ from ledger.tokens import AUDITOR, AuthenticationError, TokenRecord, authenticat
 log = logging.getLogger("learnright.http")
 WEB = Path(__file__).parent / "web"
 NOT_FOUND = {"error": "not_found", "message": "no statement with this id"}
+NO_SNAPSHOT = {"error": "not_found", "message": "no such snapshot"}
 READERS = 8
+SQL_RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -84,7 +88,8 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
     pool = ReaderPool(ledger)
     bearer = HTTPBearer(auto_error=False, description="lr.<token_id>.<secret> from `learnright tokens create`")
     limits = SqlLimits(time_limit_s=settings.sql.time_limit_s, row_limit=settings.sql.row_limit,
-                       memory_limit=settings.sql.memory_limit)
+                       memory_limit=settings.sql.memory_limit, max_result_bytes=settings.sql.max_result_bytes)
+    sql_slots = threading.BoundedSemaphore(settings.sql.max_concurrent)
 
     def ledger_state() -> tuple[list[tuple], object]:
         with pool.reader() as reader:
@@ -102,8 +107,12 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
 
     @app.exception_handler(LearnrightError)
     async def _learnright_error(request: Request, exc: LearnrightError) -> JSONResponse:
-        log.warning("request failed", extra={"path": request.url.path, "error": type(exc).__name__, "detail": str(exc)})
-        return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=500)
+        # The detail (paths, values) stays in the log; the client gets a reference to it.
+        reference = uuid.uuid4().hex[:12]
+        log.warning("request failed", extra={"path": request.url.path, "error": type(exc).__name__,
+                                             "detail": str(exc), "reference": reference})
+        return JSONResponse({"error": "internal", "message": f"internal error, reference {reference}"},
+                            status_code=500)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next):
@@ -152,14 +161,18 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
             with pool.reader() as reader:
                 reader.query("SELECT 1")
             reason = readiness()
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is reported
-            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the detail goes to the log
+            reference = uuid.uuid4().hex[:12]
+            log.warning("readiness check failed", extra={"error": type(exc).__name__, "detail": str(exc),
+                                                         "reference": reference})
+            reason = f"the readiness check failed, reference {reference}"
         if reason:
             return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["operators"], summary="Prometheus metrics (text exposition format).")
-    def prometheus() -> Response:
+    @app.get("/metrics", tags=["operators"], summary="Prometheus metrics (text exposition format); auditor token.",
+             responses={401: {"description": "No valid token."}, 403: {"description": "Not an auditor token."}})
+    def prometheus(record: TokenRecord = Depends(auditor)) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     # -- rights holders --------------------------------------------------------------------
@@ -236,23 +249,34 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
 
     @app.post("/v1/sql", tags=["auditors"], summary="Run one read-only SELECT on the latest snapshot.",
               responses={200: {"content": {m: {} for m in FORMATS.values()}},
-                         400: {"description": "Refused: not exactly one SELECT, or DuckDB refused it."},
-                         408: {"description": "Stopped at the time limit."}})
+                         400: {"description": "Refused: not exactly one SELECT, DuckDB refused it, or the result"
+                                               " is larger than the byte limit (too_large)."},
+                         408: {"description": "Stopped at the time limit."},
+                         429: {"description": "Too many auditor queries at once; retry after Retry-After seconds."}})
     def sql(body: SqlRequest, record: TokenRecord = Depends(auditor)) -> Response:
-        snapshot = latest_snapshot(settings.snapshots_dir)
-        if snapshot is None:
-            with pool.reader() as reader:
-                snapshot = publish_snapshot(reader, settings.snapshots_dir, now=now())
-            metrics.snapshots_published.inc()
+        if not sql_slots.acquire(blocking=False):
+            raise ApiError(429, "too_many_queries",
+                           f"{settings.sql.max_concurrent} auditor queries are running; retry shortly",
+                           {"Retry-After": str(SQL_RETRY_AFTER_S)})
         try:
-            result = run_query(snapshot.database, body.sql, limits)
-        except SqlTimeoutError as exc:
-            raise ApiError(408, "time_limit", str(exc)) from exc
-        except SqlRefusedError as exc:
-            raise ApiError(400, "refused", str(exc)) from exc
+            snapshot = latest_snapshot(settings.snapshots_dir)
+            if snapshot is None:
+                with pool.reader() as reader:
+                    snapshot = publish_snapshot(reader, settings.snapshots_dir, now=now())
+                metrics.snapshots_published.inc()
+            try:
+                result = run_query(snapshot.database, body.sql, limits, fmt=body.format)
+            except SqlTimeoutError as exc:
+                raise ApiError(408, "time_limit", str(exc)) from exc
+            except SqlTooLargeError as exc:
+                raise ApiError(400, "too_large", str(exc)) from exc
+            except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
+                raise ApiError(400, "refused", strip_paths(str(exc))) from exc
+        finally:
+            sql_slots.release()
         log.info("auditor query", extra={"token_id": record.token_id, "snapshot": snapshot.snapshot_id,
                                          "rows": result.table.num_rows, "sql": body.sql[:2000]})
-        return Response(render(result, body.format), media_type=FORMATS[body.format], headers={
+        return Response(result.body, media_type=FORMATS[body.format], headers={
             "X-Learnright-Snapshot": snapshot.snapshot_id,
             "X-Learnright-Last-Entry": str(snapshot.last_entry_id),
             "X-Learnright-Truncated": "true" if result.truncated else "false",
@@ -278,10 +302,12 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
         try:
             snapshot = read_snapshot(settings.snapshots_dir, snapshot_id)
         except SnapshotError as exc:
-            raise ApiError(404, "not_found", str(exc)) from exc
+            log.info("snapshot not found", extra={"token_id": record.token_id, "detail": str(exc)})
+            raise ApiError(404, NO_SNAPSHOT["error"], NO_SNAPSHOT["message"]) from exc
         manifest = snapshot.manifest()
         if name not in {"ledger.duckdb", "manifest.json", *manifest["parquet"].values()}:
-            raise ApiError(404, "not_found", f"snapshot {snapshot_id} has no file {name!r}")
+            raise ApiError(404, "not_found", "this snapshot has no such file (ledger.duckdb, manifest.json or"
+                                             " parquet/<table>.parquet)")
         return FileResponse(snapshot.directory / name, filename=Path(name).name)
 
     # -- the holder's page ---------------------------------------------------------------

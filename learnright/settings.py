@@ -69,6 +69,10 @@ class SqlSettings(BaseModel):
     """Rows an auditor query returns at most; the result says when it was cut."""
     memory_limit: str = "1GB"
     """DuckDB memory limit of an auditor query's connection."""
+    max_result_bytes: int = Field(64 * 2**20, ge=1)
+    """Bytes an auditor query's result (and its rendered answer) may hold; a larger one is refused."""
+    max_concurrent: int = Field(2, ge=1)
+    """Auditor queries the HTTP API runs at once; one more is answered 429 with Retry-After."""
 
 
 class Settings(BaseSettings):

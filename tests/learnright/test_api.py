@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
+import learnright.api as api
 from learnright.api import create_app
 from learnright.metrics import Metrics
 from learnright.settings import Settings
+from ledger.snapshots import SnapshotError
 from ledger.store import Ledger
 from ledger.tokens import AUDITOR, HOLDER, create_token, revoke_token
 from tests.learnright.books import book_two_holders
@@ -118,7 +123,8 @@ def test_sql_needs_an_auditor_and_answers_in_three_formats(served):
 
 
 @pytest.mark.parametrize("name", ["insert", "copy out", "attach", "install", "read a file", "set a setting",
-                                  "two statements", "delete"])
+                                  "two statements", "delete", "delete in a cte", "insert in a cte",
+                                  "update in a materialized cte"])
 def test_sql_attacks_over_http_are_refused_and_change_nothing(served, name):
     client, tokens, _, ledger, _ = served
     before = ledger.query("SELECT count(*), sum(amount) FROM accruals") + ledger.query("SELECT count(*) FROM statements")
@@ -167,3 +173,107 @@ def test_openapi_health_and_pdf_or_a_clear_404(served):
         pdf.status_code == 404 and pdf.json()["error"] == "pdf_unavailable")
     key = client.get("/v1/signing-key")
     assert key.status_code == 404 and "signing key" in key.json()["message"]
+
+
+def test_metrics_need_an_auditor_token(served):
+    """A currency with a single holder would otherwise tell anyone that holder's total."""
+    client, tokens, _, _, _ = served
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and "learnright_accrued_amount" not in anonymous.text
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert client.get("/metrics", headers=auth(tokens["ann"])).status_code == 403
+    scraped = client.get("/metrics", headers=auth(tokens["auditor"]))
+    assert scraped.status_code == 200
+    assert 'learnright_accrued_amount{currency="JPY"} 300.0' in scraped.text
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_says_not_ready_without_the_exception_text(tmp_path, license_book_text, caplog):
+    path = book_two_holders(tmp_path / "ledger.duckdb", license_book_text)
+
+    def broken():
+        raise RuntimeError(f"consumer died reading {tmp_path}/secret.conf")
+
+    with Ledger.open(path) as ledger:
+        app = create_app(ledger=ledger, settings=Settings(), metrics=Metrics(), readiness=broken)
+        with TestClient(app) as client, caplog.at_level(logging.WARNING, logger="learnright.http"):
+            answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.json()["status"] == "not_ready"
+    assert str(tmp_path) not in answer.text and "RuntimeError" not in answer.text
+    reference = answer.json()["reason"].rsplit(" ", 1)[-1]
+    logged = [r for r in caplog.records if getattr(r, "reference", None) == reference]
+    assert logged and str(tmp_path) in logged[0].detail
+
+
+def test_errors_name_no_server_path(served, monkeypatch, caplog):
+    client, tokens, _, ledger, _ = served
+    missing = client.get("/v1/snapshots/nope/ledger.duckdb", headers=auth(tokens["auditor"]))
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "no such snapshot"}
+    # A ledger error's detail goes to the log under a reference; the client gets the reference only.
+    secret_path = str(ledger.path.parent / "snapshots")
+
+    def failing(*args, **kwargs):
+        raise SnapshotError(f"publishing a snapshot into {secret_path} failed: disk full")
+
+    monkeypatch.setattr(api, "publish_snapshot", failing)
+    with caplog.at_level(logging.WARNING, logger="learnright.http"):
+        failed = client.post("/v1/snapshots", headers=auth(tokens["auditor"]))
+    assert failed.status_code == 500
+    assert secret_path not in failed.text and "disk full" not in failed.text
+    assert failed.json()["message"].startswith("internal error, reference ")
+    reference = failed.json()["message"].rsplit(" ", 1)[-1]
+    assert [r.detail for r in caplog.records if getattr(r, "reference", None) == reference] == [
+        f"publishing a snapshot into {secret_path} failed: disk full"]
+
+
+def test_sql_errors_keep_duckdbs_message_without_filesystem_paths(served):
+    client, tokens, _, _, _ = served
+    answer = client.post("/v1/sql", json={"sql": "FROM duckdb_extensions()"}, headers=auth(tokens["auditor"]))
+    assert answer.status_code == 400
+    message = answer.json()["message"]
+    assert "Permission Error: Cannot access directory" in message
+    assert "/root" not in message and ".duckdb/extensions" not in message and "<path>" in message
+
+
+def test_a_result_past_the_byte_limit_is_refused_quickly_over_http(served):
+    client, tokens, _, _, _ = served
+    started = time.monotonic()
+    answer = client.post("/v1/sql", json={"sql": "SELECT repeat('x', 10000000) FROM range(200)"},
+                         headers=auth(tokens["auditor"]))
+    assert time.monotonic() - started < 8
+    assert answer.status_code == 400 and answer.json()["error"] == "too_large"
+    assert "larger than the limit of 67108864 bytes (64 MiB)" in answer.json()["message"]
+
+
+def test_auditor_queries_past_the_concurrency_limit_get_429(served, monkeypatch):
+    client, tokens, _, _, _ = served
+    assert Settings().sql.max_concurrent == 2
+    release, entered = threading.Event(), threading.Semaphore(0)
+    real = api.run_query
+
+    def held(*args, **kwargs):
+        entered.release()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    assert client.post("/v1/snapshots", headers=auth(tokens["auditor"])).status_code == 201
+    monkeypatch.setattr(api, "run_query", held)
+    query = {"sql": "SELECT 1 AS n"}
+    answers = []
+    running = [threading.Thread(target=lambda: answers.append(
+        client.post("/v1/sql", json=query, headers=auth(tokens["auditor"])))) for _ in range(2)]
+    for thread in running:
+        thread.start()
+    try:
+        assert entered.acquire(timeout=30) and entered.acquire(timeout=30)
+        refused = client.post("/v1/sql", json=query, headers=auth(tokens["auditor"]))
+        assert refused.status_code == 429 and refused.json()["error"] == "too_many_queries"
+        assert int(refused.headers["retry-after"]) >= 1
+    finally:
+        release.set()
+        for thread in running:
+            thread.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    monkeypatch.setattr(api, "run_query", real)
+    assert client.post("/v1/sql", json=query, headers=auth(tokens["auditor"])).status_code == 200
