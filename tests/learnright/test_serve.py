@@ -43,13 +43,20 @@ def emit(settings, first: int, count: int, *, unknown: int = 0, poison: int = 0)
         raw.close()
 
 
-def scrape(url: str) -> dict[str, dict[tuple, float]]:
-    text = httpx.get(f"{url}/metrics").text
+def scrape(url: str, token: str) -> dict[str, dict[tuple, float]]:
+    """Scrapes /metrics as Prometheus would, with an auditor token (bearer auth in the scrape config)."""
+    answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    answer.raise_for_status()
+    text = answer.text
     samples: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+def total(url: str, token: str, name: str) -> float:
+    return sum(scrape(url, token).get(name, {}).values())
 
 
 def wait_for(condition, timeout_s: float = 60.0, what: str = "condition"):
@@ -90,10 +97,10 @@ def test_metrics_parse_and_their_counters_match_the_ledger(service):
     settings, url, auditor, ledger = service
     assert url.startswith("http://127.0.0.1:")
     emit(settings, 0, 30, unknown=3, poison=2)
-    wait_for(lambda: sum(scrape(url).get("learnright_events_ingested_total", {}).values()) == 60
-             and sum(scrape(url).get("learnright_events_quarantined_total", {}).values()) == 5, what="ingestion")
+    wait_for(lambda: total(url, auditor, "learnright_events_ingested_total") == 60
+             and total(url, auditor, "learnright_events_quarantined_total") == 5, what="ingestion")
     wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, what="readiness")
-    metrics = scrape(url)
+    metrics = scrape(url, auditor)
     answer = httpx.post(f"{url}/v1/snapshots", headers={"Authorization": f"Bearer {auditor}"})
     assert answer.status_code == 201
     query = lambda sql: httpx.post(f"{url}/v1/sql", json={"sql": sql},  # noqa: E731
@@ -112,6 +119,8 @@ def test_metrics_parse_and_their_counters_match_the_ledger(service):
     assert lag and all(value == 0 for value in lag.values())
     assert metrics["learnright_http_requests_total"][
         (("method", "GET"), ("route", "/metrics"), ("status", "200"))] >= 1
+    anonymous = httpx.get(f"{url}/metrics")
+    assert anonymous.status_code == 401 and "learnright_accrued_amount" not in anonymous.text
 
 
 READ_SNAPSHOT = """
@@ -131,7 +140,7 @@ def test_an_auditor_opens_a_snapshot_in_another_process_while_the_service_ingest
     settings, url, auditor, ledger = service
     headers = {"Authorization": f"Bearer {auditor}"}
     emit(settings, 0, 20)
-    wait_for(lambda: sum(scrape(url).get("learnright_events_ingested_total", {}).values()) == 40, what="first wave")
+    wait_for(lambda: total(url, auditor, "learnright_events_ingested_total") == 40, what="first wave")
     first = httpx.post(f"{url}/v1/snapshots", headers=headers).json()
     assert first["tables"]["usage_events"] == 40
     writer = threading.Thread(target=emit, args=(settings, 20, 200))
@@ -146,7 +155,7 @@ def test_an_auditor_opens_a_snapshot_in_another_process_while_the_service_ingest
     finally:
         writer.join()
     assert all(read == ([40, 0], "live ledger locked") for read in reads), reads
-    wait_for(lambda: sum(scrape(url).get("learnright_events_ingested_total", {}).values()) == 440, what="second wave")
+    wait_for(lambda: total(url, auditor, "learnright_events_ingested_total") == 440, what="second wave")
     second = httpx.post(f"{url}/v1/snapshots", headers=headers).json()
     assert second["tables"]["usage_events"] == 440
     assert (settings.snapshots_dir / "LATEST").read_text().strip() == second["snapshot_id"]
