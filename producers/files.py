@@ -165,41 +165,42 @@ def send_file(
         return iter(tqdm(read_rows(path), desc=desc, unit="row", total=count_rows(path) if progress else None,
                          disable=not progress))
 
+    tally = _Tally()
     if dry_run or all_or_nothing:
-        counts = _validate_only(rows("validate"), report)
-        if dry_run or counts[2]:
-            return EmitOutcome(rows=counts[0], valid=counts[1], rejected=counts[2], sent=0,
-                               held_back=not dry_run and counts[1] > 0)
+        for _ in _valid_events(rows("validate"), report, tally):
+            pass
+        if dry_run or tally.rejected:
+            return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=0,
+                               held_back=not dry_run and tally.valid > 0)
         with connect() as emitter:
             for row in rows("send"):
                 if row.event is None:
                     raise ConfigError(f"{path} changed while being sent: line {row.line} is no longer valid")
                 emitter.send_event(row.event)
             emitter.flush()
-            return EmitOutcome(rows=counts[0], valid=counts[1], rejected=0, sent=emitter.sent)
-    total = valid = rejected = 0
+            return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=0, sent=emitter.sent)
     with connect() as emitter:
-        for row in rows("emit"):
-            total += 1
-            if row.problems:
-                rejected += 1
-                for problem in row.problems:
-                    report(problem)
-            else:
-                valid += 1
-                emitter.send_event(row.event)
+        for event in _valid_events(rows("emit"), report, tally):
+            emitter.send_event(event)
         emitter.flush()
-        return EmitOutcome(rows=total, valid=valid, rejected=rejected, sent=emitter.sent)
+        return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=emitter.sent)
 
 
-def _validate_only(rows: Iterator[Row], report: Callable[[ValidationError], None]) -> tuple[int, int, int]:
-    total = valid = rejected = 0
+@dataclass(slots=True)
+class _Tally:
+    rows: int = 0
+    valid: int = 0
+    rejected: int = 0
+
+
+def _valid_events(rows: Iterator[Row], report: Callable[[ValidationError], None], tally: _Tally) -> Iterator[UsageEvent]:
+    """Yields the valid rows' events, reporting every problem of the others and counting both."""
     for row in rows:
-        total += 1
+        tally.rows += 1
         if row.problems:
-            rejected += 1
+            tally.rejected += 1
             for problem in row.problems:
                 report(problem)
         else:
-            valid += 1
-    return total, valid, rejected
+            tally.valid += 1
+            yield row.event
