@@ -22,7 +22,7 @@ from ledger.money import round_to_minor, wide_precision
 # 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
 #    JSON), which are what the Ed25519 signature covers; the file a holder downloads is the
 #    signed envelope of :func:`render_envelope`.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: amounts in plain notation (no exponents such as 0E-12)
 # Statements of a format before this one were stored unsigned and hashed as rendered text.
 FIRST_SIGNED_FORMAT = 3
 ENVELOPE_VERSION = 1
@@ -132,6 +132,11 @@ def source_summary(statement: Statement) -> dict[str, Decimal]:
     return dict(sorted(totals.items()))
 
 
+def _plain(amount: Decimal) -> str:
+    """An amount as a person reads it: positional notation, every stored digit kept."""
+    return format(amount, "f")
+
+
 def to_document(statement: Statement) -> dict:
     """The statement as a JSON-ready document; amounts as strings, never floats."""
     return {
@@ -141,12 +146,12 @@ def to_document(statement: Statement) -> dict:
         "holder": {"id": statement.holder_id, "name": statement.holder_name},
         "currency": statement.currency,
         "summary": {
-            "accrued": str(statement.accrued),
-            "carry_in": str(statement.carry_in),
-            "payable": str(statement.payable),
-            "carry_out": str(statement.carry_out),
+            "accrued": _plain(statement.accrued),
+            "carry_in": _plain(statement.carry_in),
+            "payable": _plain(statement.payable),
+            "carry_out": _plain(statement.carry_out),
         },
-        "by_source": {source: str(amount) for source, amount in source_summary(statement).items()},
+        "by_source": {source: _plain(amount) for source, amount in source_summary(statement).items()},
         "lines": [
             {
                 "period": line.period,
@@ -156,10 +161,10 @@ def to_document(statement: Statement) -> dict:
                 "model_id": line.model_id,
                 "kind": line.kind,
                 "unit": line.unit,
-                "quantity": str(line.quantity),
-                "rate": str(line.rate),
+                "quantity": _plain(line.quantity),
+                "rate": _plain(line.rate),
                 "per": line.per,
-                "amount": str(line.amount),
+                "amount": _plain(line.amount),
                 "entries": line.entries,
                 "license": f"{line.license_id} v{line.license_version}",
                 "description": line.description,

@@ -11,6 +11,7 @@ from kafka import KafkaConsumer
 from consumers.publisher import publish_pending
 from learnright.errors import BrokerError
 from ledger.close import close_period
+from ledger.statements import FORMAT_VERSION
 from ledger.store import Ledger
 from schemas import decode
 from tests.ledger.keys import SIGNER
@@ -66,4 +67,4 @@ def test_each_statement_arrives_once_as_statement_closed_and_a_failed_publish_lo
         "2026-04", "Ann Writes", "USD", Decimal("142.70"))
     assert event["content_hash"] == statements[ann_usd][8]
     assert event["key_fingerprint"] == SIGNER.fingerprint and event["signature"]
-    assert event["format_version"] == 3 and len(event["chain_head"]) == 64
+    assert event["format_version"] == FORMAT_VERSION and len(event["chain_head"]) == 64

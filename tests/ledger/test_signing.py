@@ -14,6 +14,7 @@ from learnright.cli import app
 from learnright.errors import LearnrightError
 from ledger.close import close_period, statement_file, write_statement_files
 from ledger.envelope import verify_envelope
+from ledger.statements import FORMAT_VERSION
 from ledger.signing import SignatureError, generate_signer, load_key
 from ledger.store import Ledger
 from tests.ledger.keys import SIGNER
@@ -45,7 +46,7 @@ def test_the_downloaded_file_verifies_and_carries_hash_signature_key_and_chain_h
     assert envelope["content_hash"] == checked.content_hash == closed.statement_rows(holder_id="h-ann")[1][8]
     assert envelope["signature"]["key_fingerprint"] == SIGNER.fingerprint
     assert envelope["chain_head"] == closed.get_close("2026-04").chain_head
-    assert envelope["format_version"] == envelope["statement"]["format_version"] == 3
+    assert envelope["format_version"] == envelope["statement"]["format_version"] == FORMAT_VERSION
 
 
 def test_the_signed_file_is_golden(closed):
@@ -87,8 +88,8 @@ def test_another_key_and_a_newer_format_are_refused(closed):
     data = ann_usd(closed)
     with pytest.raises(SignatureError, match=f"signed with key {SIGNER.fingerprint}, but the public key given"):
         verify_envelope(data, generate_signer().key.public_key(), "ann.json")
-    newer = data.replace(b'"format_version": 3', b'"format_version": 4')
-    with pytest.raises(SignatureError, match="format_version 4 is newer than this Learnright knows"):
+    newer = data.replace(b'"format_version": %d' % FORMAT_VERSION, b'"format_version": %d' % (FORMAT_VERSION + 1))
+    with pytest.raises(SignatureError, match=f"format_version {FORMAT_VERSION + 1} is newer than this Learnright knows"):
         verify_envelope(newer, SIGNER.key.public_key(), "ann.json")
 
 

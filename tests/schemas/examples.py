@@ -64,7 +64,7 @@ EXAMPLES: dict[str, dict] = {
         "carry_in": Decimal("0.000000000000"),
         "payable": Decimal("142.700000000000"),
         "carry_out": Decimal("0.003200000000"),
-        "format_version": 3,
+        "format_version": 4,
         "content_hash": "a1b516618fe783fa4b4c2d459bf76ce03e2efc634c20ead65b4378a22a75182d",
         "chain_head": "ad1df200a830fc9f4cd7d727f37351a1e4205d2bad6e657d65dfebcaa5f8d745",
         "last_entry_id": 21,
