@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from json.encoder import encode_basestring
 
-from ledger.money import ACCRUAL_QUANTUM
+from ledger.money import ACCRUAL_QUANTUM, WIDE
 
 CHAIN_FORMAT = 2
 GENESIS = "0" * 64
@@ -44,7 +44,7 @@ def _json(value: object) -> str:
     if kind is int:
         return str(value)
     if kind is Decimal:
-        return f'"{value.quantize(ACCRUAL_QUANTUM)}"'
+        return f'"{value.quantize(ACCRUAL_QUANTUM, context=WIDE)}"'
     if isinstance(value, datetime):
         delta = value.astimezone(timezone.utc) - _EPOCH
         return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)

@@ -140,3 +140,15 @@ def test_a_month_without_usage_between_closes_is_closed_too(ledger):
     outcome = close_period(ledger, "2026-06", now=datetime(2026, 7, 1, tzinfo=timezone.utc), signer=SIGNER)
     assert outcome.closed_periods == ("2026-05", "2026-06")
     assert [p for (p,) in ledger.query("SELECT period FROM period_closes ORDER BY period")] == ["2026-04", "2026-05", "2026-06"]
+
+
+def test_amounts_beyond_28_digits_are_booked_and_chained_exactly(ledger):
+    """DECIMAL(38,12) holds amounts Python's default 28-digit context cannot quantize."""
+    from ledger.verify import verify
+
+    event = TrainingUsage(event_id="big", platform_id="p", model_id="m", run_id="r", source_id="src-photos",
+                          units=9_000_000_000_000_000_001, unit="items", occurred_at=datetime(2026, 4, 2, tzinfo=timezone.utc))
+    accruals = price(event, ledger.load_book())  # 5 JPY per item
+    ledger.append_batch(IngestBatch(accruals=accruals, offsets={("t", 0): 1}))
+    assert ledger.query("SELECT amount FROM accruals")[0][0] == Decimal("45000000000000000005")
+    assert verify(ledger).ok
