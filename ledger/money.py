@@ -112,7 +112,7 @@ def round_to_minor(amount: Decimal, currency: str) -> Decimal:
 
     Callers keep ``amount - round_to_minor(amount, currency)`` as the residual they carry.
     """
-    return amount.quantize(minor_quantum(currency), rounding=decimal.ROUND_HALF_EVEN)
+    return amount.quantize(minor_quantum(currency), rounding=decimal.ROUND_HALF_EVEN, context=WIDE)
 
 
 def at_minor_unit(amount: Decimal, currency: str) -> Decimal:

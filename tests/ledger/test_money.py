@@ -57,3 +57,7 @@ def test_payable_amounts_show_exactly_the_minor_unit():
     assert str(at_minor_unit(Decimal("35.000000000000"), "JPY")) == "35"
     with pytest.raises(ValidationError, match="not a whole number of USD minor units"):
         at_minor_unit(Decimal("1.005"), "USD")
+
+
+def test_rounding_holds_for_amounts_beyond_28_digits():
+    assert round_to_minor(Decimal("11111111021106000001.234567891234"), "USD") == Decimal("11111111021106000001.23")
