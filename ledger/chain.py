@@ -15,11 +15,14 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from json.encoder import encode_basestring
 
 from ledger.money import ACCRUAL_QUANTUM, WIDE
+
+if TYPE_CHECKING:
+    from ledger.pricing import Accrual
 
 CHAIN_FORMAT = 2
 GENESIS = "0" * 64
@@ -34,6 +37,11 @@ ENTRY_FIELDS = (
 _PREFIX = f"[{CHAIN_FORMAT},"
 
 
+def _micros(moment: datetime) -> int:
+    delta = moment.astimezone(timezone.utc) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def _json(value: object) -> str:
     """One value as canonical JSON; the same text json.dumps would write for its normal form."""
     if value is None:
@@ -46,8 +54,7 @@ def _json(value: object) -> str:
     if kind is Decimal:
         return f'"{value.quantize(ACCRUAL_QUANTUM, context=WIDE)}"'
     if isinstance(value, datetime):
-        delta = value.astimezone(timezone.utc) - _EPOCH
-        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+        return str(_micros(value))
     raise TypeError(f"a ledger entry cannot hold {kind.__name__} values ({value!r})")
 
 
@@ -65,5 +72,31 @@ def chain(previous: str, entries: Iterable[Sequence[object]]) -> list[str]:
     hashes = []
     for values in entries:
         previous = link(previous, canonical(values))
+        hashes.append(previous)
+    return hashes
+
+
+def canonical_accrual(entry_id: int, accrual: Accrual) -> bytes:
+    """``canonical`` of an accrual's ENTRY_FIELDS, written out field by field.
+
+    The append path's fast form of :func:`canonical` (no per-value type dispatch); the
+    two give identical bytes, which the tests check on every kind of value.
+    """
+    a, q, w, text = accrual, ACCRUAL_QUANTUM, WIDE, encode_basestring
+    reverses = "null" if a.reverses_entry_id is None else str(a.reverses_entry_id)
+    return (
+        f"{_PREFIX}{entry_id},{text(a.platform_id)},{text(a.event_id)},{a.line:d},{text(a.kind)},"
+        f"{text(a.source_id)},{text(a.holder_id)},{text(a.model_id)},{text(a.license_id)},{a.license_version:d},"
+        f'"{a.quantity.quantize(q, context=w)}",{text(a.unit)},"{a.rate.quantize(q, context=w)}",{a.per:d},'
+        f'{text(a.currency)},"{a.amount.quantize(q, context=w)}",{_micros(a.occurred_at)},{text(a.period)},'
+        f"{reverses},{text(a.description)}]"
+    ).encode()
+
+
+def chain_accruals(previous: str, first_entry_id: int, accruals: Sequence[Accrual]) -> list[str]:
+    """The hash of each accrual in turn, numbered from ``first_entry_id``."""
+    hashes = []
+    for entry_id, accrual in enumerate(accruals, start=first_entry_id):
+        previous = link(previous, canonical_accrual(entry_id, accrual))
         hashes.append(previous)
     return hashes

@@ -314,7 +314,7 @@ class Ledger:
             (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:]))
             for entry_id, a in zip(entry_ids, batch.accruals)
         ]
-        hashes = chain.chain(self._head, values)
+        hashes = chain.chain_accruals(self._head, first, batch.accruals)
         head = hashes[-1] if hashes else self._head
         now = _now()
         with self._transaction():

@@ -152,3 +152,21 @@ def test_amounts_beyond_28_digits_are_booked_and_chained_exactly(ledger):
     ledger.append_batch(IngestBatch(accruals=accruals, offsets={("t", 0): 1}))
     assert ledger.query("SELECT amount FROM accruals")[0][0] == Decimal("45000000000000000005")
     assert verify(ledger).ok
+
+
+def test_the_fast_canonical_form_equals_the_generic_one():
+    """Appends hash with chain.canonical_accrual; verify re-hashes rows with chain.canonical."""
+    from dataclasses import replace
+
+    from ledger.pricing import Accrual
+
+    base = Accrual(platform_id='p"\\x', event_id="é☃", line=3, kind="training", source_id="s", holder_id="h",
+                   model_id="m\n", license_id="l", license_version=2, quantity=Decimal("0"), unit="tokens",
+                   rate=Decimal("0.0000012"), per=1_000_000, currency="USD", amount=Decimal("-12.5"),
+                   occurred_at=datetime(2026, 4, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), period="2026-04")
+    accruals = [base, replace(base, reverses_entry_id=7, description='how "it" was computed'),
+                replace(base, amount=Decimal("11111111021106000001.234567891234"))]
+    rows = [(41 + n, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:])) for n, a in enumerate(accruals)]
+    for n, accrual in enumerate(accruals):
+        assert chain.canonical_accrual(41 + n, accrual) == chain.canonical(rows[n])
+    assert chain.chain_accruals(chain.GENESIS, 41, accruals) == chain.chain(chain.GENESIS, rows)
