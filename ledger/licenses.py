@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from learnright.errors import ValidationError
 from ledger.errors import LicenseFileError
@@ -175,33 +175,30 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
     Raises:
         LicenseFileError: ``new`` redefines an existing license version differently.
     """
-    known = {(v.license_id, v.version): v for v in old.versions}
-    added = []
-    for version in new.versions:
-        existing = known.get((version.license_id, version.version))
-        if existing is None:
-            added.append(version)
-        elif existing.content_hash != version.content_hash:
-            raise LicenseFileError(
-                f"license {version.license_id} version {version.version} already exists with other terms"
-                f" (hash {existing.content_hash[:12]}, new {version.content_hash[:12]});"
-                f" versions are never edited: add version {version.version + 1} instead"
-            )
-    known_agreements = {(a.agreement_id, a.version): a for a in old.agreements}
-    added_agreements = []
-    for agreement in new.agreements:
-        existing = known_agreements.get((agreement.agreement_id, agreement.version))
-        if existing is None:
-            added_agreements.append(agreement)
-        elif existing.content_hash != agreement.content_hash:
-            raise LicenseFileError(
-                f"agreement {agreement.agreement_id} version {agreement.version} already exists with other terms;"
-                f" versions are never edited: add version {agreement.version + 1} instead"
-            )
+    added = _new_versions("license", "license_id", old.versions, new.versions)
+    added_agreements = _new_versions("agreement", "agreement_id", old.agreements, new.agreements)
     return build_book(
         {**old.holders, **new.holders}, {**old.sources, **new.sources}, old.versions + tuple(added),
         old.agreements + tuple(added_agreements),
     )
+
+
+def _new_versions(kind: str, id_field: str, old: Sequence, new: Sequence) -> list:
+    """The versions of ``new`` that ``old`` lacks; a known (id, version) with other content is refused."""
+    known = {(getattr(v, id_field), v.version): v for v in old}
+    added = []
+    for version in new:
+        identity = getattr(version, id_field)
+        existing = known.get((identity, version.version))
+        if existing is None:
+            added.append(version)
+        elif existing.content_hash != version.content_hash:
+            raise LicenseFileError(
+                f"{kind} {identity} version {version.version} already exists with other terms"
+                f" (hash {existing.content_hash[:12]}, new {version.content_hash[:12]});"
+                f" versions are never edited: add version {version.version + 1} instead"
+            )
+    return added
 
 
 def parse_book(text: str, origin: str = "<string>") -> LicenseBook:

@@ -6,20 +6,12 @@ from decimal import Decimal
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from consumers.service import LedgerConsumer
 from ledger.store import Ledger
 from producers import UsageEmitter
+from tests.consumers.helpers import consume_all
 
 pytestmark = pytest.mark.broker
 APRIL = datetime(2026, 4, 10, 8, 30, tzinfo=timezone.utc)
-
-
-def consume_all(settings, ledger):
-    consumer = LedgerConsumer(settings, ledger)
-    try:
-        return consumer.run(until_idle=True)
-    finally:
-        consumer.close()
 
 
 def test_n_events_through_the_broker_become_n_accruals_with_the_hand_computed_total(make_settings, license_book_text):

@@ -6,11 +6,9 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from consumers.service import LedgerConsumer
-from learnright.admin import ensure_topics
 from learnright.cli import app
 from ledger.store import Ledger
-from producers import UsageEmitter
+from tests.consumers.helpers import consume_all, emitter_for
 
 pytestmark = pytest.mark.broker
 APRIL = datetime(2026, 4, 10, tzinfo=timezone.utc)
@@ -28,19 +26,6 @@ effective_from = 2026-01-01T00:00:00Z
 currency = "EUR"
 training = { rate = 2, per = 1, unit = "seconds" }
 """
-
-
-def consume_all(settings, ledger):
-    consumer = LedgerConsumer(settings, ledger)
-    try:
-        return consumer.run(until_idle=True)
-    finally:
-        consumer.close()
-
-
-def emitter_for(settings):
-    ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, settings.kafka.partitions)
-    return UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics)
 
 
 def test_an_unlicensed_event_replays_once_after_its_license_is_added(make_settings, license_book_text):
