@@ -5,19 +5,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NATIVE_STAMP := $(VENV)/.native-stamp
+# rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help setup kafka-jars browser demo test test-unit schema-check bench clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Make .venv (Python >= 3.11) and install Learnright with its dev tools
+setup: $(STAMP) $(NATIVE_STAMP) ## Make .venv (Python >= 3.11), install Learnright with its dev tools, build native/
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Learnright needs Python >= 3.11; set PYTHON=python3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+	@command -v cargo >/dev/null || { echo "make setup: building native/ needs Rust's cargo (https://rustup.rs, or Debian's cargo)" >&2; exit 1; }
+	$(BIN)/pip install --quiet ./native
 	@touch $@
 
 kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in ~/.cache/learnright)
@@ -45,4 +53,4 @@ test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'
 
 clean: ## Remove the virtualenv and local ledger, broker and demo state
-	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info native/target

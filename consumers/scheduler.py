@@ -80,6 +80,7 @@ class LedgerService:
 
     def close_and_publish(self, now: datetime) -> tuple[str, ...]:
         """Closes what is due at ``now``, then publishes pending StatementClosed events."""
+        self.consumer.drain()
         with self.consumer.metrics.time_close(self.ledger.latest_close):
             closed = close_due(self.ledger, now, self.settings.grace_days, self.signer)
         self.publish()
@@ -102,7 +103,7 @@ class LedgerService:
         self.scheduler.start()
         try:
             while not self.consumer.stop_event.is_set():
-                self.consumer.run_once()
+                self.consumer.run_once(wait=False)
                 while not self.requests.empty():
                     self.close_and_publish(self.requests.get())
                 if self.publish_retry_at is not None and time.monotonic() >= self.publish_retry_at:

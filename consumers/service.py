@@ -18,13 +18,16 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import PendingCorrectionError, RawRecord, build_batch
+from consumers.batch import PendingCorrectionError, RawRecord
+from consumers.fast_path import BatchBuilder, FetchBlock, install
 from consumers.replay import replay_pending_corrections
+from consumers.writer import BatchWriter
 from learnright.admin import ensure_topics
 from learnright.errors import BrokerError
 from learnright.metrics import Metrics
 from learnright.settings import Settings
-from ledger.errors import LedgerError
+from ledger.errors import DuplicateEventError, LedgerError
+from ledger.licenses import LicenseBook
 from ledger.store import IngestBatch, Ledger
 from schemas import default_catalog
 from schemas.registry import SchemaRegistry
@@ -44,8 +47,8 @@ class IngestStats:
 
     def add(self, batch: IngestBatch, records: int) -> None:
         self.records += records
-        self.accepted += len(batch.events)
-        self.accruals += len(batch.accruals)
+        self.accepted += batch.event_count
+        self.accruals += batch.accrual_count
         self.duplicates += batch.duplicates
         self.quarantined += len(batch.quarantined)
         self.batches += 1
@@ -53,21 +56,32 @@ class IngestStats:
             self.by_error[row.error_class] = self.by_error.get(row.error_class, 0) + 1
 
 
+def _size(item: RawRecord | FetchBlock) -> int:
+    """Kafka records an item stands for."""
+    return item.count if isinstance(item, FetchBlock) else 1
+
+
 class ConsumerHaltError(LedgerError):
     """The consumer stopped rather than lose or double-count data; the message says why."""
 
 
 class _SeekToLedger(ConsumerRebalanceListener):
-    """Seeks every assigned partition to the offset stored in the ledger."""
+    """Seeks every assigned partition to the offset stored in the ledger.
 
-    def __init__(self, consumer: KafkaConsumer, ledger: Ledger):
+    Batches already polled are applied first (they were polled while the partitions
+    were ours), so the stored offsets are current when read.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, ledger: Ledger, writer: BatchWriter):
         self.consumer = consumer
         self.ledger = ledger
+        self.writer = writer
 
     def on_partitions_revoked(self, revoked) -> None:
-        pass
+        self.writer.wait()
 
     def on_partitions_assigned(self, assigned) -> None:
+        self.writer.wait()
         stored = self.ledger.stored_offsets()
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
@@ -101,7 +115,8 @@ class LedgerConsumer:
                 client_id=f"{settings.kafka.client_id}-ledger",
                 enable_auto_commit=False,
                 auto_offset_reset="none",
-                max_poll_records=settings.consumer.max_batch,
+                max_poll_records=settings.consumer.max_poll,
+                max_partition_fetch_bytes=settings.consumer.fetch_partition_bytes,
                 fetch_max_wait_ms=settings.consumer.flush_interval_ms,
             )
             self.dead_letters = KafkaProducer(
@@ -110,10 +125,18 @@ class LedgerConsumer:
             )
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
-        self.listener = _SeekToLedger(self.consumer, ledger)
+        self.native = settings.consumer.native and install(self.consumer)
+        self.builder = BatchBuilder(self.catalog, self.registry)
+        self.writer = BatchWriter()
+        self.books = ledger.reader()  # the polling thread's own cursor, for the license book
+        self._applied_offsets: dict[tuple[str, int], int] = {}
+        self.listener = _SeekToLedger(self.consumer, ledger, self.writer)
         self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
     def close(self) -> None:
+        """Applies the batches already polled, then leaves the group."""
+        self.writer.close()
+        self.books.close()
         self.consumer.close(autocommit=False)
         self.dead_letters.close()
 
@@ -121,8 +144,9 @@ class LedgerConsumer:
         """Consumes until stopped, or with ``until_idle`` until every partition is drained."""
         deadline = time.monotonic() + self.settings.consumer.idle_timeout_s
         while not self.stop_event.is_set():
-            if self.run_once():
+            if self.run_once(wait=False):
                 continue
+            self.drain()
             if until_idle:
                 assignment = self.consumer.assignment()
                 if assignment and self._drained(assignment):
@@ -132,62 +156,114 @@ class LedgerConsumer:
                         f"no partitions of {', '.join(self.topics.usage)} were assigned within"
                         f" {self.settings.consumer.idle_timeout_s}s"
                     )
+        self.drain()
         return self.stats
 
-    def run_once(self) -> int:
-        """Polls once (waiting at most the flush interval) and applies what came; returns its size."""
+    def drain(self) -> None:
+        """Waits until every polled batch is in the ledger; raises what failed in applying one."""
+        self.writer.drain()
+        self._commit_for_monitoring()
+
+    def run_once(self, *, wait: bool = True) -> int:
+        """Polls one batch and applies it; returns its size in records.
+
+        A batch gathers polls until it holds ``max_batch`` records or ``flush_interval_ms``
+        has passed since the first poll. With ``wait`` off, the batch is applied on the
+        writer thread while the caller polls the next one; :meth:`drain` waits for it.
+        """
+        limits = self.settings.consumer
+        deadline = time.monotonic() + limits.flush_interval_ms / 1000
+        items: list[RawRecord | FetchBlock] = []
+        size = 0
+        while size < limits.max_batch:
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            polled = self._poll(remaining_ms, min(limits.max_poll, limits.max_batch - size))
+            if not polled:
+                break
+            items.extend(polled)
+            size += sum(_size(item) for item in polled)
+            if remaining_ms == 0:
+                break
+        if items and self._owned(items):
+            book = self.books.load_book()
+            rows = self.builder.prebuild(items, book) if self.native else None
+            self.writer.submit(lambda: self.apply(items, book, rows))
+        if wait:
+            self.writer.drain()
+        self._commit_for_monitoring()
+        self.metrics.observe_lag(self.consumer)
+        return size
+
+    def _poll(self, timeout_ms: int, max_records: int) -> list[RawRecord | FetchBlock]:
         try:
-            polled = self.consumer.poll(
-                timeout_ms=self.settings.consumer.flush_interval_ms, max_records=self.settings.consumer.max_batch
-            )
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except OffsetOutOfRangeError as exc:
             raise ConsumerHaltError(
                 f"a stored offset is no longer in Kafka ({exc}): the records after it expired before they were"
                 " booked. The consumer halts instead of silently skipping or re-reading; restore the records"
                 " or decide on a reset explicitly"
             ) from exc
-        records = [
+        return [
+            r if isinstance(r, FetchBlock) else
             RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
                       headers=tuple((k, v or b"") for k, v in (r.headers or ())))
             for batch in polled.values() for r in batch
         ]
-        if records:
-            self.apply(records)
-        self.metrics.observe_lag(self.consumer)
-        return len(records)
+
+    def _owned(self, items: list[RawRecord | FetchBlock]) -> bool:
+        """False (and the batch dropped) when it holds a partition this consumer no longer owns.
+
+        Such a batch was polled before a rebalance: the partition's next owner reads it from
+        the ledger's offsets. (The ledger file's single-writer lock keeps a second process out.)
+        """
+        owned = self.consumer.assignment()
+        if all(TopicPartition(r.topic, r.partition) in owned for r in items):
+            return True
+        log.warning("dropping a batch of %d records holding partitions no longer owned",
+                    sum(_size(item) for item in items))
+        self.writer.wait()
+        self.listener.on_partitions_assigned(owned)  # re-read what we still own from the ledger's offsets
+        return False
+
+    def _commit_for_monitoring(self) -> None:
+        """Commits the offsets of applied batches to Kafka, for lag monitoring only."""
+        offsets, self._applied_offsets = self._applied_offsets, {}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit({
+                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                for (topic, partition), offset in offsets.items()
+            })
+        except KafkaError as exc:  # Monitoring only: the ledger holds the real offsets.
+            log.warning("committing offsets to Kafka for lag monitoring failed: %s", exc)
 
     def _drained(self, assignment) -> bool:
         ends = self.consumer.end_offsets(list(assignment))
         return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
 
-    def apply(self, records: list[RawRecord]) -> IngestBatch | None:
-        """Prices and appends one batch; dead-letters its rejects first, then commits.
+    def apply(self, records: list[RawRecord | FetchBlock], book: LicenseBook | None = None, rows=None) -> IngestBatch:
+        """Prices and appends one batch; dead-letters its rejects first (runs on the writer thread).
 
-        A batch polled before a rebalance, or holding a partition this consumer no longer
-        owns, is dropped unapplied: the partition's next owner reads it from the ledger's
-        offsets. (The ledger file's single-writer lock already keeps a second process out.)
+        ``rows`` are the batch's native rows built on the polling thread, priced by ``book``.
         """
-        owned = self.consumer.assignment()
-        if any(TopicPartition(r.topic, r.partition) not in owned for r in records):
-            log.warning("dropping a batch of %d records holding partitions no longer owned", len(records))
-            self.listener.on_partitions_assigned(owned)  # re-read what we still own from the ledger's offsets
-            return None
-        batch = build_batch(records, self.ledger.load_book(), self.ledger, self.catalog, self.registry)
-        if batch.quarantined:
-            self._dead_letter(batch)
+        book = book if book is not None else self.ledger.load_book()
+        batch = self.builder.build(records, book, self.ledger, rows)
+        sent = self._dead_letter(batch, set())
         started = time.perf_counter()
-        self.ledger.append_batch(batch)
-        self.metrics.observe_batch(batch, len(records), time.perf_counter() - started)
-        self.stats.add(batch, len(records))
-        if batch.events and self._pending_corrections():
-            replay_pending_corrections(self.ledger, self.catalog, self.registry)
         try:
-            self.consumer.commit({
-                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-                for (topic, partition), offset in batch.offsets.items()
-            })
-        except KafkaError as exc:  # Monitoring only: the ledger holds the real offsets.
-            log.warning("committing offsets to Kafka for lag monitoring failed: %s", exc)
+            self.ledger.append_batch(batch)
+        except DuplicateEventError as exc:  # a redelivered event: the reference path sorts it out
+            log.info("rebuilding a batch through the reference path: %s", exc)
+            batch = self.builder.reference(records, book, self.ledger)
+            self._dead_letter(batch, sent)
+            self.ledger.append_batch(batch)
+        size = sum(_size(item) for item in records)
+        self.metrics.observe_batch(batch, size, time.perf_counter() - started)
+        self.stats.add(batch, size)
+        if batch.event_count and self._pending_corrections():
+            replay_pending_corrections(self.ledger, self.catalog, self.registry)
+        self._applied_offsets = {**self._applied_offsets, **batch.offsets}
         return batch
 
     def _pending_corrections(self) -> bool:
@@ -195,9 +271,13 @@ class LedgerConsumer:
             return bool(self.ledger.open_quarantine_count(PendingCorrectionError.__name__))
         return False
 
-    def _dead_letter(self, batch: IngestBatch) -> None:
+    def _dead_letter(self, batch: IngestBatch, sent: set[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+        """Sends the batch's quarantined records not in ``sent`` to the dead-letter topic; returns all sent."""
         futures = []
         for row in batch.quarantined:
+            if (row.topic, row.partition, row.offset) in sent:
+                continue
+            sent.add((row.topic, row.partition, row.offset))
             headers = list(row.headers) + [
                 ("learnright.original.topic", row.topic.encode()),
                 ("learnright.original.partition", str(row.partition).encode()),
@@ -206,9 +286,12 @@ class LedgerConsumer:
                 ("learnright.error.message", row.reason.encode()),
             ]
             futures.append(self.dead_letters.send(self.topics.dead_letter, key=row.key, value=row.value, headers=headers))
+        if not futures:
+            return sent
         self.dead_letters.flush()
         for future in futures:
             try:
                 future.get(timeout=30)
             except KafkaError as exc:
                 raise BrokerError(f"dead-letter topic {self.topics.dead_letter} did not acknowledge: {exc}") from exc
+        return sent

@@ -71,13 +71,13 @@ class Metrics:
 
     def observe_batch(self, batch, records: int, commit_seconds: float) -> None:
         """Counts one applied batch (a :class:`ledger.store.IngestBatch`)."""
-        for event in batch.events:
-            self.events_ingested.labels(type=event.event_type).inc()
+        for event_type, count in batch.events_by_type().items():
+            self.events_ingested.labels(type=event_type).inc(count)
         for row in batch.quarantined:
             self.events_quarantined.labels(type=event_type_of(row.topic), reason=row.error_class).inc()
         if batch.duplicates:
             self.events_duplicate.inc(batch.duplicates)
-        self.accruals_booked.inc(len(batch.accruals))
+        self.accruals_booked.inc(batch.accrual_count)
         self.batch_size.observe(records)
         self.commit_seconds.observe(commit_seconds)
 

@@ -47,12 +47,22 @@ class BrokerSettings(BaseModel):
 class ConsumerSettings(BaseModel):
     group_id: str = "learnright-ledger"
     """Consumer group; Kafka's committed offsets serve lag monitoring only."""
-    max_batch: int = Field(5000, ge=1)
-    """Records decoded, priced and committed as one ledger transaction at most."""
+    max_batch: int = Field(131_072, ge=1)
+    """Records booked as one ledger transaction: a batch closes once it holds this many
+    (it may exceed them by one fetch) or once ``flush_interval_ms`` has passed. From
+    122,880 rows DuckDB writes a batch's row groups straight into the ledger file."""
+    fetch_partition_bytes: int = Field(1_048_576, ge=1)
+    """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
+    a record batch larger than this still comes whole). The native fast path takes a
+    fetch whole, so this also bounds how far a batch can exceed ``max_batch``."""
+    max_poll: int = Field(5000, ge=1)
+    """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
     """Longest a poll waits for a batch to fill when traffic is light."""
     idle_timeout_s: float = 10.0
     """`consume --until-idle` gives up waiting for a first assignment after this."""
+    native: bool = True
+    """Book the common case through the native fast path (same result; off: Python only)."""
 
 
 class HttpSettings(BaseModel):

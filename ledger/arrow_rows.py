@@ -7,6 +7,7 @@ types here match the DDL in :mod:`ledger.migrations`.
 from __future__ import annotations
 
 import json
+from array import array
 from datetime import datetime
 from typing import TYPE_CHECKING, Sequence
 
@@ -83,3 +84,38 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
         "event_id": [r.event_id for r in rows],
         "quarantined_at": pa.array([now] * len(rows), TIMESTAMP),
     })
+
+
+def _native_columns(buffers: dict, rows: int) -> dict[str, pa.Array]:
+    """Arrow arrays over the native fast path's buffers (no per-value conversion)."""
+    kinds = {"occurred_at": TIMESTAMP, "kafka_partition": pa.int32(), "kafka_offset": pa.int64(), "line": pa.int32(),
+             "license_version": pa.int32(), "per": pa.int64(), "quantity": DECIMAL, "rate": DECIMAL, "amount": DECIMAL}
+    columns = {}
+    for name, buffer in buffers.items():
+        if isinstance(buffer, tuple):
+            offsets, data = buffer
+            columns[name] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        else:
+            columns[name] = pa.Array.from_buffers(kinds[name], rows, [None, pa.py_buffer(buffer)])
+    return columns
+
+
+def native_events_table(native, batch_id: int) -> pa.Table:
+    """The ``usage_events`` rows of a native batch (``learnright_native.Rows``)."""
+    rows = native.event_count
+    columns = _native_columns(native.event_buffers(), rows)
+    columns["batch_id"] = pa.repeat(pa.scalar(batch_id, pa.int64()), rows)
+    return pa.table(columns)
+
+
+def native_accruals_table(native, first_entry_id: int, hashes: bytes, batch_id: int) -> pa.Table:
+    """The ``accruals`` rows of a native batch, numbered from ``first_entry_id`` with their chain ``hashes``."""
+    rows = native.accrual_count
+    columns = _native_columns(native.accrual_buffers(), rows)
+    columns["entry_id"] = pa.array(range(first_entry_id, first_entry_id + rows), pa.int64())
+    columns["reverses_entry_id"] = pa.nulls(rows, pa.int64())
+    columns["description"] = pa.repeat(pa.scalar("", pa.string()), rows)
+    offsets = array("i", range(0, 64 * rows + 1, 64)).tobytes()
+    columns["entry_hash"] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(hashes)])
+    columns["batch_id"] = pa.repeat(pa.scalar(batch_id, pa.int64()), rows)
+    return pa.table(columns)

@@ -37,7 +37,8 @@ ENTRY_FIELDS = (
 _PREFIX = f"[{CHAIN_FORMAT},"
 
 
-def _micros(moment: datetime) -> int:
+def utc_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime, as the chain writes times."""
     delta = moment.astimezone(timezone.utc) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -54,7 +55,7 @@ def _json(value: object) -> str:
     if kind is Decimal:
         return f'"{value.quantize(ACCRUAL_QUANTUM, context=WIDE)}"'
     if isinstance(value, datetime):
-        return str(_micros(value))
+        return str(utc_micros(value))
     raise TypeError(f"a ledger entry cannot hold {kind.__name__} values ({value!r})")
 
 
@@ -88,7 +89,7 @@ def canonical_accrual(entry_id: int, accrual: Accrual) -> bytes:
         f"{_PREFIX}{entry_id},{text(a.platform_id)},{text(a.event_id)},{a.line:d},{text(a.kind)},"
         f"{text(a.source_id)},{text(a.holder_id)},{text(a.model_id)},{text(a.license_id)},{a.license_version:d},"
         f'"{a.quantity.quantize(q, context=w)}",{text(a.unit)},"{a.rate.quantize(q, context=w)}",{a.per:d},'
-        f'{text(a.currency)},"{a.amount.quantize(q, context=w)}",{_micros(a.occurred_at)},{text(a.period)},'
+        f'{text(a.currency)},"{a.amount.quantize(q, context=w)}",{utc_micros(a.occurred_at)},{text(a.period)},'
         f"{reverses},{text(a.description)}]"
     ).encode()
 

@@ -27,6 +27,10 @@ class LedgerLockedError(LedgerError):
     """Another process holds the ledger file as its writer."""
 
 
+class DuplicateEventError(LedgerError):
+    """A batch built without probing the ledger holds an event it has booked already."""
+
+
 class LedgerVersionError(LedgerError):
     """The ledger file was written by a newer Learnright than this one."""
 

@@ -121,6 +121,11 @@ class LicenseBook:
         default_factory=dict, repr=False
     )
 
+    def in_force_index(self) -> Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]]:
+        """(source_id, platform_id or ANY_PLATFORM) -> (effective starts, versions), as
+        :meth:`in_force` bisects them; for compiled lookups that must agree with it."""
+        return self._index
+
     def in_force(self, source_id: str, platform_id: str, at: datetime) -> LicenseVersion | None:
         """The version pricing a use of ``source_id`` by ``platform_id`` at ``at``, if any."""
         for key in ((source_id, platform_id), (source_id, ANY_PLATFORM)):

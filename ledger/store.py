@@ -22,9 +22,10 @@ import duckdb
 import pyarrow as pa
 
 from ledger import chain
-from ledger.errors import LedgerError, LedgerLockedError
+from ledger.errors import DuplicateEventError, LedgerError, LedgerLockedError
 from ledger.licenses import LicenseBook, build_book, merge_books, parse_book
-from ledger.arrow_rows import TIMESTAMP, accruals_table, events_table, quarantine_table, revenue_table
+from ledger.arrow_rows import (TIMESTAMP, accruals_table, events_table, native_accruals_table, native_events_table,
+                               quarantine_table, revenue_table)
 from ledger.migrations import migrate
 from ledger.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.pricing import Accrual
@@ -73,6 +74,22 @@ class IngestBatch:
     offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
     duplicates: int = 0
     lineage: tuple["ModelLineage", ...] = ()
+    native: object | None = None
+    """Rows the native fast path built (``learnright_native.Rows``); appended before the rest."""
+
+    @property
+    def event_count(self) -> int:
+        return len(self.events) + (self.native.event_count if self.native is not None else 0)
+
+    @property
+    def accrual_count(self) -> int:
+        return len(self.accruals) + (self.native.accrual_count if self.native is not None else 0)
+
+    def events_by_type(self) -> dict[str, int]:
+        counts = dict(self.native.type_counts()) if self.native is not None else {}
+        for event in self.events:
+            counts[event.event_type] = counts.get(event.event_type, 0) + 1
+        return counts
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,62 +323,98 @@ class Ledger:
         ).fetchall()[0][0]
 
     def append_batch(self, batch: IngestBatch) -> BatchResult:
-        """Appends a batch and its offsets in one transaction; all of it or none."""
+        """Appends a batch and its offsets in one transaction; all of it or none.
+
+        Entries are numbered and chained in order: the native fast path's first, then the rest.
+
+        Raises:
+            DuplicateEventError: a fast-path event is booked already (nothing was appended);
+                the reference path, which probes the ledger, must build the batch.
+        """
         batch_id = self._last_batch + 1
         first = self._last_entry + 1
-        entry_ids = range(first, first + len(batch.accruals))
+        native = batch.native
+        native_accruals = native.accrual_count if native is not None else 0
+        head = self._head
+        if native_accruals:
+            native_hashes, head = native.chain(head, first)
+        python_first = first + native_accruals
         values = [
             (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:]))
-            for entry_id, a in zip(entry_ids, batch.accruals)
+            for entry_id, a in zip(range(python_first, python_first + len(batch.accruals)), batch.accruals)
         ]
-        hashes = chain.chain_accruals(self._head, first, batch.accruals)
-        head = hashes[-1] if hashes else self._head
+        hashes = chain.chain_accruals(head, python_first, batch.accruals)
+        head = hashes[-1] if hashes else head
         now = _now()
-        with self._transaction():
-            if batch.events:
-                self._insert("usage_events", events_table(batch.events, batch_id))
-            if values:
-                self._insert("accruals", accruals_table(values, hashes, batch_id))
-            if batch.revenues:
-                self._insert("revenue_reports", revenue_table(batch.revenues, batch_id))
-            if batch.lineage:
-                self._insert("model_lineage", pa.table({
-                    "platform_id": [m.platform_id for m in batch.lineage],
-                    "model_id": [m.model_id for m in batch.lineage],
-                    "base_model_id": [m.base_model_id for m in batch.lineage],
-                    "event_id": [m.event_id for m in batch.lineage],
-                    "occurred_at": pa.array([m.occurred_at for m in batch.lineage], TIMESTAMP),
-                    "batch_id": pa.array([batch_id] * len(batch.lineage), pa.int64()),
-                }))
-            if batch.quarantined:
-                self._insert(
-                    "quarantine", quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
+        try:
+            with self._transaction():
+                if native is not None and native.event_count:
+                    self._insert("usage_events", native_events_table(native, batch_id))
+                if native_accruals:
+                    self._insert("accruals", native_accruals_table(native, first, native_hashes, batch_id))
+                self._append_rows(batch, batch_id, values, hashes, now)
+                self.con.execute(
+                    "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [batch_id, now, batch.event_count, native_accruals + len(values), len(batch.quarantined),
+                     batch.duplicates, head],
                 )
-            if batch.offsets:
-                self._insert("consumer_offsets", pa.table({
-                    "batch_id": pa.array([batch_id] * len(batch.offsets), pa.int64()),
-                    "topic": [tp[0] for tp in batch.offsets],
-                    "kafka_partition": pa.array([tp[1] for tp in batch.offsets], pa.int32()),
-                    "next_offset": pa.array(list(batch.offsets.values()), pa.int64()),
-                }))
-            self.con.execute(
-                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [batch_id, now, len(batch.events), len(values), len(batch.quarantined), batch.duplicates, head],
-            )
+        except duckdb.ConstraintException as exc:
+            if native is None:
+                raise
+            raise DuplicateEventError(f"a fast-path event of batch {batch_id} is booked already: {exc}") from exc
         self._last_batch = batch_id
-        self._last_entry = first + len(values) - 1
+        self._last_entry = first + native_accruals + len(values) - 1
         self._last_quarantine += len(batch.quarantined)
         self._head = head
-        if values:
+        if native_accruals or values:
             _write_anchor(self.path, self._last_entry, head)
         return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=self._last_entry, chain_head=head)
+
+    def _append_rows(self, batch: IngestBatch, batch_id: int, values: list[tuple], hashes: list[str],
+                     now: datetime) -> None:
+        """Inserts the batch's Python-built rows and offsets (inside the caller's transaction)."""
+        if batch.events:
+            self._insert("usage_events", events_table(batch.events, batch_id))
+        if values:
+            self._insert("accruals", accruals_table(values, hashes, batch_id))
+        if batch.revenues:
+            self._insert("revenue_reports", revenue_table(batch.revenues, batch_id))
+        if batch.lineage:
+            self._insert("model_lineage", pa.table({
+                "platform_id": [m.platform_id for m in batch.lineage],
+                "model_id": [m.model_id for m in batch.lineage],
+                "base_model_id": [m.base_model_id for m in batch.lineage],
+                "event_id": [m.event_id for m in batch.lineage],
+                "occurred_at": pa.array([m.occurred_at for m in batch.lineage], TIMESTAMP),
+                "batch_id": pa.array([batch_id] * len(batch.lineage), pa.int64()),
+            }))
+        if batch.quarantined:
+            self._insert(
+                "quarantine", quarantine_table(batch.quarantined, self._last_quarantine + 1, batch_id, now)
+            )
+        if batch.offsets:
+            self._insert("consumer_offsets", pa.table({
+                "batch_id": pa.array([batch_id] * len(batch.offsets), pa.int64()),
+                "topic": [tp[0] for tp in batch.offsets],
+                "kafka_partition": pa.array([tp[1] for tp in batch.offsets], pa.int32()),
+                "next_offset": pa.array(list(batch.offsets.values()), pa.int64()),
+            }))
 
     def _insert(self, table: str, data: pa.Table) -> None:
         self.con.register("_batch", data)
         try:
             self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
-        finally:
+        except duckdb.Error:
+            self._unregister_quietly()
+            raise
+        self.con.unregister("_batch")
+
+    def _unregister_quietly(self) -> None:
+        """Drops the batch view after a failed insert; an aborted transaction refuses that, and its rollback drops it."""
+        try:
             self.con.unregister("_batch")
+        except duckdb.Error:
+            pass
 
     def _transaction(self):
         return _Transaction(self.con)

@@ -1,0 +1,106 @@
+//! The ledger's hash chain (CHAIN_FORMAT 2) over accrual columns; the same bytes as
+//! `ledger.chain.canonical_accrual`, which the Python tests compare entry by entry.
+
+use sha2::{Digest, Sha256};
+
+use crate::columns::Accruals;
+use crate::decimal::write_scale12;
+
+pub const CHAIN_FORMAT: u32 = 2;
+
+/// A JSON string as Python's `json.encoder.encode_basestring` writes it (ensure_ascii off).
+pub fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
+    out.push(b'"');
+    for &byte in text {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x00..=0x1f => out.extend_from_slice(format!("\\u{byte:04x}").as_bytes()),
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
+}
+
+fn write_int(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = write!(out, "{value}");
+}
+
+/// The canonical bytes of accrual `row` as entry `entry_id`.
+pub fn canonical(out: &mut Vec<u8>, entry_id: i64, a: &Accruals, row: usize) {
+    out.clear();
+    out.push(b'[');
+    write_int(out, CHAIN_FORMAT);
+    out.push(b',');
+    write_int(out, entry_id);
+    out.push(b',');
+    write_json_string(out, a.platform_id.get(row));
+    out.push(b',');
+    write_json_string(out, a.event_id.get(row));
+    out.push(b',');
+    write_int(out, a.line[row]);
+    out.push(b',');
+    write_json_string(out, a.kind.get(row));
+    out.push(b',');
+    write_json_string(out, a.source_id.get(row));
+    out.push(b',');
+    write_json_string(out, a.holder_id.get(row));
+    out.push(b',');
+    write_json_string(out, a.model_id.get(row));
+    out.push(b',');
+    write_json_string(out, a.license_id.get(row));
+    out.push(b',');
+    write_int(out, a.license_version[row]);
+    out.extend_from_slice(b",\"");
+    write_scale12(out, a.quantity[row]);
+    out.extend_from_slice(b"\",");
+    write_json_string(out, a.unit.get(row));
+    out.extend_from_slice(b",\"");
+    write_scale12(out, a.rate[row]);
+    out.extend_from_slice(b"\",");
+    write_int(out, a.per[row]);
+    out.push(b',');
+    write_json_string(out, a.currency.get(row));
+    out.extend_from_slice(b",\"");
+    write_scale12(out, a.amount[row]);
+    out.extend_from_slice(b"\",");
+    write_int(out, a.occurred_at[row]);
+    out.push(b',');
+    write_json_string(out, a.period.get(row));
+    out.extend_from_slice(b",null,\"\"]");
+}
+
+pub fn hex(digest: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in digest {
+        out.push(HEX[(byte >> 4) as usize]);
+        out.push(HEX[(byte & 15) as usize]);
+    }
+}
+
+/// Chains every accrual from `head`, numbering from `first_entry_id`; returns the
+/// hashes as 64 hex characters each, back to back, and the new head.
+pub fn chain(head: &str, first_entry_id: i64, accruals: &Accruals) -> (Vec<u8>, String) {
+    let rows = accruals.line.len();
+    let mut hashes = Vec::with_capacity(rows * 64);
+    let mut previous: Vec<u8> = head.as_bytes().to_vec();
+    let mut entry = Vec::with_capacity(512);
+    for row in 0..rows {
+        canonical(&mut entry, first_entry_id + row as i64, accruals, row);
+        let mut hasher = Sha256::new();
+        hasher.update(&previous);
+        hasher.update(b"\n");
+        hasher.update(&entry);
+        let start = hashes.len();
+        hex(&hasher.finalize(), &mut hashes);
+        previous.clear();
+        previous.extend_from_slice(&hashes[start..]);
+    }
+    (hashes, String::from_utf8(previous).expect("hex is ASCII"))
+}

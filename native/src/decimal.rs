@@ -1,0 +1,43 @@
+//! Amounts at the accrual scale (12 places) as unscaled `i128`, written exactly as
+//! Python writes `str(Decimal)` of a value quantized to 12 places.
+//!
+//! The hash chain covers that text, so it must match Python's byte for byte: plain
+//! notation from 1E-6 up (`0.500000000000`), scientific below (`1.00000E-7`, `0E-12`).
+
+pub const SCALE: u32 = 12;
+/// The largest unscaled value a DECIMAL(38, 12) column holds.
+pub const MAX_UNSCALED: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+pub fn pow10(exponent: u32) -> i128 {
+    10i128.pow(exponent)
+}
+
+/// `str(Decimal(unscaled).scaleb(-12))`, as Python writes it.
+pub fn write_scale12(out: &mut Vec<u8>, unscaled: i128) {
+    if unscaled < 0 {
+        out.push(b'-');
+    }
+    let digits = unscaled.unsigned_abs().to_string();
+    let digits = digits.as_bytes();
+    let left = digits.len() as i64 - SCALE as i64; // Python's "leftdigits"
+    if left > -6 {
+        if left <= 0 {
+            out.extend_from_slice(b"0.");
+            out.extend(std::iter::repeat(b'0').take((-left) as usize));
+            out.extend_from_slice(digits);
+        } else {
+            let point = left as usize;
+            out.extend_from_slice(&digits[..point]);
+            out.push(b'.');
+            out.extend_from_slice(&digits[point..]);
+        }
+    } else {
+        out.push(digits[0]);
+        if digits.len() > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let exponent = if unscaled == 0 { -(SCALE as i64) } else { left - 1 };
+        out.extend_from_slice(format!("E{exponent:+}").as_bytes());
+    }
+}

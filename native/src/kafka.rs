@@ -1,0 +1,191 @@
+//! Kafka record batches (message format v2) as fetched: the records, read in place.
+//!
+//! Only what the fast path needs is supported: magic 2, uncompressed, not a control
+//! batch, not transactional. Anything else is `Unsupported`, and the caller hands the
+//! fetch to kafka-python's own reader, so no record is ever skipped here.
+
+pub const BATCH_HEADER: usize = 61;
+const LOG_OVERHEAD: usize = 12;
+
+#[derive(Debug)]
+pub struct Unsupported(pub String);
+
+pub struct Record<'a> {
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [u8],
+    pub header_count: i64,
+}
+
+/// What a fetch holds, without reading its records one by one.
+pub struct Scan {
+    pub next_offset: i64,
+    pub records: u64,
+    pub bytes: u64,
+    pub leader_epoch: i32,
+}
+
+fn be_i64(b: &[u8]) -> i64 {
+    i64::from_be_bytes(b[..8].try_into().unwrap())
+}
+
+fn be_i32(b: &[u8]) -> i32 {
+    i32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+/// A zigzag varint (Kafka's and Avro's signed encoding), advancing `pos`.
+pub fn varint(data: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    let mut shift = 0u32;
+    loop {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        if shift == 63 && byte > 1 {
+            return None;
+        }
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
+}
+
+fn bytes_field<'a>(data: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Unsupported> {
+    let length = varint(data, pos).ok_or_else(|| Unsupported("bad varint in record".into()))?;
+    if length < 0 {
+        return Ok(None);
+    }
+    let end = pos
+        .checked_add(length as usize)
+        .filter(|end| *end <= data.len())
+        .ok_or_else(|| Unsupported("record field runs past its record".into()))?;
+    let field = &data[*pos..end];
+    *pos = end;
+    Ok(Some(field))
+}
+
+/// The complete batches of a fetch, in order (a trailing partial batch is left out, as
+/// kafka-python leaves it).
+fn batches(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if data.len() - pos < LOG_OVERHEAD {
+            return None;
+        }
+        let length = be_i32(&data[pos + 8..]);
+        if length < 0 {
+            return None;
+        }
+        let end = pos + LOG_OVERHEAD + length as usize;
+        if end > data.len() {
+            return None;
+        }
+        let batch = &data[pos..end];
+        pos = end;
+        Some(batch)
+    })
+}
+
+fn check_batch(batch: &[u8], check_crcs: bool) -> Result<(), Unsupported> {
+    if batch.len() < BATCH_HEADER {
+        return Err(Unsupported("batch shorter than its header".into()));
+    }
+    let magic = batch[16] as i8;
+    if magic != 2 {
+        return Err(Unsupported(format!("message format v{magic}")));
+    }
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+    if attributes & 0x07 != 0 {
+        return Err(Unsupported("compressed batch".into()));
+    }
+    if attributes & 0x30 != 0 {
+        return Err(Unsupported("transactional or control batch".into()));
+    }
+    if check_crcs {
+        let expected = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+        if crc32c::crc32c(&batch[21..]) != expected {
+            return Err(Unsupported("batch fails its CRC".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every batch of a fetch and counts the records at or after `min_offset`.
+pub fn scan(data: &[u8], min_offset: i64, check_crcs: bool) -> Result<Scan, Unsupported> {
+    let mut scan = Scan { next_offset: min_offset, records: 0, bytes: 0, leader_epoch: -1 };
+    for batch in batches(data) {
+        check_batch(batch, check_crcs)?;
+        scan.leader_epoch = be_i32(&batch[12..]);
+        let base = be_i64(batch);
+        let last = base + i64::from(be_i32(&batch[23..]));
+        scan.next_offset = scan.next_offset.max(last + 1);
+        each_record_of(batch, min_offset, |record| {
+            scan.records += 1;
+            scan.bytes += (record.value.map_or(0, <[u8]>::len) + record.key.map_or(0, <[u8]>::len)) as u64;
+            Ok(())
+        })?;
+    }
+    Ok(scan)
+}
+
+fn each_record_of<'a>(
+    batch: &'a [u8],
+    min_offset: i64,
+    mut visit: impl FnMut(Record<'a>) -> Result<(), Unsupported>,
+) -> Result<(), Unsupported> {
+    let base = be_i64(batch);
+    let count = be_i32(&batch[57..]);
+    let mut pos = BATCH_HEADER;
+    for _ in 0..count.max(0) {
+        let length = varint(batch, &mut pos).ok_or_else(|| Unsupported("bad record length".into()))?;
+        let end = pos
+            .checked_add(usize::try_from(length).map_err(|_| Unsupported("negative record length".into()))?)
+            .filter(|end| *end <= batch.len())
+            .ok_or_else(|| Unsupported("record runs past its batch".into()))?;
+        let record = &batch[..end];
+        pos += 1; // attributes
+        varint(record, &mut pos).ok_or_else(|| Unsupported("bad timestamp delta".into()))?;
+        let delta = varint(record, &mut pos).ok_or_else(|| Unsupported("bad offset delta".into()))?;
+        let key = bytes_field(record, &mut pos)?;
+        let value = bytes_field(record, &mut pos)?;
+        let header_count = varint(record, &mut pos).ok_or_else(|| Unsupported("bad header count".into()))?;
+        let headers = &record[pos..end];
+        pos = end;
+        let offset = base + delta;
+        if offset >= min_offset {
+            visit(Record { offset, key, value, headers, header_count })?;
+        }
+    }
+    Ok(())
+}
+
+/// Visits every record of a fetch at or after `min_offset`, in offset order.
+pub fn each_record<'a>(
+    data: &'a [u8],
+    min_offset: i64,
+    mut visit: impl FnMut(Record<'a>) -> Result<(), Unsupported>,
+) -> Result<(), Unsupported> {
+    for batch in batches(data) {
+        check_batch(batch, false)?;
+        each_record_of(batch, min_offset, &mut visit)?;
+    }
+    Ok(())
+}
+
+/// A record's headers as (key, value) pairs; a null value reads as empty, as the ledger keeps it.
+pub fn headers_of<'a>(record: &Record<'a>) -> Result<Vec<(&'a [u8], &'a [u8])>, Unsupported> {
+    let mut pos = 0usize;
+    let mut out = Vec::with_capacity(record.header_count.max(0) as usize);
+    for _ in 0..record.header_count.max(0) {
+        let key = bytes_field(record.headers, &mut pos)?.unwrap_or_default();
+        let value = bytes_field(record.headers, &mut pos)?.unwrap_or_default();
+        out.push((key, value));
+    }
+    Ok(out)
+}

@@ -1,0 +1,303 @@
+//! Python bindings of the native ingest fast path (`learnright_native`).
+//!
+//! Everything per record runs with the GIL released, so kafka-python's fetching and
+//! DuckDB's appending proceed on the other core meanwhile.
+
+mod avro;
+mod chain;
+mod columns;
+mod decimal;
+mod ingest;
+mod kafka;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict};
+
+use columns::{le_bytes, Strings};
+use ingest::{Batch, Block, Book, Schemas, TrainingTerms, Version};
+
+/// (unit, rate, per, unit_price) with amounts as unscaled integers at 12 places.
+type TrainingSpec = (String, i128, i64, i128);
+/// (license_id, version, currency, training, inference rate in millionths).
+type VersionSpec = (String, i32, String, Option<TrainingSpec>, Option<i128>);
+
+/// The schemas and license book the fast path prices with; build one per book.
+#[pyclass(frozen, module = "learnright_native")]
+struct Pricer {
+    schemas: Schemas,
+    book: Book,
+}
+
+#[pymethods]
+impl Pricer {
+    #[new]
+    #[pyo3(signature = (*, training_fingerprint, inference_fingerprint, training_name, inference_name, holders, index, any_platform))]
+    fn new(
+        training_fingerprint: &[u8],
+        inference_fingerprint: &[u8],
+        training_name: String,
+        inference_name: String,
+        holders: HashMap<String, String>,
+        index: Vec<(String, String, Vec<(i64, Option<VersionSpec>)>)>,
+        any_platform: String,
+    ) -> PyResult<Self> {
+        let fingerprint = |raw: &[u8]| -> PyResult<[u8; 8]> {
+            raw.try_into().map_err(|_| PyValueError::new_err(format!("a fingerprint has 8 bytes, not {}", raw.len())))
+        };
+        let mut versions: HashMap<(String, i32), Arc<Version>> = HashMap::new();
+        let mut book_index = HashMap::new();
+        for (source, platform, starts) in index {
+            let mut entries = Vec::with_capacity(starts.len());
+            for (start, spec) in starts {
+                let version = spec.map(|(license_id, version, currency, training, inference_rate)| {
+                    versions
+                        .entry((license_id.clone(), version))
+                        .or_insert_with(|| {
+                            Arc::new(Version {
+                                license_id,
+                                version,
+                                currency,
+                                training: training.map(|(unit, rate, per, unit_price)| TrainingTerms {
+                                    unit,
+                                    rate,
+                                    per,
+                                    unit_price,
+                                }),
+                                inference_rate,
+                            })
+                        })
+                        .clone()
+                });
+                entries.push((start, version));
+            }
+            book_index.insert((source, platform), entries);
+        }
+        Ok(Pricer {
+            schemas: Schemas {
+                training_fingerprint: fingerprint(training_fingerprint)?,
+                inference_fingerprint: fingerprint(inference_fingerprint)?,
+                training_name,
+                inference_name,
+            },
+            book: Book { holders, index: book_index, any_platform },
+        })
+    }
+
+    /// Builds one batch from fetches given as (topic, partition, first offset, bytes).
+    fn build(&self, py: Python<'_>, fetches: Vec<(String, i32, i64, PyBackedBytes)>) -> PyResult<Rows> {
+        let batch = py.detach(|| {
+            let blocks: Vec<Block<'_>> = fetches
+                .iter()
+                .map(|(topic, partition, min_offset, data)| Block {
+                    topic,
+                    partition: *partition,
+                    min_offset: *min_offset,
+                    data,
+                })
+                .collect();
+            ingest::build(&self.schemas, &self.book, &blocks)
+        });
+        batch.map(|batch| Rows { batch }).map_err(|e| PyValueError::new_err(format!("cannot read a fetch: {}", e.0)))
+    }
+}
+
+/// A batch built by the fast path: its columns, and the records it left to Python.
+#[pyclass(module = "learnright_native")]
+struct Rows {
+    batch: Batch,
+}
+
+fn strings<'py>(py: Python<'py>, column: &Strings) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    (PyBytes::new(py, &column.offsets_bytes()), PyBytes::new(py, &column.data))
+}
+
+fn decimals<'py>(py: Python<'py>, values: &[i128]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &le_bytes(values, |v| v.to_le_bytes()))
+}
+
+#[pymethods]
+impl Rows {
+    #[getter]
+    fn event_count(&self) -> usize {
+        self.batch.events.offset.len()
+    }
+
+    #[getter]
+    fn accrual_count(&self) -> usize {
+        self.batch.accruals.line.len()
+    }
+
+    #[getter]
+    fn records(&self) -> u64 {
+        self.batch.records
+    }
+
+    /// Accepted events per event type.
+    fn type_counts(&self) -> HashMap<String, u64> {
+        let mut counts = HashMap::new();
+        let types = &self.batch.events.event_type;
+        for row in 0..self.batch.events.offset.len() {
+            *counts.entry(String::from_utf8_lossy(types.get(row)).into_owned()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// True when two records share an event key: the reference path must build the batch.
+    #[getter]
+    fn needs_reference(&self) -> bool {
+        self.batch.needs_reference
+    }
+
+    /// (topic, partition, next offset) of every fetch read, fast path or not.
+    #[getter]
+    fn offsets(&self) -> Vec<(String, i32, i64)> {
+        self.batch.offsets.clone()
+    }
+
+    /// The records left to the reference path: (topic, partition, offset, key, value, headers).
+    fn fallback<'py>(&self, py: Python<'py>) -> Vec<(String, i32, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)> {
+        self.batch
+            .fallback
+            .iter()
+            .map(|f| {
+                (
+                    f.topic.clone(),
+                    f.partition,
+                    f.offset,
+                    f.key.as_ref().map(|k| PyBytes::new(py, k)),
+                    f.value.as_ref().map(|v| PyBytes::new(py, v)),
+                    f.headers.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), PyBytes::new(py, v))).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether any of `keys` ((platform_id, event_id)) is among this batch's events.
+    fn holds_any(&self, keys: Vec<(String, String)>) -> bool {
+        let wanted: std::collections::HashSet<(&[u8], &[u8])> =
+            keys.iter().map(|(p, e)| (p.as_bytes(), e.as_bytes())).collect();
+        let events = &self.batch.events;
+        (0..events.offset.len()).any(|row| wanted.contains(&(events.platform_id.get(row), events.event_id.get(row))))
+    }
+
+    /// Chains the accruals from `head`, numbered from `first_entry_id`: (hashes, new head),
+    /// the hashes as 64 hex characters each, back to back.
+    fn chain<'py>(&self, py: Python<'py>, head: &str, first_entry_id: i64) -> (Bound<'py, PyBytes>, String) {
+        let (hashes, head) = py.detach(|| chain::chain(head, first_entry_id, &self.batch.accruals));
+        (PyBytes::new(py, &hashes), head)
+    }
+
+    /// Arrow buffers of the event columns: name -> bytes (numbers) or (offsets, data) (strings).
+    fn event_buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let e = &self.batch.events;
+        let out = PyDict::new(py);
+        for (name, column) in [
+            ("platform_id", &e.platform_id),
+            ("event_id", &e.event_id),
+            ("event_type", &e.event_type),
+            ("content_hash", &e.content_hash),
+            ("model_id", &e.model_id),
+            ("period", &e.period),
+            ("topic", &e.topic),
+        ] {
+            out.set_item(name, strings(py, column))?;
+        }
+        out.set_item("occurred_at", PyBytes::new(py, &le_bytes(&e.occurred_at, |v| v.to_le_bytes())))?;
+        out.set_item("kafka_partition", PyBytes::new(py, &le_bytes(&e.partition, |v| v.to_le_bytes())))?;
+        out.set_item("kafka_offset", PyBytes::new(py, &le_bytes(&e.offset, |v| v.to_le_bytes())))?;
+        Ok(out)
+    }
+
+    /// Arrow buffers of the accrual columns, as :meth:`event_buffers` gives them.
+    fn accrual_buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let a = &self.batch.accruals;
+        let out = PyDict::new(py);
+        for (name, column) in [
+            ("platform_id", &a.platform_id),
+            ("event_id", &a.event_id),
+            ("kind", &a.kind),
+            ("source_id", &a.source_id),
+            ("holder_id", &a.holder_id),
+            ("model_id", &a.model_id),
+            ("license_id", &a.license_id),
+            ("unit", &a.unit),
+            ("currency", &a.currency),
+            ("period", &a.period),
+        ] {
+            out.set_item(name, strings(py, column))?;
+        }
+        out.set_item("line", PyBytes::new(py, &le_bytes(&a.line, |v| v.to_le_bytes())))?;
+        out.set_item("license_version", PyBytes::new(py, &le_bytes(&a.license_version, |v| v.to_le_bytes())))?;
+        out.set_item("per", PyBytes::new(py, &le_bytes(&a.per, |v| v.to_le_bytes())))?;
+        out.set_item("occurred_at", PyBytes::new(py, &le_bytes(&a.occurred_at, |v| v.to_le_bytes())))?;
+        out.set_item("quantity", decimals(py, &a.quantity))?;
+        out.set_item("rate", decimals(py, &a.rate))?;
+        out.set_item("amount", decimals(py, &a.amount))?;
+        Ok(out)
+    }
+}
+
+/// Checks a fetch's record batches and counts its records at or after `min_offset`:
+/// (next offset, records, bytes, leader epoch), or None when kafka-python must read it
+/// (compressed, transactional or control batches, an old format, a failed CRC).
+#[pyfunction]
+#[pyo3(signature = (data, min_offset, check_crcs=true))]
+fn scan_fetch(py: Python<'_>, data: PyBackedBytes, min_offset: i64, check_crcs: bool) -> Option<(i64, u64, u64, i32)> {
+    py.detach(|| kafka::scan(&data, min_offset, check_crcs).ok())
+        .map(|s| (s.next_offset, s.records, s.bytes, s.leader_epoch))
+}
+
+/// Every record of a fetch at or after `min_offset`: (offset, key, value, headers).
+#[pyfunction]
+fn fetch_records<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    min_offset: i64,
+) -> PyResult<Vec<(i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)>> {
+    let mut out = Vec::new();
+    kafka::each_record(data, min_offset, |record| {
+        let headers = kafka::headers_of(&record)?;
+        out.push((
+            record.offset,
+            record.key.map(|k| PyBytes::new(py, k)),
+            record.value.map(|v| PyBytes::new(py, v)),
+            headers.into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), PyBytes::new(py, v))).collect(),
+        ));
+        Ok(())
+    })
+    .map_err(|e| PyValueError::new_err(format!("cannot read a fetch: {}", e.0)))?;
+    Ok(out)
+}
+
+/// `str(Decimal(unscaled).scaleb(-12))` as the chain writes it (for equivalence tests).
+#[pyfunction]
+fn format_scale12(unscaled: i128) -> String {
+    let mut out = Vec::new();
+    decimal::write_scale12(&mut out, unscaled);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// The chain's JSON text of one string (for equivalence tests).
+#[pyfunction]
+fn json_string(text: &str) -> String {
+    let mut out = Vec::new();
+    chain::write_json_string(&mut out, text.as_bytes());
+    String::from_utf8(out).expect("escaping keeps UTF-8")
+}
+
+#[pymodule]
+fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Pricer>()?;
+    m.add_class::<Rows>()?;
+    m.add_function(wrap_pyfunction!(scan_fetch, m)?)?;
+    m.add_function(wrap_pyfunction!(fetch_records, m)?)?;
+    m.add_function(wrap_pyfunction!(format_scale12, m)?)?;
+    m.add_function(wrap_pyfunction!(json_string, m)?)?;
+    m.add("CHAIN_FORMAT", chain::CHAIN_FORMAT)?;
+    Ok(())
+}
