@@ -119,3 +119,45 @@ def test_confluent_framed_records_are_booked_when_a_registry_is_configured(make_
             stats = consume_all(settings, ledger)
             assert (stats.accepted, stats.quarantined) == (1, 0)
             assert ledger.query("SELECT sum(amount) FROM accruals")[0][0] == Decimal(10)
+
+
+def test_compressed_and_plain_fetches_book_the_same_with_the_native_path_on_or_off(make_settings, license_book_text):
+    """gzip batches go through kafka-python's reader, plain ones through the native one."""
+    from learnright.admin import ensure_topics
+    from schemas import default_catalog, encode
+
+    settings = make_settings(max_batch=50)
+    topics = settings.kafka.topics
+    ensure_topics(settings.kafka.bootstrap_servers, (*topics.usage, topics.dead_letter), 2)
+    schema = default_catalog().latest("InferenceUsage")
+    for compression in (None, "gzip"):
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, compression_type=compression,
+                                 linger_ms=20)
+        for i in range(200):
+            record = {"event_id": f"{compression}-{i}", "platform_id": "orbit", "model_id": "m", "request_id": f"q{i}",
+                      "occurred_at": APRIL, "output_units": None,
+                      "attributions": [{"source_id": "src-novels", "weight": Decimal("0.25")},
+                                       {"source_id": "src-photos", "weight": Decimal("0.5")}]}
+            producer.send(topics.for_event("InferenceUsage"), key=b"k%d" % i, value=encode(record, schema))
+        producer.send(topics.for_event("InferenceUsage"), value=b"poison")
+        producer.flush()
+        producer.close()
+    tables = []
+    for native in (True, False):
+        run = settings.model_copy(update={
+            "db": settings.db.with_name(f"native-{native}.duckdb"),
+            "consumer": settings.consumer.model_copy(update={"native": native, "group_id": f"{settings.consumer.group_id}-{native}"}),
+        })
+        with Ledger.open(run.db) as ledger:
+            ledger.apply_licenses(license_book_text, "book.toml")
+            stats = consume_all(run, ledger)
+            assert (stats.records, stats.accepted, stats.quarantined) == (402, 400, 2)
+            tables.append((
+                ledger.query("SELECT * EXCLUDE (batch_id) FROM usage_events ORDER BY ALL"),
+                ledger.query("SELECT * EXCLUDE (entry_id, entry_hash, batch_id) FROM accruals ORDER BY ALL"),
+                ledger.query("SELECT kafka_partition, kafka_offset, error_class FROM quarantine ORDER BY ALL"),
+                ledger.query("SELECT currency, sum(amount) FROM accruals GROUP BY ALL ORDER BY ALL"),
+            ))
+    assert tables[0] == tables[1]
+    # By hand: 400 answers x (0.25 x 0.003 USD) = 0.3 USD and x (0.5 x 1 JPY) = 200 JPY.
+    assert tables[0][3] == [("JPY", Decimal("200")), ("USD", Decimal("0.3"))]

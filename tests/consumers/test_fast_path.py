@@ -1,0 +1,312 @@
+"""The native fast path books exactly what the reference path books.
+
+Fetches are built as Kafka writes them (kafka-python's record batch builder), priced
+once through ``build_batch`` alone and once through the fast path, each appended to a
+real DuckDB ledger of its own; the ledgers must hold the same rows, and the fast one's
+hash chain must verify in Python.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from json.encoder import encode_basestring
+
+import fastavro
+import pytest
+from hypothesis import given, settings, strategies as st
+from kafka.record.memory_records import MemoryRecordsBuilder
+
+import learnright_native as native
+from consumers.batch import RawRecord, build_batch
+from consumers.fast_path import NATIVE_SCHEMAS, BatchBuilder, FetchBlock, compile_pricer
+from ledger.errors import DuplicateEventError
+from ledger.licenses import parse_book
+from ledger.money import ACCRUAL_QUANTUM, WIDE
+from ledger.store import Ledger
+from ledger.verify import verify
+from schemas import default_catalog
+from schemas.wire import HEADER_SIZE, MAGIC
+
+BOOK = """
+format = 1
+
+[[holders]]
+id = "h-ann"
+name = "Ann"
+
+[[holders]]
+id = "h-bo"
+name = "Bo"
+
+[[sources]]
+id = "src-novels"
+holder = "h-ann"
+
+[[sources]]
+id = "src-photos"
+holder = "h-bo"
+
+[[sources]]
+id = "src-tiny"
+holder = "h-bo"
+
+[[sources]]
+id = "src-later"
+holder = "h-ann"
+
+[[licenses]]
+id = "lic-novels"
+source = "src-novels"
+effective_from = 2026-01-01T00:00:00Z
+currency = "USD"
+training = { rate = 0.80, per = 1000000, unit = "tokens" }
+inference = { rate = 0.002 }
+
+[[licenses]]
+id = "lic-novels"
+version = 2
+source = "src-novels"
+effective_from = 2026-03-15T00:00:00Z
+currency = "USD"
+training = { rate = 1.20, per = 1000000, unit = "tokens" }
+inference = { rate = 0.003 }
+
+[[licenses]]
+id = "lic-novels-nimbus"
+source = "src-novels"
+platform = "nimbus"
+effective_from = 2026-02-01T00:00:00Z
+currency = "EUR"
+training = { rate = 2, per = 1000, unit = "tokens" }
+
+[[licenses]]
+id = "lic-photos"
+source = "src-photos"
+effective_from = 2026-01-01T00:00:00Z
+currency = "JPY"
+training = { rate = 5, per = 1, unit = "items" }
+inference = { rate = 1 }
+
+[[licenses]]
+id = "lic-tiny"
+source = "src-tiny"
+effective_from = 2026-01-01T00:00:00Z
+currency = "USD"
+inference = { rate = 0.000001 }
+training = { rate = 99999999999, per = 1, unit = "items" }
+
+[[licenses]]
+id = "lic-later"
+source = "src-later"
+effective_from = 2027-01-01T00:00:00Z
+currency = "USD"
+inference = { rate = 1 }
+"""
+
+CATALOG = default_catalog()
+START = datetime(2026, 1, 20, tzinfo=timezone.utc)
+TEXTS = ["m", "model \"quoted\"", "tab\there", "ünïcode", "line\nbreak", "\x01ctl", " ", "\u2003", "back\\slash"]
+
+
+def encoded(name: str, record: dict, version: int | None = None) -> bytes:
+    schema = CATALOG.latest(name) if version is None else next(v for v in CATALOG.versions(name) if v.version == version)
+    out = io.BytesIO()
+    out.write(MAGIC + schema.fingerprint)
+    fastavro.schemaless_writer(out, schema.parsed, record)
+    return out.getvalue()
+
+
+def training(rng: random.Random, n: int, **overrides) -> dict:
+    source, unit = rng.choice([("src-novels", "tokens"), ("src-photos", "items"), ("src-tiny", "items")])
+    record = {
+        "event_id": f"t{n}", "platform_id": rng.choice(["orbit", "nimbus"]), "model_id": rng.choice(TEXTS),
+        "run_id": "r", "source_id": source, "units": rng.choice([1, 7, 999_999, 2**40, rng.randint(1, 5_000_000)]),
+        "unit": unit, "occurred_at": START + timedelta(days=rng.randint(-30, 120), microseconds=rng.randint(0, 10**6)),
+        "base_model_id": None, "metadata": {"k": "v"} if n % 2 else {}, "source_revision": None,
+    }
+    record.update(overrides)
+    return record
+
+
+def inference(rng: random.Random, n: int, **overrides) -> dict:
+    sources = rng.sample(["src-novels", "src-photos", "src-tiny"], rng.randint(1, 3))
+    weights = [Decimal(rng.choice([1, 2, 500_000, rng.randint(1, 300_000)])).scaleb(-6) for _ in sources]
+    record = {
+        "event_id": f"i{n}", "platform_id": rng.choice(["orbit", "nimbus"]), "model_id": rng.choice(TEXTS),
+        "request_id": "q", "occurred_at": START + timedelta(days=rng.randint(-30, 120), microseconds=rng.randint(0, 10**6)),
+        "attributions": [{"source_id": s, "weight": w} for s, w in zip(sources, weights)],
+        "output_units": rng.choice([None, 5]),
+    }
+    record.update(overrides)
+    return record
+
+
+BOOKABLE = {"model_id": "m", "platform_id": "orbit", "source_id": "src-photos", "unit": "items", "occurred_at": START}
+
+
+def odd_record(rng: random.Random, n: int, kind: int) -> bytes:
+    """A record the fast path must leave to the reference path (to book or to quarantine)."""
+    kind %= 14
+    if kind == 0:
+        return encoded("TrainingUsage", {k: v for k, v in training(rng, n, **BOOKABLE).items() if k != "source_revision"}, 1)
+    if kind == 1:
+        return encoded("TrainingUsage", training(rng, n, base_model_id="base-model", **BOOKABLE))
+    if kind == 2:
+        return encoded("RevenueReport", {"event_id": f"v{n}", "platform_id": "orbit", "model_id": "m", "period": "2026-02",
+                                         "revenue": Decimal("10.00"), "currency": "USD", "occurred_at": START})
+    if kind == 3:
+        return b"\x00not avro at all"
+    if kind == 4:
+        return encoded("TrainingUsage", training(rng, n, units=0))
+    if kind == 5:
+        return encoded("TrainingUsage", training(rng, n, source_id="src-unknown"))
+    if kind == 6:
+        return encoded("InferenceUsage", inference(rng, n, attributions=[{"source_id": "src-later", "weight": Decimal("0.5")}]))
+    if kind == 7:
+        return encoded("TrainingUsage", training(rng, n, source_id="src-novels", unit="items"))
+    if kind == 8:
+        return encoded("InferenceUsage", inference(rng, n, attributions=[
+            {"source_id": "src-novels", "weight": Decimal("0.6")}, {"source_id": "src-photos", "weight": Decimal("0.6")}]))
+    if kind == 9:
+        return encoded("InferenceUsage", inference(rng, n, event_id="   "))
+    if kind == 10:
+        return encoded("TrainingUsage", training(rng, n, source_revision="crawl-2026-01", **BOOKABLE))
+    if kind == 11:
+        return encoded("InferenceUsage", inference(rng, n))[:-1]
+    if kind == 12:
+        return encoded("TrainingUsage", training(rng, n, occurred_at=datetime(2025, 6, 1, tzinfo=timezone.utc)))
+    return encoded("UsageCorrection", {"event_id": f"c{n}", "platform_id": "orbit", "corrects_event_id": "t0",
+                                       "action": "VOID", "occurred_at": START, "replacement_units": None,
+                                       "replacement_attributions": None, "reason": "test"})
+
+
+def fetch(values: list[bytes], base_offset: int = 0, compression: int = 0) -> bytes:
+    builder = MemoryRecordsBuilder(magic=2, compression_type=compression, batch_size=1 << 30, offset=base_offset)
+    for n, value in enumerate(values):
+        builder.append(timestamp=1_700_000_000_000 + n, key=b"k%d" % n, value=value,
+                       headers=[("trace", b"t%d" % n)] if n % 5 == 0 else [])
+    builder.close()
+    return bytes(builder.buffer())
+
+
+def corpus(seed: int, count: int, odd_every: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    values = []
+    for n in range(seed * 10_000, seed * 10_000 + count):
+        if n % odd_every == 3:
+            values.append(odd_record(rng, n, n // odd_every))
+        elif rng.random() < 0.3:
+            values.append(encoded("TrainingUsage", training(rng, n)))
+        else:
+            values.append(encoded("InferenceUsage", inference(rng, n)))
+    return values
+
+
+def ledger_rows(ledger: Ledger) -> dict[str, list[tuple]]:
+    return {
+        "events": ledger.query("SELECT * EXCLUDE (batch_id) FROM usage_events ORDER BY ALL"),
+        "accruals": ledger.query("SELECT * EXCLUDE (entry_id, entry_hash, batch_id) FROM accruals ORDER BY ALL"),
+        "quarantine": ledger.query("SELECT * EXCLUDE (quarantine_id, batch_id, quarantined_at) FROM quarantine ORDER BY ALL"),
+        "offsets": ledger.query("SELECT * EXCLUDE (batch_id) FROM consumer_offsets ORDER BY ALL"),
+        "revenue": ledger.query("SELECT * EXCLUDE (batch_id) FROM revenue_reports ORDER BY ALL"),
+        "lineage": ledger.query("SELECT * EXCLUDE (batch_id) FROM model_lineage ORDER BY ALL"),
+    }
+
+
+def both_paths(tmp_path, fetches: list[tuple[str, int, int, bytes]]) -> tuple[dict, dict, object]:
+    """Books ``fetches`` through the reference path and the fast path; returns both ledgers' rows."""
+    builder = BatchBuilder(CATALOG)
+    blocks = [FetchBlock(topic, partition, start, data, 0, 0) for topic, partition, start, data in fetches]
+    with Ledger.open(tmp_path / "reference.duckdb") as reference, Ledger.open(tmp_path / "fast.duckdb") as fast:
+        for ledger in (reference, fast):
+            ledger.apply_licenses(BOOK, "book.toml")
+        records = [record for block in blocks for record in block.records()]
+        reference.append_batch(build_batch(records, reference.load_book(), reference, CATALOG))
+        batch = builder.build(blocks, fast.load_book(), fast)
+        fast.append_batch(batch)
+        report = verify(fast)
+        assert report.ok, report.problems
+        return ledger_rows(reference), ledger_rows(fast), batch
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_fast_path_books_what_the_reference_path_books(tmp_path, seed):
+    fetches = [("t.usage.training", 0, 0, fetch(corpus(seed, 300))),
+               ("t.usage.inference", 1, 40, fetch(corpus(seed + 100, 300), base_offset=0))]
+    reference, fast, batch = both_paths(tmp_path, fetches)
+    assert batch.native is not None and batch.native.event_count > 250  # most went the fast way
+    assert len(batch.events) > 10 and len(batch.quarantined) > 20  # and the odd ones the reference way
+    for table in reference:
+        assert fast[table] == reference[table], table
+    assert len(fast["events"]) + len(fast["quarantine"]) == 600 - 40  # every record from min_offset, once
+
+
+def test_two_records_with_one_key_send_the_batch_to_the_reference_path(tmp_path):
+    rng = random.Random(5)
+    answer = {"model_id": "m", "platform_id": "orbit", "occurred_at": START,
+              "attributions": [{"source_id": "src-photos", "weight": Decimal("0.5")}]}
+    first = encoded("InferenceUsage", inference(rng, 1, **answer))
+    values = [first, encoded("TrainingUsage", training(rng, 2, **BOOKABLE)), first,
+              encoded("InferenceUsage", inference(rng, 1, request_id="other content", **answer))]
+    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch(values))])
+    assert batch.native is None and batch.duplicates == 1  # the retry of the same content
+    assert [row[6] for row in fast["quarantine"]] == ["ConflictError"]  # the same key with other content
+    assert len(fast["events"]) == 2
+    assert fast == reference
+
+
+def test_an_event_booked_already_is_refused_whole_and_nothing_is_written(tmp_path):
+    rng = random.Random(6)
+    answer = {"model_id": "m", "platform_id": "orbit", "occurred_at": START,
+              "attributions": [{"source_id": "src-photos", "weight": Decimal("0.25")}]}
+    values = [encoded("InferenceUsage", inference(rng, n, **answer)) for n in range(20)]
+    builder = BatchBuilder(CATALOG)
+    with Ledger.open(tmp_path / "l.duckdb") as ledger:
+        ledger.apply_licenses(BOOK, "book.toml")
+        ledger.append_batch(builder.build([FetchBlock("t", 0, 0, fetch(values[:5]), 5, 4)], ledger.load_book(), ledger))
+        before = (ledger.last_entry_id, ledger.chain_head, ledger.query("SELECT count(*) FROM usage_events"))
+        again = builder.build([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger)
+        with pytest.raises(DuplicateEventError, match="booked already"):
+            ledger.append_batch(again)
+        assert (ledger.last_entry_id, ledger.chain_head, ledger.query("SELECT count(*) FROM usage_events")) == before
+        ledger.append_batch(builder.reference([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger))
+        assert ledger.query("SELECT count(*) FROM usage_events")[0][0] == 20
+        assert verify(ledger).ok
+
+
+def test_fetches_the_scanner_does_not_take_are_left_to_kafka_python():
+    values = corpus(9, 10)
+    plain = fetch(values)
+    assert native.scan_fetch(plain, 0)[:2] == (10, 10)
+    assert native.scan_fetch(plain, 4)[:2] == (10, 6)  # records before the position are skipped
+    assert native.scan_fetch(plain + plain[:30], 0)[:2] == (10, 10)  # a partial trailing batch is not read
+    assert native.scan_fetch(fetch(values, compression=1), 0) is None  # gzip: kafka-python decompresses
+    corrupt = bytearray(plain)
+    corrupt[30] ^= 0xFF  # inside the batch's base timestamp, which its CRC covers
+    assert native.scan_fetch(bytes(corrupt), 0) is None  # a failed CRC: kafka-python raises its own error
+    assert native.scan_fetch(bytes(corrupt), 0, False) is not None
+
+
+def test_the_native_reader_matches_the_latest_schemas():
+    for name, fingerprint in NATIVE_SCHEMAS.items():
+        assert CATALOG.latest(name).fingerprint.hex() == fingerprint, f"update native/src/avro.rs for {name}"
+    assert compile_pricer(parse_book(BOOK), CATALOG) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1))
+def test_amount_text_is_pythons(unscaled):
+    assert native.format_scale12(unscaled) == str(Decimal(unscaled).scaleb(-12, context=WIDE).quantize(ACCRUAL_QUANTUM, context=WIDE))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_string_text_is_pythons(text):
+    assert native.json_string(text) == encode_basestring(text)
+
+
+def test_header_size_is_the_single_object_header():
+    assert HEADER_SIZE == 10  # the native reader skips exactly this much before the Avro body
