@@ -18,4 +18,6 @@ def test_bench_smoke_prints_ratio_lines_and_writes_the_report(kafka_bootstrap, t
     assert result.events == 2_000 and result.ratio > 0
     assert any(re.fullmatch(r"bench ingest ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
     assert any(line.startswith("bench raw-consume ratio=1.00") for line in lines)
-    assert "| ingest" in (tmp_path / "benchmarks.md").read_text()
+    assert any(re.fullmatch(r"bench raw-consume-whole-fetches ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "| ingest" in report and "| raw-consume-whole-fetches" in report
