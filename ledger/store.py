@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -154,6 +155,7 @@ class Ledger:
         self.path = path
         self.read_only = read_only
         self._book: tuple[int, LicenseBook] | None = None
+        self._helper: ThreadPoolExecutor | None = None
         self._head, self._last_entry = self._chain_state()
         self._last_batch = con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchall()[0][0]
         self._last_quarantine = con.execute("SELECT coalesce(max(quarantine_id), 0) FROM quarantine").fetchall()[0][0]
@@ -189,7 +191,15 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
+        if self._helper is not None:
+            self._helper.shutdown()
         self.con.close()
+
+    def _aside(self) -> ThreadPoolExecutor:
+        """One helper thread for native work that overlaps a DuckDB statement."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-aside")
+        return self._helper
 
     # -- chain ---------------------------------------------------------------------------
 
@@ -335,23 +345,24 @@ class Ledger:
         first = self._last_entry + 1
         native = batch.native
         native_accruals = native.accrual_count if native is not None else 0
-        head = self._head
-        if native_accruals:
-            native_hashes, head = native.chain(head, first)
+        # The native chain runs (outside the GIL) while DuckDB appends the events.
+        chained = self._aside().submit(native.chain, self._head, first) if native_accruals else None
         python_first = first + native_accruals
         values = [
             (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:]))
             for entry_id, a in zip(range(python_first, python_first + len(batch.accruals)), batch.accruals)
         ]
-        hashes = chain.chain_accruals(head, python_first, batch.accruals)
-        head = hashes[-1] if hashes else head
         now = _now()
         try:
             with self._transaction():
                 if native is not None and native.event_count:
                     self._insert("usage_events", native_events_table(native, batch_id))
-                if native_accruals:
+                head = self._head
+                if chained is not None:
+                    native_hashes, head = chained.result()
                     self._insert("accruals", native_accruals_table(native, first, native_hashes, batch_id))
+                hashes = chain.chain_accruals(head, python_first, batch.accruals)
+                head = hashes[-1] if hashes else head
                 self._append_rows(batch, batch_id, values, hashes, now)
                 self.con.execute(
                     "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -362,6 +373,9 @@ class Ledger:
             if native is None:
                 raise
             raise DuplicateEventError(f"a fast-path event of batch {batch_id} is booked already: {exc}") from exc
+        finally:
+            if chained is not None and not chained.cancel():
+                chained.exception()  # waits: the chain never runs on past its batch
         self._last_batch = batch_id
         self._last_entry = first + native_accruals + len(values) - 1
         self._last_quarantine += len(batch.quarantined)

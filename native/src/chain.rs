@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::columns::Accruals;
-use crate::decimal::write_scale12;
+use crate::decimal::{write_int, write_scale12};
 
 pub const CHAIN_FORMAT: u32 = 2;
 
@@ -20,23 +20,24 @@ pub fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
             b'\t' => out.extend_from_slice(b"\\t"),
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
-            0x00..=0x1f => out.extend_from_slice(format!("\\u{byte:04x}").as_bytes()),
+            0x00..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(byte >> 4) as usize]);
+                out.push(HEX[(byte & 15) as usize]);
+            }
             _ => out.push(byte),
         }
     }
     out.push(b'"');
 }
 
-fn write_int(out: &mut Vec<u8>, value: impl std::fmt::Display) {
-    use std::io::Write;
-    let _ = write!(out, "{value}");
-}
 
 /// The canonical bytes of accrual `row` as entry `entry_id`.
 pub fn canonical(out: &mut Vec<u8>, entry_id: i64, a: &Accruals, row: usize) {
     out.clear();
     out.push(b'[');
-    write_int(out, CHAIN_FORMAT);
+    write_int(out, i64::from(CHAIN_FORMAT));
     out.push(b',');
     write_int(out, entry_id);
     out.push(b',');
@@ -44,7 +45,7 @@ pub fn canonical(out: &mut Vec<u8>, entry_id: i64, a: &Accruals, row: usize) {
     out.push(b',');
     write_json_string(out, a.event_id.get(row));
     out.push(b',');
-    write_int(out, a.line[row]);
+    write_int(out, i64::from(a.line[row]));
     out.push(b',');
     write_json_string(out, a.kind.get(row));
     out.push(b',');
@@ -56,7 +57,7 @@ pub fn canonical(out: &mut Vec<u8>, entry_id: i64, a: &Accruals, row: usize) {
     out.push(b',');
     write_json_string(out, a.license_id.get(row));
     out.push(b',');
-    write_int(out, a.license_version[row]);
+    write_int(out, i64::from(a.license_version[row]));
     out.extend_from_slice(b",\"");
     write_scale12(out, a.quantity[row]);
     out.extend_from_slice(b"\",");

@@ -12,12 +12,58 @@ pub fn pow10(exponent: u32) -> i128 {
     10i128.pow(exponent)
 }
 
+/// The decimal digits of `value`, without allocating (u64 arithmetic when it fits).
+pub struct Digits {
+    buffer: [u8; 40],
+    start: usize,
+}
+
+impl Digits {
+    pub fn new(value: u128) -> Self {
+        let mut buffer = [0u8; 40];
+        let mut start = buffer.len();
+        if let Ok(mut small) = u64::try_from(value) {
+            loop {
+                start -= 1;
+                buffer[start] = b'0' + (small % 10) as u8;
+                small /= 10;
+                if small == 0 {
+                    break;
+                }
+            }
+        } else {
+            let mut large = value;
+            loop {
+                start -= 1;
+                buffer[start] = b'0' + (large % 10) as u8;
+                large /= 10;
+                if large == 0 {
+                    break;
+                }
+            }
+        }
+        Digits { buffer, start }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+}
+
+/// An integer as decimal text.
+pub fn write_int(out: &mut Vec<u8>, value: i64) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(Digits::new(u128::from(value.unsigned_abs())).as_bytes());
+}
+
 /// `str(Decimal(unscaled).scaleb(-12))`, as Python writes it.
 pub fn write_scale12(out: &mut Vec<u8>, unscaled: i128) {
     if unscaled < 0 {
         out.push(b'-');
     }
-    let digits = unscaled.unsigned_abs().to_string();
+    let digits = Digits::new(unscaled.unsigned_abs());
     let digits = digits.as_bytes();
     let left = digits.len() as i64 - SCALE as i64; // Python's "leftdigits"
     if left > -6 {
@@ -38,6 +84,7 @@ pub fn write_scale12(out: &mut Vec<u8>, unscaled: i128) {
             out.extend_from_slice(&digits[1..]);
         }
         let exponent = if unscaled == 0 { -(SCALE as i64) } else { left - 1 };
-        out.extend_from_slice(format!("E{exponent:+}").as_bytes());
+        out.extend_from_slice(if exponent < 0 { b"E-" } else { b"E+" });
+        out.extend_from_slice(Digits::new(u128::from(exponent.unsigned_abs())).as_bytes());
     }
 }

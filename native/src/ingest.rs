@@ -108,8 +108,16 @@ fn year_month(days: i64) -> (i64, u32) {
 
 pub fn period(micros: i64) -> [u8; 7] {
     let (year, month) = year_month(micros.div_euclid(86_400_000_000));
-    let text = format!("{year:04}-{month:02}");
-    text.as_bytes().try_into().expect("years 1..=9999 print in 4 digits")
+    let (year, month) = (year as u32, month); // years 1..=9999: `avro::instant` bounds them
+    [
+        b'0' + (year / 1000 % 10) as u8,
+        b'0' + (year / 100 % 10) as u8,
+        b'0' + (year / 10 % 10) as u8,
+        b'0' + (year % 10) as u8,
+        b'-',
+        b'0' + (month / 10) as u8,
+        b'0' + (month % 10) as u8,
+    ]
 }
 
 fn content_hash(name: &str, body: &[u8]) -> Vec<u8> {

@@ -98,6 +98,17 @@ currency = "USD"
 inference = { rate = 0.000001 }
 training = { rate = 99999999999, per = 1, unit = "items" }
 
+[[sources]]
+id = "src-any-time"
+holder = "h-bo"
+
+[[licenses]]
+id = "lic-any-time"
+source = "src-any-time"
+effective_from = 0001-01-01T00:00:00Z
+currency = "EUR"
+inference = { rate = 0.5 }
+
 [[licenses]]
 id = "lic-later"
 source = "src-later"
@@ -275,6 +286,22 @@ def test_an_event_booked_already_is_refused_whole_and_nothing_is_written(tmp_pat
         ledger.append_batch(builder.reference([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger))
         assert ledger.query("SELECT count(*) FROM usage_events")[0][0] == 20
         assert verify(ledger).ok
+
+
+def test_times_at_the_edges_of_months_and_of_python_datetimes_match(tmp_path):
+    utc = timezone.utc
+    moments = [datetime(1, 1, 1, tzinfo=utc), datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=utc),
+               datetime(1970, 1, 1, tzinfo=utc), datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=utc),
+               datetime(2100, 3, 1, tzinfo=utc), datetime(2000, 12, 31, 23, 59, 59, tzinfo=utc),
+               datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=utc)]
+    rng = random.Random(8)
+    values = [encoded("InferenceUsage", inference(rng, n, model_id="m", occurred_at=moment, attributions=[
+        {"source_id": "src-any-time", "weight": Decimal("0.000001")}])) for n, moment in enumerate(moments)]
+    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch(values))])
+    assert batch.native is not None and batch.native.event_count == len(moments)
+    assert fast == reference
+    assert [row[6] for row in sorted(fast["events"], key=lambda r: r[5])] == [
+        "0001-01", "1969-12", "1970-01", "2000-12", "2024-02", "2100-03", "9999-12"]
 
 
 def test_fetches_the_scanner_does_not_take_are_left_to_kafka_python():
