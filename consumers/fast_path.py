@@ -32,7 +32,7 @@ from kafka.consumer.fetcher import Fetcher, IsolationLevel
 from consumers.batch import LedgerView, RawRecord, build_batch
 from ledger.chain import utc_micros
 from ledger.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
-from ledger.money import ACCRUAL_SCALE
+from ledger.money import ACCRUAL_SCALE, WIDE
 from ledger.store import IngestBatch
 from schemas import Catalog
 
@@ -111,18 +111,27 @@ def install(consumer: "KafkaConsumer") -> bool:
     return True
 
 
+# What a DECIMAL(38, 12) column holds, unscaled, and what a native i64 holds.
+MAX_UNSCALED = 10**38 - 1
+MAX_I64 = 2**63 - 1
+
+
 def _scaled(value: Decimal, places: int) -> int | None:
-    """``value`` as an unscaled integer at ``places`` decimals, None unless exact."""
-    scaled = value.scaleb(places)
-    return int(scaled) if scaled == scaled.to_integral_value() else None
+    """``value`` as an unscaled integer at ``places`` decimals; None unless exact and within DECIMAL(38, 12)."""
+    scaled = value.scaleb(places, context=WIDE)
+    if scaled != scaled.to_integral_value(context=WIDE):
+        return None
+    unscaled = int(scaled)
+    return unscaled if abs(unscaled) * 10 ** (ACCRUAL_SCALE - places) <= MAX_UNSCALED else None
 
 
 def _version_spec(version: LicenseVersion) -> tuple | None:
+    """A license version as the native pricer reads it; None leaves its pricing to Python."""
     training = None
     if version.training is not None:
         terms = version.training
         rate, unit_price = _scaled(terms.rate, ACCRUAL_SCALE), _scaled(terms.unit_price, ACCRUAL_SCALE)
-        if rate is None or unit_price is None:
+        if rate is None or unit_price is None or not 0 < terms.per <= MAX_I64:
             return None
         training = (terms.unit, rate, terms.per, unit_price)
     inference = None
@@ -177,6 +186,23 @@ class BatchBuilder:
             self._pricer = (book, compile_pricer(book, self.catalog))
         return self._pricer[1]
 
+    @staticmethod
+    def _rest(items: Sequence[RawRecord | FetchBlock], rows) -> list[RawRecord]:
+        """The records the fast path left to Python, in poll order (block by block, by offset)."""
+        left: dict[int, list[RawRecord]] = {}
+        for block, topic, partition, offset, key, value, headers in rows.fallback():
+            left.setdefault(block, []).append(RawRecord(topic=topic, partition=partition, offset=offset, key=key,
+                                                        value=value, headers=tuple(headers)))
+        rest: list[RawRecord] = []
+        block = 0
+        for item in items:
+            if isinstance(item, FetchBlock):
+                rest.extend(left.get(block, ()))
+                block += 1
+            else:
+                rest.append(item)
+        return rest
+
     def reference(self, items: Sequence[RawRecord | FetchBlock], book: LicenseBook, ledger: LedgerView) -> IngestBatch:
         """The batch the reference path builds from ``items`` (every record in Python)."""
         return build_batch(_records_of(items), book, ledger, self.catalog, self.registry)
@@ -190,7 +216,11 @@ class BatchBuilder:
         pricer = self.pricer(book) if blocks else None
         if pricer is None:
             return None
-        return pricer.build([(b.topic, b.partition, b.min_offset, b.data) for b in blocks])
+        try:
+            return pricer.build([(b.topic, b.partition, b.min_offset, b.data) for b in blocks])
+        except ValueError as exc:  # a fetch it cannot lay out; the reference path reads it record by record
+            log.warning("native fast path skipped a batch: %s", exc)
+            return None
 
     def build(self, items: Sequence[RawRecord | FetchBlock], book: LicenseBook, ledger: LedgerView,
               rows=None) -> IngestBatch:
@@ -198,13 +228,12 @@ class BatchBuilder:
         rows = rows if rows is not None else self.prebuild(items, book)
         if rows is None or rows.needs_reference:
             return self.reference(items, book, ledger)
-        rest = [item for item in items if isinstance(item, RawRecord)]
-        rest.extend(
-            RawRecord(topic=topic, partition=partition, offset=offset, key=key, value=value, headers=tuple(headers))
-            for topic, partition, offset, key, value, headers in rows.fallback()
-        )
-        batch = build_batch(rest, book, ledger, self.catalog, self.registry)
-        if batch.events and rows.holds_any([(e.platform_id, e.event_id) for e in batch.events]):
+        batch = build_batch(self._rest(items, rows), book, ledger, self.catalog, self.registry)
+        # A record left to Python that shares a key with a fast-path event: the reference
+        # path must decide which came first (duplicate, conflict), as it would alone.
+        keys = [(e.platform_id, e.event_id) for e in batch.events]
+        keys += [(q.platform_id, q.event_id) for q in batch.quarantined if q.event_id is not None]
+        if keys and rows.holds_any(keys):
             return self.reference(items, book, ledger)
         offsets = dict(batch.offsets)
         for topic, partition, next_offset in rows.offsets:

@@ -88,6 +88,7 @@ class LedgerService:
 
     def publish(self) -> None:
         """Publishes the outbox; on a broker failure logs it and retries after ``PUBLISH_RETRY_S``."""
+        self.consumer.drain()  # the ledger connection is the writer thread's while it applies a batch
         try:
             outcome = publish_statements(self.ledger, self.settings)
         except BrokerError as exc:

@@ -76,12 +76,23 @@ class _SeekToLedger(ConsumerRebalanceListener):
         self.consumer = consumer
         self.ledger = ledger
         self.writer = writer
+        self.generation = 0  # bumped by every rebalance: records gathered before one are stale
+        # kafka-python calls the listener on its IO thread: the lock keeps a rebalance from
+        # slipping between the consumer thread's staleness check and its submission.
+        self.lock = threading.RLock()
 
     def on_partitions_revoked(self, revoked) -> None:
-        self.writer.wait()
+        with self.lock:
+            self.generation += 1
+            self.writer.wait()
 
     def on_partitions_assigned(self, assigned) -> None:
-        self.writer.wait()
+        with self.lock:
+            self.generation += 1
+            self.writer.wait()
+            self._seek(assigned)
+
+    def _seek(self, assigned) -> None:
         stored = self.ledger.stored_offsets()
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition))
@@ -130,6 +141,7 @@ class LedgerConsumer:
         self.writer = BatchWriter()
         self.books = ledger.reader()  # the polling thread's own cursor, for the license book
         self._applied_offsets: dict[tuple[str, int], int] = {}
+        self._offsets_lock = threading.Lock()
         self.listener = _SeekToLedger(self.consumer, ledger, self.writer)
         self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
@@ -165,13 +177,14 @@ class LedgerConsumer:
         self._commit_for_monitoring()
 
     def run_once(self, *, wait: bool = True) -> int:
-        """Polls one batch and applies it; returns its size in records.
+        """Polls one batch and applies it; returns its size in records (0 if none, or dropped).
 
         A batch gathers polls until it holds ``max_batch`` records or ``flush_interval_ms``
         has passed since the first poll. With ``wait`` off, the batch is applied on the
         writer thread while the caller polls the next one; :meth:`drain` waits for it.
         """
         limits = self.settings.consumer
+        generation = self.listener.generation
         deadline = time.monotonic() + limits.flush_interval_ms / 1000
         items: list[RawRecord | FetchBlock] = []
         size = 0
@@ -184,10 +197,14 @@ class LedgerConsumer:
             size += sum(_size(item) for item in polled)
             if remaining_ms == 0:
                 break
-        if items and self._owned(items):
+        if items:
             book = self.books.load_book()
             rows = self.builder.prebuild(items, book) if self.native else None
-            self.writer.submit(lambda: self.apply(items, book, rows))
+            with self.listener.lock:
+                if self._current(items, generation):
+                    self.writer.submit(lambda: self.apply(items, book, rows))
+                else:
+                    size = 0  # dropped: read again from the ledger's offsets
         if wait:
             self.writer.drain()
         self._commit_for_monitoring()
@@ -210,16 +227,18 @@ class LedgerConsumer:
             for batch in polled.values() for r in batch
         ]
 
-    def _owned(self, items: list[RawRecord | FetchBlock]) -> bool:
-        """False (and the batch dropped) when it holds a partition this consumer no longer owns.
+    def _current(self, items: list[RawRecord | FetchBlock], generation: int) -> bool:
+        """False (and the batch dropped) when a rebalance came while it was gathered.
 
-        Such a batch was polled before a rebalance: the partition's next owner reads it from
-        the ledger's offsets. (The ledger file's single-writer lock keeps a second process out.)
+        Its records were polled before the rebalance: a partition's owner now reads them
+        from the ledger's offsets, where the rebalance seeked it (this consumer again, if it
+        kept the partition). The ledger file's single-writer lock keeps a second process out.
         """
         owned = self.consumer.assignment()
-        if all(TopicPartition(r.topic, r.partition) in owned for r in items):
+        if generation == self.listener.generation and all(
+                TopicPartition(r.topic, r.partition) in owned for r in items):
             return True
-        log.warning("dropping a batch of %d records holding partitions no longer owned",
+        log.warning("dropping a batch of %d records gathered across a rebalance; re-reading from the ledger's offsets",
                     sum(_size(item) for item in items))
         self.writer.wait()
         self.listener.on_partitions_assigned(owned)  # re-read what we still own from the ledger's offsets
@@ -227,7 +246,8 @@ class LedgerConsumer:
 
     def _commit_for_monitoring(self) -> None:
         """Commits the offsets of applied batches to Kafka, for lag monitoring only."""
-        offsets, self._applied_offsets = self._applied_offsets, {}
+        with self._offsets_lock:
+            offsets, self._applied_offsets = self._applied_offsets, {}
         if not offsets:
             return
         try:
@@ -263,7 +283,8 @@ class LedgerConsumer:
         self.stats.add(batch, size)
         if batch.event_count and self._pending_corrections():
             replay_pending_corrections(self.ledger, self.catalog, self.registry)
-        self._applied_offsets = {**self._applied_offsets, **batch.offsets}
+        with self._offsets_lock:
+            self._applied_offsets.update(batch.offsets)
         return batch
 
     def _pending_corrections(self) -> bool:

@@ -49,8 +49,9 @@ class ConsumerSettings(BaseModel):
     """Consumer group; Kafka's committed offsets serve lag monitoring only."""
     max_batch: int = Field(131_072, ge=1)
     """Records booked as one ledger transaction: a batch closes once it holds this many
-    (it may exceed them by one fetch) or once ``flush_interval_ms`` has passed. From
-    122,880 rows DuckDB writes a batch's row groups straight into the ledger file."""
+    (it may exceed them by what its last poll returned, one fetch response at most) or once
+    ``flush_interval_ms`` has passed. From 122,880 rows DuckDB writes a batch's row groups
+    straight into the ledger file."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a

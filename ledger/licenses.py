@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from learnright.errors import ValidationError
 from ledger.errors import LicenseFileError
-from ledger.money import ACCRUAL_SCALE, EXACT, check_currency, money
+from ledger.money import ACCRUAL_SCALE, EXACT, LEDGER_LIMIT, check_currency, money
 
 FORMAT_VERSION = 1
 ANY_PLATFORM = "*"
@@ -271,6 +271,8 @@ def _positive(value: Any, where: str) -> Decimal:
     amount = money(value, where)
     if amount <= 0:
         raise ValidationError(where, amount, "must be > 0")
+    if amount > LEDGER_LIMIT:
+        raise ValidationError(where, amount, "must be below 10^26, the most a ledger amount (DECIMAL(38,12)) holds")
     return amount
 
 

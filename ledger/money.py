@@ -15,6 +15,8 @@ from learnright.errors import ValidationError
 
 ACCRUAL_SCALE = 12
 ACCRUAL_QUANTUM = Decimal(1).scaleb(-ACCRUAL_SCALE)
+# The largest amount a DECIMAL(38, 12) ledger column holds: 26 integer digits.
+LEDGER_LIMIT = Decimal("9" * 26 + "." + "9" * ACCRUAL_SCALE)
 
 # A context in which any inexact result is an error rather than a silent rounding.
 EXACT = decimal.Context(

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from ledger.errors import NoLicenseError, PricingError, UnknownSourceError
 from ledger.licenses import LicenseBook, LicenseVersion
-from ledger.money import wide_precision
+from ledger.money import LEDGER_LIMIT, wide_precision
 from ledger.usage import InferenceUsage, TrainingUsage, period_of
 
 TRAINING = "training"
@@ -66,6 +66,15 @@ def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, 
     return version
 
 
+def _within_ledger(amount: Decimal, event_id: str, source_id: str) -> Decimal:
+    if abs(amount) > LEDGER_LIMIT:
+        raise PricingError(
+            f"event {event_id} would accrue {amount} for source {source_id!r}, beyond the 26 integer digits"
+            " a ledger amount (DECIMAL(38,12)) holds"
+        )
+    return amount
+
+
 @wide_precision
 def price_training(event: TrainingUsage, book: LicenseBook) -> tuple[Accrual, ...]:
     """Units x rate / per, by the source's license in force at ``event.occurred_at``.
@@ -96,7 +105,7 @@ def price_training(event: TrainingUsage, book: LicenseBook) -> tuple[Accrual, ..
             rate=terms.rate,
             per=terms.per,
             currency=version.currency,
-            amount=terms.unit_price * event.units,
+            amount=_within_ledger(terms.unit_price * event.units, event.event_id, event.source_id),
             occurred_at=event.occurred_at,
             period=period_of(event.occurred_at),
         ),
@@ -131,7 +140,7 @@ def price_inference(event: InferenceUsage, book: LicenseBook) -> tuple[Accrual, 
                 rate=rate,
                 per=1,
                 currency=version.currency,
-                amount=rate * attribution.weight,
+                amount=_within_ledger(rate * attribution.weight, event.event_id, attribution.source_id),
                 occurred_at=event.occurred_at,
                 period=period,
             )

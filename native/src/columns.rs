@@ -16,6 +16,11 @@ impl Strings {
         self.offsets.push(self.data.len() as i32);
     }
 
+    /// False once the data outgrew Arrow's 32-bit string offsets (the batch is then refused).
+    pub fn fits(&self) -> bool {
+        self.data.len() <= i32::MAX as usize
+    }
+
     pub fn get(&self, row: usize) -> &[u8] {
         &self.data[self.offsets[row] as usize..self.offsets[row + 1] as usize]
     }

@@ -67,6 +67,8 @@ pub struct Schemas {
 }
 
 pub struct Fallback {
+    /// Which of the batch's fetches it came from.
+    pub block: usize,
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -145,7 +147,7 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
     let mut batch = Batch::default();
     let mut keys: HashSet<(&str, &str)> = HashSet::new();
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(4);
-    for block in blocks {
+    for (index, block) in blocks.iter().enumerate() {
         let mut next = None;
         kafka::each_record(block.data, block.min_offset, |record: Record<'_>| {
             batch.records += 1;
@@ -155,6 +157,7 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
             });
             if booked.is_none() {
                 batch.fallback.push(Fallback {
+                    block: index,
                     topic: block.topic.to_owned(),
                     partition: block.partition,
                     offset: record.offset,
@@ -174,6 +177,15 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
                 None => batch.offsets.push((block.topic.to_owned(), block.partition, next)),
             }
         }
+    }
+    let (e, a) = (&batch.events, &batch.accruals);
+    let columns = [
+        &e.platform_id, &e.event_id, &e.event_type, &e.content_hash, &e.model_id, &e.period, &e.topic,
+        &a.platform_id, &a.event_id, &a.kind, &a.source_id, &a.holder_id, &a.model_id, &a.license_id, &a.unit,
+        &a.currency, &a.period,
+    ];
+    if !columns.iter().all(|column| column.fits()) {
+        return Err(Unsupported("a batch column outgrew 32-bit string offsets".into()));
     }
     Ok(batch)
 }
@@ -232,7 +244,7 @@ fn book_record<'a>(
                 version,
                 quantity: i128::from(*weight) * pow10(SCALE - 6),
                 unit: "answer",
-                rate: rate * pow10(SCALE - 6),
+                rate: rate.checked_mul(pow10(SCALE - 6)).filter(|r| r.abs() <= MAX_UNSCALED)?,
                 per: 1,
                 amount: rate.checked_mul(i128::from(*weight)).filter(|a| a.abs() <= MAX_UNSCALED)?,
             });

@@ -70,17 +70,20 @@ fn bytes_field<'a>(data: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, 
     Ok(Some(field))
 }
 
-/// The complete batches of a fetch, in order (a trailing partial batch is left out, as
-/// kafka-python leaves it).
-fn batches(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// The complete batches of a fetch, in order. A trailing partial batch is left out, as
+/// kafka-python leaves it; a length that cannot be a batch is `Unsupported`, so that
+/// kafka-python reads the fetch and raises its own error.
+fn batches(data: &[u8]) -> impl Iterator<Item = Result<&[u8], Unsupported>> {
     let mut pos = 0usize;
+    let mut failed = false;
     std::iter::from_fn(move || {
-        if data.len() - pos < LOG_OVERHEAD {
+        if failed || data.len() - pos < LOG_OVERHEAD {
             return None;
         }
         let length = be_i32(&data[pos + 8..]);
-        if length < 0 {
-            return None;
+        if length < (BATCH_HEADER - LOG_OVERHEAD) as i32 {
+            failed = true;
+            return Some(Err(Unsupported(format!("record batch length {length}"))));
         }
         let end = pos + LOG_OVERHEAD + length as usize;
         if end > data.len() {
@@ -88,7 +91,7 @@ fn batches(data: &[u8]) -> impl Iterator<Item = &[u8]> {
         }
         let batch = &data[pos..end];
         pos = end;
-        Some(batch)
+        Some(Ok(batch))
     })
 }
 
@@ -120,6 +123,7 @@ fn check_batch(batch: &[u8], check_crcs: bool) -> Result<(), Unsupported> {
 pub fn scan(data: &[u8], min_offset: i64, check_crcs: bool) -> Result<Scan, Unsupported> {
     let mut scan = Scan { next_offset: min_offset, records: 0, bytes: 0, leader_epoch: -1 };
     for batch in batches(data) {
+        let batch = batch?;
         check_batch(batch, check_crcs)?;
         scan.leader_epoch = be_i32(&batch[12..]);
         let base = be_i64(batch);
@@ -155,8 +159,17 @@ fn each_record_of<'a>(
         let key = bytes_field(record, &mut pos)?;
         let value = bytes_field(record, &mut pos)?;
         let header_count = varint(record, &mut pos).ok_or_else(|| Unsupported("bad header count".into()))?;
+        if header_count < 0 {
+            return Err(Unsupported("negative header count".into()));
+        }
         let headers = &record[pos..end];
-        pos = end;
+        for _ in 0..header_count {
+            bytes_field(record, &mut pos)?.ok_or_else(|| Unsupported("null header key".into()))?;
+            bytes_field(record, &mut pos)?;
+        }
+        if pos != end {
+            return Err(Unsupported("record length does not match its fields".into()));
+        }
         let offset = base + delta;
         if offset >= min_offset {
             visit(Record { offset, key, value, headers, header_count })?;
@@ -172,13 +185,15 @@ pub fn each_record<'a>(
     mut visit: impl FnMut(Record<'a>) -> Result<(), Unsupported>,
 ) -> Result<(), Unsupported> {
     for batch in batches(data) {
+        let batch = batch?;
         check_batch(batch, false)?;
         each_record_of(batch, min_offset, &mut visit)?;
     }
     Ok(())
 }
 
-/// A record's headers as (key, value) pairs; a null value reads as empty, as the ledger keeps it.
+/// A record's headers as (key, value) pairs (framing checked when the record was read);
+/// a null value reads as empty, as the ledger keeps it.
 pub fn headers_of<'a>(record: &Record<'a>) -> Result<Vec<(&'a [u8], &'a [u8])>, Unsupported> {
     let mut pos = 0usize;
     let mut out = Vec::with_capacity(record.header_count.max(0) as usize);

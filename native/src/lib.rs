@@ -159,13 +159,16 @@ impl Rows {
         self.batch.offsets.clone()
     }
 
-    /// The records left to the reference path: (topic, partition, offset, key, value, headers).
-    fn fallback<'py>(&self, py: Python<'py>) -> Vec<(String, i32, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)> {
+    /// The records left to the reference path, in order:
+    /// (fetch index, topic, partition, offset, key, value, headers).
+    #[allow(clippy::type_complexity)]
+    fn fallback<'py>(&self, py: Python<'py>) -> Vec<(usize, String, i32, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)> {
         self.batch
             .fallback
             .iter()
             .map(|f| {
                 (
+                    f.block,
                     f.topic.clone(),
                     f.partition,
                     f.offset,

@@ -227,13 +227,13 @@ def ledger_rows(ledger: Ledger) -> dict[str, list[tuple]]:
     }
 
 
-def both_paths(tmp_path, fetches: list[tuple[str, int, int, bytes]]) -> tuple[dict, dict, object]:
+def both_paths(tmp_path, fetches: list[tuple[str, int, int, bytes]], book: str = BOOK) -> tuple[dict, dict, object]:
     """Books ``fetches`` through the reference path and the fast path; returns both ledgers' rows."""
     builder = BatchBuilder(CATALOG)
     blocks = [FetchBlock(topic, partition, start, data, 0, 0) for topic, partition, start, data in fetches]
     with Ledger.open(tmp_path / "reference.duckdb") as reference, Ledger.open(tmp_path / "fast.duckdb") as fast:
         for ledger in (reference, fast):
-            ledger.apply_licenses(BOOK, "book.toml")
+            ledger.apply_licenses(book, "book.toml")
         records = [record for block in blocks for record in block.records()]
         reference.append_batch(build_batch(records, reference.load_book(), reference, CATALOG))
         batch = builder.build(blocks, fast.load_book(), fast)
@@ -304,6 +304,65 @@ def test_times_at_the_edges_of_months_and_of_python_datetimes_match(tmp_path):
         "0001-01", "1969-12", "1970-01", "2000-12", "2024-02", "2100-03", "9999-12"]
 
 
+BIG = BOOK + """
+[[sources]]
+id = "src-big"
+holder = "h-ann"
+
+[[licenses]]
+id = "lic-big"
+source = "src-big"
+effective_from = 2026-01-01T00:00:00Z
+currency = "USD"
+training = { rate = 10000000000000000.000000000001, per = 1, unit = "items" }
+inference = { rate = 99999999999999999999 }
+"""
+
+
+@pytest.mark.parametrize("units, weight", [(1, "0.000001"), (10**10, "1")])
+def test_rates_with_more_than_28_digits_price_alike_and_overflows_are_the_reference_paths(tmp_path, units, weight):
+    rng = random.Random(10)
+    values = [encoded("TrainingUsage", training(rng, 1, units=units, **{**BOOKABLE, "source_id": "src-big"})),
+              encoded("InferenceUsage", inference(rng, 2, model_id="m", platform_id="orbit", occurred_at=START,
+                                                  attributions=[{"source_id": "src-big", "weight": Decimal(weight)}]))]
+    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch(values))], book=BIG)
+    assert fast == reference
+    if units == 1:  # 10000000000000000.000000000001 x 1 and 99999999999999999999 x 0.000001 fit
+        assert batch.native.event_count == 2
+        assert {row[14] for row in fast["accruals"]} == {Decimal("10000000000000000.000000000001"),
+                                                         Decimal("99999999999999.999999")}
+    else:  # 1E10 x 1E16 is beyond 26 integer digits: Python quarantines it with the reason
+        assert [row[6] for row in fast["quarantine"]] == ["PricingError"]
+
+
+def test_a_record_left_to_python_is_ordered_among_the_others_as_polled(tmp_path):
+    rng = random.Random(11)
+    fields = {k: v for k, v in training(rng, 1, units=5, **BOOKABLE).items() if k != "source_revision"}
+    older = encoded("TrainingUsage", fields, 1)  # the fast path leaves v1 to Python
+    other = encoded("TrainingUsage", training(rng, 1, units=6, **BOOKABLE))  # same key, other content
+    unpriceable = encoded("TrainingUsage", training(rng, 1, units=5, **{**BOOKABLE, "source_id": "src-unknown"}))
+    items = [FetchBlock("t", 0, 0, fetch([older]), 1, 0),
+             RawRecord(topic="t", partition=1, offset=0, key=None, value=other),
+             FetchBlock("t", 2, 0, fetch([unpriceable]), 1, 0)]
+    builder = BatchBuilder(CATALOG)
+    with Ledger.open(tmp_path / "l.duckdb") as ledger:
+        ledger.apply_licenses(BOOK, "book.toml")
+        book = ledger.load_book()
+        reference, fast = builder.reference(items, book, ledger), builder.build(items, book, ledger)
+    assert [(e.partition, e.offset) for e in fast.events] == [(e.partition, e.offset) for e in reference.events] == [(0, 0)]
+    assert [(q.partition, q.error_class) for q in fast.quarantined] == [(1, "ConflictError"), (2, "ConflictError")]
+    assert fast.quarantined == reference.quarantined
+
+
+def test_a_record_sharing_a_key_with_a_fast_path_event_is_a_conflict_as_on_the_reference_path(tmp_path):
+    rng = random.Random(12)
+    booked = encoded("TrainingUsage", training(rng, 1, units=5, **BOOKABLE))
+    clash = encoded("TrainingUsage", training(rng, 1, units=5, **{**BOOKABLE, "source_id": "src-unknown"}))
+    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch([booked, clash]))])
+    assert fast == reference
+    assert [row[6] for row in fast["quarantine"]] == ["ConflictError"]
+
+
 def test_fetches_the_scanner_does_not_take_are_left_to_kafka_python():
     values = corpus(9, 10)
     plain = fetch(values)
@@ -315,6 +374,9 @@ def test_fetches_the_scanner_does_not_take_are_left_to_kafka_python():
     corrupt[30] ^= 0xFF  # inside the batch's base timestamp, which its CRC covers
     assert native.scan_fetch(bytes(corrupt), 0) is None  # a failed CRC: kafka-python raises its own error
     assert native.scan_fetch(bytes(corrupt), 0, False) is not None
+    negative = bytearray(plain)
+    negative[8:12] = (-1).to_bytes(4, "big", signed=True)  # a length no batch has (outside the CRC)
+    assert native.scan_fetch(bytes(negative), 0, False) is None
 
 
 def test_the_native_reader_matches_the_latest_schemas():

@@ -38,12 +38,14 @@ inference = { rate = 0.01 }
     ('effective_from = 2026-01-01T00:00:00Z', "licenses[lic-novels v1].effective_from"),
     ('currency = "USD"', "licenses[lic-novels v1].currency is not an ISO 4217"),
     ('per = 1000000', "licenses[lic-novels v1].training.per must be an integer > 0"),
+    ("rate = 0.80", "licenses[lic-novels v1].training.rate must be below 10"),
 ])
 def test_bad_license_files_name_the_entry_and_field(license_book_text, change, message):
     broken = {
         'effective_from = 2026-01-01T00:00:00Z': 'effective_from = 2026-01-01T00:00:00',
         'currency = "USD"': 'currency = "USX"',
         'per = 1000000': 'per = 0',
+        'rate = 0.80': 'rate = 100000000000000000000000000',
     }[change]
     with pytest.raises(LicenseFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_book(license_book_text.replace(change, broken, 1))

@@ -55,3 +55,11 @@ def test_huge_quantities_are_priced_exactly_not_to_28_digits(license_book_text):
     book = parse_book(text)
     (accrual,) = price(training(9_000_000_000_000_000_001, MARCH_1, source="src-photos", unit="items"), book)
     assert accrual.amount == Decimal("11111111021106000001.234567891234")
+
+
+def test_an_amount_beyond_what_the_ledger_holds_is_refused_not_truncated(license_book_text):
+    text = license_book_text.replace('training = { rate = 5, per = 1, unit = "items" }',
+                                     'training = { rate = 99999999999999, per = 1, unit = "items" }')
+    book = parse_book(text)
+    with pytest.raises(PricingError, match="beyond the 26 integer digits"):
+        price(training(9_000_000_000_000_000_001, MARCH_1, source="src-photos", unit="items"), book)
