@@ -76,19 +76,21 @@ class _SeekToLedger(ConsumerRebalanceListener):
         self.consumer = consumer
         self.ledger = ledger
         self.writer = writer
-        self.generation = 0  # bumped by every rebalance: records gathered before one are stale
+        self.generation = 0  # bumped when partitions are revoked: records gathered before are stale
         # kafka-python calls the listener on its IO thread: the lock keeps a rebalance from
         # slipping between the consumer thread's staleness check and its submission.
         self.lock = threading.RLock()
 
     def on_partitions_revoked(self, revoked) -> None:
         with self.lock:
-            self.generation += 1
+            if revoked:  # nothing owned before (a first join): nothing gathered can be stale
+                self.generation += 1
             self.writer.wait()
 
     def on_partitions_assigned(self, assigned) -> None:
+        """Seeks to the ledger's offsets. Newly assigned partitions have nothing gathered
+        yet; partitions kept across an eager rebalance were revoked first (generation bumped)."""
         with self.lock:
-            self.generation += 1
             self.writer.wait()
             self._seek(assigned)
 
