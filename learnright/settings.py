@@ -59,7 +59,7 @@ class ConsumerSettings(BaseModel):
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
-    """Longest a poll waits for a batch to fill when traffic is light."""
+    """Longest a batch gathers polls before it is booked: bounds latency when traffic is light."""
     idle_timeout_s: float = 10.0
     """`consume --until-idle` gives up waiting for a first assignment after this."""
     native: bool = True
