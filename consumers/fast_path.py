@@ -223,9 +223,9 @@ class BatchBuilder:
             return None
 
     def build(self, items: Sequence[RawRecord | FetchBlock], book: LicenseBook, ledger: LedgerView,
-              rows=None) -> IngestBatch:
-        """The ledger batch of ``items``, from the native ``rows`` :meth:`prebuild` gave, if any."""
-        rows = rows if rows is not None else self.prebuild(items, book)
+              rows=None, *, prebuilt: bool = False) -> IngestBatch:
+        """The ledger batch of ``items``, from the native ``rows`` :meth:`prebuild` gave (``prebuilt``)."""
+        rows = rows if prebuilt else self.prebuild(items, book)
         if rows is None or rows.needs_reference:
             return self.reference(items, book, ledger)
         batch = build_batch(self._rest(items, rows), book, ledger, self.catalog, self.registry)

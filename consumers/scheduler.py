@@ -109,6 +109,7 @@ class LedgerService:
                     self.close_and_publish(self.requests.get())
                 if self.publish_retry_at is not None and time.monotonic() >= self.publish_retry_at:
                     self.publish()
+            self.consumer.drain()  # a batch that failed while stopping still fails the run
         finally:
             self.scheduler.shutdown(wait=False)
             self.consumer.close()

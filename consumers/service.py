@@ -77,8 +77,8 @@ class _SeekToLedger(ConsumerRebalanceListener):
         self.ledger = ledger
         self.writer = writer
         self.generation = 0  # bumped when partitions are revoked: records gathered before are stale
-        # kafka-python calls the listener on its IO thread: the lock keeps a rebalance from
-        # slipping between the consumer thread's staleness check and its submission.
+        # kafka-python calls the listener from inside poll(), on its network loop: the lock
+        # keeps a rebalance from ever slipping between the staleness check and a submission.
         self.lock = threading.RLock()
 
     def on_partitions_revoked(self, revoked) -> None:
@@ -270,7 +270,7 @@ class LedgerConsumer:
         ``rows`` are the batch's native rows built on the polling thread, priced by ``book``.
         """
         book = book if book is not None else self.ledger.load_book()
-        batch = self.builder.build(records, book, self.ledger, rows)
+        batch = self.builder.build(records, book, self.ledger, rows, prebuilt=self.native)
         sent = self._dead_letter(batch, set())
         started = time.perf_counter()
         try:
@@ -308,7 +308,11 @@ class LedgerConsumer:
                 ("learnright.error.class", row.error_class.encode()),
                 ("learnright.error.message", row.reason.encode()),
             ]
-            futures.append(self.dead_letters.send(self.topics.dead_letter, key=row.key, value=row.value, headers=headers))
+            try:
+                futures.append(self.dead_letters.send(self.topics.dead_letter, key=row.key, value=row.value,
+                                                      headers=headers))
+            except KafkaError as exc:
+                raise BrokerError(f"cannot send to the dead-letter topic {self.topics.dead_letter}: {exc}") from exc
         if not futures:
             return sent
         self.dead_letters.flush()

@@ -7,8 +7,10 @@ Guarantees:
   * Jobs run one at a time, in submission order, on one thread: the ledger keeps one writer.
   * At most one job waits behind the running one; :meth:`submit` blocks until there is
     room, so memory stays bounded whatever the backlog.
-  * A job's exception stops the writer: the next :meth:`submit` or :meth:`drain` raises
-    it in the caller, and no later job runs.
+  * A job's exception stops the writer for good: every later :meth:`submit` and
+    :meth:`drain` raises it, and no later job runs. The consumer's positions are already
+    past the failed batch, so carrying on would skip it; a restart reads it again from
+    the ledger's offsets.
 """
 
 from __future__ import annotations
@@ -42,8 +44,7 @@ class BatchWriter:
 
     def _raise(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queues ``job``; raises the error of an earlier job instead, if one failed."""

@@ -30,10 +30,10 @@ def test_a_failed_job_stops_later_ones_and_is_raised_to_the_caller():
     writer.submit(fail)
     gate.set()
     writer.wait()
-    writer_error = pytest.raises(RuntimeError, match="refused batch 2")
-    with writer_error:
+    with pytest.raises(RuntimeError, match="refused batch 2"):
         writer.submit(lambda: ran.append(3))
-    writer.drain()
+    with pytest.raises(RuntimeError, match="refused batch 2"):  # and stays failed: carrying on would skip a batch
+        writer.drain()
     assert ran == []
     writer.close()
 
