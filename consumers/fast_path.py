@@ -32,7 +32,7 @@ from kafka.consumer.fetcher import Fetcher, IsolationLevel
 from consumers.batch import LedgerView, RawRecord, build_batch
 from ledger.chain import utc_micros
 from ledger.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
-from ledger.money import ACCRUAL_SCALE, WIDE
+from ledger.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
 from ledger.store import IngestBatch
 from schemas import Catalog
 
@@ -111,18 +111,15 @@ def install(consumer: "KafkaConsumer") -> bool:
     return True
 
 
-# What a DECIMAL(38, 12) column holds, unscaled, and what a native i64 holds.
-MAX_UNSCALED = 10**38 - 1
-MAX_I64 = 2**63 - 1
+MAX_I64 = 2**63 - 1  # what the native pricer's `per` holds
 
 
 def _scaled(value: Decimal, places: int) -> int | None:
-    """``value`` as an unscaled integer at ``places`` decimals; None unless exact and within DECIMAL(38, 12)."""
-    scaled = value.scaleb(places, context=WIDE)
-    if scaled != scaled.to_integral_value(context=WIDE):
+    """``value`` as an unscaled integer at ``places`` decimals; None unless exact and within the ledger's limit."""
+    if abs(value) > LEDGER_LIMIT:
         return None
-    unscaled = int(scaled)
-    return unscaled if abs(unscaled) * 10 ** (ACCRUAL_SCALE - places) <= MAX_UNSCALED else None
+    scaled = value.scaleb(places, context=WIDE)
+    return int(scaled) if scaled == scaled.to_integral_value(context=WIDE) else None
 
 
 def _version_spec(version: LicenseVersion) -> tuple | None:

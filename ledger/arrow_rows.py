@@ -86,17 +86,19 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
     })
 
 
+# The Arrow types of the native fast path's numeric buffers (strings come as offsets + data).
+_NATIVE_TYPES = {**_ACCRUAL_TYPES, "kafka_partition": pa.int32(), "kafka_offset": pa.int64()}
+
+
 def _native_columns(buffers: dict, rows: int) -> dict[str, pa.Array]:
     """Arrow arrays over the native fast path's buffers (no per-value conversion)."""
-    kinds = {"occurred_at": TIMESTAMP, "kafka_partition": pa.int32(), "kafka_offset": pa.int64(), "line": pa.int32(),
-             "license_version": pa.int32(), "per": pa.int64(), "quantity": DECIMAL, "rate": DECIMAL, "amount": DECIMAL}
     columns = {}
     for name, buffer in buffers.items():
         if isinstance(buffer, tuple):
             offsets, data = buffer
             columns[name] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
         else:
-            columns[name] = pa.Array.from_buffers(kinds[name], rows, [None, pa.py_buffer(buffer)])
+            columns[name] = pa.Array.from_buffers(_NATIVE_TYPES[name], rows, [None, pa.py_buffer(buffer)])
     return columns
 
 

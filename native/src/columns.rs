@@ -9,10 +9,15 @@ pub struct Strings {
 
 impl Strings {
     pub fn push(&mut self, value: &[u8]) {
+        self.push_with(|data| data.extend_from_slice(value));
+    }
+
+    /// Pushes the value `write` appends to the column's data (no intermediate buffer).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        self.data.extend_from_slice(value);
+        write(&mut self.data);
         self.offsets.push(self.data.len() as i32);
     }
 
@@ -29,14 +34,31 @@ impl Strings {
         if self.offsets.is_empty() {
             return 0i32.to_le_bytes().to_vec();
         }
-        le_bytes(&self.offsets, |v| v.to_le_bytes())
+        le_bytes(&self.offsets)
     }
 }
 
-pub fn le_bytes<T: Copy, const N: usize>(values: &[T], bytes: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(values.len() * N);
+/// A number Arrow stores little-endian at its own width.
+pub trait LittleEndian: Copy {
+    fn extend(self, out: &mut Vec<u8>);
+}
+
+macro_rules! little_endian {
+    ($($t:ty),*) => {$(
+        impl LittleEndian for $t {
+            fn extend(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+little_endian!(i32, i64, i128);
+
+/// A column of numbers as Arrow's data buffer.
+pub fn le_bytes<T: LittleEndian>(values: &[T]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(std::mem::size_of_val(values));
     for value in values {
-        out.extend_from_slice(&bytes(*value));
+        value.extend(&mut out);
     }
     out
 }

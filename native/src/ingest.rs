@@ -37,17 +37,19 @@ pub struct Version {
 /// The license book as the fast path reads it: versions by (source, platform), by start.
 pub struct Book {
     pub holders: HashMap<String, String>,
-    /// (source, platform or "*") -> [(effective_from micros, version; None when only
-    /// Python can price it)], in the order `LicenseBook.in_force` bisects.
-    pub index: HashMap<(String, String), Vec<(i64, Option<Arc<Version>>)>>,
+    /// source -> platform or "*" -> [(effective_from micros, version; None when only
+    /// Python can price it)], in the order `LicenseBook.in_force` bisects. Nested, so a
+    /// lookup by `&str` allocates nothing.
+    pub index: HashMap<String, HashMap<String, Vec<(i64, Option<Arc<Version>>)>>>,
     pub any_platform: String,
 }
 
 impl Book {
     /// `LicenseBook.in_force`: the platform's own license first, then the any-platform one.
     fn in_force(&self, source: &str, platform: &str, at: i64) -> Option<&Option<Arc<Version>>> {
+        let platforms = self.index.get(source)?;
         for key_platform in [platform, self.any_platform.as_str()] {
-            let Some(versions) = self.index.get(&(source.to_owned(), key_platform.to_owned())) else {
+            let Some(versions) = platforms.get(key_platform) else {
                 continue;
             };
             let position = versions.partition_point(|(start, _)| *start <= at);
@@ -122,14 +124,13 @@ pub fn period(micros: i64) -> [u8; 7] {
     ]
 }
 
-fn content_hash(name: &str, body: &[u8]) -> Vec<u8> {
+/// Appends the content hash (hex) of a record to `out`, as `consumers.batch.content_hash` writes it.
+fn content_hash(name: &str, body: &[u8], out: &mut Vec<u8>) {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update([0u8]);
     hasher.update(body);
-    let mut out = Vec::with_capacity(64);
-    hex(&hasher.finalize(), &mut out);
-    out
+    hex(&hasher.finalize(), out);
 }
 
 struct Line<'a> {
@@ -264,7 +265,7 @@ fn book_record<'a>(
     events.platform_id.push(platform_id.as_bytes());
     events.event_id.push(event_id.as_bytes());
     events.event_type.push(event_type.as_bytes());
-    events.content_hash.push(&content_hash(name, body));
+    events.content_hash.push_with(|data| content_hash(name, body, data));
     events.model_id.push(model_id.as_bytes());
     events.occurred_at.push(occurred_at);
     events.period.push(&period);

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
-use columns::{le_bytes, Strings};
+use columns::{le_bytes, LittleEndian, Strings};
 use ingest::{Batch, Block, Book, Schemas, TrainingTerms, Version};
 
 /// (unit, rate, per, unit_price) with amounts as unscaled integers at 12 places.
@@ -75,7 +75,7 @@ impl Pricer {
                 });
                 entries.push((start, version));
             }
-            book_index.insert((source, platform), entries);
+            book_index.entry(source).or_insert_with(HashMap::new).insert(platform, entries);
         }
         Ok(Pricer {
             schemas: Schemas {
@@ -116,8 +116,8 @@ fn strings<'py>(py: Python<'py>, column: &Strings) -> (Bound<'py, PyBytes>, Boun
     (PyBytes::new(py, &column.offsets_bytes()), PyBytes::new(py, &column.data))
 }
 
-fn decimals<'py>(py: Python<'py>, values: &[i128]) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &le_bytes(values, |v| v.to_le_bytes()))
+fn numbers<'py, T: LittleEndian>(py: Python<'py>, values: &[T]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &le_bytes(values))
 }
 
 #[pymethods]
@@ -210,9 +210,9 @@ impl Rows {
         ] {
             out.set_item(name, strings(py, column))?;
         }
-        out.set_item("occurred_at", PyBytes::new(py, &le_bytes(&e.occurred_at, |v| v.to_le_bytes())))?;
-        out.set_item("kafka_partition", PyBytes::new(py, &le_bytes(&e.partition, |v| v.to_le_bytes())))?;
-        out.set_item("kafka_offset", PyBytes::new(py, &le_bytes(&e.offset, |v| v.to_le_bytes())))?;
+        out.set_item("occurred_at", numbers(py, &e.occurred_at))?;
+        out.set_item("kafka_partition", numbers(py, &e.partition))?;
+        out.set_item("kafka_offset", numbers(py, &e.offset))?;
         Ok(out)
     }
 
@@ -234,13 +234,13 @@ impl Rows {
         ] {
             out.set_item(name, strings(py, column))?;
         }
-        out.set_item("line", PyBytes::new(py, &le_bytes(&a.line, |v| v.to_le_bytes())))?;
-        out.set_item("license_version", PyBytes::new(py, &le_bytes(&a.license_version, |v| v.to_le_bytes())))?;
-        out.set_item("per", PyBytes::new(py, &le_bytes(&a.per, |v| v.to_le_bytes())))?;
-        out.set_item("occurred_at", PyBytes::new(py, &le_bytes(&a.occurred_at, |v| v.to_le_bytes())))?;
-        out.set_item("quantity", decimals(py, &a.quantity))?;
-        out.set_item("rate", decimals(py, &a.rate))?;
-        out.set_item("amount", decimals(py, &a.amount))?;
+        out.set_item("line", numbers(py, &a.line))?;
+        out.set_item("license_version", numbers(py, &a.license_version))?;
+        out.set_item("per", numbers(py, &a.per))?;
+        out.set_item("occurred_at", numbers(py, &a.occurred_at))?;
+        out.set_item("quantity", numbers(py, &a.quantity))?;
+        out.set_item("rate", numbers(py, &a.rate))?;
+        out.set_item("amount", numbers(py, &a.amount))?;
         Ok(out)
     }
 }
