@@ -42,7 +42,9 @@ from ledger.errors import LedgerLockedError
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream"}
 READ_ONLY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE"})
-BATCH_ROWS = 1024
+BATCH_ROWS = 64
+"""Rows per fetched Arrow batch: the byte limit is checked after each one, so a batch of very
+wide rows (``repeat('x', 10000000)``) is refused after 64 rows, not after 1024 were copied."""
 _configuring = threading.Lock()
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
 
@@ -56,7 +58,16 @@ class SqlTimeoutError(SqlRefusedError):
 
 
 class SqlTooLargeError(SqlRefusedError):
-    """The result grew past the byte limit and was refused."""
+    """The result grew past the byte limit and was refused.
+
+    Attributes:
+        bytes_read: how much of the result had been fetched when it was refused (at most
+            one batch past the limit: the rest is never read).
+    """
+
+    def __init__(self, message: str, *, bytes_read: int) -> None:
+        super().__init__(message)
+        self.bytes_read = bytes_read
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +200,7 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
                 batch, truncated = batch.slice(0, limits.row_limit - rows), True
             size += batch.nbytes
             if size > limits.max_result_bytes:
-                raise _too_large(limits)
+                raise _too_large(limits, size)
             batches.append(batch)
             rows += batch.num_rows
             if truncated:
@@ -197,6 +208,12 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
         table = pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.InterruptException as exc:
         raise _timed_out(limits) from exc
+    except (pa.ArrowException, OSError) as exc:
+        # The interrupt surfaces through Arrow's reader as an OSError ("INTERRUPT Error")
+        # when it fires while batches stream.
+        if time.monotonic() - started >= limits.time_limit_s or "INTERRUPT" in str(exc):
+            raise _timed_out(limits) from exc
+        raise SqlRefusedError(f"DuckDB refused the query while its result was read: {exc}") from exc
     except duckdb.Error as exc:
         if time.monotonic() - started >= limits.time_limit_s:
             raise _timed_out(limits) from exc
@@ -209,7 +226,7 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
         return result
     body = render(result, fmt)
     if len(body) > limits.max_result_bytes:
-        raise _too_large(limits)
+        raise _too_large(limits, len(body))
     if time.monotonic() - started >= limits.time_limit_s:
         raise _timed_out(limits)
     return replace(result, body=body, elapsed_s=time.monotonic() - started)
@@ -224,10 +241,10 @@ def _timed_out(limits: SqlLimits) -> SqlTimeoutError:
     return SqlTimeoutError(f"the query ran past the time limit of {limits.time_limit_s:g}s and was stopped")
 
 
-def _too_large(limits: SqlLimits) -> SqlTooLargeError:
+def _too_large(limits: SqlLimits, bytes_read: int) -> SqlTooLargeError:
     return SqlTooLargeError(f"the result is larger than the limit of {limits.max_result_bytes} bytes"
                             f" ({limits.max_result_bytes / 2**20:g} MiB) and was refused; select fewer rows or"
-                            " columns, or aggregate")
+                            " columns, or aggregate", bytes_read=bytes_read)
 
 
 def render(result: SqlResult, fmt: str) -> bytes:
