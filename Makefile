@@ -29,7 +29,7 @@ $(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.t
 	@touch $@
 
 kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in ~/.cache/learnright)
-	$(BIN)/python -c 'from learnright.settings import Settings; from learnright.broker import ensure_jars; s = Settings(); print(ensure_jars(s.broker.kafka_version, s.broker.cache_dir))'
+	$(BIN)/python -c 'from ground.settings import Settings; from learnright.broker import ensure_jars; s = Settings(); print(ensure_jars(s.broker.kafka_version, s.broker.cache_dir))'
 
 demo: setup kafka-jars ## Run the main job end to end on a real broker; statements land in var/demo/statements
 	$(BIN)/learnright demo

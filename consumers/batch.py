@@ -12,12 +12,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
-from learnright.errors import LearnrightError
-from ledger.corrections import CorrectionError, apply_correction
-from ledger.licenses import LicenseBook
-from ledger.pricing import Accrual, price
-from ledger.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
-from ledger.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
+from ground.errors import LearnrightError
+from ledger.core.corrections import CorrectionError, apply_correction
+from ledger.core.licenses import LicenseBook
+from ledger.core.pricing import Accrual, price
+from ledger.storage.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
+from ledger.core.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
                           period_of)
 from schemas import Catalog, DecodeError
 from schemas.wire import decode_canonical
@@ -45,7 +45,7 @@ class PendingCorrectionError(LearnrightError):
 
 
 class LedgerView(Protocol):
-    """What batch building reads from the ledger (``ledger.store.Ledger`` provides it)."""
+    """What batch building reads from the ledger (``ledger.storage.store.Ledger`` provides it)."""
 
     def known_events(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], str]: ...
 

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from kafka.consumer.fetcher import Fetcher, IsolationLevel
 
 from consumers.batch import LedgerView, RawRecord, build_batch
-from ledger.chain import utc_micros
-from ledger.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
-from ledger.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
-from ledger.store import IngestBatch
+from ledger.core.chain import utc_micros
+from ledger.core.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
+from ledger.core.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
+from ledger.storage.store import IngestBatch
 from schemas import Catalog
 
 if TYPE_CHECKING:

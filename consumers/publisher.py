@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from learnright.admin import ensure_topics
-from learnright.errors import BrokerError
-from learnright.settings import Settings
-from ledger.store import Ledger
+from consumers.kafka_admin import ensure_topics
+from ground.errors import BrokerError
+from ground.settings import Settings
+from ledger.storage.store import Ledger
 from schemas import default_catalog, encode
 
 RECORD = "StatementClosed"

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, replace
 
 from consumers.batch import PendingCorrectionError, RawRecord, build_batch
-from ledger.store import Ledger
+from ledger.storage.store import Ledger
 from schemas import Catalog, default_catalog
 from schemas.registry import SchemaRegistry
 

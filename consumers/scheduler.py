@@ -23,12 +23,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from consumers.publisher import publish_statements
 from consumers.service import LedgerConsumer
-from learnright.errors import BrokerError
-from learnright.settings import Settings
-from ledger.close import close_period, period_start, previous_period
-from ledger.signing import Signer, load_or_create_key
-from ledger.store import Ledger
-from ledger.usage import period_of
+from ground.errors import BrokerError
+from ground.settings import Settings
+from ledger.services.close import close_period, period_start, previous_period
+from ledger.core.signing import Signer, load_or_create_key
+from ledger.storage.store import Ledger
+from ledger.core.usage import period_of
 
 log = logging.getLogger(__name__)
 

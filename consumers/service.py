@@ -22,13 +22,13 @@ from consumers.batch import PendingCorrectionError, RawRecord
 from consumers.fast_path import BatchBuilder, FetchBlock, install
 from consumers.replay import replay_pending_corrections
 from consumers.writer import BatchWriter
-from learnright.admin import ensure_topics
-from learnright.errors import BrokerError
-from learnright.metrics import Metrics
-from learnright.settings import Settings
+from consumers.kafka_admin import ensure_topics
+from ground.errors import BrokerError
+from ground.metrics import Metrics
+from ground.settings import Settings
 from ledger.errors import DuplicateEventError, LedgerError
-from ledger.licenses import LicenseBook
-from ledger.store import IngestBatch, Ledger
+from ledger.core.licenses import LicenseBook
+from ledger.storage.store import IngestBatch, Ledger
 from schemas import default_catalog
 from schemas.registry import SchemaRegistry
 

@@ -1,9 +1,9 @@
-"""Learnright: a usage-metered royalty ledger.
+"""Learnright's shells: the CLI, the HTTP API and holder page, the server, the demo and the bench.
 
-Packages by stage: ``schemas`` (the wire contract), ``producers`` (the SDK platforms
-use), ``consumers`` (ingestion into the ledger), ``ledger`` (money, licenses, pricing,
-storage, close, statements). This package holds what crosses them: errors, settings,
-the broker runtime and the CLI.
+They are thin: each command and route calls a service function of ``ledger.services``,
+``consumers`` or ``producers``. The project's own Kafka broker runner lives here too.
 """
 
-__version__ = "0.1.0"
+from ground import __version__
+
+__all__ = ["__version__"]

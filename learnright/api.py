@@ -1,8 +1,8 @@
 """The HTTP API (FastAPI): rights holders, auditors and operators. OpenAPI at /openapi.json, docs at /docs.
 
-Every route calls the same service functions as the CLI (:mod:`ledger.tokens`,
-:mod:`ledger.sql`, :mod:`ledger.snapshots`, :mod:`ledger.close`); none holds business
-logic. The service's single :class:`~ledger.store.Ledger` owns the file; requests read
+Every route calls the same service functions as the CLI (:mod:`ledger.services.tokens`,
+:mod:`ledger.storage.sql`, :mod:`ledger.storage.snapshots`, :mod:`ledger.services.close`); none holds business
+logic. The service's single :class:`~ledger.storage.store.Ledger` owns the file; requests read
 through a pool of readers, each on its own DuckDB cursor, made before any thread starts.
 
 Tenant isolation: a holder token sees only its holder's statements, and another
@@ -28,16 +28,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-import learnright
-from learnright.errors import LearnrightError
-from learnright.metrics import CONTENT_TYPE, Metrics
-from learnright.settings import Settings
-from ledger.royalties import monthly_by_source
-from ledger.snapshots import SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
-from ledger.sql import FORMATS, SqlLimits, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
-from ledger.statements import render_csv
-from ledger.store import Ledger
-from ledger.tokens import AUDITOR, AuthenticationError, TokenRecord, authenticate
+import ground
+from ground.errors import LearnrightError
+from ground.metrics import CONTENT_TYPE, Metrics
+from ground.settings import Settings
+from ledger.core.royalties import monthly_by_source
+from ledger.storage.snapshots import SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
+from ledger.storage.sql import FORMATS, SqlLimits, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
+from ledger.core.statements import render_csv
+from ledger.storage.store import Ledger
+from ledger.services.tokens import AUDITOR, AuthenticationError, TokenRecord, authenticate
 
 log = logging.getLogger("learnright.http")
 WEB = Path(__file__).parent / "web"
@@ -82,7 +82,7 @@ def _now() -> datetime:
 def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
                readiness: Callable[[], str | None] = lambda: None, now: Callable[[], datetime] = _now) -> FastAPI:
     """The ASGI app over ``ledger``. ``readiness()`` returns None when ready, else why not."""
-    app = FastAPI(title="Learnright", version=learnright.__version__,
+    app = FastAPI(title="Learnright", version=ground.__version__,
                   description="Usage-metered royalty ledger: statements for rights holders, SQL and snapshots for"
                               " auditors, metrics for operators. See docs/api.md.")
     pool = ReaderPool(ledger)
@@ -153,7 +153,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
 
     @app.get("/healthz", tags=["operators"], summary="Liveness: the process answers.")
     def healthz() -> dict:
-        return {"status": "ok", "version": learnright.__version__}
+        return {"status": "ok", "version": ground.__version__}
 
     @app.get("/readyz", tags=["operators"], summary="Readiness: the ledger reads and the consumer is assigned.")
     def readyz() -> JSONResponse:
@@ -206,7 +206,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
              responses={404: {"description": "No such statement (or not this holder's), or no PDF in this build."}})
     def download(statement_id: str, fmt: Literal["json", "csv", "pdf"],
                  record: TokenRecord = Depends(principal)) -> Response:
-        from ledger import close as closing
+        from ledger.services import close as closing
 
         with pool.reader() as reader:
             document = own_document(reader, record, statement_id)
@@ -238,7 +238,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
              responses={404: {"description": "This service has no signing key."}})
     def signing_key() -> Response:
         try:
-            from ledger.signing import load_key
+            from ledger.core.signing import load_key
         except ImportError:
             raise ApiError(404, "signing_unavailable", "statement signing is not available in this build") from None
         if not Path(settings.signing_key).exists():

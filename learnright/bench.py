@@ -23,9 +23,9 @@ from typing import Callable
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from learnright import broker
-from learnright.admin import ensure_topics
+from consumers.kafka_admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
-from learnright.settings import Settings
+from ground.settings import Settings
 
 LICENSES = PROJECT_ROOT / "examples" / "licenses.toml"
 
@@ -52,8 +52,8 @@ class BenchResult:
 
 def fill(settings: Settings, events: int, period: str) -> None:
     """Writes ``events`` encoded usage events to the usage topics, as platforms would."""
-    from ledger.licenses import parse_book
-    from ledger.usage import to_record
+    from ledger.core.licenses import parse_book
+    from ledger.core.usage import to_record
     from producers.emitter import RECORD_NAME, partition_key
     from producers.synthetic import month_usage
     from schemas import default_catalog, encode
@@ -106,7 +106,7 @@ def raw_consume(settings: Settings, events: int, *, whole_fetches: bool = False)
 def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
     """Seconds the ledger pipeline takes to book the same records into a fresh ledger."""
     from consumers.service import LedgerConsumer
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     db = workdir / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
     run = settings.model_copy(update={

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from learnright.errors import BrokerError, ConfigError
+from ground.errors import BrokerError, ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"

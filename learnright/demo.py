@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Callable
 
 from learnright import broker
-from learnright.admin import ensure_topics
+from consumers.kafka_admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
-from learnright.settings import Settings
-from ledger.close import close_period, previous_period, write_period_files
-from ledger.signing import load_or_create_key
-from ledger.money import at_minor_unit
-from ledger.store import Ledger
-from ledger.usage import period_of
+from ground.settings import Settings
+from ledger.services.close import close_period, previous_period, write_period_files
+from ledger.core.signing import load_or_create_key
+from ledger.core.money import at_minor_unit
+from ledger.storage.store import Ledger
+from ledger.core.usage import period_of
 
 PLATFORMS = ("orbit", "nimbus")
 LICENSES = PROJECT_ROOT / "examples" / "licenses.toml"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from learnright import broker
-from learnright.errors import BrokerError
-from learnright.settings import Settings
+from ground.errors import BrokerError
+from ground.settings import Settings
 
 
 def bootstrap_servers(settings: Settings) -> str:

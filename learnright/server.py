@@ -1,7 +1,7 @@
 """`learnright serve` in one process: the consumer and scheduler, the HTTP API, snapshots.
 
 The consumer loop (and each close, between two batches) runs in the calling thread on
-the service's single :class:`~ledger.store.Ledger`; uvicorn serves the API in a thread
+the service's single :class:`~ledger.storage.store.Ledger`; uvicorn serves the API in a thread
 of its own, reading through cursors; a small watcher publishes a snapshot after each
 close. Everything binds 127.0.0.1 unless ``http.host`` says otherwise.
 """
@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 import uvicorn
 
 from learnright.api import create_app
-from learnright.errors import ConfigError
-from learnright.metrics import Metrics
-from learnright.settings import Settings
-from ledger.snapshots import latest_snapshot, publish_snapshot
-from ledger.store import Ledger
+from ground.errors import ConfigError
+from ground.metrics import Metrics
+from ground.settings import Settings
+from ledger.storage.snapshots import latest_snapshot, publish_snapshot
+from ledger.storage.store import Ledger
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Errors of the ledger."""
 
-from learnright.errors import ConfigError, LearnrightError, TerminalError
+from ground.errors import ConfigError, LearnrightError, TerminalError
 
 
 class PricingError(TerminalError):

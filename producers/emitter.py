@@ -25,9 +25,9 @@ from typing import Any, Iterable, Mapping
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from learnright.errors import BrokerError, TransientError
-from learnright.topics import Topics
-from ledger.usage import UsageEvent, to_record, validate
+from ground.errors import BrokerError, TransientError
+from ground.topics import Topics
+from ledger.core.usage import UsageEvent, to_record, validate
 from schemas import Catalog, default_catalog, encode
 from schemas.registry import SchemaRegistry
 from schemas.wire import encode_confluent
@@ -178,7 +178,7 @@ class UsageEmitter:
         return self.send_event(event)
 
     def send_event(self, event: UsageEvent):
-        """Sends an already validated event (as :func:`ledger.usage.validate` returns)."""
+        """Sends an already validated event (as :func:`ledger.core.usage.validate` returns)."""
         self._raise_pending()
         name = RECORD_NAME[event.kind]
         topic = self.topics.for_event(name)

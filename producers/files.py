@@ -15,8 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from learnright.errors import ConfigError, ValidationError
-from ledger.usage import UsageEvent, parse_event
+from ground.errors import ConfigError, ValidationError
+from ledger.core.usage import UsageEvent, parse_event
 
 if TYPE_CHECKING:
     from producers.emitter import UsageEmitter

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterator, Mapping, Sequence
 
-from ledger.usage import Attribution, InferenceUsage, TrainingUsage
+from ledger.core.usage import Attribution, InferenceUsage, TrainingUsage
 
 
 def month_usage(

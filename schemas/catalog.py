@@ -14,7 +14,7 @@ from pathlib import Path
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from learnright.errors import ConfigError
+from ground.errors import ConfigError
 from schemas.errors import UnknownSchemaError
 
 SCHEMA_DIR = Path(__file__).resolve().parent

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from learnright.errors import ConfigError
+from ground.errors import ConfigError
 from schemas.catalog import SCHEMA_DIR, Catalog, SchemaVersion
 
 

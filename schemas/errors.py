@@ -1,6 +1,6 @@
 """Errors of the wire contract."""
 
-from learnright.errors import TerminalError
+from ground.errors import TerminalError
 
 
 class DecodeError(TerminalError):

@@ -15,7 +15,7 @@ import fastavro
 import httpx
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from learnright.errors import TerminalError, TransientError
+from ground.errors import TerminalError, TransientError
 from schemas.catalog import SchemaVersion
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import fastavro
 
-from learnright.errors import TerminalError
+from ground.errors import TerminalError
 from schemas.catalog import Catalog, SchemaVersion, default_catalog
 from schemas.errors import DecodeError, UnknownSchemaError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from learnright import broker
-from learnright.settings import Settings
+from ground.settings import Settings
 
 BOOK = """
 format = 1

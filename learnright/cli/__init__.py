@@ -13,8 +13,8 @@ from typing import Optional
 
 import typer
 
-from learnright.errors import LearnrightError
-from learnright.settings import Settings
+from ground.errors import LearnrightError
+from ground.settings import Settings
 
 app = typer.Typer(help="Learnright: usage-metered royalty ledger.", no_args_is_help=True, pretty_exceptions_enable=False)
 kafka_app = typer.Typer(help="Run the project's own Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from learnright.errors import ConfigError, LearnrightError
+from ground.errors import ConfigError, LearnrightError
 from learnright.cli import DbOption, _fail, _settings, app, tokens_app
 
 
@@ -22,8 +22,8 @@ def tokens_create(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Create a token and print it once: only its SHA-256 is stored."""
-    from ledger.store import Ledger
-    from ledger.tokens import AUDITOR, HOLDER, create_token, parse_duration
+    from ledger.storage.store import Ledger
+    from ledger.services.tokens import AUDITOR, HOLDER, create_token, parse_duration
 
     settings = _settings(db)
     try:
@@ -45,8 +45,8 @@ def tokens_create(
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: str, db: Optional[Path] = DbOption) -> None:
     """Revoke a token from now on (appended; the token's history stays)."""
-    from ledger.store import Ledger
-    from ledger.tokens import revoke_token
+    from ledger.storage.store import Ledger
+    from ledger.services.tokens import revoke_token
 
     settings = _settings(db)
     try:
@@ -60,8 +60,8 @@ def tokens_revoke(token_id: str, db: Optional[Path] = DbOption) -> None:
 @tokens_app.command("list")
 def tokens_list(db: Optional[Path] = DbOption) -> None:
     """List tokens: id, role, holder, state, created, expires (never the secrets)."""
-    from ledger.store import Ledger
-    from ledger.tokens import list_tokens
+    from ledger.storage.store import Ledger
+    from ledger.services.tokens import list_tokens
 
     settings = _settings(db)
     now = datetime.now(timezone.utc)
@@ -88,8 +88,8 @@ def sql_command(
 ) -> None:
     """Run one read-only SELECT on the ledger (sandboxed: no files, no network, time and row limits)."""
     from ledger.errors import LedgerLockedError
-    from ledger.snapshots import latest_snapshot, read_snapshot
-    from ledger.sql import SqlLimits, render, run_query
+    from ledger.storage.snapshots import latest_snapshot, read_snapshot
+    from ledger.storage.sql import SqlLimits, render, run_query
 
     settings = _settings(db)
     limits = SqlLimits(time_limit_s=settings.sql.time_limit_s, row_limit=settings.sql.row_limit,
@@ -136,8 +136,8 @@ def snapshot_command(
 
     While `learnright serve` holds the ledger, ask the service instead: POST /v1/snapshots.
     """
-    from ledger.snapshots import publish_snapshot
-    from ledger.store import Ledger
+    from ledger.storage.snapshots import publish_snapshot
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     directory = into or settings.snapshots_dir

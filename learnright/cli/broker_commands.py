@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from learnright import broker as broker_runtime
-from learnright.errors import LearnrightError
+from ground.errors import LearnrightError
 from learnright.cli import _fail, _settings, kafka_app
 
 

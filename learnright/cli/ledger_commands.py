@@ -11,14 +11,14 @@ from typing import Optional
 
 import typer
 
-from learnright.errors import ConfigError, LearnrightError
+from ground.errors import ConfigError, LearnrightError
 from learnright.cli import DbOption, _fail, _settings, app, licenses_app, quarantine_app
 
 
 @licenses_app.command("apply")
 def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False), db: Optional[Path] = DbOption) -> None:
     """Apply a license TOML file: new versions are added, known ones kept, none edited."""
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     try:
@@ -48,8 +48,8 @@ def licenses_import_rsl(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Convert the payment terms of an RSL document that map into a license TOML; report the rest."""
-    from ledger.rsl import ImportOptions, import_rsl
-    from ledger.store import Ledger
+    from ledger.core.rsl import ImportOptions, import_rsl
+    from ledger.storage.store import Ledger
 
     try:
         if effective_from is None:
@@ -110,7 +110,7 @@ def emit(
     Exits 1 when any row was rejected, 2 when Kafka could not be reached or did not
     acknowledge a record.
     """
-    from learnright.admin import ensure_topics
+    from consumers.kafka_admin import ensure_topics
     from learnright.runtime import bootstrap_servers
     from producers.emitter import UsageEmitter
     from producers.files import count_rows, send_file
@@ -147,7 +147,7 @@ def consume(
     """Consume the usage topics into the ledger."""
     from consumers.service import LedgerConsumer
     from learnright.runtime import with_bootstrap
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     try:
         settings = with_bootstrap(_settings(db))
@@ -172,10 +172,10 @@ def serve(db: Optional[Path] = DbOption) -> None:
     (127.0.0.1:8080); a snapshot for auditors is published after each close.
     """
     from consumers.scheduler import LedgerService
-    from learnright.logs import configure_json_logging
+    from ground.logs import configure_json_logging
     from learnright.runtime import with_bootstrap
     from learnright.server import serve as serve_all
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     configure_json_logging()
     try:
@@ -205,9 +205,9 @@ def close(
     succeeded but Kafka did not take the events: they stay pending for the next publish.
     """
     from consumers.publisher import publish_statements
-    from ledger.close import close_period, write_period_files
-    from ledger.signing import load_or_create_key
-    from ledger.store import Ledger
+    from ledger.services.close import close_period, write_period_files
+    from ledger.core.signing import load_or_create_key
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     problem = None
@@ -239,7 +239,7 @@ def close(
 @quarantine_app.command("list")
 def quarantine_list(db: Optional[Path] = DbOption) -> None:
     """List open quarantined records: where they were read, why they were refused."""
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     try:
@@ -261,7 +261,7 @@ def quarantine_replay(
 ) -> None:
     """Replay quarantined records into the ledger, once, after their cause is fixed."""
     from consumers.replay import replay_quarantine
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     try:
@@ -278,8 +278,8 @@ def quarantine_replay(
 @app.command("verify")
 def verify_command(db: Optional[Path] = DbOption) -> None:
     """Recompute the hash chain, find the first broken link, reconcile statements to the ledger."""
-    from ledger.store import Ledger
-    from ledger.verify import verify
+    from ledger.storage.store import Ledger
+    from ledger.services.verify import verify
 
     settings = _settings(db)
     try:

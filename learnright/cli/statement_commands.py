@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from learnright.errors import LearnrightError
+from ground.errors import LearnrightError
 from learnright.cli import DbOption, _fail, _settings, keys_app, statements_app
 
 
@@ -20,8 +20,8 @@ def statements_list(
     db: Optional[Path] = DbOption,
 ) -> None:
     """List closed statements: id, period, holder, currency, payable, carry."""
-    from ledger.money import at_minor_unit
-    from ledger.store import Ledger
+    from ledger.core.money import at_minor_unit
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     try:
@@ -43,9 +43,9 @@ def statements_get(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Print (or write) one statement: JSON is the signed file a holder checks with `statements verify`."""
-    from ledger.close import statement_file
-    from ledger.statements import render_csv
-    from ledger.store import Ledger
+    from ledger.services.close import statement_file
+    from ledger.core.statements import render_csv
+    from ledger.storage.store import Ledger
 
     if format not in ("json", "csv"):
         typer.secho(f"error: --format must be json or csv (got {format!r})", fg=typer.colors.RED, err=True)
@@ -77,8 +77,8 @@ def statements_verify(
 
     Exits 1, naming what does not match, when anything was changed.
     """
-    from ledger.envelope import verify_envelope
-    from ledger.signing import load_key, parse_public_key
+    from ledger.core.envelope import verify_envelope
+    from ledger.core.signing import load_key, parse_public_key
 
     try:
         if public_key is not None:
@@ -104,7 +104,7 @@ def statements_verify(
 def statements_publish(db: Optional[Path] = DbOption) -> None:
     """Send the pending StatementClosed events (those Kafka has not acknowledged yet)."""
     from consumers.publisher import publish_statements
-    from ledger.store import Ledger
+    from ledger.storage.store import Ledger
 
     settings = _settings(db)
     try:
@@ -118,7 +118,7 @@ def statements_publish(db: Optional[Path] = DbOption) -> None:
 @keys_app.command("create")
 def keys_create() -> None:
     """Create the statement signing key (mode 0600) at LEARNRIGHT_SIGNING_KEY; an existing key is kept."""
-    from ledger.signing import create_key
+    from ledger.core.signing import create_key
 
     settings = _settings()
     try:
@@ -131,7 +131,7 @@ def keys_create() -> None:
 @keys_app.command("public")
 def keys_public() -> None:
     """Print the public key (PEM) that holders check statements with, created on first use."""
-    from ledger.signing import load_or_create_key
+    from ledger.core.signing import load_or_create_key
 
     settings = _settings()
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from learnright.errors import LearnrightError
+from ground.errors import LearnrightError
 from learnright.cli import _fail, _settings, app
 
 

@@ -1,9 +1,9 @@
 """What the consumer tests share: drain the topics into a ledger, emit as platform orbit."""
 
 from consumers.service import IngestStats, LedgerConsumer
-from learnright.admin import ensure_topics
-from learnright.settings import Settings
-from ledger.store import Ledger
+from consumers.kafka_admin import ensure_topics
+from ground.settings import Settings
+from ledger.storage.store import Ledger
 from producers import UsageEmitter
 
 

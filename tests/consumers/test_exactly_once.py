@@ -17,9 +17,9 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
 from consumers.service import ConsumerHaltError, LedgerConsumer
 from learnright import broker
-from learnright.admin import ensure_topics
-from learnright.settings import Settings
-from ledger.store import Ledger, anchor_path
+from consumers.kafka_admin import ensure_topics
+from ground.settings import Settings
+from ledger.storage.store import Ledger, anchor_path
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker

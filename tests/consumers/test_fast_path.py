@@ -21,10 +21,10 @@ import learnright_native as native
 from consumers.batch import RawRecord, build_batch
 from consumers.fast_path import NATIVE_SCHEMAS, BatchBuilder, FetchBlock, compile_pricer
 from ledger.errors import DuplicateEventError
-from ledger.licenses import parse_book
-from ledger.money import ACCRUAL_QUANTUM, WIDE
-from ledger.store import Ledger
-from ledger.verify import verify
+from ledger.core.licenses import parse_book
+from ledger.core.money import ACCRUAL_QUANTUM, WIDE
+from ledger.storage.store import Ledger
+from ledger.services.verify import verify
 from schemas import default_catalog, encode
 from schemas.wire import HEADER_SIZE, MAGIC
 from tests.conftest import BOOK as SHARED_BOOK
@@ -374,8 +374,8 @@ def _columns(table) -> list[dict]:
        cut=st.integers(0, 3))
 def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_python(empty_ledger, seed, kind, edits, cut):
     """Differential fuzz: whatever the native reader books, Python books identically."""
-    from ledger.arrow_rows import accruals_table, events_table, native_accruals_table, native_events_table
-    from ledger import chain
+    from ledger.storage.arrow_rows import accruals_table, events_table, native_accruals_table, native_events_table
+    from ledger.core import chain
 
     rng = random.Random(seed)
     make = training if kind == "TrainingUsage" else inference

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from ledger.store import Ledger
+from ledger.storage.store import Ledger
 from producers import UsageEmitter
 from tests.consumers.helpers import consume_all
 
@@ -20,7 +20,7 @@ def test_n_events_through_the_broker_become_n_accruals_with_the_hand_computed_to
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
-            from learnright.admin import ensure_topics
+            from consumers.kafka_admin import ensure_topics
             ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
             for i in range(n // 2):
                 # 1M tokens x (i + 1) at 0.80 USD per 1M (version 1 in force in April? no: v2 from 15 March).
@@ -42,7 +42,7 @@ def test_consuming_twice_adds_nothing(make_settings, license_book_text):
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
-            from learnright.admin import ensure_topics
+            from consumers.kafka_admin import ensure_topics
             ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
             for i in range(10):
                 emitter.training(event_id=f"t{i}", model_id="m", run_id="r", source_id="src-photos",
@@ -62,7 +62,7 @@ def test_poison_is_quarantined_and_dead_lettered_while_the_partition_flows(make_
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=topics) as emitter:
-            from learnright.admin import ensure_topics
+            from consumers.kafka_admin import ensure_topics
             ensure_topics(settings.kafka.bootstrap_servers, (*topics.usage, topics.dead_letter), 1)
             emitter.training(event_id="ok1", model_id="m", run_id="r", source_id="src-photos", units=1,
                              unit="items", occurred_at=APRIL)
@@ -95,7 +95,7 @@ def test_fine_tune_lineage_is_recorded_from_training_events(make_settings, licen
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics) as emitter:
-            from learnright.admin import ensure_topics
+            from consumers.kafka_admin import ensure_topics
             ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
             emitter.training(event_id="ft1", model_id="m1-legal", base_model_id="m1", run_id="ft-run",
                              source_id="src-novels", units=1_000, unit="tokens", occurred_at=APRIL)
@@ -110,7 +110,7 @@ def test_confluent_framed_records_are_booked_when_a_registry_is_configured(make_
         settings = make_settings().model_copy(update={"schema_registry_url": stub.url})
         with Ledger.open(settings.db) as ledger:
             ledger.apply_licenses(license_book_text, "book.toml")
-            from learnright.admin import ensure_topics
+            from consumers.kafka_admin import ensure_topics
             ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, 2)
             with UsageEmitter(settings.kafka.bootstrap_servers, platform_id="orbit", topics=settings.kafka.topics,
                               schema_registry_url=stub.url) as emitter:
@@ -123,7 +123,7 @@ def test_confluent_framed_records_are_booked_when_a_registry_is_configured(make_
 
 def test_compressed_and_plain_fetches_book_the_same_with_the_native_path_on_or_off(make_settings, license_book_text):
     """gzip batches go through kafka-python's reader, plain ones through the native one."""
-    from learnright.admin import ensure_topics
+    from consumers.kafka_admin import ensure_topics
     from schemas import default_catalog, encode
 
     settings = make_settings(max_batch=50)

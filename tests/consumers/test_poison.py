@@ -6,8 +6,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from consumers.service import LedgerConsumer
-from learnright.admin import ensure_topics
-from ledger.store import Ledger
+from consumers.kafka_admin import ensure_topics
+from ledger.storage.store import Ledger
 from schemas import default_catalog, encode
 
 pytestmark = pytest.mark.broker

@@ -9,13 +9,13 @@ import pytest
 from kafka import KafkaConsumer
 
 from consumers.publisher import publish_pending
-from learnright.errors import BrokerError
-from ledger.close import close_period
-from ledger.statements import FORMAT_VERSION
-from ledger.store import Ledger
+from ground.errors import BrokerError
+from ledger.services.close import close_period
+from ledger.core.statements import FORMAT_VERSION
+from ledger.storage.store import Ledger
 from schemas import decode
 from tests.ledger.keys import SIGNER
-from tests.ledger.test_golden_book import BOOK, NOW, ingest
+from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
 
 pytestmark = pytest.mark.broker
 

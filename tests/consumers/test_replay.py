@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from learnright.cli import app
-from ledger.store import Ledger
+from ledger.storage.store import Ledger
 from tests.consumers.helpers import consume_all, emitter_for
 
 pytestmark = pytest.mark.broker

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pytest
 
 from consumers.scheduler import LedgerService, close_due, close_trigger, due_period
-from ledger.store import Ledger
+from ledger.storage.store import Ledger
 from tests.ledger.keys import SIGNER
-from tests.ledger.test_store import batch_of
+from tests.ledger.storage.test_store import batch_of
 
 UTC = timezone.utc
 

@@ -10,10 +10,10 @@ import inspect
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ledger.close import close_period
-from ledger.pricing import price
-from ledger.store import EventRow, IngestBatch, Ledger
-from ledger.usage import TrainingUsage
+from ledger.services.close import close_period
+from ledger.core.pricing import price
+from ledger.storage.store import EventRow, IngestBatch, Ledger
+from ledger.core.usage import TrainingUsage
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 MONTHS = ("2026-02", "2026-03", "2026-04")

@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 
 import learnright.api as api
 from learnright.api import create_app
-from learnright.metrics import Metrics
-from learnright.settings import Settings
-from ledger.snapshots import SnapshotError
-from ledger.store import Ledger
-from ledger.tokens import AUDITOR, HOLDER, create_token, revoke_token
+from ground.metrics import Metrics
+from ground.settings import Settings
+from ledger.storage.snapshots import SnapshotError
+from ledger.storage.store import Ledger
+from ledger.services.tokens import AUDITOR, HOLDER, create_token, revoke_token
 from tests.learnright.books import book_two_holders
-from tests.ledger.test_sql import ATTACKS
+from tests.ledger.storage.test_sql import ATTACKS
 
 T0 = datetime(2026, 6, 2, tzinfo=timezone.utc)
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from learnright.bench import run_bench
-from learnright.settings import Settings
+from ground.settings import Settings
 
 pytestmark = pytest.mark.broker
 

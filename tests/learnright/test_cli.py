@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from learnright.admin import ensure_topics
+from consumers.kafka_admin import ensure_topics
 from learnright.cli import app
 from producers import UsageEmitter
 

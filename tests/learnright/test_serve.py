@@ -15,10 +15,10 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.scheduler import LedgerService
-from learnright.admin import ensure_topics
+from consumers.kafka_admin import ensure_topics
 from learnright.server import serve
-from ledger.store import Ledger
-from ledger.tokens import AUDITOR, create_token
+from ledger.storage.store import Ledger
+from ledger.services.tokens import AUDITOR, create_token
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker

@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 import pytest
 
 from learnright.api import create_app
-from learnright.metrics import Metrics
+from ground.metrics import Metrics
 from learnright.server import HttpServer
-from learnright.settings import Settings
-from ledger.store import Ledger
-from ledger.tokens import HOLDER, create_token
+from ground.settings import Settings
+from ledger.storage.store import Ledger
+from ledger.services.tokens import HOLDER, create_token
 from tests.learnright.books import book_two_holders
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

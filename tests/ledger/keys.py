@@ -2,6 +2,6 @@
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.signing import signer_of
+from ledger.core.signing import signer_of
 
 SIGNER = signer_of(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from learnright.admin import ensure_topics
-from learnright.settings import Settings
+from consumers.kafka_admin import ensure_topics
+from ground.settings import Settings
 from schemas import decode
 
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from learnright import broker
-from learnright.admin import ensure_topics
-from learnright.errors import TransientError, ValidationError
-from learnright.settings import Settings
+from consumers.kafka_admin import ensure_topics
+from ground.errors import TransientError, ValidationError
+from ground.settings import Settings
 from producers import DeliveryError, UsageEmitter
 from schemas.registry import SchemaRegistry
 from tests.producers.conftest import read_topics

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from learnright.admin import ensure_topics
-from learnright.topics import Topics
+from consumers.kafka_admin import ensure_topics
+from ground.topics import Topics
 from tests.producers.conftest import read_topics
 
 pytestmark = pytest.mark.broker

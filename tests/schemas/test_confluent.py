@@ -2,7 +2,7 @@
 
 import pytest
 
-from learnright.errors import TerminalError, TransientError
+from ground.errors import TerminalError, TransientError
 from schemas import DecodeError, UnknownSchemaError, decode, default_catalog
 from schemas.catalog import Catalog
 from schemas.registry import RegistryUnavailableError, SchemaRegistry, SchemaRejectedError

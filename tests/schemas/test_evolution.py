@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.usage import parse_event, to_record
+from ledger.core.usage import parse_event, to_record
 from schemas import decode, default_catalog, encode
 from schemas.catalog import SCHEMA_DIR, Catalog
 from schemas.compatibility import check_catalog

@@ -1,0 +1,137 @@
+"""Prometheus metrics of the ledger service, on a registry of its own (one per service).
+
+Names follow Prometheus conventions: ``learnright_`` prefix, base units (seconds),
+``_total`` for counters. What the process counted since it started (events, batches,
+HTTP requests) is kept in counters and histograms; what the ledger holds (accrued
+amounts, the last close) is read from the ledger at scrape time, so it is right after
+a restart too.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from ground.topics import TOPIC_OF
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TYPE_OF_TOPIC = {suffix: record for record, suffix in TOPIC_OF.items()}
+
+
+def event_type_of(topic: str) -> str:
+    """The record name a usage topic carries (``TrainingUsage`` for ``<prefix>.usage.training``)."""
+    for suffix, record in _TYPE_OF_TOPIC.items():
+        if topic.endswith("." + suffix):
+            return record
+    return "unknown"
+
+
+class Metrics:
+    """Every metric the service exports; pass it where something is measured."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_ingested = Counter(
+            "learnright_events_ingested", "Usage events booked into the ledger, by event type.", ["type"], registry=r)
+        self.events_quarantined = Counter(
+            "learnright_events_quarantined", "Records quarantined (and dead-lettered), by event type and reason.",
+            ["type", "reason"], registry=r)
+        self.events_duplicate = Counter(
+            "learnright_events_duplicate", "Redelivered events already in the ledger, skipped.", registry=r)
+        self.accruals_booked = Counter(
+            "learnright_accruals_booked", "Accrual entries appended to the hash chain by ingestion.", registry=r)
+        self.batch_size = Histogram(
+            "learnright_batch_records", "Records per ingested batch.",
+            buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000), registry=r)
+        self.commit_seconds = Histogram(
+            "learnright_ledger_commit_duration_seconds", "Time to append one batch and its offsets (one transaction).",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.consumer_lag = Gauge(
+            "learnright_consumer_lag_records", "Records in a partition not yet booked (high watermark - position).",
+            ["topic", "partition"], registry=r)
+        self.close_seconds = Histogram(
+            "learnright_close_duration_seconds", "Time a monthly close took (statements included).",
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600), registry=r)
+        self.snapshots_published = Counter(
+            "learnright_snapshots_published", "Read-only snapshots published for auditors.", registry=r)
+        self.http_requests = Counter(
+            "learnright_http_requests", "HTTP requests, by route template, method and status.",
+            ["route", "method", "status"], registry=r)
+        self.http_seconds = Histogram(
+            "learnright_http_request_duration_seconds", "HTTP request latency, by route template.",
+            ["route"], registry=r)
+
+    # -- ingestion ---------------------------------------------------------------------
+
+    def observe_batch(self, batch, records: int, commit_seconds: float) -> None:
+        """Counts one applied batch (a :class:`ledger.storage.store.IngestBatch`)."""
+        for event_type, count in batch.events_by_type().items():
+            self.events_ingested.labels(type=event_type).inc(count)
+        for row in batch.quarantined:
+            self.events_quarantined.labels(type=event_type_of(row.topic), reason=row.error_class).inc()
+        if batch.duplicates:
+            self.events_duplicate.inc(batch.duplicates)
+        self.accruals_booked.inc(batch.accrual_count)
+        self.batch_size.observe(records)
+        self.commit_seconds.observe(commit_seconds)
+
+    def observe_lag(self, consumer) -> None:
+        """Lag per assigned partition from what the last fetch said (no extra broker call)."""
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = consumer.position(tp, timeout_ms=0)
+            except KafkaError:  # a position not known yet is simply not reported
+                continue
+            if position is not None:
+                self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(highwater - position, 0))
+
+    # -- close ---------------------------------------------------------------------------
+
+    @contextmanager
+    def time_close(self, latest_close: Callable[[], object]) -> Iterator[None]:
+        """Times a close attempt; observed only when it closed a month (``latest_close`` changed)."""
+        before = latest_close()
+        started = time.perf_counter()
+        yield
+        if latest_close() != before:
+            self.close_seconds.observe(time.perf_counter() - started)
+
+    # -- ledger state, read at scrape time ----------------------------------------------
+
+    def watch_ledger(self, read: Callable[[], tuple[list[tuple], object]]) -> None:
+        """Exports what ``read()`` returns: ([(currency, accrued)], last close time or None)."""
+        self.registry.register(_LedgerCollector(read))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LedgerCollector:
+    def __init__(self, read: Callable[[], tuple[list[tuple], object]]):
+        self.read = read
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        accrued, last_close = self.read()
+        amounts = GaugeMetricFamily(
+            "learnright_accrued_amount", "Sum of every ledger entry's amount, by currency (exact value as a float).",
+            labels=["currency"])
+        for currency, amount in accrued:
+            amounts.add_metric([currency], float(amount))
+        yield amounts
+        closed = GaugeMetricFamily(
+            "learnright_last_successful_close_timestamp_seconds", "When the latest monthly close was recorded (Unix time).")
+        if last_close is not None:
+            closed.add_metric([], last_close.timestamp())
+        yield closed

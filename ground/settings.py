@@ -1,0 +1,114 @@
+"""One settings object, read once from the environment (``LEARNRIGHT_*``) and flags.
+
+Nested keys use ``__``: ``LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS``. The plain
+``KAFKA_BOOTSTRAP_SERVERS`` is honoured too: when set, that broker is used and the
+project starts none of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ground.topics import Topics
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str | None = None
+    """Broker list host:port[,host:port]; unset means the project's own broker."""
+    topic_prefix: str = "learnright"
+    """Prefix of every topic name; tests use one prefix per test."""
+    partitions: int = Field(3, ge=1)
+    """Partitions of each usage topic when the project creates it."""
+    client_id: str = "learnright"
+    """Client id reported to the broker."""
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix)
+
+
+class BrokerSettings(BaseModel):
+    kafka_version: str = "3.9.1"
+    """Apache Kafka version whose jars Maven resolves (deploy/kafka/pom.xml)."""
+    cache_dir: Path = Path.home() / ".cache" / "learnright"
+    """Where the jars are kept, outside the source tree."""
+    state_dir: Path = Path("var/kafka")
+    """Broker data, config, logs and pid file of `learnright kafka up`."""
+    heap: str = "512m"
+    """JVM heap of the broker."""
+    start_timeout_s: float = 90.0
+    """How long to wait for the broker to answer before giving up."""
+
+
+class ConsumerSettings(BaseModel):
+    group_id: str = "learnright-ledger"
+    """Consumer group; Kafka's committed offsets serve lag monitoring only."""
+    max_batch: int = Field(131_072, ge=1)
+    """Records booked as one ledger transaction: a batch closes once it holds this many
+    (it may exceed them by what its last poll returned, one fetch response at most) or once
+    ``flush_interval_ms`` has passed. From 122,880 rows DuckDB writes a batch's row groups
+    straight into the ledger file."""
+    fetch_partition_bytes: int = Field(1_048_576, ge=1)
+    """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
+    a record batch larger than this still comes whole). The native fast path takes a
+    fetch whole, so this also bounds how far a batch can exceed ``max_batch``."""
+    max_poll: int = Field(5000, ge=1)
+    """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
+    flush_interval_ms: int = Field(500, ge=1)
+    """Longest a batch gathers polls before it is booked: bounds latency when traffic is light."""
+    idle_timeout_s: float = 10.0
+    """`consume --until-idle` gives up waiting for a first assignment after this."""
+    native: bool = True
+    """Book the common case through the native fast path (same result; off: Python only)."""
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    """Address the HTTP API binds; loopback by default, put a TLS proxy in front to expose it."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Port of the HTTP API (0: any free port)."""
+
+
+class SqlSettings(BaseModel):
+    time_limit_s: float = Field(10.0, gt=0)
+    """An auditor query is interrupted after this many seconds."""
+    row_limit: int = Field(100_000, ge=1)
+    """Rows an auditor query returns at most; the result says when it was cut."""
+    memory_limit: str = "1GB"
+    """DuckDB memory limit of an auditor query's connection."""
+    max_result_bytes: int = Field(64 * 2**20, ge=1)
+    """Bytes an auditor query's result (and its rendered answer) may hold; a larger one is refused."""
+    max_concurrent: int = Field(2, ge=1)
+    """Auditor queries the HTTP API runs at once; one more is answered 429 with Retry-After."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEARNRIGHT_", env_nested_delimiter="__", extra="ignore")
+
+    db: Path = Path("var/ledger.duckdb")
+    """The ledger file."""
+    statements_dir: Path = Path("var/statements")
+    """Where statement files are written."""
+    signing_key: Path = Path("var/keys/statements-ed25519.pem")
+    """Ed25519 private key (PEM) that signs statements; created with mode 0600 on first use."""
+    grace_days: int = Field(3, ge=1, le=28)
+    """Month M closes at 00:00 UTC on this day of month M+1."""
+    schema_registry_url: str | None = None
+    """Confluent-compatible schema registry; when set, Confluent-framed records are read (and emit writes them)."""
+    kafka: KafkaSettings = KafkaSettings()
+    broker: BrokerSettings = BrokerSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    http: HttpSettings = HttpSettings()
+    sql: SqlSettings = SqlSettings()
+    snapshots_dir: Path = Path("var/snapshots")
+    """Where read-only snapshots of the ledger are published for auditors."""
+
+    @model_validator(mode="after")
+    def _plain_bootstrap(self) -> "Settings":
+        if self.kafka.bootstrap_servers is None and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            self.kafka.bootstrap_servers = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return self

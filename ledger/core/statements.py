@@ -1,0 +1,223 @@
+"""Statements: one per rights holder, currency and closed month.
+
+Pure: built from aggregated accrual lines and the carry of the previous statement.
+Rounding happens here and only here (via :func:`ledger.core.money.round_to_minor`), once
+per holder and currency; the residual, a negative balance or an amount under the
+holder's payout minimum is carried, so payable + carry_out = accrued + carry_in, always.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+from ledger.core.money import round_to_minor, wide_precision
+
+# 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
+# 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
+#    JSON), which are what the Ed25519 signature covers; the file a holder downloads is the
+#    signed envelope of :func:`render_envelope`.
+FORMAT_VERSION = 4  # 4: amounts in plain notation (no exponents such as 0E-12)
+# Statements of a format before this one were stored unsigned and hashed as rendered text.
+FIRST_SIGNED_FORMAT = 3
+ENVELOPE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementLine:
+    """Accruals of one source, platform, model, usage kind and rate, summed.
+
+    ``period`` differs from the statement's period on a prior-period adjustment: usage
+    of an already closed month that arrived after its close. A period term (tier
+    adjustment, minimum top-up, pool share, model royalty) is a line of its own whose
+    ``description`` says how it was computed.
+    """
+
+    period: str
+    source_id: str
+    platform_id: str
+    model_id: str
+    kind: str
+    unit: str
+    quantity: Decimal
+    rate: Decimal
+    per: int
+    amount: Decimal
+    entries: int
+    license_id: str
+    license_version: int
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
+    statement_id: str
+    period: str
+    holder_id: str
+    holder_name: str
+    currency: str
+    lines: tuple[StatementLine, ...]
+    accrued: Decimal
+    carry_in: Decimal
+    payable: Decimal
+    carry_out: Decimal
+    chain_head: str
+    last_entry_id: int
+    format_version: int = FORMAT_VERSION
+
+
+def statement_id(period: str, holder_id: str, currency: str) -> str:
+    """Deterministic, opaque id: closing the same month twice names the same statement."""
+    digest = hashlib.sha256(f"{period}\x1f{holder_id}\x1f{currency}".encode()).hexdigest()
+    return f"st_{digest[:20]}"
+
+
+def settle(total: Decimal, currency: str, payout_minimum: Decimal) -> tuple[Decimal, Decimal]:
+    """Splits ``total`` (accrued + carry in) into (payable, carry out).
+
+    Payable is ``total`` rounded half-even to the minor unit, or zero when that is
+    negative or under ``payout_minimum``. Carry out is the exact rest.
+    """
+    rounded = round_to_minor(total, currency)
+    payable = rounded if rounded > 0 and rounded >= payout_minimum else Decimal(0)
+    return payable, total - payable
+
+
+@wide_precision
+def build_statement(
+    *,
+    period: str,
+    holder_id: str,
+    holder_name: str,
+    currency: str,
+    lines: Iterable[StatementLine],
+    carry_in: Decimal,
+    payout_minimum: Decimal,
+    chain_head: str,
+    last_entry_id: int,
+) -> Statement:
+    ordered = tuple(
+        sorted(lines, key=lambda l: (
+            l.period != period, l.period, l.source_id, l.platform_id, l.model_id, l.kind, l.rate,
+            l.license_id, l.license_version, l.unit, l.per, l.description, l.amount,
+        ))
+    )
+    accrued = sum((line.amount for line in ordered), Decimal(0))
+    payable, carry_out = settle(accrued + carry_in, currency, payout_minimum)
+    return Statement(
+        statement_id=statement_id(period, holder_id, currency),
+        period=period,
+        holder_id=holder_id,
+        holder_name=holder_name,
+        currency=currency,
+        lines=ordered,
+        accrued=accrued,
+        carry_in=carry_in,
+        payable=payable,
+        carry_out=carry_out,
+        chain_head=chain_head,
+        last_entry_id=last_entry_id,
+    )
+
+
+def source_summary(statement: Statement) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for line in statement.lines:
+        totals[line.source_id] = totals.get(line.source_id, Decimal(0)) + line.amount
+    return dict(sorted(totals.items()))
+
+
+def _plain(amount: Decimal) -> str:
+    """An amount as a person reads it: positional notation, every stored digit kept."""
+    return format(amount, "f")
+
+
+def to_document(statement: Statement) -> dict:
+    """The statement as a JSON-ready document; amounts as strings, never floats."""
+    return {
+        "format_version": statement.format_version,
+        "statement_id": statement.statement_id,
+        "period": statement.period,
+        "holder": {"id": statement.holder_id, "name": statement.holder_name},
+        "currency": statement.currency,
+        "summary": {
+            "accrued": _plain(statement.accrued),
+            "carry_in": _plain(statement.carry_in),
+            "payable": _plain(statement.payable),
+            "carry_out": _plain(statement.carry_out),
+        },
+        "by_source": {source: _plain(amount) for source, amount in source_summary(statement).items()},
+        "lines": [
+            {
+                "period": line.period,
+                "prior_period_adjustment": line.period != statement.period,
+                "source_id": line.source_id,
+                "platform_id": line.platform_id,
+                "model_id": line.model_id,
+                "kind": line.kind,
+                "unit": line.unit,
+                "quantity": _plain(line.quantity),
+                "rate": _plain(line.rate),
+                "per": line.per,
+                "amount": _plain(line.amount),
+                "entries": line.entries,
+                "license": f"{line.license_id} v{line.license_version}",
+                "description": line.description,
+            }
+            for line in statement.lines
+        ],
+        "ledger": {"chain_head": statement.chain_head, "last_entry_id": statement.last_entry_id},
+    }
+
+
+def render_json(statement: Statement) -> bytes:
+    return (json.dumps(to_document(statement), indent=2, sort_keys=True) + "\n").encode()
+
+
+def canonical_bytes(document: dict) -> bytes:
+    """The bytes a statement's content hash and signature cover.
+
+    RFC 8785 (JSON Canonicalization Scheme) of the document: keys sorted, no insignificant
+    whitespace, UTF-8, strings escaped minimally. A document holds only strings, integers,
+    booleans, lists and objects with ASCII keys (amounts are strings), for which this is
+    exactly what any JCS implementation produces.
+    """
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(statement: Statement) -> str:
+    """Hex SHA-256 of the canonical bytes: what makes a closed statement immutable."""
+    return hashlib.sha256(canonical_bytes(to_document(statement))).hexdigest()
+
+
+def stored_document_hash(document_text: str) -> str:
+    """The content hash of a stored document, by the rule of its format version."""
+    document = json.loads(document_text)
+    if document.get("format_version", 0) < FIRST_SIGNED_FORMAT:
+        return hashlib.sha256(document_text.encode()).hexdigest()
+    return hashlib.sha256(canonical_bytes(document)).hexdigest()
+
+
+CSV_COLUMNS = (
+    "period", "prior_period_adjustment", "source_id", "platform_id", "model_id", "kind", "unit",
+    "quantity", "rate", "per", "amount", "entries", "license", "description",
+)
+
+
+def render_csv(document: dict) -> bytes:
+    """A statement document as CSV: lines first, then summary rows (kind = summary)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in document["lines"]:
+        writer.writerow([line.get(c, "") for c in CSV_COLUMNS])
+    for key in ("accrued", "carry_in", "payable", "carry_out"):
+        summary = dict.fromkeys(CSV_COLUMNS, "")
+        summary.update(period=document["period"], kind="summary", unit=key, amount=document["summary"][key])
+        writer.writerow([summary[c] for c in CSV_COLUMNS])
+    return out.getvalue().encode()

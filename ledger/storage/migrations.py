@@ -1,0 +1,265 @@
+"""Versioned DDL of the ledger file, applied in order on open.
+
+A file whose newest migration is above :data:`LATEST` was written by a newer
+Learnright and is refused. Tables are append-only: no code path updates or deletes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+import ground
+from ledger.errors import LedgerError, LedgerVersionError
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE schema_migrations (
+        version INTEGER PRIMARY KEY,
+        applied_at TIMESTAMPTZ NOT NULL,
+        app_version VARCHAR NOT NULL
+    );
+    CREATE TABLE license_documents (
+        document_hash VARCHAR PRIMARY KEY,
+        origin VARCHAR NOT NULL,
+        body VARCHAR NOT NULL,
+        applied_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE license_versions (
+        license_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        source_id VARCHAR NOT NULL,
+        platform_id VARCHAR NOT NULL,
+        effective_from TIMESTAMPTZ NOT NULL,
+        currency VARCHAR NOT NULL,
+        terms JSON NOT NULL,
+        content_hash VARCHAR NOT NULL,
+        document_hash VARCHAR NOT NULL,
+        PRIMARY KEY (license_id, version)
+    );
+    CREATE TABLE ingest_batches (
+        batch_id BIGINT PRIMARY KEY,
+        committed_at TIMESTAMPTZ NOT NULL,
+        events INTEGER NOT NULL,
+        accruals INTEGER NOT NULL,
+        quarantined INTEGER NOT NULL,
+        duplicates INTEGER NOT NULL,
+        chain_head VARCHAR NOT NULL
+    );
+    CREATE TABLE usage_events (
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        event_type VARCHAR NOT NULL,
+        content_hash VARCHAR NOT NULL,
+        model_id VARCHAR,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        period VARCHAR NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        batch_id BIGINT NOT NULL,
+        PRIMARY KEY (platform_id, event_id)
+    );
+    CREATE TABLE accruals (
+        entry_id BIGINT PRIMARY KEY,
+        batch_id BIGINT NOT NULL,
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        line INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        source_id VARCHAR NOT NULL,
+        holder_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        license_id VARCHAR NOT NULL,
+        license_version INTEGER NOT NULL,
+        quantity DECIMAL(38, 12) NOT NULL,
+        unit VARCHAR NOT NULL,
+        rate DECIMAL(38, 12) NOT NULL,
+        per BIGINT NOT NULL,
+        currency VARCHAR NOT NULL,
+        amount DECIMAL(38, 12) NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        period VARCHAR NOT NULL,
+        reverses_entry_id BIGINT,
+        entry_hash VARCHAR NOT NULL
+    );
+    CREATE TABLE revenue_reports (
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        period VARCHAR NOT NULL,
+        revenue DECIMAL(38, 12) NOT NULL,
+        currency VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        batch_id BIGINT NOT NULL
+    );
+    CREATE TABLE consumer_offsets (
+        batch_id BIGINT NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL
+    );
+    CREATE TABLE quarantine (
+        quarantine_id BIGINT PRIMARY KEY,
+        batch_id BIGINT NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        record_key BLOB,
+        record_value BLOB,
+        headers JSON NOT NULL,
+        error_class VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        platform_id VARCHAR,
+        event_id VARCHAR,
+        quarantined_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE period_closes (
+        period VARCHAR PRIMARY KEY,
+        closed_at TIMESTAMPTZ NOT NULL,
+        last_entry_id BIGINT NOT NULL,
+        chain_head VARCHAR NOT NULL,
+        statements INTEGER NOT NULL
+    );
+    CREATE TABLE statements (
+        statement_id VARCHAR PRIMARY KEY,
+        period VARCHAR NOT NULL,
+        holder_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        format_version INTEGER NOT NULL,
+        accrued DECIMAL(38, 12) NOT NULL,
+        carry_in DECIMAL(38, 12) NOT NULL,
+        payable DECIMAL(38, 12) NOT NULL,
+        carry_out DECIMAL(38, 12) NOT NULL,
+        content_hash VARCHAR NOT NULL,
+        document JSON NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+    # Period terms (tiers, minimums, pools, model royalties) computed at close.
+    2: """
+    ALTER TABLE accruals ADD COLUMN description VARCHAR;
+    CREATE TABLE model_lineage (
+        platform_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        base_model_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        batch_id BIGINT NOT NULL
+    );
+    CREATE TABLE revenue_settlements (
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        close_period VARCHAR NOT NULL,
+        PRIMARY KEY (platform_id, event_id)
+    );
+    """,
+    # Signed statements and the outbox of their StatementClosed events: a statement without
+    # a publication row is still to be published.
+    3: """
+    ALTER TABLE statements ADD COLUMN signature VARCHAR;
+    ALTER TABLE statements ADD COLUMN key_fingerprint VARCHAR;
+    CREATE TABLE statement_publications (
+        statement_id VARCHAR NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        published_at TIMESTAMPTZ NOT NULL
+    );
+    """,
+    # API tokens (hashes only; revocation and expiry are appended, never updated) and the
+    # documented views for auditors (docs/api.md).
+    4: """
+    CREATE TABLE api_tokens (
+        token_id VARCHAR PRIMARY KEY,
+        secret_sha256 VARCHAR NOT NULL UNIQUE,
+        role VARCHAR NOT NULL,
+        holder_id VARCHAR,
+        label VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE api_token_changes (
+        token_id VARCHAR NOT NULL,
+        change VARCHAR NOT NULL,
+        effective_at TIMESTAMPTZ NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE VIEW audit_ledger AS
+        SELECT entry_id, batch_id, period, occurred_at, kind, holder_id, source_id, platform_id, model_id,
+               event_id, line, license_id, license_version, quantity, unit, rate, per, currency, amount,
+               reverses_entry_id, description, entry_hash
+        FROM accruals;
+    CREATE VIEW audit_accruals AS
+        SELECT period, holder_id, currency, source_id, kind, count(*) AS entries, sum(amount) AS amount
+        FROM accruals GROUP BY ALL;
+    CREATE VIEW audit_statement_lines AS
+        SELECT s.statement_id, s.period AS statement_period, s.holder_id, s.currency,
+               l.value ->> 'period' AS period, l.value ->> 'source_id' AS source_id,
+               l.value ->> 'platform_id' AS platform_id, l.value ->> 'model_id' AS model_id,
+               l.value ->> 'kind' AS kind, l.value ->> 'unit' AS unit,
+               CAST(l.value ->> 'quantity' AS DECIMAL(38, 12)) AS quantity,
+               CAST(l.value ->> 'amount' AS DECIMAL(38, 12)) AS amount,
+               CAST(l.value ->> 'entries' AS BIGINT) AS entries, l.value ->> 'license' AS license,
+               l.value ->> 'description' AS description
+        FROM statements s, json_each(s.document, '$.lines') l;
+    CREATE VIEW audit_reconciliation AS
+        WITH closes AS (
+            SELECT period, last_entry_id,
+                   coalesce(lag(last_entry_id) OVER (ORDER BY period), 0) AS previous_entry_id
+            FROM period_closes
+        ), covered AS (
+            SELECT c.period, a.holder_id, a.currency, sum(a.amount) AS ledger_amount, count(*) AS entries
+            FROM closes c JOIN accruals a
+              ON a.entry_id <= c.last_entry_id
+             AND (a.period = c.period OR (a.period < c.period AND a.entry_id > c.previous_entry_id))
+            GROUP BY ALL
+        ), lines AS (
+            SELECT statement_id, sum(amount) AS lines_amount FROM audit_statement_lines GROUP BY ALL
+        )
+        SELECT coalesce(s.period, v.period) AS period, coalesce(s.holder_id, v.holder_id) AS holder_id,
+               coalesce(s.currency, v.currency) AS currency, s.statement_id,
+               s.accrued AS statement_accrued, coalesce(l.lines_amount, 0) AS lines_amount,
+               coalesce(v.ledger_amount, 0) AS ledger_amount, coalesce(v.entries, 0) AS ledger_entries,
+               s.carry_in, s.payable, s.carry_out,
+               s.statement_id IS NOT NULL
+                 AND s.accrued = coalesce(v.ledger_amount, 0)
+                 AND s.accrued = coalesce(l.lines_amount, 0)
+                 AND s.payable + s.carry_out = s.accrued + s.carry_in AS balanced
+        FROM statements s
+        FULL OUTER JOIN covered v ON v.period = s.period AND v.holder_id = s.holder_id AND v.currency = s.currency
+        LEFT JOIN lines l ON l.statement_id = s.statement_id;
+    """,
+}
+
+LATEST = max(MIGRATIONS)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    """Applies every migration the file lacks, each in its own transaction, by number.
+
+    Raises:
+        LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
+        LedgerError: a read-only open of a file that needs migrating.
+    """
+    has_table = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()} if has_table else set()
+    current = max(applied, default=0)
+    if current > LATEST:
+        raise LedgerVersionError(
+            f"ledger file {path} is at schema version {current}, written by a newer Learnright;"
+            f" this one ({ground.__version__}) knows versions up to {LATEST}. Upgrade Learnright."
+        )
+    missing = sorted(set(MIGRATIONS) - applied)  # by number: a lower one merged later still applies
+    if not missing:
+        return
+    if read_only:
+        raise LedgerError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
+    for version in missing:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(MIGRATIONS[version])
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, datetime.now(timezone.utc), ground.__version__])
+        con.execute("COMMIT")

@@ -1,0 +1,202 @@
+"""Snapshots: read-only copies of the ledger that auditors open while ingestion goes on.
+
+DuckDB lets no other process open a file its writer holds, so the serving process
+publishes copies: at each close and on demand. A snapshot is a directory
+
+    <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views
+    <snapshots_dir>/<snapshot_id>/parquet/<name>.parquet   one file per table and view
+    <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last entry, chain head, row counts
+
+Guarantees:
+  * Consistent: copied in one DuckDB transaction, so it is the ledger as of one commit
+    (its manifest names the last entry id and the chain head at that commit).
+  * Published whole or not at all: written under a temporary name and renamed; the
+    ``LATEST`` file names the newest one only after it is complete.
+  * Immutable: files are made read-only and never rewritten.
+  * Holds no API tokens (not even their hashes, not even in freed blocks): the snapshot
+    file is built table by table from an explicit allow-list (:data:`TABLES`), so token
+    rows are never written to it. A table a later migration adds stays out until it is
+    added to the list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ledger.errors import LedgerError
+from ledger.storage.store import Ledger
+
+FORMAT = 1
+DATABASE = "ledger.duckdb"
+MANIFEST = "manifest.json"
+EXCLUDED = ("api_tokens", "api_token_changes")
+TABLES = ("accruals", "consumer_offsets", "ingest_batches", "license_documents", "license_versions", "model_lineage",
+          "period_closes", "quarantine", "revenue_reports", "revenue_settlements", "schema_migrations",
+          "statement_publications", "statements", "usage_events")
+"""The tables a snapshot holds; never a token table (:data:`EXCLUDED`)."""
+_publishing = threading.Lock()
+
+
+class SnapshotError(LedgerError):
+    """A snapshot could not be published or read; the message names the path."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    snapshot_id: str
+    directory: Path
+    created_at: datetime
+    last_entry_id: int
+    chain_head: str
+    tables: tuple[tuple[str, int], ...]
+
+    @property
+    def database(self) -> Path:
+        return self.directory / DATABASE
+
+    def manifest(self) -> dict:
+        return {
+            "format": FORMAT, "snapshot_id": self.snapshot_id, "created_at": self.created_at.isoformat(),
+            "last_entry_id": self.last_entry_id, "chain_head": self.chain_head,
+            "database": DATABASE, "tables": {name: rows for name, rows in self.tables},
+            "parquet": {name: f"parquet/{name}.parquet" for name, _ in self.tables},
+        }
+
+
+def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snapshot:
+    """Copies the ledger, as of one commit, into a new snapshot under ``directory``.
+
+    Safe to call from any thread of the process that owns ``ledger``: it works on its
+    own cursor. Publications are serialised.
+    """
+    if now.tzinfo is None:
+        raise SnapshotError(f"now must be timezone-aware UTC (got naive {now.isoformat()})")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _publishing:
+        work = directory / f".tmp-{uuid.uuid4().hex}"
+        (work / "parquet").mkdir(parents=True)
+        alias = f"snap_{uuid.uuid4().hex[:12]}"
+        cursor = ledger.reader().con
+        open_transaction = False
+        try:
+            source = cursor.execute("SELECT current_database()").fetchall()[0][0]
+            cursor.execute(f"ATTACH {_literal(work / DATABASE)} AS {alias}")
+            try:
+                cursor.execute("BEGIN TRANSACTION")  # one read of the source: the ledger as of one commit
+                open_transaction = True
+                _copy_allowed(cursor, source, alias)
+                last_entry, head = (cursor.execute(
+                    f"SELECT entry_id, entry_hash FROM {alias}.main.accruals ORDER BY entry_id DESC LIMIT 1"
+                ).fetchall() or [(0, "")])[0]
+                names = [r[0] for r in cursor.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? ORDER BY table_name",
+                    [alias],
+                ).fetchall()]
+                tables = []
+                for name in names:
+                    rows = cursor.execute(f'SELECT count(*) FROM {alias}.main."{name}"').fetchall()[0][0]
+                    cursor.execute(f'COPY (SELECT * FROM {alias}.main."{name}") TO '
+                                   f"{_literal(work / 'parquet' / f'{name}.parquet')} (FORMAT parquet)")
+                    tables.append((name, rows))
+                cursor.execute("COMMIT")
+                open_transaction = False
+                cursor.execute(f"CHECKPOINT {alias}")
+            finally:
+                if open_transaction:
+                    cursor.execute("ROLLBACK")
+                cursor.execute(f'USE "{source}"')
+                cursor.execute(f"DETACH {alias}")
+        except Exception as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise SnapshotError(f"publishing a snapshot of {ledger.path} into {directory} failed: {exc}") from exc
+        finally:
+            cursor.close()
+        snapshot_id = f"{now:%Y%m%dT%H%M%S%fZ}-e{last_entry}"
+        final = directory / snapshot_id
+        snapshot = Snapshot(snapshot_id=snapshot_id, directory=final, created_at=now, last_entry_id=last_entry,
+                            chain_head=head, tables=tuple(tables))
+        (work / MANIFEST).write_text(json.dumps(snapshot.manifest(), indent=2, sort_keys=True) + "\n")
+        for path in work.rglob("*"):
+            if path.is_file():
+                path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.rename(work, final)
+        pointer = directory / ".LATEST.tmp"
+        pointer.write_text(snapshot_id + "\n")
+        pointer.replace(directory / "LATEST")
+        return snapshot
+
+
+def _copy_allowed(cursor, source: str, alias: str) -> None:
+    """Creates the allowed tables (same DDL, then their rows) and every view in ``alias``."""
+    ddl = dict(cursor.execute("SELECT table_name, sql FROM duckdb_tables() WHERE database_name = ?"
+                              " AND schema_name = 'main'", [source]).fetchall())
+    views = dict(cursor.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = ?"
+                                " AND schema_name = 'main' AND NOT internal", [source]).fetchall())
+    allowed = [name for name in TABLES if name in ddl]
+    cursor.execute(f"USE {alias}")  # unqualified DDL creates in the snapshot
+    for name in allowed:
+        cursor.execute(ddl[name])
+    for name in _dependency_order(views):
+        cursor.execute(views[name])
+    cursor.execute(f'USE "{source}"')
+    for name in allowed:
+        cursor.execute(f'INSERT INTO {alias}.main."{name}" SELECT * FROM "{source}".main."{name}"')
+
+
+def _dependency_order(views: dict[str, str]) -> list[str]:
+    """View names ordered so that a view comes after every view its SQL names."""
+    reads = {name: {other for other in views if other != name and re.search(rf"\b{re.escape(other)}\b", sql)}
+             for name, sql in views.items()}
+    ordered: list[str] = []
+    while len(ordered) < len(views):
+        ready = sorted(name for name in views if name not in ordered and reads[name] <= set(ordered))
+        if not ready:
+            raise SnapshotError(f"views read each other in a cycle: {sorted(set(views) - set(ordered))}")
+        ordered.extend(ready)
+    return ordered
+
+
+def read_snapshot(directory: Path, snapshot_id: str) -> Snapshot:
+    """The published snapshot ``snapshot_id``; refuses a manifest format newer than this code."""
+    if "/" in snapshot_id or snapshot_id.startswith("."):
+        raise SnapshotError(f"no snapshot {snapshot_id!r} in {directory}")
+    path = Path(directory) / snapshot_id / MANIFEST
+    if not path.exists():
+        raise SnapshotError(f"no snapshot {snapshot_id!r} in {directory}")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format", 0) > FORMAT:
+        raise SnapshotError(f"snapshot {path} has format {manifest['format']}; this Learnright reads up to {FORMAT}")
+    return Snapshot(
+        snapshot_id=manifest["snapshot_id"], directory=path.parent,
+        created_at=datetime.fromisoformat(manifest["created_at"]), last_entry_id=manifest["last_entry_id"],
+        chain_head=manifest["chain_head"], tables=tuple(manifest["tables"].items()),
+    )
+
+
+def latest_snapshot(directory: Path) -> Snapshot | None:
+    pointer = Path(directory) / "LATEST"
+    if not pointer.exists():
+        return None
+    return read_snapshot(directory, pointer.read_text().strip())
+
+
+def list_snapshots(directory: Path) -> list[Snapshot]:
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    return [read_snapshot(directory, p.name) for p in sorted(directory.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()]
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"

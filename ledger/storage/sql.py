@@ -1,0 +1,282 @@
+"""Auditor SQL: exactly one read-only SELECT, in a sandbox, within time and row limits.
+
+Two independent walls keep a query from changing anything or reading outside the ledger:
+  1. DuckDB's own parser (:func:`duckdb.extract_statements`) must find exactly one
+     statement, of type SELECT (``FROM t``, ``WITH ... SELECT``, ``DESCRIBE`` and
+     ``SUMMARIZE`` parse as SELECT too). INSERT, COPY, ATTACH, INSTALL, LOAD, SET,
+     PRAGMA, CALL and several statements are refused before anything runs. A SELECT
+     can still hide a data-changing CTE (``WITH x AS (DELETE ... RETURNING 1) SELECT``),
+     so the parse tree (``json_serialize_sql``) is walked too: every query node in it
+     must be a SELECT, a set operation or a CTE.
+  2. The query runs on its own connection to a DuckDB file opened read-only, with
+     external access disabled (no files, no network: ``read_text('/etc/passwd')`` is
+     refused), extension autoloading and autoinstall off, and the configuration locked
+     so the query cannot loosen any of it.
+
+The file is a published snapshot (:mod:`ledger.storage.snapshots`) or, when no service holds it,
+the ledger file itself; either way it is opened here, read-only, apart from the
+:class:`~ledger.storage.store.Ledger` that writes. A timer interrupts the connection at the
+time limit; rows past the row limit are not read; a result past the byte limit is
+refused while it is fetched (DuckDB's memory limit does not bound result buffers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from ground.errors import TerminalError
+from ledger.errors import LedgerLockedError
+
+FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
+           "arrow": "application/vnd.apache.arrow.stream"}
+READ_ONLY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "CTE_NODE", "RECURSIVE_CTE_NODE"})
+BATCH_ROWS = 64
+"""Rows per fetched Arrow batch: the byte limit is checked after each one, so a batch of very
+wide rows (``repeat('x', 10000000)``) is refused after 64 rows, not after 1024 were copied."""
+_configuring = threading.Lock()
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
+
+
+class SqlRefusedError(TerminalError):
+    """The query is not exactly one read-only SELECT, or DuckDB refused it while running."""
+
+
+class SqlTimeoutError(SqlRefusedError):
+    """The query ran past the time limit and was interrupted."""
+
+
+class SqlTooLargeError(SqlRefusedError):
+    """The result grew past the byte limit and was refused.
+
+    Attributes:
+        bytes_read: how much of the result had been fetched when it was refused (at most
+            one batch past the limit: the rest is never read).
+    """
+
+    def __init__(self, message: str, *, bytes_read: int) -> None:
+        super().__init__(message)
+        self.bytes_read = bytes_read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SqlLimits:
+    time_limit_s: float = 10.0
+    row_limit: int = 100_000
+    memory_limit: str = "1GB"
+    threads: int = 2
+    max_result_bytes: int = 64 * 2**20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SqlResult:
+    table: pa.Table
+    truncated: bool
+    elapsed_s: float
+    source: Path
+    body: bytes | None = None
+    """The rendered result, when :func:`run_query` was given a format."""
+
+
+def check_select(sql: str) -> str:
+    """The one SELECT statement of ``sql``, as DuckDB's parser split it.
+
+    Raises:
+        SqlRefusedError: not parseable, not exactly one statement, or not a SELECT.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlRefusedError(f"the query does not parse: {exc}") from exc
+    if len(statements) != 1:
+        raise SqlRefusedError(f"exactly one statement is allowed (got {len(statements)})")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise SqlRefusedError(f"only a read-only SELECT is allowed (got a {kind.name} statement)")
+    query = statements[0].query
+    _check_query_nodes(query)
+    return query
+
+
+def _check_query_nodes(query: str) -> None:
+    """Refuses ``query`` unless every query node of its parse tree only reads.
+
+    ``extract_statements`` types ``WITH x AS (DELETE ... RETURNING 1) SELECT ...`` as a
+    SELECT; the serialized tree shows the DELETE_QUERY_NODE inside it.
+    """
+    with duckdb.connect(":memory:", config={"enable_external_access": False,
+                                            "autoload_known_extensions": False,
+                                            "autoinstall_known_extensions": False}) as con:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    if tree.get("error", True):
+        raise SqlRefusedError("only a plain read-only SELECT is allowed (DuckDB cannot serialize this query's"
+                              f" parse tree to check it: {tree.get('error_message', 'no reason given')})")
+    found = sorted(_query_node_types(tree) - READ_ONLY_NODES)
+    if found:
+        raise SqlRefusedError(f"only a read-only SELECT is allowed (the query contains {', '.join(found)};"
+                              " a data-changing CTE is refused too)")
+
+
+def _query_node_types(tree: object) -> set[str]:
+    types: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if isinstance(kind, str) and (kind.endswith("_NODE") or ("cte_map" in node and "modifiers" in node)):
+                types.add(kind)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return types
+
+
+def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to ``path`` with external access off and the configuration locked."""
+    if not Path(path).exists():
+        raise SqlRefusedError(f"no DuckDB file at {path} to query")
+    try:
+        con = duckdb.connect(str(path), read_only=True, config={
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "allow_community_extensions": False,
+            "memory_limit": limits.memory_limit,
+            "threads": limits.threads,
+        })
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():
+            raise LedgerLockedError(f"{path} is held by its writer (the running service): {exc}") from exc
+        raise SqlRefusedError(f"cannot open {path} read-only: {exc}") from exc
+    # DuckDB shares one database instance between the connections a process opens to the
+    # same file, so a second query on a snapshot finds the configuration already locked.
+    with _configuring:
+        locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
+        if not locked:
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            con.execute("SET GLOBAL lock_configuration = true")
+    settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN"
+                                " ('TimeZone', 'enable_external_access', 'lock_configuration')").fetchall())
+    if settings != {"TimeZone": "UTC", "enable_external_access": "false", "lock_configuration": "true"}:
+        con.close()
+        raise SqlRefusedError(f"the sandbox for {path} is not configured as required (got {settings})")
+    return con
+
+
+def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -> SqlResult:
+    """Runs one checked SELECT on ``path`` (read-only, sandboxed) within ``limits``.
+
+    With ``fmt``, the result is rendered too (``SqlResult.body``), and the time and byte
+    limits cover the rendering as well.
+
+    Raises:
+        SqlRefusedError: the query was refused by the check or by DuckDB.
+        SqlTimeoutError: it ran past ``limits.time_limit_s``.
+        SqlTooLargeError: the result (or its rendering) passed ``limits.max_result_bytes``.
+    """
+    query = check_select(sql)
+    started = time.monotonic()
+    con = sandbox(path, limits)
+    timer = threading.Timer(limits.time_limit_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        reader = con.sql(query).to_arrow_reader(min(limits.row_limit + 1, BATCH_ROWS))
+        batches, rows, size, truncated = [], 0, 0, False
+        for batch in reader:
+            if rows + batch.num_rows > limits.row_limit:
+                batch, truncated = batch.slice(0, limits.row_limit - rows), True
+            size += batch.nbytes
+            if size > limits.max_result_bytes:
+                raise _too_large(limits, size)
+            batches.append(batch)
+            rows += batch.num_rows
+            if truncated:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.InterruptException as exc:
+        raise _timed_out(limits) from exc
+    except (pa.ArrowException, OSError) as exc:
+        # The interrupt surfaces through Arrow's reader as an OSError ("INTERRUPT Error")
+        # when it fires while batches stream.
+        if time.monotonic() - started >= limits.time_limit_s or "INTERRUPT" in str(exc):
+            raise _timed_out(limits) from exc
+        raise SqlRefusedError(f"DuckDB refused the query while its result was read: {exc}") from exc
+    except duckdb.Error as exc:
+        if time.monotonic() - started >= limits.time_limit_s:
+            raise _timed_out(limits) from exc
+        raise SqlRefusedError(f"DuckDB refused the query: {exc}") from exc
+    finally:
+        timer.cancel()
+        con.close()
+    result = SqlResult(table=table, truncated=truncated, elapsed_s=time.monotonic() - started, source=Path(path))
+    if fmt is None:
+        return result
+    body = render(result, fmt)
+    if len(body) > limits.max_result_bytes:
+        raise _too_large(limits, len(body))
+    if time.monotonic() - started >= limits.time_limit_s:
+        raise _timed_out(limits)
+    return replace(result, body=body, elapsed_s=time.monotonic() - started)
+
+
+def strip_paths(message: str) -> str:
+    """``message`` with absolute filesystem paths replaced by ``<path>``: DuckDB names its files and home."""
+    return _ABSOLUTE_PATH.sub("<path>", message)
+
+
+def _timed_out(limits: SqlLimits) -> SqlTimeoutError:
+    return SqlTimeoutError(f"the query ran past the time limit of {limits.time_limit_s:g}s and was stopped")
+
+
+def _too_large(limits: SqlLimits, bytes_read: int) -> SqlTooLargeError:
+    return SqlTooLargeError(f"the result is larger than the limit of {limits.max_result_bytes} bytes"
+                            f" ({limits.max_result_bytes / 2**20:g} MiB) and was refused; select fewer rows or"
+                            " columns, or aggregate", bytes_read=bytes_read)
+
+
+def render(result: SqlResult, fmt: str) -> bytes:
+    """The result as ``json`` (objects; decimals as strings), ``csv`` or ``arrow`` (IPC stream)."""
+    if fmt == "csv":
+        out = io.BytesIO()
+        pa_csv.write_csv(result.table, out)
+        return out.getvalue()
+    if fmt == "arrow":
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, result.table.schema) as writer:
+            writer.write_table(result.table)
+        return sink.getvalue()
+    if fmt == "json":
+        document = {
+            "columns": [{"name": f.name, "type": str(f.type)} for f in result.table.schema],
+            "rows": [[_json_value(v) for v in row.values()] for row in result.table.to_pylist()],
+            "truncated": result.truncated,
+        }
+        return (json.dumps(document) + "\n").encode()
+    raise SqlRefusedError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value

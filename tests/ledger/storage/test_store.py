@@ -1,0 +1,172 @@
+"""The ledger file: batches with offsets, hash chain, dedupe lookups, close idempotency."""
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from ledger.core import chain
+from ledger.services.close import close_period, statement_file
+from ledger.core.corrections import apply_correction
+from ledger.errors import LedgerVersionError, PeriodError
+from ledger.core.pricing import price
+from ledger.storage.store import EventRow, IngestBatch, Ledger
+from ledger.core.usage import TrainingUsage, UsageCorrection
+from ledger.services.verify import verify
+from tests.ledger.keys import SIGNER
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def batch_of(book, units_list, first=0, when=datetime(2026, 4, 2, tzinfo=timezone.utc), offset=0):
+    events, accruals = [], []
+    for n, units in enumerate(units_list, start=first):
+        event = TrainingUsage(event_id=f"e{n}", platform_id="p", model_id="m", run_id="r", source_id="src-novels",
+                              units=units, unit="tokens", occurred_at=when)
+        accruals.extend(price(event, book))
+        events.append(EventRow(platform_id="p", event_id=event.event_id, event_type="TrainingUsage",
+                               content_hash=f"h{n}", model_id="m", occurred_at=when, period=when.strftime("%Y-%m"),
+                               topic="t", partition=0, offset=offset + n))
+    return IngestBatch(events=tuple(events), accruals=tuple(accruals),
+                       offsets={("t", 0): offset + first + len(units_list)})
+
+
+@pytest.fixture
+def ledger(tmp_path, license_book_text):
+    with Ledger.open(tmp_path / "ledger.duckdb") as opened:
+        opened.apply_licenses(license_book_text, "book.toml")
+        yield opened
+
+
+def test_batch_rows_offsets_and_chain_land_together(ledger):
+    book = ledger.load_book()
+    result = ledger.append_batch(batch_of(book, [1_000_000, 2_500_000]))
+    assert (result.first_entry_id, result.last_entry_id) == (1, 2)
+    assert ledger.stored_offsets() == {("t", 0): 2}
+    assert ledger.query("SELECT sum(amount) FROM accruals")[0][0] == Decimal("4.2")  # 3.5M x 1.20 / 1M
+    rows = ledger.query(f"SELECT {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM accruals ORDER BY entry_id")
+    assert chain.chain(chain.GENESIS, [r[:-1] for r in rows]) == [r[-1] for r in rows]
+    assert ledger.known_events([("p", "e1"), ("p", "nope")]) == {("p", "e1"): "h1"}
+
+
+def test_chain_continues_across_reopen(tmp_path, license_book_text):
+    path = tmp_path / "l.duckdb"
+    with Ledger.open(path) as first:
+        first.apply_licenses(license_book_text, "b")
+        first.append_batch(batch_of(first.load_book(), [10]))
+        head = first.chain_head
+    with Ledger.open(path) as again:
+        assert again.chain_head == head
+        result = again.append_batch(batch_of(again.load_book(), [20], first=1))
+        assert result.first_entry_id == 2
+
+
+def test_second_writer_is_refused_with_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "l.duckdb"
+    with Ledger.open(path):
+        code = f"from ledger.storage.store import Ledger\nLedger.open({str(path)!r})"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "LedgerLockedError" in result.stderr and "held by another process" in result.stderr
+
+
+def test_newer_ledger_is_refused(tmp_path):
+    path = tmp_path / "l.duckdb"
+    Ledger.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations VALUES (999, now(), '9.9.9')")
+    con.close()
+    with pytest.raises(LedgerVersionError, match="schema version 999, written by a newer Learnright"):
+        Ledger.open(path)
+
+
+def test_close_is_idempotent_and_carries_the_residual(ledger):
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_001, 1_000_001]))  # 2 x 1.2000012 = 2.4000024 USD
+    first = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    again = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    assert again.already_closed and again.statement_ids == first.statement_ids
+    (row,) = ledger.statement_rows(period="2026-04")
+    _sid, _period, holder, currency, accrued, carry_in, payable, carry_out, _hash = row
+    assert (holder, currency, accrued, carry_in, payable) == ("h-ann", "USD", Decimal("2.4000024"), 0, Decimal("2.40"))
+    assert carry_out == Decimal("0.0000024")
+
+
+def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_month(ledger):
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_000]))
+    close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    (before,) = ledger.statement_rows(period="2026-04")
+    april_file = statement_file(ledger, before[0])
+    ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
+    ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
+    # A correction, after April closed, voiding April's first event (e0: 1M tokens, USD 1.20).
+    ((entry_id, original),) = ledger.booked_entries([("p", "e0")])[("p", "e0")]
+    void = UsageCorrection(event_id="c1", platform_id="p", corrects_event_id="e0", action="VOID",
+                           occurred_at=datetime(2026, 5, 9, tzinfo=timezone.utc))
+    ledger.append_batch(IngestBatch(accruals=apply_correction(void, ((entry_id, original),), book),
+                                    offsets={("t", 0): 4}))
+    close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
+    assert ledger.statement_rows(period="2026-04") == [before]  # same totals and content hash
+    assert statement_file(ledger, before[0]) == april_file  # same bytes and signature
+    (may,) = ledger.statement_rows(period="2026-05")
+    assert may[4] == Decimal("2.4")  # 1.2 of May + 2.4 of April booked late - 1.2 of April voided
+    document = json.loads(ledger.statement_document(may[0])[0])
+    assert [(l["period"], l["prior_period_adjustment"], Decimal(l["amount"])) for l in document["lines"]] == [
+        ("2026-05", False, Decimal("1.2")), ("2026-04", True, Decimal("1.2"))]  # April's late + void, summed
+    assert document["lines"][1]["entries"] == 2
+    assert verify(ledger).ok
+
+
+def test_open_months_cannot_close_and_closed_order_holds(ledger):
+    with pytest.raises(PeriodError, match="2026-06 has not ended"):
+        close_period(ledger, "2026-06", now=NOW, signer=SIGNER)
+    close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
+    with pytest.raises(PeriodError, match="the later period 2026-05 is closed already"):
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+
+
+def test_a_month_without_usage_between_closes_is_closed_too(ledger):
+    """A month with no usage still closes (it can owe a minimum or carry a balance)."""
+    book = ledger.load_book()
+    ledger.append_batch(batch_of(book, [1_000_000]))  # April
+    close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+    ledger.append_batch(batch_of(book, [1_000_000], first=1, offset=1, when=datetime(2026, 6, 3, tzinfo=timezone.utc)))
+    outcome = close_period(ledger, "2026-06", now=datetime(2026, 7, 1, tzinfo=timezone.utc), signer=SIGNER)
+    assert outcome.closed_periods == ("2026-05", "2026-06")
+    assert [p for (p,) in ledger.query("SELECT period FROM period_closes ORDER BY period")] == ["2026-04", "2026-05", "2026-06"]
+
+
+def test_amounts_beyond_28_digits_are_booked_and_chained_exactly(ledger):
+    """DECIMAL(38,12) holds amounts Python's default 28-digit context cannot quantize."""
+    from ledger.services.verify import verify
+
+    event = TrainingUsage(event_id="big", platform_id="p", model_id="m", run_id="r", source_id="src-photos",
+                          units=9_000_000_000_000_000_001, unit="items", occurred_at=datetime(2026, 4, 2, tzinfo=timezone.utc))
+    accruals = price(event, ledger.load_book())  # 5 JPY per item
+    ledger.append_batch(IngestBatch(accruals=accruals, offsets={("t", 0): 1}))
+    assert ledger.query("SELECT amount FROM accruals")[0][0] == Decimal("45000000000000000005")
+    assert verify(ledger).ok
+
+
+def test_the_fast_canonical_form_equals_the_generic_one():
+    """Appends hash with chain.canonical_accrual; verify re-hashes rows with chain.canonical."""
+    from dataclasses import replace
+
+    from ledger.core.pricing import Accrual
+
+    base = Accrual(platform_id='p"\\x', event_id="é☃", line=3, kind="training", source_id="s", holder_id="h",
+                   model_id="m\n", license_id="l", license_version=2, quantity=Decimal("0"), unit="tokens",
+                   rate=Decimal("0.0000012"), per=1_000_000, currency="USD", amount=Decimal("-12.5"),
+                   occurred_at=datetime(2026, 4, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), period="2026-04")
+    accruals = [base, replace(base, reverses_entry_id=7, description='how "it" was computed'),
+                replace(base, amount=Decimal("11111111021106000001.234567891234"))]
+    rows = [(41 + n, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:])) for n, a in enumerate(accruals)]
+    for n, accrual in enumerate(accruals):
+        assert chain.canonical_accrual(41 + n, accrual) == chain.canonical(rows[n])
+    assert chain.chain_accruals(chain.GENESIS, 41, accruals) == chain.chain(chain.GENESIS, rows)
