@@ -9,7 +9,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 # rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup kafka-jars browser demo test test-unit schema-check bench clean
+.PHONY: help setup kafka-jars browser demo test test-unit schema-check lint-imports bench clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,11 +40,14 @@ browser: ## Install Debian's chromium for the holder page test (apt-get, as root
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
 	  else echo "make browser: install chromium (apt-get install -y chromium) to run the holder page test" >&2; exit 1; fi; }
 
-test: setup kafka-jars schema-check browser ## Run the whole suite, including the tests against a real Kafka broker
+test: setup kafka-jars schema-check lint-imports browser ## Run the whole suite, including the tests against a real Kafka broker
 	$(BIN)/pytest -q
 
 schema-check: setup ## Fail unless every schema version is backward and forward compatible with every earlier one
 	$(BIN)/python -m schemas.compatibility schemas
+
+lint-imports: setup ## Fail unless imports follow the layers in pyproject.toml [tool.importlinter]
+	$(BIN)/lint-imports --no-logo
 
 bench: setup kafka-jars ## Measure ingestion against raw Kafka consumption (1M events); writes docs/benchmarks.md
 	$(BIN)/learnright bench
@@ -53,4 +56,4 @@ test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'
 
 clean: ## Remove the virtualenv and local ledger, broker and demo state
-	rm -rf $(VENV) var .pytest_cache .hypothesis *.egg-info native/target
+	rm -rf $(VENV) var .pytest_cache .hypothesis .import_linter_cache *.egg-info native/target

@@ -12,13 +12,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
-from ground.errors import LearnrightError
+from ground.errors import LearnrightError, TerminalError, TransientError, error_code
 from ledger.core.corrections import CorrectionError, apply_correction
 from ledger.core.licenses import LicenseBook
 from ledger.core.pricing import Accrual, price
-from ledger.storage.store import EventRow, IngestBatch, ModelLineage, QuarantineRow
-from ledger.core.usage import (InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event,
-                          period_of)
+from ledger.core.records import EventRow, IngestBatch, ModelLineage, QuarantineRow
+from ledger.core.periods import period_of
+from ledger.core.usage import InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event
 from schemas import Catalog, DecodeError
 from schemas.wire import decode_canonical
 from schemas.registry import SchemaRegistry
@@ -36,16 +36,20 @@ class RawRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class ConflictError(LearnrightError):
+class ConflictError(TerminalError):
     """The same (platform_id, event_id) arrived with different content."""
 
+    code = "event_conflict"
 
-class PendingCorrectionError(LearnrightError):
+
+class PendingCorrectionError(TransientError):
     """A correction arrived before the event it corrects; it applies when that arrives."""
+
+    code = "correction_pending"
 
 
 class LedgerView(Protocol):
-    """What batch building reads from the ledger (``ledger.storage.store.Ledger`` provides it)."""
+    """What batch building reads from the ledger: a part of :class:`ledger.core.port.LedgerStore`."""
 
     def known_events(self, keys: Sequence[tuple[str, str]]) -> Mapping[tuple[str, str], str]: ...
 
@@ -82,7 +86,7 @@ def build_batch(
     def reject(raw: RawRecord, error: Exception, event: object | None = None) -> None:
         quarantined.append(QuarantineRow(
             topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key, value=raw.value,
-            headers=raw.headers, error_class=type(error).__name__, reason=str(error),
+            headers=raw.headers, error_code=error_code(error), error_class=type(error).__name__, reason=str(error),
             platform_id=getattr(event, "platform_id", None), event_id=getattr(event, "event_id", None),
         ))
 

@@ -33,7 +33,7 @@ from consumers.batch import LedgerView, RawRecord, build_batch
 from ledger.core.chain import utc_micros
 from ledger.core.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
 from ledger.core.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
-from ledger.storage.store import IngestBatch
+from ledger.core.records import IngestBatch
 from schemas import Catalog
 
 if TYPE_CHECKING:

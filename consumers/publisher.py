@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -22,7 +23,8 @@ from kafka.errors import KafkaError
 from consumers.kafka_admin import ensure_topics
 from ground.errors import BrokerError
 from ground.settings import Settings
-from ledger.storage.store import Ledger
+from ledger.core.port import LedgerStore
+from ledger.core.records import Publication, StatementRecord
 from schemas import default_catalog, encode
 
 RECORD = "StatementClosed"
@@ -34,23 +36,21 @@ class PublishOutcome:
     topic: str
 
 
-def statement_closed(row: tuple) -> dict:
-    """The StatementClosed record of a row of :meth:`Ledger.unpublished_statements`."""
-    (statement_id, period, holder_id, currency, accrued, carry_in, payable, carry_out, content_hash, document,
-     created_at, signature, key_fingerprint) = row
-    body = json.loads(document)
+def statement_closed(stored: StatementRecord) -> dict:
+    """The StatementClosed record of a stored statement (see :meth:`LedgerStore.unpublished_statements`)."""
+    body = json.loads(stored.document)
     return {
-        "statement_id": statement_id, "period": period, "holder_id": holder_id,
-        "holder_name": body["holder"]["name"], "currency": currency,
-        "accrued": accrued, "carry_in": carry_in, "payable": payable, "carry_out": carry_out,
-        "format_version": body["format_version"], "content_hash": content_hash,
+        "statement_id": stored.statement_id, "period": stored.period, "holder_id": stored.holder_id,
+        "holder_name": body["holder"]["name"], "currency": stored.currency,
+        "accrued": stored.accrued, "carry_in": stored.carry_in, "payable": stored.payable,
+        "carry_out": stored.carry_out, "format_version": body["format_version"], "content_hash": stored.content_hash,
         "chain_head": body["ledger"]["chain_head"], "last_entry_id": body["ledger"]["last_entry_id"],
-        "signature": signature, "key_fingerprint": key_fingerprint,
-        "closed_at": created_at.astimezone(timezone.utc),
+        "signature": stored.signature, "key_fingerprint": stored.key_fingerprint,
+        "closed_at": stored.created_at.astimezone(timezone.utc),
     }
 
 
-def publish_pending(ledger: Ledger, bootstrap_servers: str, topic: str, *, partitions: int = 1,
+def publish_pending(ledger: LedgerStore, bootstrap_servers: str, topic: str, *, partitions: int = 1,
                     timeout_s: float = 30.0, now: datetime | None = None) -> PublishOutcome:
     """Sends a StatementClosed event for every pending statement and records each acknowledged one.
 
@@ -72,46 +72,61 @@ def publish_pending(ledger: Ledger, bootstrap_servers: str, topic: str, *, parti
     except KafkaError as exc:
         raise BrokerError(f"cannot connect a producer to Kafka at {bootstrap_servers} to publish"
                           f" {len(pending)} StatementClosed events to {topic}: {exc}") from exc
-    acknowledged: list[tuple[str, str, int, int]] = []
-    failure: tuple[str, Exception] | None = None
+    acknowledged: list[Publication] = []
+    failed_id: str | None = None  # the first statement not acknowledged, and why
+    failure: Exception | None = None
     try:
         futures = []
-        for row in pending:
-            record = statement_closed(row)
-            futures.append((row[0], producer.send(
-                topic, key=row[0].encode(), value=encode(record, schema),
-                headers=[("statement_id", row[0].encode()), ("record", RECORD.encode())],
+        for stored in pending:
+            statement_id = stored.statement_id
+            futures.append((statement_id, producer.send(
+                topic, key=statement_id.encode(), value=encode(statement_closed(stored), schema),
+                headers=[("statement_id", statement_id.encode()), ("record", RECORD.encode())],
             )))
         for statement_id, future in futures:
             try:
                 metadata = future.get(timeout=timeout_s)
             except KafkaError as exc:
-                failure = failure or (statement_id, exc)
+                if failure is None:
+                    failed_id, failure = statement_id, exc
                 continue
-            acknowledged.append((statement_id, topic, metadata.partition, metadata.offset))
+            acknowledged.append(Publication(statement_id=statement_id, topic=topic, partition=metadata.partition,
+                                            offset=metadata.offset))
     except KafkaError as exc:
-        failure = failure or (pending[len(acknowledged)][0], exc)
+        if failure is None:
+            failed_id, failure = pending[len(acknowledged)].statement_id, exc
     finally:
         producer.close(timeout=timeout_s)
         ledger.record_publications(acknowledged, now or datetime.now(timezone.utc))
     if failure is not None:
         raise BrokerError(
-            f"StatementClosed of statement {failure[0]} was not acknowledged by Kafka at {bootstrap_servers}"
-            f" (topic {topic}): {failure[1]}; {len(pending) - len(acknowledged)} events stay pending and are"
+            f"StatementClosed of statement {failed_id} was not acknowledged by Kafka at {bootstrap_servers}"
+            f" (topic {topic}): {failure}; {len(pending) - len(acknowledged)} events stay pending and are"
             " sent by the next publish"
-        ) from failure[1]
-    return PublishOutcome(published=tuple(a[0] for a in acknowledged), topic=topic)
+        ) from failure
+    return PublishOutcome(published=tuple(a.statement_id for a in acknowledged), topic=topic)
 
 
-def publish_statements(ledger: Ledger, settings: Settings, *, timeout_s: float = 30.0) -> PublishOutcome:
-    """:func:`publish_pending` to the configured broker (or the project's own) and ``Topics.statements``.
+def publish_statements(ledger: LedgerStore, settings: Settings, *, timeout_s: float = 30.0,
+                       bootstrap: Callable[[Settings], str] | None = None) -> PublishOutcome:
+    """:func:`publish_pending` to the configured broker and ``Topics.statements``.
+
+    Args:
+        bootstrap: finds the broker when one is needed (the shells pass the lookup of the
+            project's own running broker); by default ``settings.kafka.bootstrap_servers``.
 
     Raises:
         BrokerError: no broker is configured or running, or it did not acknowledge an event.
     """
-    from learnright.runtime import bootstrap_servers
-
     if not ledger.unpublished_statements():
         return PublishOutcome(published=(), topic=settings.kafka.topics.statements)
-    return publish_pending(ledger, bootstrap_servers(settings), settings.kafka.topics.statements,
+    servers = (bootstrap or _configured_servers)(settings)
+    return publish_pending(ledger, servers, settings.kafka.topics.statements,
                            partitions=settings.kafka.partitions, timeout_s=timeout_s)
+
+
+def _configured_servers(settings: Settings) -> str:
+    if not settings.kafka.bootstrap_servers:
+        raise BrokerError("no Kafka broker configured to publish StatementClosed events:"
+                          " set KAFKA_BOOTSTRAP_SERVERS (or LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS)")
+    return settings.kafka.bootstrap_servers

@@ -9,13 +9,23 @@ and it no longer counts as open, and the event key forbids a second booking anyw
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 
 from consumers.batch import PendingCorrectionError, RawRecord, build_batch
-from ledger.storage.store import Ledger
+from ledger.core.port import LedgerStore
+from ledger.core.records import QuarantinedRecord
 from schemas import Catalog, default_catalog
 from schemas.registry import SchemaRegistry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StillQuarantined:
+    """A replayed record that failed again, with the error of this attempt."""
+
+    quarantine_id: int
+    error_code: str
+    error_class: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,28 +33,33 @@ class ReplayOutcome:
     attempted: int
     booked: int
     duplicates: int
-    still_quarantined: tuple[tuple[int, str, str], ...]
+    still_quarantined: tuple[StillQuarantined, ...]
 
 
-def _raw(row: tuple) -> RawRecord:
-    _qid, topic, partition, offset, key, value, headers, *_ = row
-    return RawRecord(
-        topic=topic, partition=partition, offset=offset, key=key, value=value,
-        headers=tuple((k, bytes.fromhex(v)) for k, v in json.loads(headers).items()),
-    )
+def _raw(record: QuarantinedRecord) -> RawRecord:
+    return RawRecord(topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+                     value=record.value, headers=record.headers)
 
 
 def replay_quarantine(
-    ledger: Ledger, ids: list[int] | None = None, *, error_class: str | None = None, catalog: Catalog | None = None,
+    ledger: LedgerStore, ids: list[int] | None = None, *, error: str | None = None, catalog: Catalog | None = None,
     registry: SchemaRegistry | None = None,
 ) -> ReplayOutcome:
-    """Replays open quarantined records (all, the given ids, or one error class)."""
-    rows = [r for r in ledger.open_quarantine(ids) if error_class is None or r[7] == error_class]
+    """Replays open quarantined records (all, the given ids, or those of one error).
+
+    ``error`` is an error code (``no_license``); the class name stored beside it
+    (``NoLicenseError``) is accepted too, as the CLI took class names before codes.
+    """
+    rows = [r for r in ledger.open_quarantine(ids) if error is None or error in (r.error_code, r.error_class)]
     if not rows:
         return ReplayOutcome(attempted=0, booked=0, duplicates=0, still_quarantined=())
-    by_position = {(r[1], r[2], r[3]): r[0] for r in rows}
+    by_position = {(r.topic, r.partition, r.offset): r.quarantine_id for r in rows}
     batch = build_batch([_raw(r) for r in rows], ledger.load_book(), ledger, catalog or default_catalog(), registry)
-    still = tuple((by_position[(q.topic, q.partition, q.offset)], q.error_class, q.reason) for q in batch.quarantined)
+    still = tuple(
+        StillQuarantined(quarantine_id=by_position[(q.topic, q.partition, q.offset)], error_code=q.error_code,
+                         error_class=q.error_class, reason=q.reason)
+        for q in batch.quarantined
+    )
     if batch.events:
         ledger.append_batch(replace(batch, quarantined=(), offsets={}))
     return ReplayOutcome(attempted=len(rows), booked=len(batch.events), duplicates=batch.duplicates,
@@ -52,7 +67,7 @@ def replay_quarantine(
 
 
 def replay_pending_corrections(
-    ledger: Ledger, catalog: Catalog | None = None, registry: SchemaRegistry | None = None
+    ledger: LedgerStore, catalog: Catalog | None = None, registry: SchemaRegistry | None = None
 ) -> ReplayOutcome:
     """Applies corrections that were waiting for their original, if it has arrived."""
-    return replay_quarantine(ledger, error_class=PendingCorrectionError.__name__, catalog=catalog, registry=registry)
+    return replay_quarantine(ledger, error=PendingCorrectionError.code, catalog=catalog, registry=registry)

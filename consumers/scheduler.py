@@ -25,10 +25,10 @@ from consumers.publisher import publish_statements
 from consumers.service import LedgerConsumer
 from ground.errors import BrokerError
 from ground.settings import Settings
-from ledger.services.close import close_period, period_start, previous_period
+from ledger.services.close import close_period
+from ledger.core.periods import period_of, period_start, previous_period
 from ledger.core.signing import Signer, load_or_create_key
-from ledger.storage.store import Ledger
-from ledger.core.usage import period_of
+from ledger.core.port import LedgerStore
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def due_period(now: datetime, grace_days: int) -> str:
     return last if now >= close_of_previous else previous_period(last)
 
 
-def close_due(ledger: Ledger, now: datetime, grace_days: int, signer: Signer) -> tuple[str, ...]:
+def close_due(ledger: LedgerStore, now: datetime, grace_days: int, signer: Signer) -> tuple[str, ...]:
     """Closes every due month not closed yet (and the months before it with usage); returns those closed."""
     period = due_period(now, grace_days)
     latest = ledger.latest_close()
@@ -64,7 +64,7 @@ def close_due(ledger: Ledger, now: datetime, grace_days: int, signer: Signer) ->
 class LedgerService:
     """`learnright serve`: consume continuously, close months when due."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, *, clock: Callable[[], datetime] | None = None):
+    def __init__(self, settings: Settings, ledger: LedgerStore, *, clock: Callable[[], datetime] | None = None):
         self.settings = settings
         self.ledger = ledger
         self.clock = clock or (lambda: datetime.now(timezone.utc))

@@ -23,12 +23,13 @@ from consumers.fast_path import BatchBuilder, FetchBlock, install
 from consumers.replay import replay_pending_corrections
 from consumers.writer import BatchWriter
 from consumers.kafka_admin import ensure_topics
-from ground.errors import BrokerError
+from ground.errors import BrokerError, Terminal
 from ground.metrics import Metrics
 from ground.settings import Settings
 from ledger.errors import DuplicateEventError, LedgerError
 from ledger.core.licenses import LicenseBook
-from ledger.storage.store import IngestBatch, Ledger
+from ledger.core.port import LedgerStore
+from ledger.core.records import IngestBatch
 from schemas import default_catalog
 from schemas.registry import SchemaRegistry
 
@@ -61,8 +62,10 @@ def _size(item: RawRecord | FetchBlock) -> int:
     return item.count if isinstance(item, FetchBlock) else 1
 
 
-class ConsumerHaltError(LedgerError):
+class ConsumerHaltError(Terminal, LedgerError):
     """The consumer stopped rather than lose or double-count data; the message says why."""
+
+    code = "consumer_halted"
 
 
 class _SeekToLedger(ConsumerRebalanceListener):
@@ -72,7 +75,7 @@ class _SeekToLedger(ConsumerRebalanceListener):
     were ours), so the stored offsets are current when read.
     """
 
-    def __init__(self, consumer: KafkaConsumer, ledger: Ledger, writer: BatchWriter):
+    def __init__(self, consumer: KafkaConsumer, ledger: LedgerStore, writer: BatchWriter):
         self.consumer = consumer
         self.ledger = ledger
         self.writer = writer
@@ -104,10 +107,29 @@ class _SeekToLedger(ConsumerRebalanceListener):
                 self.consumer.seek(tp, offset)
 
 
+def partition_lags(consumer: KafkaConsumer) -> dict[tuple[str, int], int]:
+    """Lag per assigned partition from what the last fetch said (no extra broker call).
+
+    A partition whose high-water mark or position is not known yet is left out.
+    """
+    lags: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:
+            position = consumer.position(tp, timeout_ms=0)
+        except KafkaError:
+            continue
+        if position is not None:
+            lags[(tp.topic, tp.partition)] = highwater - position
+    return lags
+
+
 class LedgerConsumer:
     """Drains or follows the usage topics into ``ledger``."""
 
-    def __init__(self, settings: Settings, ledger: Ledger):
+    def __init__(self, settings: Settings, ledger: LedgerStore):
         if not settings.kafka.bootstrap_servers:
             raise BrokerError("no Kafka bootstrap servers configured (LEARNRIGHT_KAFKA__BOOTSTRAP_SERVERS)")
         self.settings = settings
@@ -118,7 +140,7 @@ class LedgerConsumer:
         self.stats = IngestStats()
         self.metrics = Metrics()
         self.stop_event = threading.Event()
-        self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.__name__))
+        self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions)
         try:
@@ -210,7 +232,7 @@ class LedgerConsumer:
         if wait:
             self.writer.drain()
         self._commit_for_monitoring()
-        self.metrics.observe_lag(self.consumer)
+        self.metrics.observe_lag(partition_lags(self.consumer))
         return size
 
     def _poll(self, timeout_ms: int, max_records: int) -> list[RawRecord | FetchBlock]:
@@ -291,7 +313,7 @@ class LedgerConsumer:
 
     def _pending_corrections(self) -> bool:
         if self.stats.by_error.get(PendingCorrectionError.__name__) or self._pending_at_start:
-            return bool(self.ledger.open_quarantine_count(PendingCorrectionError.__name__))
+            return bool(self.ledger.open_quarantine_count(PendingCorrectionError.code))
         return False
 
     def _dead_letter(self, batch: IngestBatch, sent: set[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
@@ -305,6 +327,7 @@ class LedgerConsumer:
                 ("learnright.original.topic", row.topic.encode()),
                 ("learnright.original.partition", str(row.partition).encode()),
                 ("learnright.original.offset", str(row.offset).encode()),
+                ("learnright.error.code", row.error_code.encode()),
                 ("learnright.error.class", row.error_class.encode()),
                 ("learnright.error.message", row.reason.encode()),
             ]

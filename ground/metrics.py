@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
-from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -21,6 +22,24 @@ from ground.topics import TOPIC_OF
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TYPE_OF_TOPIC = {suffix: record for record, suffix in TOPIC_OF.items()}
+
+
+class AccruedAmount(Protocol):
+    @property
+    def currency(self) -> str: ...
+
+    @property
+    def amount(self) -> Decimal: ...
+
+
+class LedgerState(Protocol):
+    """What the ledger holds, read at scrape time (``ledger.core.records.LedgerTotals`` is one)."""
+
+    @property
+    def accrued(self) -> Sequence[AccruedAmount]: ...
+
+    @property
+    def last_closed_at(self) -> datetime | None: ...
 
 
 def event_type_of(topic: str) -> str:
@@ -70,7 +89,7 @@ class Metrics:
     # -- ingestion ---------------------------------------------------------------------
 
     def observe_batch(self, batch, records: int, commit_seconds: float) -> None:
-        """Counts one applied batch (a :class:`ledger.storage.store.IngestBatch`)."""
+        """Counts one applied batch (a :class:`ledger.core.records.IngestBatch`)."""
         for event_type, count in batch.events_by_type().items():
             self.events_ingested.labels(type=event_type).inc(count)
         for row in batch.quarantined:
@@ -81,18 +100,10 @@ class Metrics:
         self.batch_size.observe(records)
         self.commit_seconds.observe(commit_seconds)
 
-    def observe_lag(self, consumer) -> None:
-        """Lag per assigned partition from what the last fetch said (no extra broker call)."""
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = consumer.position(tp, timeout_ms=0)
-            except KafkaError:  # a position not known yet is simply not reported
-                continue
-            if position is not None:
-                self.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(highwater - position, 0))
+    def observe_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Sets the lag gauge of each (topic, partition) given; the consumer works the lags out."""
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(lag, 0))
 
     # -- close ---------------------------------------------------------------------------
 
@@ -107,8 +118,8 @@ class Metrics:
 
     # -- ledger state, read at scrape time ----------------------------------------------
 
-    def watch_ledger(self, read: Callable[[], tuple[list[tuple], object]]) -> None:
-        """Exports what ``read()`` returns: ([(currency, accrued)], last close time or None)."""
+    def watch_ledger(self, read: Callable[[], LedgerState]) -> None:
+        """Exports the accrued amounts and the last close time of what ``read()`` returns at each scrape."""
         self.registry.register(_LedgerCollector(read))
 
     def exposition(self) -> bytes:
@@ -116,22 +127,22 @@ class Metrics:
 
 
 class _LedgerCollector:
-    def __init__(self, read: Callable[[], tuple[list[tuple], object]]):
+    def __init__(self, read: Callable[[], LedgerState]):
         self.read = read
 
     def describe(self):
         return []
 
     def collect(self):
-        accrued, last_close = self.read()
+        state = self.read()
         amounts = GaugeMetricFamily(
             "learnright_accrued_amount", "Sum of every ledger entry's amount, by currency (exact value as a float).",
             labels=["currency"])
-        for currency, amount in accrued:
-            amounts.add_metric([currency], float(amount))
+        for accrued in state.accrued:
+            amounts.add_metric([accrued.currency], float(accrued.amount))
         yield amounts
         closed = GaugeMetricFamily(
             "learnright_last_successful_close_timestamp_seconds", "When the latest monthly close was recorded (Unix time).")
-        if last_close is not None:
-            closed.add_metric([], last_close.timestamp())
+        if state.last_closed_at is not None:
+            closed.add_metric([], state.last_closed_at.timestamp())
         yield closed

@@ -84,6 +84,12 @@ class SqlSettings(BaseModel):
     """Bytes an auditor query's result (and its rendered answer) may hold; a larger one is refused."""
     max_concurrent: int = Field(2, ge=1)
     """Auditor queries the HTTP API runs at once; one more is answered 429 with Retry-After."""
+    max_query_bytes: int = Field(256 * 2**10, ge=1)
+    """Bytes an auditor query's text may hold (UTF-8); a longer one is refused before it is parsed."""
+    temp_directory: Path = Path("var/sql-spill")
+    """Where DuckDB spills an auditor query's large sort or DISTINCT; kept apart from published snapshots."""
+    max_temp_bytes: str = "4GB"
+    """Disk an auditor query may spill to (DuckDB's max_temp_directory_size); past it the query is refused."""
 
 
 class Settings(BaseSettings):

@@ -52,7 +52,7 @@ class BenchResult:
 
 def fill(settings: Settings, events: int, period: str) -> None:
     """Writes ``events`` encoded usage events to the usage topics, as platforms would."""
-    from ledger.core.licenses import parse_book
+    from ledger.core.license_file import parse_book
     from ledger.core.usage import to_record
     from producers.emitter import RECORD_NAME, partition_key
     from producers.synthetic import month_usage
@@ -125,7 +125,7 @@ def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
             elapsed = time.perf_counter() - started
         finally:
             consumer.close()
-        booked = ledger.query("SELECT count(*) FROM usage_events")[0][0]
+        booked = ledger.scalar("SELECT count(*) FROM usage_events")
     if booked != events:
         raise RuntimeError(f"pipeline booked {booked} of {events} events")
     db.unlink(missing_ok=True)

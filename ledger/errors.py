@@ -1,39 +1,61 @@
-"""Errors of the ledger."""
+"""Errors of the ledger: pricing, license files, periods and the ledger file itself."""
 
-from ground.errors import ConfigError, LearnrightError, TerminalError
+from ground.errors import ConfigError, LearnrightError, Terminal, TerminalError, Transient
 
 
 class PricingError(TerminalError):
     """An event cannot be priced: unknown source, no license in force, unit mismatch."""
 
+    code = "unpriceable"
+
 
 class UnknownSourceError(PricingError):
     """The event names a source no license file declares."""
+
+    code = "unknown_source"
 
 
 class NoLicenseError(PricingError):
     """No license version is in force for the source and platform at occurred_at."""
 
+    code = "no_license"
+
 
 class LicenseFileError(ConfigError):
     """A license file is malformed; the message names the entry and the field."""
 
+    code = "license_file_invalid"
 
-class LedgerError(LearnrightError):
+
+class LedgerError(LearnrightError, abstract=True):
     """The ledger file cannot be opened, migrated or written."""
 
 
-class LedgerLockedError(LedgerError):
-    """Another process holds the ledger file as its writer."""
+class LedgerFileError(Terminal, LedgerError):
+    """The ledger file is missing, unreadable, unmigrated, or lacks what was asked of it."""
+
+    code = "ledger_unusable"
 
 
-class DuplicateEventError(LedgerError):
+class LedgerLockedError(Transient, LedgerError):
+    """Another process holds the ledger file as its writer; it may let go."""
+
+    code = "ledger_locked"
+
+
+class DuplicateEventError(Terminal, LedgerError):
     """A batch built without probing the ledger holds an event it has booked already."""
 
+    code = "duplicate_event"
 
-class LedgerVersionError(LedgerError):
+
+class LedgerVersionError(Terminal, LedgerError):
     """The ledger file was written by a newer Learnright than this one."""
+
+    code = "ledger_too_new"
 
 
 class PeriodError(TerminalError):
     """A period string is not YYYY-MM, or the period cannot be closed yet."""
+
+    code = "invalid_period"

@@ -9,6 +9,8 @@ Guarantees:
   * Memory is bounded: at most ``max_pending`` records wait for acknowledgement; a
     full buffer blocks the caller (back-pressure) for at most ``max_block_ms``.
   * Each source's training usage goes to one partition (keyed by source), in order.
+  * No record is larger than :data:`producers.encoding.MAX_EVENT_BYTES` encoded; a larger event is refused
+    with a :class:`ValidationError` before anything of it is sent.
   * Every record names its writer schema: Avro single-object encoding by default, or
     Confluent framing (magic 0 + schema id) when ``schema_registry_url`` is given; the
     schema is then registered under ``<topic>-value`` once per process.
@@ -31,17 +33,14 @@ from ledger.core.usage import UsageEvent, to_record, validate
 from schemas import Catalog, default_catalog, encode
 from schemas.registry import SchemaRegistry
 from schemas.wire import encode_confluent
+from producers.encoding import RECORD_NAME, oversize_problem
 
-RECORD_NAME = {
-    "training": "TrainingUsage",
-    "inference": "InferenceUsage",
-    "revenue": "RevenueReport",
-    "correction": "UsageCorrection",
-}
 
 
 class DeliveryError(TransientError):
     """Kafka did not acknowledge a record; the message names the event."""
+
+    code = "delivery_failed"
 
 
 def partition_key(event: UsageEvent) -> bytes:
@@ -96,6 +95,9 @@ class UsageEmitter:
         self._pending = threading.BoundedSemaphore(max_pending)
         self._max_block_s = max_block_ms / 1000
         self.sent = 0
+        """Records handed to the producer."""
+        self.acknowledged = 0
+        """Records Kafka acknowledged."""
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap_servers,
@@ -187,6 +189,9 @@ class UsageEmitter:
             payload = encode(to_record(event), schema)
         else:  # may raise a registry error: nothing has been sent yet.
             payload = encode_confluent(to_record(event), schema, self.registry.register(f"{topic}-value", schema))
+        too_large = oversize_problem(event, payload, f"{name} {event.event_id}")
+        if too_large is not None:
+            raise too_large
         if not self._pending.acquire(timeout=self._max_block_s):
             raise DeliveryError(
                 f"{name} {event.event_id} not sent: the send buffer stayed full for {self._max_block_s:.0f}s"
@@ -204,6 +209,7 @@ class UsageEmitter:
 
     def _delivered(self, _metadata: object) -> None:
         self._pending.release()
+        self.acknowledged += 1  # only kafka-python's sender thread runs this callback
 
     def _failed(self, name: str, event_id: str, exc: BaseException) -> None:
         # kafka-python calls errbacks as f(*args_given_to_add_errback, exception).

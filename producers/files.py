@@ -15,8 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ground.errors import ConfigError, ValidationError
+from ground.errors import ConfigError, LearnrightError, Transient, ValidationError
 from ledger.core.usage import UsageEvent, parse_event
+from producers.encoding import MAX_EVENT_BYTES, encode_event, oversize_problem
+from schemas import Catalog, default_catalog
 
 if TYPE_CHECKING:
     from producers.emitter import UsageEmitter
@@ -36,6 +38,8 @@ class Row:
     line: int
     event: UsageEvent | None
     problems: tuple[ValidationError, ...]
+    size: int = 0
+    """Bytes of the row's text in the file."""
 
 
 def _timestamp(value: Any, field: str) -> Any:
@@ -64,12 +68,23 @@ def row_to_event(fields: dict[str, Any]) -> tuple[UsageEvent | None, list[Valida
     return parse_event(kind, fields)
 
 
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, where: str) -> ValidationError:
+    return ValidationError("row", f"byte 0x{data[exc.start]:02x} at column {exc.start + 1}",
+                           "is not UTF-8 text (save the file as UTF-8)", where)
+
+
 def read_jsonl(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON."""
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            if not data.strip():
                 continue
             where = f"line {number} of {path.name}"
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Row(line=number, event=None, problems=(_not_utf8(data, exc, where),))
+                continue
             try:
                 fields = json.loads(text, parse_float=Decimal)
             except json.JSONDecodeError as exc:
@@ -79,14 +94,22 @@ def read_jsonl(path: Path) -> Iterator[Row]:
                 yield Row(line=number, event=None, problems=(ValidationError("row", fields, "must be a JSON object", where),))
                 continue
             event, problems = row_to_event(fields)
-            yield Row(line=number, event=event, problems=tuple(p.at(where) for p in problems))
+            yield Row(line=number, event=event, problems=tuple(p.at(where) for p in problems), size=len(data))
 
 
 def read_csv(path: Path) -> Iterator[Row]:
     """CSV with a header row; ``attributions`` as ``source:weight;source:weight``."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, raw in enumerate(csv.DictReader(handle), start=2):
+    # Bytes that are not UTF-8 are read as lone surrogates and reported per row, with the
+    # row's line number, instead of failing the whole file at the first one.
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for raw in reader:
+            number = reader.line_num
             where = f"line {number} of {path.name}"
+            bad = _undecodable(raw, where)
+            if bad is not None:
+                yield Row(line=number, event=None, problems=(bad,))
+                continue
             fields: dict[str, Any] = {k: v for k, v in raw.items() if k and v not in (None, "")}
             problems = []
             for name in _INTEGERS:
@@ -103,7 +126,20 @@ def read_csv(path: Path) -> Iterator[Row]:
                 yield Row(line=number, event=None, problems=tuple(problems))
                 continue
             event, found = row_to_event(fields)
-            yield Row(line=number, event=event, problems=tuple(p.at(where) for p in found))
+            yield Row(line=number, event=event, problems=tuple(p.at(where) for p in found),
+                      size=sum(len(v) for v in raw.values() if isinstance(v, str)))
+
+
+def _undecodable(raw: dict[str | None, Any], where: str) -> ValidationError | None:
+    """The problem of a CSV row (read with ``surrogateescape``) holding bytes that are not UTF-8."""
+    for value in (*raw.keys(), *raw.values()):
+        if isinstance(value, str):
+            data = value.encode("utf-8", "surrogateescape")
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return _not_utf8(data, exc, where)
+    return None
 
 
 def read_rows(path: Path) -> Iterator[Row]:
@@ -130,6 +166,8 @@ class EmitOutcome:
         sent: events delivered to Kafka (acknowledged; 0 on a dry run or when
             ``all_or_nothing`` held everything back).
         held_back: True when valid rows were not sent because another row was bad.
+        failure: why sending stopped part-way (the broker could not be reached or did
+            not acknowledge a record); ``sent`` counts what Kafka took before it.
     """
 
     rows: int
@@ -137,6 +175,7 @@ class EmitOutcome:
     rejected: int
     sent: int
     held_back: bool = False
+    failure: LearnrightError | None = None
 
 
 def send_file(
@@ -153,17 +192,20 @@ def send_file(
     By default valid rows are sent as the file streams by, so a bad row costs only
     itself. ``all_or_nothing`` validates the whole file first and sends nothing
     unless every row is valid; ``dry_run`` validates only and never connects.
-    ``connect`` is called only when something will be sent.
+    ``connect`` is called only when something will be sent. Validation includes the
+    encoded size, so a row that passes ``--dry-run`` is never refused by Kafka for it.
 
-    Raises:
-        LearnrightError: the broker could not be reached or did not acknowledge a
-            record (``DeliveryError``); events flushed before it are in Kafka.
+    A failure to reach Kafka or to have a record acknowledged does not raise: it ends
+    the sending and comes back as ``EmitOutcome.failure``, with what was sent before it.
     """
     from tqdm import tqdm
 
+    catalog = default_catalog()
+
     def rows(desc: str) -> Iterator[Row]:
-        return iter(tqdm(read_rows(path), desc=desc, unit="row", total=count_rows(path) if progress else None,
-                         disable=not progress))
+        read = tqdm(read_rows(path), desc=desc, unit="row", total=count_rows(path) if progress else None,
+                    disable=not progress)
+        return (_sized(row, catalog, path) for row in read)
 
     tally = _Tally()
     if dry_run or all_or_nothing:
@@ -172,18 +214,39 @@ def send_file(
         if dry_run or tally.rejected:
             return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=0,
                                held_back=not dry_run and tally.valid > 0)
+        return _send(connect, (_unchanged(row, path) for row in rows("send")), tally)
+    return _send(connect, _valid_events(rows("emit"), report, tally), tally)
+
+
+def _send(connect: Callable[[], "UsageEmitter"], events: Iterator[UsageEvent], tally: "_Tally") -> EmitOutcome:
+    emitter = None
+    try:
         with connect() as emitter:
-            for row in rows("send"):
-                if row.event is None:
-                    raise ConfigError(f"{path} changed while being sent: line {row.line} is no longer valid")
-                emitter.send_event(row.event)
+            for event in events:
+                emitter.send_event(event)
             emitter.flush()
-            return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=0, sent=emitter.sent)
-    with connect() as emitter:
-        for event in _valid_events(rows("emit"), report, tally):
-            emitter.send_event(event)
-        emitter.flush()
-        return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=emitter.sent)
+    except Transient as exc:  # the broker, a delivery or the schema registry failed: report what was sent
+        return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected,
+                           sent=emitter.acknowledged if emitter is not None else 0, failure=exc)
+    return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=emitter.acknowledged)
+
+
+def _unchanged(row: Row, path: Path) -> UsageEvent:
+    if row.event is None:
+        raise ConfigError(f"{path} changed while being sent: line {row.line} is no longer valid")
+    return row.event
+
+
+def _sized(row: Row, catalog: Catalog, path: Path) -> Row:
+    """``row``, or a bad row when its event encodes past :data:`MAX_EVENT_BYTES`.
+
+    Only rows whose text is over a quarter of the limit are encoded to check: an event
+    encodes to less than twice the bytes of its JSON or CSV text.
+    """
+    if row.event is None or row.size <= MAX_EVENT_BYTES // 4:
+        return row
+    problem = oversize_problem(row.event, encode_event(row.event, catalog), f"line {row.line} of {path.name}")
+    return row if problem is None else Row(line=row.line, event=None, problems=(problem,), size=row.size)
 
 
 @dataclass(slots=True)

@@ -6,10 +6,11 @@ Deterministic for a seed, so a demo run and a test can both be reproduced.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from typing import Iterator, Mapping, Sequence
 
+from ledger.core.periods import period_end, period_start
 from ledger.core.usage import Attribution, InferenceUsage, TrainingUsage
 
 
@@ -30,9 +31,7 @@ def month_usage(
         inference_sources: sources an answer may draw on (1 to 3 per answer).
     """
     rng = random.Random(seed)
-    year, month = map(int, period.split("-"))
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
+    start, end = period_start(period), period_end(period)
     span = int((end - start).total_seconds() * 1_000_000)
     models = {p: [f"{p}-model-{i}" for i in range(1, 3)] for p in platforms}
     training_sources = sorted(training_units)

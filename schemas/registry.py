@@ -24,9 +24,13 @@ CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 class RegistryUnavailableError(TransientError):
     """The registry could not be reached or failed (5xx); retrying may succeed."""
 
+    code = "registry_unavailable"
+
 
 class SchemaRejectedError(TerminalError):
     """The registry refused a schema (e.g. 409: incompatible with the subject) or an id is unknown."""
+
+    code = "schema_rejected"
 
 
 class SchemaRegistry:

@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from ground.errors import ConfigError, LearnrightError
-from learnright.cli import DbOption, _fail, _settings, app, tokens_app
+from ground.errors import ConfigError
+from learnright.cli.groups import DbOption, app, settings_for, tokens_app
 
 
 @tokens_app.command("create")
@@ -25,16 +25,13 @@ def tokens_create(
     from ledger.storage.store import Ledger
     from ledger.services.tokens import AUDITOR, HOLDER, create_token, parse_duration
 
-    settings = _settings(db)
-    try:
-        if auditor == bool(holder):
-            raise ConfigError("give exactly one of --holder H or --auditor")
-        lifetime = parse_duration(expires_in) if expires_in else None
-        with Ledger.open(settings.db) as ledger:
-            issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder,
-                                  now=datetime.now(timezone.utc), expires_in=lifetime, label=label)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    if auditor == bool(holder):
+        raise ConfigError("give exactly one of --holder H or --auditor")
+    lifetime = parse_duration(expires_in) if expires_in else None
+    with Ledger.open(settings.db) as ledger:
+        issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder,
+                              now=datetime.now(timezone.utc), expires_in=lifetime, label=label)
     record = issued.record
     expiry = record.expires_at.isoformat() if record.expires_at else "never"
     typer.echo(f"created {record.token_id} ({record.role}{' ' + record.holder_id if record.holder_id else ''},"
@@ -48,12 +45,9 @@ def tokens_revoke(token_id: str, db: Optional[Path] = DbOption) -> None:
     from ledger.storage.store import Ledger
     from ledger.services.tokens import revoke_token
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db) as ledger:
-            record = revoke_token(ledger, token_id, now=datetime.now(timezone.utc))
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    with Ledger.open(settings.db) as ledger:
+        record = revoke_token(ledger, token_id, now=datetime.now(timezone.utc))
     typer.echo(f"{record.token_id} revoked at {record.revoked_at.isoformat()}")
 
 
@@ -63,13 +57,10 @@ def tokens_list(db: Optional[Path] = DbOption) -> None:
     from ledger.storage.store import Ledger
     from ledger.services.tokens import list_tokens
 
-    settings = _settings(db)
+    settings = settings_for(db)
     now = datetime.now(timezone.utc)
-    try:
-        with Ledger.open(settings.db, read_only=True) as ledger:
-            records = list_tokens(ledger)
-    except LearnrightError as exc:
-        _fail(exc)
+    with Ledger.open(settings.db, read_only=True) as ledger:
+        records = list_tokens(ledger)
     typer.echo("token_id\trole\tholder\tstate\tcreated_at\texpires_at\tlabel")
     for r in records:
         typer.echo(f"{r.token_id}\t{r.role}\t{r.holder_id or '-'}\t{r.state(now)}\t{r.created_at.isoformat()}\t"
@@ -91,32 +82,29 @@ def sql_command(
     from ledger.storage.snapshots import latest_snapshot, read_snapshot
     from ledger.storage.sql import SqlLimits, render, run_query
 
-    settings = _settings(db)
+    settings = settings_for(db)
     limits = SqlLimits(time_limit_s=settings.sql.time_limit_s, row_limit=settings.sql.row_limit,
                        memory_limit=settings.sql.memory_limit)
-    try:
-        if format not in ("csv", "json", "arrow"):
-            raise ConfigError(f"--format must be csv, json or arrow (got {format!r})")
-        if snapshot is None:
-            try:
-                result = run_query(settings.db, query, limits)
-            except LedgerLockedError as exc:
-                found = latest_snapshot(settings.snapshots_dir)
-                if found is None:
-                    raise LedgerLockedError(f"{settings.db} is held by the running service and {settings.snapshots_dir}"
-                                            " has no snapshot; publish one with `learnright snapshot`"
-                                            " (POST /v1/snapshots)") from exc
-                typer.echo(f"{settings.db} is held by the service; querying snapshot {found.snapshot_id}", err=True)
-                result = run_query(found.database, query, limits)
-        else:
-            found = latest_snapshot(settings.snapshots_dir) if snapshot == "latest" else read_snapshot(
-                settings.snapshots_dir, snapshot)
+    if format not in ("csv", "json", "arrow"):
+        raise ConfigError(f"--format must be csv, json or arrow (got {format!r})")
+    if snapshot is None:
+        try:
+            result = run_query(settings.db, query, limits)
+        except LedgerLockedError as exc:
+            found = latest_snapshot(settings.snapshots_dir)
             if found is None:
-                raise ConfigError(f"no snapshot in {settings.snapshots_dir}")
+                raise LedgerLockedError(f"{settings.db} is held by the running service and {settings.snapshots_dir}"
+                                        " has no snapshot; publish one with `learnright snapshot`"
+                                        " (POST /v1/snapshots)") from exc
+            typer.echo(f"{settings.db} is held by the service; querying snapshot {found.snapshot_id}", err=True)
             result = run_query(found.database, query, limits)
-        body = render(result, format)
-    except LearnrightError as exc:
-        _fail(exc)
+    else:
+        found = latest_snapshot(settings.snapshots_dir) if snapshot == "latest" else read_snapshot(
+            settings.snapshots_dir, snapshot)
+        if found is None:
+            raise ConfigError(f"no snapshot in {settings.snapshots_dir}")
+        result = run_query(found.database, query, limits)
+    body = render(result, format)
     if result.truncated:
         typer.echo(f"note: cut at the row limit of {limits.row_limit} rows", err=True)
     if out:
@@ -139,12 +127,9 @@ def snapshot_command(
     from ledger.storage.snapshots import publish_snapshot
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
+    settings = settings_for(db)
     directory = into or settings.snapshots_dir
-    try:
-        with Ledger.open(settings.db) as ledger:
-            snapshot = publish_snapshot(ledger, directory, now=datetime.now(timezone.utc))
-    except LearnrightError as exc:
-        _fail(exc)
+    with Ledger.open(settings.db) as ledger:
+        snapshot = publish_snapshot(ledger, directory, now=datetime.now(timezone.utc))
     typer.echo(f"snapshot {snapshot.snapshot_id}: {snapshot.database} (entries up to {snapshot.last_entry_id},"
                f" chain head {snapshot.chain_head[:16]}...), Parquet in {snapshot.directory / 'parquet'}")

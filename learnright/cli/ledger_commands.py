@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ground.errors import ConfigError, LearnrightError
-from learnright.cli import DbOption, _fail, _settings, app, licenses_app, quarantine_app
+from learnright.cli.groups import DbOption, app, licenses_app, quarantine_app, settings_for
 
 
 @licenses_app.command("apply")
@@ -20,12 +20,9 @@ def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False)
     """Apply a license TOML file: new versions are added, known ones kept, none edited."""
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db) as ledger:
-            book, added = ledger.apply_licenses(file.read_text(), str(file))
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    with Ledger.open(settings.db) as ledger:
+        book, added = ledger.apply_licenses(file.read_text(), str(file))
     typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
                f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger")
 
@@ -48,36 +45,33 @@ def licenses_import_rsl(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Convert the payment terms of an RSL document that map into a license TOML; report the rest."""
-    from ledger.core.rsl import ImportOptions, import_rsl
+    from ledger.core.rsl_import import ImportOptions, import_rsl
     from ledger.storage.store import Ledger
 
-    try:
-        if effective_from is None:
-            start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        else:
-            try:
-                start = datetime.fromisoformat(effective_from)
-            except ValueError:
-                raise ConfigError(f"--effective-from {effective_from!r} is not an ISO 8601 date-time") from None
-            if start.tzinfo is None:
-                raise ConfigError(f"--effective-from {effective_from!r} has no time zone; add one, e.g. Z")
-        options = ImportOptions(holder_id=holder, source_id=source, platform_id=platform, effective_from=start,
-                                license_id=license_id, version=version, training_unit=unit, training_per=per,
-                                content_url=content)
-        text = file.read_text()
-        if not apply:
+    if effective_from is None:
+        start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        try:
+            start = datetime.fromisoformat(effective_from)
+        except ValueError:
+            raise ConfigError(f"--effective-from {effective_from!r} is not an ISO 8601 date-time") from None
+        if start.tzinfo is None:
+            raise ConfigError(f"--effective-from {effective_from!r} has no time zone; add one, e.g. Z")
+    options = ImportOptions(holder_id=holder, source_id=source, platform_id=platform, effective_from=start,
+                            license_id=license_id, version=version, training_unit=unit, training_per=per,
+                            content_url=content)
+    text = file.read_text()
+    if not apply:
+        result = import_rsl(text, str(file), options)
+        _write_license_toml(result, out)
+    else:
+        with Ledger.open(settings_for(db).db) as ledger:
+            # Restate the ledger's holder and source as they are: applying replaces them.
+            known = ledger.load_book()
+            options = dataclasses.replace(options, holder=known.holders.get(holder), source=known.sources.get(source))
             result = import_rsl(text, str(file), options)
             _write_license_toml(result, out)
-        else:
-            with Ledger.open(_settings(db).db) as ledger:
-                # Restate the ledger's holder and source as they are: applying replaces them.
-                known = ledger.load_book()
-                options = dataclasses.replace(options, holder=known.holders.get(holder), source=known.sources.get(source))
-                result = import_rsl(text, str(file), options)
-                _write_license_toml(result, out)
-                book, added = ledger.apply_licenses(result.toml, str(out or f"{file} (RSL import)"))
-    except LearnrightError as exc:
-        _fail(exc)
+            book, added = ledger.apply_licenses(result.toml, str(out or f"{file} (RSL import)"))
     report = [f"{len(result.unmapped)} RSL terms not imported:"] + [f"  - {item}" for item in result.unmapped]
     typer.echo("\n".join(report) if result.unmapped else "every RSL payment term was imported",
                err=out is None)
@@ -115,7 +109,7 @@ def emit(
     from producers.emitter import UsageEmitter
     from producers.files import count_rows, send_file
 
-    settings = _settings()
+    settings = settings_for()
 
     def connect() -> UsageEmitter:
         servers = bootstrap_servers(settings)
@@ -127,14 +121,13 @@ def emit(
 
     if progress is None:
         progress = sys.stderr.isatty() and count_rows(file) >= 10_000
-    try:
-        outcome = send_file(file, connect, report=report, all_or_nothing=all_or_nothing, dry_run=dry_run,
-                            progress=progress)
-    except LearnrightError as exc:
-        _fail(exc)
+    outcome = send_file(file, connect, report=report, all_or_nothing=all_or_nothing, dry_run=dry_run,
+                        progress=progress)
     note = " (dry run: nothing sent)" if dry_run else (
         " (--all-or-nothing: nothing sent because rows were rejected)" if outcome.held_back else "")
     typer.echo(f"{file}: {outcome.sent} sent, {outcome.rejected} rejected ({outcome.rows} rows, {outcome.valid} valid){note}")
+    if outcome.failure is not None:  # could not run to the end: exit 2, after the count of what was sent
+        raise outcome.failure
     if outcome.rejected:
         raise typer.Exit(1)
 
@@ -149,17 +142,14 @@ def consume(
     from learnright.runtime import with_bootstrap
     from ledger.storage.store import Ledger
 
-    try:
-        settings = with_bootstrap(_settings(db))
-        with Ledger.open(settings.db) as ledger:
-            consumer = LedgerConsumer(settings, ledger)
-            signal.signal(signal.SIGTERM, lambda *_: consumer.stop_event.set())
-            try:
-                stats = consumer.run(until_idle=until_idle)
-            finally:
-                consumer.close()
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = with_bootstrap(settings_for(db))
+    with Ledger.open(settings.db) as ledger:
+        consumer = LedgerConsumer(settings, ledger)
+        signal.signal(signal.SIGTERM, lambda *_: consumer.stop_event.set())
+        try:
+            stats = consumer.run(until_idle=until_idle)
+        finally:
+            consumer.close()
     typer.echo(f"consumed {stats.records} records: {stats.accepted} accepted ({stats.accruals} accruals), "
                f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, into {settings.db}")
 
@@ -178,17 +168,14 @@ def serve(db: Optional[Path] = DbOption) -> None:
     from ledger.storage.store import Ledger
 
     configure_json_logging()
-    try:
-        settings = with_bootstrap(_settings(db))
-        with Ledger.open(settings.db) as ledger:
-            service = LedgerService(settings, ledger)
-            signal.signal(signal.SIGTERM, lambda *_: service.stop())
-            signal.signal(signal.SIGINT, lambda *_: service.stop())
-            serve_all(settings, ledger, service, on_listening=lambda url: typer.echo(
-                f"serving {settings.db} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
-                " (docs at /docs); Ctrl-C stops"))
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = with_bootstrap(settings_for(db))
+    with Ledger.open(settings.db) as ledger:
+        service = LedgerService(settings, ledger)
+        signal.signal(signal.SIGTERM, lambda *_: service.stop())
+        signal.signal(signal.SIGINT, lambda *_: service.stop())
+        serve_all(settings, ledger, service, on_listening=lambda url: typer.echo(
+            f"serving {settings.db} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
+            " (docs at /docs); Ctrl-C stops"))
 
 
 @app.command()
@@ -205,25 +192,23 @@ def close(
     succeeded but Kafka did not take the events: they stay pending for the next publish.
     """
     from consumers.publisher import publish_statements
+    from learnright.runtime import bootstrap_servers
     from ledger.services.close import close_period, write_period_files
     from ledger.core.signing import load_or_create_key
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
+    settings = settings_for(db)
     problem = None
-    try:
-        signer = load_or_create_key(settings.signing_key)
-        with Ledger.open(settings.db) as ledger:
-            outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
-            files = write_period_files(ledger, period, out) if out else []
-            if publish:
-                try:
-                    published = publish_statements(ledger, settings).published
-                except LearnrightError as exc:
-                    problem = exc
-            pending = len(ledger.unpublished_statements())
-    except LearnrightError as exc:
-        _fail(exc)
+    signer = load_or_create_key(settings.signing_key)
+    with Ledger.open(settings.db) as ledger:
+        outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
+        files = write_period_files(ledger, period, out) if out else []
+        if publish:
+            try:
+                published = publish_statements(ledger, settings, bootstrap=bootstrap_servers).published
+            except LearnrightError as exc:
+                problem = exc
+        pending = len(ledger.unpublished_statements())
     state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
     typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}" if files else ""))
     if publish and problem is None:
@@ -241,36 +226,33 @@ def quarantine_list(db: Optional[Path] = DbOption) -> None:
     """List open quarantined records: where they were read, why they were refused."""
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db, read_only=True) as ledger:
-            rows = ledger.open_quarantine()
-    except LearnrightError as exc:
-        _fail(exc)
-    typer.echo("id\ttopic[partition]@offset\terror\treason")
-    for qid, topic, partition, offset, _key, _value, _headers, error_class, reason, *_ in rows:
-        typer.echo(f"{qid}\t{topic}[{partition}]@{offset}\t{error_class}\t{reason}")
+    settings = settings_for(db)
+    with Ledger.open(settings.db, read_only=True) as ledger:
+        rows = ledger.open_quarantine()
+    typer.echo("id\ttopic[partition]@offset\tcode\terror\treason")
+    for r in rows:
+        typer.echo(f"{r.quarantine_id}\t{r.topic}[{r.partition}]@{r.offset}\t{r.error_code}\t{r.error_class}"
+                   f"\t{r.reason}")
     typer.echo(f"{len(rows)} open")
 
 
 @quarantine_app.command("replay")
 def quarantine_replay(
     ids: Optional[list[int]] = typer.Argument(None, help="Quarantine ids to replay (default: all open)."),
-    error_class: Optional[str] = typer.Option(None, "--error", help="Only records refused with this error class."),
+    error: Optional[str] = typer.Option(None, "--error", help="Only records refused with this error code, as"
+                                        " `quarantine list` shows it (no_license); a class name works too."),
     db: Optional[Path] = DbOption,
 ) -> None:
     """Replay quarantined records into the ledger, once, after their cause is fixed."""
     from consumers.replay import replay_quarantine
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db) as ledger:
-            outcome = replay_quarantine(ledger, ids or None, error_class=error_class)
-    except LearnrightError as exc:
-        _fail(exc)
-    for qid, error, reason in outcome.still_quarantined:
-        typer.secho(f"still quarantined {qid}: {error}: {reason}", fg=typer.colors.YELLOW)
+    settings = settings_for(db)
+    with Ledger.open(settings.db) as ledger:
+        outcome = replay_quarantine(ledger, ids or None, error=error)
+    for still in outcome.still_quarantined:
+        typer.secho(f"still quarantined {still.quarantine_id}: {still.error_code} ({still.error_class}): {still.reason}",
+                    fg=typer.colors.YELLOW)
     typer.echo(f"replayed {outcome.attempted}: {outcome.booked} booked, {outcome.duplicates} duplicates, "
                f"{len(outcome.still_quarantined)} still quarantined")
 
@@ -281,12 +263,9 @@ def verify_command(db: Optional[Path] = DbOption) -> None:
     from ledger.storage.store import Ledger
     from ledger.services.verify import verify
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db, read_only=True) as ledger:
-            report = verify(ledger)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    with Ledger.open(settings.db, read_only=True) as ledger:
+        report = verify(ledger)
     for problem in report.problems:
         typer.secho(f"FAIL {problem}", fg=typer.colors.RED)
     verdict = "OK" if report.ok else f"{len(report.problems)} problems"

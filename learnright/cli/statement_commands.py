@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from ground.errors import LearnrightError
-from learnright.cli import DbOption, _fail, _settings, keys_app, statements_app
+from ground.errors import ConfigError, LearnrightError
+from learnright.cli.groups import DbOption, keys_app, settings_for, statements_app
 
 
 @statements_app.command("list")
@@ -23,16 +23,13 @@ def statements_list(
     from ledger.core.money import at_minor_unit
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db, read_only=True) as ledger:
-            rows = ledger.statement_rows(period=period, holder_id=holder)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    with Ledger.open(settings.db, read_only=True) as ledger:
+        rows = ledger.statement_rows(period=period, holder_id=holder)
     typer.echo("statement_id\tperiod\tholder\tcurrency\taccrued\tpayable\tcarry_out")
-    for sid, p, h, currency, accrued, _carry_in, payable, carry_out, _hash in rows:
-        typer.echo(f"{sid}\t{p}\t{h}\t{currency}\t{accrued.normalize():f}\t{at_minor_unit(payable, currency):f}"
-                   f"\t{carry_out.normalize():f}")
+    for r in rows:
+        typer.echo(f"{r.statement_id}\t{r.period}\t{r.holder_id}\t{r.currency}\t{r.accrued.normalize():f}"
+                   f"\t{at_minor_unit(r.payable, r.currency):f}\t{r.carry_out.normalize():f}")
 
 
 @statements_app.command("get")
@@ -48,16 +45,12 @@ def statements_get(
     from ledger.storage.store import Ledger
 
     if format not in ("json", "csv"):
-        typer.secho(f"error: --format must be json or csv (got {format!r})", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db, read_only=True) as ledger:
-            found = ledger.statement_document(statement_id)
-            body = None if found is None else (
-                statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found[0])))
-    except LearnrightError as exc:
-        _fail(exc)
+        raise ConfigError(f"--format must be json or csv (got {format!r})")
+    settings = settings_for(db)
+    with Ledger.open(settings.db, read_only=True) as ledger:
+        found = ledger.statement_document(statement_id)
+        body = None if found is None else (
+            statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document)))
     if body is None:
         typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -84,12 +77,10 @@ def statements_verify(
         if public_key is not None:
             key = parse_public_key(public_key.read_bytes(), str(public_key))
         else:
-            key = load_key(_settings().signing_key).key.public_key()
+            key = load_key(settings_for().signing_key).key.public_key()
         data = file.read_bytes()
     except OSError as exc:
-        _fail(LearnrightError(f"cannot read {exc.filename}: {exc.strerror}"))
-    except LearnrightError as exc:
-        _fail(exc)
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     try:
         checked = verify_envelope(data, key, str(file))
     except LearnrightError as exc:
@@ -104,14 +95,12 @@ def statements_verify(
 def statements_publish(db: Optional[Path] = DbOption) -> None:
     """Send the pending StatementClosed events (those Kafka has not acknowledged yet)."""
     from consumers.publisher import publish_statements
+    from learnright.runtime import bootstrap_servers
     from ledger.storage.store import Ledger
 
-    settings = _settings(db)
-    try:
-        with Ledger.open(settings.db) as ledger:
-            outcome = publish_statements(ledger, settings)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for(db)
+    with Ledger.open(settings.db) as ledger:
+        outcome = publish_statements(ledger, settings, bootstrap=bootstrap_servers)
     typer.echo(f"published {len(outcome.published)} StatementClosed events to {outcome.topic}")
 
 
@@ -120,11 +109,8 @@ def keys_create() -> None:
     """Create the statement signing key (mode 0600) at LEARNRIGHT_SIGNING_KEY; an existing key is kept."""
     from ledger.core.signing import create_key
 
-    settings = _settings()
-    try:
-        signer = create_key(settings.signing_key)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for()
+    signer = create_key(settings.signing_key)
     typer.echo(f"created {settings.signing_key} ({signer.fingerprint}); publish `learnright keys public`")
 
 
@@ -133,10 +119,7 @@ def keys_public() -> None:
     """Print the public key (PEM) that holders check statements with, created on first use."""
     from ledger.core.signing import load_or_create_key
 
-    settings = _settings()
-    try:
-        signer = load_or_create_key(settings.signing_key)
-    except LearnrightError as exc:
-        _fail(exc)
+    settings = settings_for()
+    signer = load_or_create_key(settings.signing_key)
     typer.echo(f"# statement signing key {signer.fingerprint}", err=True)
     sys.stdout.write(signer.public_pem())

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ground.errors import LearnrightError
-from learnright.cli import _fail, _settings, app
+from learnright.cli.groups import app, settings_for
 
 
 @app.command()
@@ -19,10 +18,7 @@ def bench(
     """Measure the ingestion pipeline against raw kafka-python consumption, side by side."""
     from learnright.bench import run_bench
 
-    try:
-        run_bench(_settings(), events=events, rounds=rounds, report=Path(report) if report else None, echo=typer.echo)
-    except LearnrightError as exc:
-        _fail(exc)
+    run_bench(settings_for(), events=events, rounds=rounds, report=Path(report) if report else None, echo=typer.echo)
 
 
 @app.command()
@@ -33,7 +29,4 @@ def demo(
     """The main job end to end: broker, licenses, a month of usage, consume, close, statements."""
     from learnright.demo import run_demo
 
-    try:
-        run_demo(_settings(), workdir=workdir, events=events, echo=typer.echo)
-    except LearnrightError as exc:
-        _fail(exc)
+    run_demo(settings_for(), workdir=workdir, events=events, echo=typer.echo)

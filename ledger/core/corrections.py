@@ -21,6 +21,8 @@ from ledger.core.usage import InferenceUsage, TrainingUsage, UsageCorrection
 class CorrectionError(PricingError):
     """A correction that cannot apply to its original (wrong kind, already corrected)."""
 
+    code = "correction_invalid"
+
 
 def reversal_of(entry_id: int, original: Accrual, correction: UsageCorrection, line: int) -> Accrual:
     return replace(

@@ -17,11 +17,13 @@ Amounts are exact decimals as in the statements; the platform reconciles against
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
+
+from ledger.core.cells import safe_text
+from ledger.core.periods import last_instant
 
 DSR_VERSION = "learnright-dsr/1"
 
@@ -42,14 +44,20 @@ class DsrReport:
     detail_records: int
 
 
+class _Number(str):
+    """A field already formatted as a number: written as it is, never neutralized."""
+
+
 def _field(value: object) -> str:
-    """A field value with no tab or line break left in it."""
-    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+    """A field value with no tab or line break left in it, and no formula start in text."""
+    if isinstance(value, _Number) or not isinstance(value, str):
+        return str(value)
+    return safe_text(" ".join(value.split()))
 
 
 def _number(value: str | Decimal) -> str:
     """An exact decimal in plain notation (never ``0E-12``)."""
-    return format(Decimal(value), "f")
+    return _Number(format(Decimal(value), "f"))
 
 
 def _record(values: Iterable[object]) -> str:
@@ -75,8 +83,7 @@ def render_dsr(*, period: str, platform_id: str, documents: Iterable[dict], crea
         bucket[0] += 1
         bucket[1] += Decimal(line["amount"])
     summary_ids = {key: number for number, key in enumerate(sorted(summaries), start=1)}
-    year, month = map(int, period.split("-"))
-    last_day = calendar.monthrange(year, month)[1]
+    last_day = last_instant(period).day
     lines = [
         "#" + _record(HEAD_COLUMNS),
         _record(("HEAD", DSR_VERSION, f"{period}-{platform_id}-{chain_head[:16]}", created_at.isoformat(), period,

@@ -11,7 +11,6 @@ Amounts are shown exactly, with at least the currency's minor unit of decimals.
 from __future__ import annotations
 
 import io
-from datetime import date
 from decimal import Decimal
 
 from reportlab.lib import colors
@@ -22,6 +21,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from ledger.core.money import minor_units
+from ledger.core.periods import period_start
 
 _STYLES = getSampleStyleSheet()
 _BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9, leading=11)
@@ -54,8 +54,7 @@ def quantity_text(value: str | Decimal) -> str:
 
 
 def month_name(period: str) -> str:
-    year, month = map(int, period.split("-"))
-    return date(year, month, 1).strftime("%B %Y")
+    return period_start(period).strftime("%B %Y")
 
 
 def _escape(text: str) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from typing import Mapping, Sequence
@@ -34,8 +33,9 @@ from typing import Mapping, Sequence
 from ledger.core.allocation import allocate
 from ledger.core.licenses import LicenseBook, Tier
 from ledger.core.money import ACCRUAL_QUANTUM, EXACT, minor_quantum, minor_units, to_accrual_scale, wide_precision
+from ledger.core.periods import last_instant
 from ledger.core.pricing import Accrual
-from ledger.core.usage import RevenueReport, check_period
+from ledger.core.usage import RevenueReport
 
 TIER_ADJUSTMENT = "tier_adjustment"
 MINIMUM_TOPUP = "minimum_topup"
@@ -74,13 +74,6 @@ class ModelTraining:
 # A period line is an accrual that the close computes rather than an event; its
 # ``description`` says how (basis, percentage, split).
 PeriodLine = Accrual
-
-
-def last_instant(period: str) -> datetime:
-    """The last microsecond of ``period``: when period terms are dated and looked up."""
-    year, month = map(int, check_period(period).split("-"))
-    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
-    return following - timedelta(microseconds=1)
 
 
 @wide_precision

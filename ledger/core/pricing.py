@@ -13,7 +13,8 @@ from decimal import Decimal
 from ledger.errors import NoLicenseError, PricingError, UnknownSourceError
 from ledger.core.licenses import LicenseBook, LicenseVersion
 from ledger.core.money import LEDGER_LIMIT, wide_precision
-from ledger.core.usage import InferenceUsage, TrainingUsage, period_of
+from ledger.core.periods import period_of
+from ledger.core.usage import InferenceUsage, TrainingUsage
 
 TRAINING = "training"
 INFERENCE = "inference"

@@ -34,6 +34,8 @@ ALGORITHM = "Ed25519"
 class SignatureError(TerminalError):
     """A statement's signature, hash or key does not check out; the message says which."""
 
+    code = "signature_invalid"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Signer:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
+from ledger.core.cells import safe_text
 from ledger.core.money import round_to_minor, wide_precision
 
 # 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
@@ -209,15 +210,30 @@ CSV_COLUMNS = (
 )
 
 
+CSV_NUMBER_COLUMNS = frozenset({"quantity", "rate", "per", "amount", "entries"})
+
+
+def _csv_cell(column: str, value: object) -> object:
+    if not isinstance(value, str) or column in CSV_NUMBER_COLUMNS:
+        return value
+    # csv.writer quotes a cell holding "\n" but not one holding a lone "\r", which a
+    # reader would take for the end of the row: carriage returns become line feeds.
+    return safe_text(value).replace("\r\n", "\n").replace("\r", "\n")
+
+
 def render_csv(document: dict) -> bytes:
-    """A statement document as CSV: lines first, then summary rows (kind = summary)."""
+    """A statement document as CSV: lines first, then summary rows (kind = summary).
+
+    Text cells that could start a spreadsheet formula are neutralized
+    (:func:`ledger.core.cells.safe_text`); number columns are written as they are.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for line in document["lines"]:
-        writer.writerow([line.get(c, "") for c in CSV_COLUMNS])
+        writer.writerow([_csv_cell(c, line.get(c, "")) for c in CSV_COLUMNS])
     for key in ("accrued", "carry_in", "payable", "carry_out"):
         summary = dict.fromkeys(CSV_COLUMNS, "")
         summary.update(period=document["period"], kind="summary", unit=key, amount=document["summary"][key])
-        writer.writerow([summary[c] for c in CSV_COLUMNS])
+        writer.writerow([_csv_cell(c, summary[c]) for c in CSV_COLUMNS])
     return out.getvalue().encode()

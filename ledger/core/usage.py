@@ -7,7 +7,6 @@ Validation collects every problem of a record; :func:`validate` raises the first
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -15,8 +14,8 @@ from typing import Any, Mapping
 
 from ground.errors import ValidationError
 from ledger.core.money import check_currency, money
+from ledger.core.periods import NOT_A_PERIOD, is_period
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 MAX_WEIGHT = Decimal(1)
 
 
@@ -96,18 +95,6 @@ EVENT_CLASSES: dict[str, type] = {
     "RevenueReport": RevenueReport,
     "UsageCorrection": UsageCorrection,
 }
-
-
-def period_of(moment: datetime) -> str:
-    """The UTC month of ``moment``, ``YYYY-MM``: the only thing that decides a period."""
-    utc = moment.astimezone(timezone.utc)
-    return f"{utc.year:04d}-{utc.month:02d}"
-
-
-def check_period(period: str, field: str = "period") -> str:
-    if not isinstance(period, str) or not _PERIOD.match(period):
-        raise ValidationError(field, period, "must be a month as YYYY-MM")
-    return period
 
 
 def _text(record: Mapping[str, Any], name: str, problems: list[ValidationError]) -> str:
@@ -231,10 +218,8 @@ def parse_event(kind: str, record: Mapping[str, Any]) -> tuple[UsageEvent | None
         except ValidationError as exc:
             problems.append(exc)
         period = record.get("period")
-        try:
-            check_period(period)
-        except ValidationError as exc:
-            problems.append(exc)
+        if not is_period(period):
+            problems.append(ValidationError("period", period, NOT_A_PERIOD))
         event = RevenueReport(
             **common,
             model_id=_text(record, "model_id", problems),

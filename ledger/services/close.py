@@ -27,21 +27,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
-from ledger.errors import LedgerError, PeriodError
+from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine, period_lines
+from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
 from ledger.core.statements import (
     StatementLine, build_statement, canonical_bytes, content_hash, render_csv, render_json, to_document,
 )
-from ledger.storage.store import CloseRecord, Ledger
-from ledger.core.usage import check_period
+from ledger.core.port import LedgerStore
+from ledger.core.records import CloseRecord, SignedStatement
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,22 +53,7 @@ class CloseOutcome:
     closed_periods: tuple[str, ...]
 
 
-def period_start(period: str) -> datetime:
-    year, month = map(int, check_period(period).split("-"))
-    return datetime(year, month, 1, tzinfo=timezone.utc)
-
-
-def next_period(period: str) -> str:
-    year, month = map(int, check_period(period).split("-"))
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
-
-
-def previous_period(period: str) -> str:
-    year, month = map(int, check_period(period).split("-"))
-    return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
-
-
-def months_to_catch_up(ledger: Ledger, period: str, last_closed: str | None) -> list[str]:
+def months_to_catch_up(ledger: LedgerStore, period: str, last_closed: str | None) -> list[str]:
     """The months before ``period`` that must close first, oldest first.
 
     After a close: every calendar month since it. Before the first close: every month
@@ -77,34 +63,31 @@ def months_to_catch_up(ledger: Ledger, period: str, last_closed: str | None) -> 
         active = ledger.open_periods_through(previous_period(period), None)
         if not active:
             return []
-        month = active[0]
+        first = active[0]
     else:
-        month = next_period(last_closed)
-    months = []
-    while month < period:
-        months.append(month)
-        month = next_period(month)
-    return months
+        first = next_period(last_closed)
+    return list(periods_between(first, period))
 
 
-def close_period(ledger: Ledger, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
+def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
     """Closes ``period`` (and every earlier month not closed yet) and stores signed statements.
 
     Every calendar month after the last close is closed in order, with or without usage:
     a month without usage can still owe a minimum guarantee or carry a balance.
 
     Raises:
-        PeriodError: the month has not ended at ``now``, or a later month is already closed.
+        PeriodError: ``period`` is not ``YYYY-MM``, the month has not ended at ``now``, or a
+            later month is already closed.
     """
     check_period(period)
-    ends = period_start(next_period(period))
+    ends = period_end(period)
     if now < ends:
         raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
     existing = ledger.get_close(period)
     if existing is not None:
         return CloseOutcome(
             period=period, already_closed=True, closed_periods=(),
-            statement_ids=tuple(row[0] for row in ledger.statement_rows(period=period)),
+            statement_ids=tuple(row.statement_id for row in ledger.statement_rows(period=period)),
         )
     latest = ledger.latest_close()
     if latest is not None and latest.period > period:
@@ -121,7 +104,7 @@ def close_period(ledger: Ledger, period: str, *, now: datetime, signer: Signer) 
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
 
-def _period_entries(ledger: Ledger, period: str, watermark: int) -> tuple[tuple[PeriodLine, ...], list[tuple[str, str]]]:
+def _period_entries(ledger: LedgerStore, period: str, watermark: int) -> tuple[tuple[PeriodLine, ...], list[tuple[str, str]]]:
     """The period lines of closing ``period`` and the revenue reports they settle."""
     revenues = ledger.unsettled_revenue(period)
     months = sorted({period, *(r.period for r in revenues)})
@@ -136,7 +119,7 @@ def _period_entries(ledger: Ledger, period: str, watermark: int) -> tuple[tuple[
     return lines, [(r.platform_id, r.event_id) for r in revenues]
 
 
-def _close_one(ledger: Ledger, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
+def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     book = ledger.load_book()
@@ -144,14 +127,8 @@ def _close_one(ledger: Ledger, period: str, now: datetime, signer: Signer) -> tu
     planned = ledger.plan_entries(lines)
     watermark, head = planned.last_entry_id, planned.chain_head
     grouped: dict[tuple[str, str], list[StatementLine]] = {}
-    for row in ledger.statement_lines(period, before, previous.last_entry_id if previous else 0):
-        (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-         license_id, license_version, quantity, amount, entries, description) = row
-        grouped.setdefault((holder_id, currency), []).append(StatementLine(
-            period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
-            unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
-            license_id=license_id, license_version=license_version, description=description or "",
-        ))
+    for covered in ledger.statement_lines(period, before, previous.last_entry_id if previous else 0):
+        grouped.setdefault((covered.holder_id, covered.currency), []).append(covered.line)
     for line in lines:  # appended by this close, one statement line each
         grouped.setdefault((line.holder_id, line.currency), []).append(StatementLine(
             period=line.period, source_id=line.source_id, platform_id=line.platform_id, model_id=line.model_id,
@@ -162,7 +139,7 @@ def _close_one(ledger: Ledger, period: str, now: datetime, signer: Signer) -> tu
     for key, amount in carry.items():
         if amount != 0:
             grouped.setdefault(key, [])
-    stored = []
+    stored: list[SignedStatement] = []
     for (holder_id, currency), lines in sorted(grouped.items()):
         holder = book.holders.get(holder_id)
         statement = build_statement(
@@ -177,32 +154,35 @@ def _close_one(ledger: Ledger, period: str, now: datetime, signer: Signer) -> tu
             last_entry_id=watermark,
         )
         signature = signer.sign(canonical_bytes(to_document(statement)))
-        stored.append((statement, content_hash(statement), render_json(statement), signature, signer.fingerprint))
+        stored.append(SignedStatement(statement=statement, content_hash=content_hash(statement),
+                                      document=render_json(statement), signature=signature,
+                                      key_fingerprint=signer.fingerprint))
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head=head, statements=len(stored)),
         stored,
         planned=planned,
         settled_revenue=settled,
     )
-    return tuple(s[0].statement_id for s in stored)
+    return tuple(s.statement.statement_id for s in stored)
 
 
-def statement_file(ledger: Ledger, statement_id: str) -> bytes | None:
+def statement_file(ledger: LedgerStore, statement_id: str) -> bytes | None:
     """The signed JSON file of one statement (see :mod:`ledger.core.envelope`); None if there is none.
 
     Raises:
-        LedgerError: the statement was closed before statements were signed.
+        LedgerFileError: the statement was closed before statements were signed.
     """
     found = ledger.statement_document(statement_id)
     if found is None:
         return None
     signed = ledger.statement_signature(statement_id)
     if signed is None:
-        raise LedgerError(f"statement {statement_id} was closed unsigned (before format 3); it has no signed file")
-    return render_envelope(json.loads(found[0]), signature=signed[0], key_fingerprint=signed[1])
+        raise LedgerFileError(f"statement {statement_id} was closed unsigned (before format 3); it has no signed file")
+    return render_envelope(json.loads(found.document), signature=signed.signature,
+                           key_fingerprint=signed.key_fingerprint)
 
 
-def statement_pdf(ledger: Ledger, statement_id: str) -> bytes | None:
+def statement_pdf(ledger: LedgerStore, statement_id: str) -> bytes | None:
     """The PDF of one signed statement; None if there is none."""
     data = statement_file(ledger, statement_id)
     if data is None:
@@ -212,26 +192,27 @@ def statement_pdf(ledger: Ledger, statement_id: str) -> bytes | None:
                       key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
 
 
-def write_statement_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+def write_statement_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
     """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for statement_id, _, holder_id, currency, *_ in ledger.statement_rows(period=period):
-        document, _ = ledger.statement_document(statement_id)
-        base = directory / f"{period}_{holder_id}_{currency}"
-        base.with_suffix(".json").write_bytes(statement_file(ledger, statement_id))
-        base.with_suffix(".csv").write_bytes(render_csv(json.loads(document)))
-        base.with_suffix(".pdf").write_bytes(statement_pdf(ledger, statement_id))
+    for row in ledger.statement_rows(period=period):
+        found = ledger.statement_document(row.statement_id)
+        base = directory / f"{period}_{row.holder_id}_{row.currency}"
+        base.with_suffix(".json").write_bytes(statement_file(ledger, row.statement_id))
+        base.with_suffix(".csv").write_bytes(render_csv(json.loads(found.document)))
+        base.with_suffix(".pdf").write_bytes(statement_pdf(ledger, row.statement_id))
         written += [base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".pdf")]
     return written
 
 
-def write_usage_reports(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+def write_usage_reports(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
     """Writes one DDEX-DSR-like report per platform of ``period``: ``<period>_<platform>.dsr.tsv``."""
     close = ledger.get_close(period)
     if close is None:
         raise PeriodError(f"period {period} is not closed; close it before writing its usage reports")
-    documents = [json.loads(ledger.statement_document(row[0])[0]) for row in ledger.statement_rows(period=period)]
+    documents = [json.loads(ledger.statement_document(row.statement_id).document)
+                 for row in ledger.statement_rows(period=period)]
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for platform_id in platforms(documents):
@@ -243,6 +224,6 @@ def write_usage_reports(ledger: Ledger, period: str, directory: Path) -> list[Pa
     return written
 
 
-def write_period_files(ledger: Ledger, period: str, directory: Path) -> list[Path]:
+def write_period_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
     """Every file of a closed month: the statements (JSON, CSV, PDF) and the per-platform usage reports."""
     return write_statement_files(ledger, period, directory) + write_usage_reports(ledger, period, directory)

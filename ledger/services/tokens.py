@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ground.errors import ConfigError, TerminalError
-from ledger.storage.store import Ledger
+from ledger.core.port import LedgerStore
+from ledger.core.records import TokenRow
 
 HOLDER = "holder"
 AUDITOR = "auditor"
@@ -34,9 +35,13 @@ _DUMMY_HASH = hashlib.sha256(b"learnright: no such token").hexdigest()
 class TokenError(TerminalError):
     """A token cannot be created or revoked as asked; the message names the value."""
 
+    code = "token_invalid"
+
 
 class AuthenticationError(TerminalError):
     """A presented token is missing, malformed, unknown, expired or revoked."""
+
+    code = "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,7 +89,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(ledger: Ledger, *, role: str, holder_id: str | None, now: datetime,
+def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: datetime,
                  expires_in: timedelta | None = None, label: str = "") -> IssuedToken:
     """Issues a token for ``holder_id`` (role ``holder``) or an auditor; stores its hash.
 
@@ -114,7 +119,7 @@ def create_token(ledger: Ledger, *, role: str, holder_id: str | None, now: datet
     return IssuedToken(record=record, token=f"{PREFIX}.{token_id}.{secret}")
 
 
-def revoke_token(ledger: Ledger, token_id: str, *, now: datetime) -> TokenRecord:
+def revoke_token(ledger: LedgerStore, token_id: str, *, now: datetime) -> TokenRecord:
     """Appends a revocation effective ``now``; revoking twice keeps the first.
 
     Raises:
@@ -128,11 +133,11 @@ def revoke_token(ledger: Ledger, token_id: str, *, now: datetime) -> TokenRecord
     return _record(ledger, token_id)
 
 
-def list_tokens(ledger: Ledger) -> list[TokenRecord]:
+def list_tokens(ledger: LedgerStore) -> list[TokenRecord]:
     return [_to_record(row) for row in ledger.token_rows()]
 
 
-def authenticate(ledger: Ledger, presented: str | None, *, now: datetime) -> TokenRecord:
+def authenticate(ledger: LedgerStore, presented: str | None, *, now: datetime) -> TokenRecord:
     """The active token ``presented`` proves.
 
     Raises:
@@ -148,7 +153,7 @@ def authenticate(ledger: Ledger, presented: str | None, *, now: datetime) -> Tok
     # The presented secret is hashed and compared whether or not the id exists, so an
     # unknown id costs what a known id with a wrong secret does.
     presented_hash = hash_secret(secret)
-    expected = rows[0][1] if rows else _DUMMY_HASH
+    expected = rows[0].secret_sha256 if rows else _DUMMY_HASH
     if not hmac.compare_digest(expected, presented_hash) or not rows:
         raise AuthenticationError("unknown API token")
     record = _to_record(rows[0])
@@ -160,12 +165,11 @@ def authenticate(ledger: Ledger, presented: str | None, *, now: datetime) -> Tok
     return record
 
 
-def _record(ledger: Ledger, token_id: str) -> TokenRecord | None:
+def _record(ledger: LedgerStore, token_id: str) -> TokenRecord | None:
     rows = ledger.token_rows(token_id)
     return _to_record(rows[0]) if rows else None
 
 
-def _to_record(row: tuple) -> TokenRecord:
-    token_id, _hash, role, holder_id, label, created_at, expires_at, revoked_at = row
-    return TokenRecord(token_id=token_id, role=role, holder_id=holder_id, label=label, created_at=created_at,
-                       expires_at=expires_at, revoked_at=revoked_at)
+def _to_record(row: TokenRow) -> TokenRecord:
+    return TokenRecord(token_id=row.token_id, role=row.role, holder_id=row.holder_id, label=row.label,
+                       created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at)

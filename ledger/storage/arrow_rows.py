@@ -16,7 +16,7 @@ import pyarrow as pa
 from ledger.core import chain
 
 if TYPE_CHECKING:
-    from ledger.storage.store import EventRow, QuarantineRow
+    from ledger.core.records import EventRow, QuarantineRow
     from ledger.core.usage import RevenueReport
 
 DECIMAL = pa.decimal128(38, 12)
@@ -78,6 +78,7 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
         "record_key": pa.array([r.key for r in rows], pa.binary()),
         "record_value": pa.array([r.value for r in rows], pa.binary()),
         "headers": [json.dumps({k: v.hex() for k, v in r.headers}) for r in rows],
+        "error_code": [r.error_code for r in rows],
         "error_class": [r.error_class for r in rows],
         "reason": [r.reason for r in rows],
         "platform_id": [r.platform_id for r in rows],

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 import ground
-from ledger.errors import LedgerError, LedgerVersionError
+from ledger.errors import LedgerFileError, LedgerVersionError
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -231,9 +231,31 @@ MIGRATIONS: dict[int, str] = {
         FULL OUTER JOIN covered v ON v.period = s.period AND v.holder_id = s.holder_id AND v.currency = s.currency
         LEFT JOIN lines l ON l.statement_id = s.statement_id;
     """,
+    # Stable error codes in quarantine (ground.errors): what replay and counts match on.
+    # Rows stored before keep error_code NULL and are read through CODES_BEFORE_5.
+    5: """
+    ALTER TABLE quarantine ADD COLUMN error_code VARCHAR;
+    """,
 }
 
 LATEST = max(MIGRATIONS)
+
+CODES_BEFORE_5: dict[str, str] = {
+    "DecodeError": "undecodable",
+    "UnknownSchemaError": "unknown_schema",
+    "ValidationError": "invalid_value",
+    "ConflictError": "event_conflict",
+    "PendingCorrectionError": "correction_pending",
+    "CorrectionError": "correction_invalid",
+    "PricingError": "unpriceable",
+    "UnknownSourceError": "unknown_source",
+    "NoLicenseError": "no_license",
+}
+"""The code of each error class batch building could quarantine before migration 5 stored codes.
+
+History, not a lookup of today's classes: it stays right when a class is renamed or moved.
+A class name not listed reads as ``internal``.
+"""
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
@@ -241,7 +263,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None
 
     Raises:
         LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
-        LedgerError: a read-only open of a file that needs migrating.
+        LedgerFileError: a read-only open of a file that needs migrating.
     """
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
@@ -257,7 +279,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None
     if not missing:
         return
     if read_only:
-        raise LedgerError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
+        raise LedgerFileError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
     for version in missing:
         con.execute("BEGIN TRANSACTION")
         con.execute(MIGRATIONS[version])

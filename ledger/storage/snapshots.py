@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ground.errors import Terminal
 from ledger.errors import LedgerError
 from ledger.storage.store import Ledger
 
@@ -46,8 +47,10 @@ TABLES = ("accruals", "consumer_offsets", "ingest_batches", "license_documents",
 _publishing = threading.Lock()
 
 
-class SnapshotError(LedgerError):
+class SnapshotError(Terminal, LedgerError):
     """A snapshot could not be published or read; the message names the path."""
+
+    code = "snapshot_failed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

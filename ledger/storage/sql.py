@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ground.errors import TerminalError
+from ground.settings import SqlSettings
 from ledger.errors import LedgerLockedError
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
@@ -52,9 +54,13 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
 class SqlRefusedError(TerminalError):
     """The query is not exactly one read-only SELECT, or DuckDB refused it while running."""
 
+    code = "sql_refused"
+
 
 class SqlTimeoutError(SqlRefusedError):
     """The query ran past the time limit and was interrupted."""
+
+    code = "sql_timeout"
 
 
 class SqlTooLargeError(SqlRefusedError):
@@ -64,6 +70,8 @@ class SqlTooLargeError(SqlRefusedError):
         bytes_read: how much of the result had been fetched when it was refused (at most
             one batch past the limit: the rest is never read).
     """
+
+    code = "sql_too_large"
 
     def __init__(self, message: str, *, bytes_read: int) -> None:
         super().__init__(message)
@@ -77,6 +85,18 @@ class SqlLimits:
     memory_limit: str = "1GB"
     threads: int = 2
     max_result_bytes: int = 64 * 2**20
+    max_query_bytes: int = 256 * 2**10
+    temp_directory: Path = Path(tempfile.gettempdir()) / "learnright-sql-spill"
+    """Where DuckDB spills a large sort or DISTINCT (bounded by ``max_temp_bytes``); never
+    beside the queried file, which may be a published snapshot."""
+    max_temp_bytes: str = "4GB"
+
+    @classmethod
+    def from_settings(cls, sql: SqlSettings) -> "SqlLimits":
+        """The limits the settings ask for (``LEARNRIGHT_SQL__*``)."""
+        return cls(time_limit_s=sql.time_limit_s, row_limit=sql.row_limit, memory_limit=sql.memory_limit,
+                   max_result_bytes=sql.max_result_bytes, max_query_bytes=sql.max_query_bytes,
+                   temp_directory=sql.temp_directory, max_temp_bytes=sql.max_temp_bytes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +109,11 @@ class SqlResult:
     """The rendered result, when :func:`run_query` was given a format."""
 
 
-def check_select(sql: str) -> str:
+def check_select(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> str:
     """The one SELECT statement of ``sql``, as DuckDB's parser split it.
+
+    ``con``, when given, serializes the parse tree (nothing else runs on it); otherwise a
+    fresh in-memory connection does, which costs tens of milliseconds.
 
     Raises:
         SqlRefusedError: not parseable, not exactly one statement, or not a SELECT.
@@ -105,20 +128,28 @@ def check_select(sql: str) -> str:
     if kind != duckdb.StatementType.SELECT:
         raise SqlRefusedError(f"only a read-only SELECT is allowed (got a {kind.name} statement)")
     query = statements[0].query
-    _check_query_nodes(query)
+    _check_query_nodes(query, con)
     return query
 
 
-def _check_query_nodes(query: str) -> None:
+def _check_query_nodes(query: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
     """Refuses ``query`` unless every query node of its parse tree only reads.
 
     ``extract_statements`` types ``WITH x AS (DELETE ... RETURNING 1) SELECT ...`` as a
     SELECT; the serialized tree shows the DELETE_QUERY_NODE inside it.
     """
-    with duckdb.connect(":memory:", config={"enable_external_access": False,
-                                            "autoload_known_extensions": False,
-                                            "autoinstall_known_extensions": False}) as con:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    if con is not None:
+        serialized = con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0]
+    else:
+        with duckdb.connect(":memory:", config={"enable_external_access": False,
+                                                "autoload_known_extensions": False,
+                                                "autoinstall_known_extensions": False}) as own:
+            serialized = own.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0]
+    try:
+        tree = json.loads(serialized)
+    except RecursionError as exc:
+        raise SqlRefusedError("the query is nested too deeply to check; flatten its expressions"
+                              " (for instance a CASE or IN list instead of deeply nested parentheses)") from exc
     if tree.get("error", True):
         raise SqlRefusedError("only a plain read-only SELECT is allowed (DuckDB cannot serialize this query's"
                               f" parse tree to check it: {tree.get('error_message', 'no reason given')})")
@@ -148,8 +179,13 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     if not Path(path).exists():
         raise SqlRefusedError(f"no DuckDB file at {path} to query")
     try:
+        spill = Path(limits.temp_directory)
+        spill.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # External access is turned off right after connecting (below): DuckDB refuses a
+        # temp_directory in the same configuration that disables it.
         con = duckdb.connect(str(path), read_only=True, config={
-            "enable_external_access": False,
+            "temp_directory": str(spill.resolve()),
+            "max_temp_directory_size": limits.max_temp_bytes,
             "autoload_known_extensions": False,
             "autoinstall_known_extensions": False,
             "allow_community_extensions": False,
@@ -165,6 +201,7 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     with _configuring:
         locked = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0][0]
         if not locked:
+            con.execute("SET GLOBAL enable_external_access = false")
             con.execute("SET GLOBAL TimeZone = 'UTC'")
             con.execute("SET GLOBAL lock_configuration = true")
     settings = dict(con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN"
@@ -178,20 +215,39 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
 def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -> SqlResult:
     """Runs one checked SELECT on ``path`` (read-only, sandboxed) within ``limits``.
 
-    With ``fmt``, the result is rendered too (``SqlResult.body``), and the time and byte
-    limits cover the rendering as well.
+    With ``fmt``, the result is rendered too (``SqlResult.body``), batch by batch, and the
+    time and byte limits are checked after each batch of the rendering as well: a limit
+    never waits for a whole answer to be rendered.
 
     Raises:
         SqlRefusedError: the query was refused by the check or by DuckDB.
         SqlTimeoutError: it ran past ``limits.time_limit_s``.
         SqlTooLargeError: the result (or its rendering) passed ``limits.max_result_bytes``.
     """
-    query = check_select(sql)
+    size = len(sql.encode("utf-8", "surrogatepass"))
+    if size > limits.max_query_bytes:
+        raise SqlRefusedError(f"the query text is {size} bytes, more than the limit of {limits.max_query_bytes}"
+                              " bytes; send a shorter query")
     started = time.monotonic()
+    query = check_select(sql)
     con = sandbox(path, limits)
-    timer = threading.Timer(limits.time_limit_s, con.interrupt)
+    timer = threading.Timer(max(0.0, limits.time_limit_s - (time.monotonic() - started)), con.interrupt)
     timer.daemon = True
     timer.start()
+    try:
+        table, truncated = _fetch(con, query, limits, started)
+    finally:
+        timer.cancel()
+        con.close()
+    result = SqlResult(table=table, truncated=truncated, elapsed_s=time.monotonic() - started, source=Path(path))
+    if fmt is None:
+        return result
+    body = render(result, fmt, limits=limits, started=started)
+    return replace(result, body=body, elapsed_s=time.monotonic() - started)
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, limits: SqlLimits, started: float) -> tuple[pa.Table, bool]:
+    """The query's result, fetched in small batches so the byte limit refuses it early."""
     try:
         reader = con.sql(query).to_arrow_reader(min(limits.row_limit + 1, BATCH_ROWS))
         batches, rows, size, truncated = [], 0, 0, False
@@ -205,7 +261,7 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
             rows += batch.num_rows
             if truncated:
                 break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return pa.Table.from_batches(batches, schema=reader.schema), truncated
     except duckdb.InterruptException as exc:
         raise _timed_out(limits) from exc
     except (pa.ArrowException, OSError) as exc:
@@ -218,18 +274,6 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
         if time.monotonic() - started >= limits.time_limit_s:
             raise _timed_out(limits) from exc
         raise SqlRefusedError(f"DuckDB refused the query: {exc}") from exc
-    finally:
-        timer.cancel()
-        con.close()
-    result = SqlResult(table=table, truncated=truncated, elapsed_s=time.monotonic() - started, source=Path(path))
-    if fmt is None:
-        return result
-    body = render(result, fmt)
-    if len(body) > limits.max_result_bytes:
-        raise _too_large(limits, len(body))
-    if time.monotonic() - started >= limits.time_limit_s:
-        raise _timed_out(limits)
-    return replace(result, body=body, elapsed_s=time.monotonic() - started)
 
 
 def strip_paths(message: str) -> str:
@@ -247,25 +291,53 @@ def _too_large(limits: SqlLimits, bytes_read: int) -> SqlTooLargeError:
                             " columns, or aggregate", bytes_read=bytes_read)
 
 
-def render(result: SqlResult, fmt: str) -> bytes:
-    """The result as ``json`` (objects; decimals as strings), ``csv`` or ``arrow`` (IPC stream)."""
+def render(result: SqlResult, fmt: str, *, limits: SqlLimits | None = None, started: float | None = None) -> bytes:
+    """The result as ``json`` (objects; decimals as strings), ``csv`` or ``arrow`` (IPC stream).
+
+    The answer is built one batch at a time; with ``limits``, the byte limit (and, given
+    ``started``, the time limit) is checked after each batch, so an answer that renders
+    far larger or slower than its Arrow form is refused part-way. The bytes are the same
+    however the result is batched.
+
+    Raises:
+        SqlRefusedError: an unknown format.
+        SqlTooLargeError, SqlTimeoutError: a limit passed while rendering.
+    """
+    if fmt not in FORMATS:
+        raise SqlRefusedError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    out = io.BytesIO()
+
+    def check() -> None:
+        if limits is None:
+            return
+        if out.tell() > limits.max_result_bytes:
+            raise _too_large(limits, out.tell())
+        if started is not None and time.monotonic() - started >= limits.time_limit_s:
+            raise _timed_out(limits)
+
+    batches = result.table.to_batches(max_chunksize=BATCH_ROWS)
     if fmt == "csv":
-        out = io.BytesIO()
-        pa_csv.write_csv(result.table, out)
-        return out.getvalue()
-    if fmt == "arrow":
-        sink = io.BytesIO()
-        with pa.ipc.new_stream(sink, result.table.schema) as writer:
-            writer.write_table(result.table)
-        return sink.getvalue()
-    if fmt == "json":
-        document = {
-            "columns": [{"name": f.name, "type": str(f.type)} for f in result.table.schema],
-            "rows": [[_json_value(v) for v in row.values()] for row in result.table.to_pylist()],
-            "truncated": result.truncated,
-        }
-        return (json.dumps(document) + "\n").encode()
-    raise SqlRefusedError(f"format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+        with pa_csv.CSVWriter(out, result.table.schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                check()
+    elif fmt == "arrow":
+        with pa.ipc.new_stream(out, result.table.schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                check()
+    else:
+        columns = [{"name": f.name, "type": str(f.type)} for f in result.table.schema]
+        out.write(json.dumps({"columns": columns})[:-1].encode() + b', "rows": [')
+        separator = b""
+        for batch in batches:
+            for row in batch.to_pylist():
+                out.write(separator + json.dumps([_json_value(v) for v in row.values()]).encode())
+                separator = b", "
+            check()
+        out.write(f'], "truncated": {json.dumps(result.truncated)}}}\n'.encode())
+    check()
+    return out.getvalue()
 
 
 def _json_value(value: object) -> object:

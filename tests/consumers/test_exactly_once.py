@@ -19,7 +19,8 @@ from consumers.service import ConsumerHaltError, LedgerConsumer
 from learnright import broker
 from consumers.kafka_admin import ensure_topics
 from ground.settings import Settings
-from ledger.storage.store import Ledger, anchor_path
+from ledger.storage.connection import anchor_path
+from ledger.storage.store import Ledger
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker

@@ -21,7 +21,7 @@ import learnright_native as native
 from consumers.batch import RawRecord, build_batch
 from consumers.fast_path import NATIVE_SCHEMAS, BatchBuilder, FetchBlock, compile_pricer
 from ledger.errors import DuplicateEventError
-from ledger.core.licenses import parse_book
+from ledger.core.license_file import parse_book
 from ledger.core.money import ACCRUAL_QUANTUM, WIDE
 from ledger.storage.store import Ledger
 from ledger.services.verify import verify

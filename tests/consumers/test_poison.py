@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from ground.errors import error_classes
+
 from consumers.service import LedgerConsumer
 from consumers.kafka_admin import ensure_topics
 from ledger.storage.store import Ledger
@@ -62,6 +64,8 @@ def test_each_poison_kind_is_dead_lettered_and_quarantined_in_order(make_setting
     letters = list(dead)
     dead.close()
     assert [dict(r.headers)["learnright.error.class"].decode() for r in letters] == [kind for kind, _ in poison]
+    code_of = {cls.__name__: code for code, cls in error_classes().items()}
+    assert [dict(r.headers)["learnright.error.code"].decode() for r in letters] == [code_of[kind] for kind, _ in poison]
     assert [r.value for r in letters] == [value for _, value in poison]
     for offset, record in enumerate(letters, start=1):
         headers = dict(record.headers)

@@ -44,7 +44,7 @@ def test_each_statement_arrives_once_as_statement_closed_and_a_failed_publish_lo
         ledger.apply_licenses(BOOK, "golden-book.toml")
         ingest(ledger)
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
-        statements = {row[0]: row for row in ledger.statement_rows(period="2026-04")}
+        statements = {row.statement_id: row for row in ledger.statement_rows(period="2026-04")}
         assert len(ledger.unpublished_statements()) == 6  # the close committed them unpublished
 
         with pytest.raises(BrokerError, match="6 StatementClosed events|stay pending|creating topics"):
@@ -59,12 +59,12 @@ def test_each_statement_arrives_once_as_statement_closed_and_a_failed_publish_lo
     events = read_all(bootstrap, topic, expected=6)
     assert sorted(key.decode() for key, _ in events) == sorted(statements)
     by_id = {record["statement_id"]: record for _, record in events}
-    kei_usd = next(sid for sid, row in statements.items() if row[2:4] == ("h-kei", "USD"))
+    kei_usd = next(sid for sid, row in statements.items() if (row.holder_id, row.currency) == ("h-kei", "USD"))
     assert (by_id[kei_usd]["payable"], by_id[kei_usd]["carry_out"]) == (Decimal(0), Decimal("39.2"))
-    ann_usd = next(sid for sid, row in statements.items() if row[2:4] == ("h-ann", "USD"))
+    ann_usd = next(sid for sid, row in statements.items() if (row.holder_id, row.currency) == ("h-ann", "USD"))
     event = by_id[ann_usd]
     assert (event["period"], event["holder_name"], event["currency"], event["payable"]) == (
         "2026-04", "Ann Writes", "USD", Decimal("142.70"))
-    assert event["content_hash"] == statements[ann_usd][8]
+    assert event["content_hash"] == statements[ann_usd].content_hash
     assert event["key_fingerprint"] == SIGNER.fingerprint and event["signature"]
     assert event["format_version"] == FORMAT_VERSION and len(event["chain_head"]) == 64

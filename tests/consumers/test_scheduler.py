@@ -50,7 +50,7 @@ def test_close_due_catches_up_every_missed_month_once(tmp_path, license_book_tex
         assert close_due(ledger, at(2026, 5, 2, 12), 3, SIGNER) == ("2026-02", "2026-03")
         assert close_due(ledger, at(2026, 5, 2, 13), 3, SIGNER) == ()
         assert close_due(ledger, at(2026, 5, 3), 3, SIGNER) == ("2026-04",)
-        assert [row[1] for row in ledger.statement_rows()] == ["2026-02", "2026-03", "2026-04"]
+        assert [row.period for row in ledger.statement_rows()] == ["2026-02", "2026-03", "2026-04"]
 
 
 @pytest.mark.broker
@@ -62,7 +62,7 @@ def test_the_service_closes_missed_months_on_start_and_publishes_them(make_setti
         service.run()
         closes = ledger.query("SELECT period FROM period_closes ORDER BY period")
         assert closes == [("2026-01",), ("2026-02",), ("2026-03",), ("2026-04",)]
-        assert [row[1] for row in ledger.statement_rows()] == ["2026-01", "2026-02", "2026-03"]
+        assert [row.period for row in ledger.statement_rows()] == ["2026-01", "2026-02", "2026-03"]
         assert ledger.unpublished_statements() == []
         published = ledger.query("SELECT count(DISTINCT statement_id), min(topic) FROM statement_publications")
         assert published == [(3, settings.kafka.topics.statements)]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ledger.services.close import close_period
 from ledger.core.pricing import price
-from ledger.storage.store import EventRow, IngestBatch, Ledger
+from ledger.core.records import EventRow, IngestBatch
+from ledger.storage.store import Ledger
 from ledger.core.usage import TrainingUsage
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)

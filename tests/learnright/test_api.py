@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-import learnright.api as api
+import learnright.api.auditors as auditors
 from learnright.api import create_app
 from ground.metrics import Metrics
 from ground.settings import Settings
@@ -49,7 +49,7 @@ def served(request, tmp_path, license_book_text):
             "bo": create_token(ledger, role=HOLDER, holder_id="h-bo", now=T0).token,
             "auditor": create_token(ledger, role=AUDITOR, holder_id=None, now=T0).token,
         }
-        ids = {h: [r[0] for r in ledger.statement_rows(holder_id=h)] for h in ("h-ann", "h-bo")}
+        ids = {h: [r.statement_id for r in ledger.statement_rows(holder_id=h)] for h in ("h-ann", "h-bo")}
         app = create_app(ledger=ledger, settings=settings, metrics=Metrics(), now=clock)
         with TestClient(app) as client:
             yield client, tokens, ids, ledger, clock
@@ -217,7 +217,7 @@ def test_errors_name_no_server_path(served, monkeypatch, caplog):
     def failing(*args, **kwargs):
         raise SnapshotError(f"publishing a snapshot into {secret_path} failed: disk full")
 
-    monkeypatch.setattr(api, "publish_snapshot", failing)
+    monkeypatch.setattr(auditors, "publish_snapshot", failing)
     with caplog.at_level(logging.WARNING, logger="learnright.http"):
         failed = client.post("/v1/snapshots", headers=auth(tokens["auditor"]))
     assert failed.status_code == 500
@@ -253,7 +253,7 @@ def test_auditor_queries_past_the_concurrency_limit_get_429(served, monkeypatch)
     client, tokens, _, _, _ = served
     assert Settings().sql.max_concurrent == 2
     release, entered = threading.Event(), threading.Semaphore(0)
-    real = api.run_query
+    real = auditors.run_query
 
     def held(*args, **kwargs):
         entered.release()
@@ -261,7 +261,7 @@ def test_auditor_queries_past_the_concurrency_limit_get_429(served, monkeypatch)
         return real(*args, **kwargs)
 
     assert client.post("/v1/snapshots", headers=auth(tokens["auditor"])).status_code == 201
-    monkeypatch.setattr(api, "run_query", held)
+    monkeypatch.setattr(auditors, "run_query", held)
     query = {"sql": "SELECT 1 AS n"}
     answers = []
     running = [threading.Thread(target=lambda: answers.append(
@@ -278,5 +278,5 @@ def test_auditor_queries_past_the_concurrency_limit_get_429(served, monkeypatch)
         for thread in running:
             thread.join(30)
     assert [a.status_code for a in answers] == [200, 200]
-    monkeypatch.setattr(api, "run_query", real)
+    monkeypatch.setattr(auditors, "run_query", real)
     assert client.post("/v1/sql", json=query, headers=auth(tokens["auditor"])).status_code == 200

@@ -160,3 +160,45 @@ def test_a_configured_schema_registry_switches_to_confluent_framing(run, tmp_pat
             records = read_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.usage, registry)
     assert sorted(r.record["event_id"] for r in records) == ["e1", "e2"]
     assert all(r.value[:1] == b"\x00" for r in records)
+
+
+def test_bytes_that_are_not_utf8_are_a_bad_row_with_its_line(run, tmp_path):
+    jsonl = tmp_path / "usage.jsonl"
+    jsonl.write_bytes(json.dumps(GOOD).encode() + b"\n"
+                      + json.dumps(dict(GOOD, event_id="x")).encode().replace(b"orbit-7b", b"caf\xe9") + b"\n"
+                      + json.dumps(dict(GOOD, event_id="e9")).encode() + b"\n")
+    result = run("emit", str(jsonl))
+    assert result.exit_code == 1
+    assert "row is not UTF-8 text (save the file as UTF-8) (got 'byte 0xe9 at column" in result.stderr
+    assert "in line 2 of usage.jsonl" in result.stderr
+    assert "2 sent, 1 rejected (3 rows, 2 valid)" in result.stdout
+    latin = tmp_path / "usage.csv"
+    latin.write_bytes(
+        b"type,event_id,platform_id,model_id,run_id,source_id,units,unit,occurred_at\n"
+        b"training,l1,orbit,caf\xe9,run-1,src-novels,1200,tokens,2026-10-03T12:00:00Z\n"
+        b"training,l2,orbit,orbit-7b,run-1,src-novels,1200,tokens,2026-10-03T12:00:00Z\n")
+    result = run("emit", str(latin))
+    assert result.exit_code == 1
+    assert "byte 0xe9 at column 4" in result.stderr and "in line 2 of usage.csv" in result.stderr
+    assert "1 sent, 1 rejected (2 rows, 1 valid)" in result.stdout
+    assert sorted(run.landed()) == ["e1", "e9", "l2"]
+
+
+def test_a_row_past_the_record_size_limit_is_refused_by_the_dry_run_too(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, dict(GOOD, event_id="huge", run_id="r" * 5_000_000)])
+    for args in (("--dry-run",), ()):
+        result = run("emit", *args, str(path))
+        assert result.exit_code == 1, result.output
+        assert re.search(r"event is larger than the limit of 1000000 bytes a Kafka record may carry; split it into"
+                         r" smaller events \(got '500\d{4} bytes encoded'\) in line 2 of usage.jsonl", result.stderr)
+    assert "1 sent, 1 rejected (2 rows, 1 valid)" in result.stdout
+    assert run.landed() == ["e1"]
+
+
+def test_a_broker_that_cannot_be_reached_still_ends_with_the_count_line_and_exit_2(run, tmp_path):
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD])
+    nowhere = f"127.0.0.1:{free_port()}"
+    result = run("emit", str(path), bootstrap=nowhere)
+    assert result.exit_code == 2, "could not run: not the exit code of rejected rows"
+    assert re.search(r"usage.jsonl: 0 sent, 0 rejected \(\d rows, \d valid\)", result.stdout)
+    assert f"error: cannot reach Kafka at {nowhere}" in result.stderr

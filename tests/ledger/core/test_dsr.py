@@ -32,7 +32,7 @@ def test_the_report_of_a_platform_reconciles_with_its_statements(tmp_path):
         ingest(ledger)
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         files = write_period_files(ledger, "2026-04", tmp_path / "out")
-        accrued = {(h, c): a for _s, _p, h, c, a, *_ in ledger.statement_rows(period="2026-04")}
+        accrued = {(row.holder_id, row.currency): row.accrued for row in ledger.statement_rows(period="2026-04")}
     assert tmp_path / "out" / "2026-04_orbit.dsr.tsv" in files
     report = records(tmp_path / "out" / "2026-04_orbit.dsr.tsv")
     (head,) = report["HEAD"]

@@ -4,7 +4,8 @@ from decimal import Decimal
 import pytest
 
 from ledger.errors import LicenseFileError
-from ledger.core.licenses import merge_books, parse_book
+from ledger.core.license_file import parse_book
+from ledger.core.licenses import merge_books
 
 
 def at(day: str) -> datetime:

@@ -72,7 +72,7 @@ def test_prior_period_adjustments_have_their_own_section_naming_their_month(tmp_
         ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=when_may))
         close_period(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc), signer=SIGNER)
         (may,) = ledger.statement_rows(period="2026-05")
-        pdf = statement_pdf(ledger, may[0])
+        pdf = statement_pdf(ledger, may.statement_id)
     (text,), (image,) = pages(pdf, tmp_path, "may")
     assert "Period May 2026 (2026-05)" in text and "Payable 3.60" in text
     section = text[text.index("Prior-period adjustments\r\n") if "Prior-period adjustments\r\n" in text
@@ -87,5 +87,5 @@ def test_the_same_statement_renders_to_the_same_bytes(tmp_path):
         ledger.apply_licenses(BOOK, "golden-book.toml")
         ingest(ledger)
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
-        sid = ledger.statement_rows(period="2026-04", holder_id="h-kei")[0][0]
+        sid = ledger.statement_rows(period="2026-04", holder_id="h-kei")[0].statement_id
         assert statement_pdf(ledger, sid) == statement_pdf(ledger, sid)

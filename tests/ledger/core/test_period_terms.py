@@ -8,9 +8,10 @@ import pytest
 
 from ledger.services.close import close_period
 from ledger.errors import LicenseFileError
-from ledger.core.licenses import parse_book
+from ledger.core.license_file import parse_book
 from ledger.core.period_terms import ModelTraining, UsageTotal, dataset_shares, period_lines
-from ledger.storage.store import IngestBatch, Ledger
+from ledger.core.records import IngestBatch
+from ledger.storage.store import Ledger
 from ledger.core.usage import RevenueReport
 from tests.ledger.keys import SIGNER
 from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
@@ -122,6 +123,6 @@ def test_revenue_reported_after_its_month_closed_is_settled_next_month_as_prior_
             ("pool_share", "2026-04", "src-manga", Decimal("5.6")),
             ("pool_share", "2026-04", "src-novels", Decimal("4.4")),
         ]
-        may = {(h, c): accrued for _s, _p, h, c, accrued, *_ in ledger.statement_rows(period="2026-05")}
+        may = {(row.holder_id, row.currency): row.accrued for row in ledger.statement_rows(period="2026-05")}
         assert may[("h-ann", "USD")] == Decimal("19.4")  # 15 + 4.4, as prior-period lines
         assert may[("h-ann", "EUR")] == Decimal("20")  # May's minimum top-up, no May usage

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from ledger.errors import NoLicenseError, PricingError, UnknownSourceError
-from ledger.core.licenses import parse_book
+from ledger.core.license_file import parse_book
 from ledger.core.pricing import price
 from ledger.core.usage import Attribution, InferenceUsage, TrainingUsage
 

@@ -19,9 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.errors import LicenseFileError
-from ledger.core.licenses import Holder, parse_book
+from ledger.core.license_file import parse_book
+from ledger.core.licenses import Holder
 from ledger.core.pricing import price
-from ledger.core.rsl import ImportOptions, import_rsl
+from ledger.core.rsl_import import ImportOptions, import_rsl
 from ledger.core.usage import Attribution, InferenceUsage, TrainingUsage
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "rsl"

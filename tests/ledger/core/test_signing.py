@@ -34,8 +34,8 @@ def closed(tmp_path):
 
 def ann_usd(ledger: Ledger) -> bytes:
     (row,) = ledger.statement_rows(period="2026-04", holder_id="h-ann")[1:]
-    assert row[3] == "USD"
-    return statement_file(ledger, row[0])
+    assert row.currency == "USD"
+    return statement_file(ledger, row.statement_id)
 
 
 def test_the_downloaded_file_verifies_and_carries_hash_signature_key_and_chain_head(closed):
@@ -43,7 +43,7 @@ def test_the_downloaded_file_verifies_and_carries_hash_signature_key_and_chain_h
     checked = verify_envelope(data, SIGNER.key.public_key(), "ann.json")
     envelope = json.loads(data)
     assert (checked.holder_id, checked.currency, checked.payable) == ("h-ann", "USD", "142.70")
-    assert envelope["content_hash"] == checked.content_hash == closed.statement_rows(holder_id="h-ann")[1][8]
+    assert envelope["content_hash"] == checked.content_hash == closed.statement_rows(holder_id="h-ann")[1].content_hash
     assert envelope["signature"]["key_fingerprint"] == SIGNER.fingerprint
     assert envelope["chain_head"] == closed.get_close("2026-04").chain_head
     assert envelope["format_version"] == envelope["statement"]["format_version"] == FORMAT_VERSION

@@ -44,7 +44,7 @@ print("not killed")
 
 
 def signed_files(ledger: Ledger) -> dict[str, bytes]:
-    return {row[0]: statement_file(ledger, row[0]) for row in ledger.statement_rows(period="2026-04")}
+    return {row.statement_id: statement_file(ledger, row.statement_id) for row in ledger.statement_rows(period="2026-04")}
 
 
 def test_a_close_killed_mid_transaction_reruns_to_the_same_hashes_and_signatures(tmp_path):

@@ -66,7 +66,8 @@ import pytest
 
 from ledger.services.close import close_period
 from ledger.core.pricing import price
-from ledger.storage.store import EventRow, IngestBatch, Ledger, ModelLineage
+from ledger.core.records import EventRow, IngestBatch, ModelLineage
+from ledger.storage.store import Ledger
 from ledger.core.usage import Attribution, InferenceUsage, RevenueReport, TrainingUsage
 from ledger.services.verify import verify
 from tests.ledger.keys import SIGNER
@@ -231,14 +232,14 @@ def book_ledger(tmp_path):
 
 def documents(ledger: Ledger, period: str) -> dict[str, str]:
     return {
-        f"{period}_{holder}_{currency}": ledger.statement_document(sid)[0]
-        for sid, _p, holder, currency, *_ in ledger.statement_rows(period=period)
+        f"{period}_{row.holder_id}_{row.currency}": ledger.statement_document(row.statement_id).document
+        for row in ledger.statement_rows(period=period)
     }
 
 
 def summaries(ledger: Ledger, period: str) -> dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]:
-    return {(h, c): (accrued, payable, carry_out)
-            for _s, _p, h, c, accrued, _ci, payable, carry_out, _d in ledger.statement_rows(period=period)}
+    return {(row.holder_id, row.currency): (row.accrued, row.payable, row.carry_out)
+            for row in ledger.statement_rows(period=period)}
 
 
 def test_statements_match_the_hand_computation(book_ledger):
@@ -298,21 +299,37 @@ def test_period_lines_are_chained_and_the_ledger_verifies(book_ledger):
     assert report.ok, report.problems
 
 
+def tamper(path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
+    """Writes ``sql`` into a closed ledger file on a raw DuckDB connection, as an attacker or a bug could.
+
+    The ledger offers no way to do it (it is append-only; ``Ledger.query`` only reads).
+    """
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(sql, list(params))
+    finally:
+        con.close()
+
+
 def test_a_close_that_rolled_back_gives_the_same_statements_when_run_again(book_ledger, tmp_path):
-    reference_path = tmp_path / "reference.duckdb"
-    book_ledger.query("CHECKPOINT")
-    shutil.copy(book_ledger.path, reference_path)
+    path, reference_path = book_ledger.path, tmp_path / "reference.duckdb"
+    book_ledger.close()  # checkpointed and released: the file can be copied and tampered with
+    shutil.copy(path, reference_path)
     with Ledger.open(reference_path) as reference:
         close_period(reference, "2026-04", now=NOW, signer=SIGNER)
         expected = reference.statement_rows(period="2026-04"), documents(reference, "2026-04")
-    # A row in the way of the close's statements makes its transaction fail and roll back.
-    blocking_id = expected[0][0][0]
-    book_ledger.query("INSERT INTO statements SELECT ?, '0000-00', 'x', 'USD', 2, 0, 0, 0, 0, '', '{}', now(), NULL, NULL",
-                      [blocking_id])
-    with pytest.raises(duckdb.ConstraintException):
-        close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
-    assert book_ledger.get_close("2026-04") is None
-    assert book_ledger.query("SELECT count(*) FROM accruals WHERE kind = 'pool_share'") == [(0,)]
-    book_ledger.query("DELETE FROM statements WHERE period = '0000-00'")  # test setup only
-    close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
-    assert (book_ledger.statement_rows(period="2026-04"), documents(book_ledger, "2026-04")) == expected
+    # Tampering: a row in the way of the close's statements makes its transaction fail and roll back.
+    blocking_id = expected[0][0].statement_id
+    tamper(path, "INSERT INTO statements SELECT ?, '0000-00', 'x', 'USD', 2, 0, 0, 0, 0, '', '{}', now(), NULL, NULL",
+           (blocking_id,))
+    with Ledger.open(path) as ledger:
+        before = (ledger.last_entry_id, ledger.chain_head)
+        with pytest.raises(duckdb.ConstraintException):
+            close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        assert (ledger.last_entry_id, ledger.chain_head) == before  # the rollback left the chain's end alone
+        assert ledger.get_close("2026-04") is None
+        assert ledger.query("SELECT count(*) FROM accruals WHERE kind = 'pool_share'") == [(0,)]
+    tamper(path, "DELETE FROM statements WHERE period = '0000-00'")  # undoes the tampering
+    with Ledger.open(path) as ledger:
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        assert (ledger.statement_rows(period="2026-04"), documents(ledger, "2026-04")) == expected

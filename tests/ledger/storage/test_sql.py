@@ -180,3 +180,43 @@ def test_two_queries_on_one_file_at_once_both_run_in_a_locked_sandbox(ledger_fil
             first.execute("SET enable_external_access = true")
     finally:
         first.close()
+
+
+def test_a_query_text_past_its_limit_is_refused_before_it_is_parsed(ledger_file):
+    with pytest.raises(SqlRefusedError, match=r"the query text is 300\d\d bytes, more than the limit of 30000 bytes"):
+        run_query(ledger_file, "SELECT 1" + " " * 30_000, SqlLimits(max_query_bytes=30_000))
+
+
+def test_a_deeply_nested_expression_is_refused_with_a_clear_error(ledger_file):
+    with pytest.raises(SqlRefusedError, match="nested too deeply to check"):
+        run_query(ledger_file, "SELECT " + "1+" * 400 + "1", SqlLimits())
+
+
+def test_a_large_distinct_spills_outside_the_queried_directory_and_within_its_bound(ledger_file, tmp_path_factory):
+    spill = tmp_path_factory.mktemp("elsewhere") / "spill"
+    before = sorted(p.name for p in ledger_file.parent.iterdir())
+    limits = SqlLimits(memory_limit="64MB", temp_directory=spill, max_temp_bytes="16MB")
+    with pytest.raises(SqlRefusedError, match="max_temp_directory_size"):
+        run_query(ledger_file, "SELECT count(DISTINCT i::VARCHAR || repeat('y', 60)) FROM range(4000000) r(i)", limits)
+    assert sorted(p.name for p in ledger_file.parent.iterdir()) == before  # no .tmp beside the file
+    assert spill.is_dir()
+
+
+def test_rendering_batch_by_batch_gives_the_bytes_of_rendering_at_once(ledger_file):
+    result = run_query(ledger_file, "SELECT i, i * 1.5 AS d, 'x' || i AS s FROM range(1000) r(i)", SqlLimits())
+    assert len(result.table.to_batches()) > 1
+    document = {"columns": [{"name": f.name, "type": str(f.type)} for f in result.table.schema],
+                "rows": [[v if not isinstance(v, Decimal) else str(v) for v in row.values()]
+                         for row in result.table.to_pylist()], "truncated": False}
+    assert render(result, "json") == (json.dumps(document) + "\n").encode()
+    assert pa.ipc.open_stream(render(result, "arrow")).read_all().equals(result.table)
+
+
+def test_rendering_stops_at_the_first_batch_past_a_limit(ledger_file):
+    result = run_query(ledger_file, "SELECT i, repeat('x', 100) AS s FROM range(5000) r(i)", SqlLimits())
+    whole = len(render(result, "json"))
+    with pytest.raises(SqlTooLargeError) as refused:
+        render(result, "json", limits=SqlLimits(max_result_bytes=20_000))
+    assert 20_000 < refused.value.bytes_read < whole / 10
+    with pytest.raises(SqlTimeoutError, match="time limit of 1s"):  # a deadline already passed
+        render(result, "csv", limits=SqlLimits(time_limit_s=1), started=time.monotonic() - 2)

@@ -12,7 +12,8 @@ from ledger.services.close import close_period, statement_file
 from ledger.core.corrections import apply_correction
 from ledger.errors import LedgerVersionError, PeriodError
 from ledger.core.pricing import price
-from ledger.storage.store import EventRow, IngestBatch, Ledger
+from ledger.core.records import EventRow, IngestBatch
+from ledger.storage.store import Ledger
 from ledger.core.usage import TrainingUsage, UsageCorrection
 from ledger.services.verify import verify
 from tests.ledger.keys import SIGNER
@@ -92,9 +93,9 @@ def test_close_is_idempotent_and_carries_the_residual(ledger):
     again = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     assert again.already_closed and again.statement_ids == first.statement_ids
     (row,) = ledger.statement_rows(period="2026-04")
-    _sid, _period, holder, currency, accrued, carry_in, payable, carry_out, _hash = row
-    assert (holder, currency, accrued, carry_in, payable) == ("h-ann", "USD", Decimal("2.4000024"), 0, Decimal("2.40"))
-    assert carry_out == Decimal("0.0000024")
+    assert (row.holder_id, row.currency, row.accrued, row.carry_in, row.payable) == (
+        "h-ann", "USD", Decimal("2.4000024"), 0, Decimal("2.40"))
+    assert row.carry_out == Decimal("0.0000024")
 
 
 def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_month(ledger):
@@ -102,7 +103,7 @@ def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_mont
     ledger.append_batch(batch_of(book, [1_000_000]))
     close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
     (before,) = ledger.statement_rows(period="2026-04")
-    april_file = statement_file(ledger, before[0])
+    april_file = statement_file(ledger, before.statement_id)
     ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
     ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
     # A correction, after April closed, voiding April's first event (e0: 1M tokens, USD 1.20).
@@ -113,10 +114,10 @@ def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_mont
                                     offsets={("t", 0): 4}))
     close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
     assert ledger.statement_rows(period="2026-04") == [before]  # same totals and content hash
-    assert statement_file(ledger, before[0]) == april_file  # same bytes and signature
+    assert statement_file(ledger, before.statement_id) == april_file  # same bytes and signature
     (may,) = ledger.statement_rows(period="2026-05")
-    assert may[4] == Decimal("2.4")  # 1.2 of May + 2.4 of April booked late - 1.2 of April voided
-    document = json.loads(ledger.statement_document(may[0])[0])
+    assert may.accrued == Decimal("2.4")  # 1.2 of May + 2.4 of April booked late - 1.2 of April voided
+    document = json.loads(ledger.statement_document(may.statement_id).document)
     assert [(l["period"], l["prior_period_adjustment"], Decimal(l["amount"])) for l in document["lines"]] == [
         ("2026-05", False, Decimal("1.2")), ("2026-04", True, Decimal("1.2"))]  # April's late + void, summed
     assert document["lines"][1]["entries"] == 2
@@ -170,3 +171,22 @@ def test_the_fast_canonical_form_equals_the_generic_one():
     for n, accrual in enumerate(accruals):
         assert chain.canonical_accrual(41 + n, accrual) == chain.canonical(rows[n])
     assert chain.chain_accruals(chain.GENESIS, 41, accruals) == chain.chain(chain.GENESIS, rows)
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO accruals SELECT * FROM accruals",
+    "UPDATE accruals SET amount = 0",
+    "DELETE FROM accruals",
+    "DROP TABLE accruals",
+    "CHECKPOINT",
+    "SELECT 1; DELETE FROM accruals",
+    "WITH gone AS (DELETE FROM accruals RETURNING entry_id) SELECT * FROM gone",
+])
+def test_query_only_reads_the_append_only_ledger(ledger, sql):
+    from ledger.storage.sql import SqlRefusedError
+
+    ledger.append_batch(batch_of(ledger.load_book(), [1_000_000]))
+    with pytest.raises(SqlRefusedError, match="Ledger.query only reads"):
+        ledger.query(sql)
+    assert ledger.scalar("SELECT count(*) FROM accruals WHERE amount > 0") == 1
+    assert verify(ledger).ok

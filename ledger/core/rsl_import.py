@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
-import xml.parsers.expat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from ground.errors import ValidationError
 from ledger.errors import LicenseFileError
-from ledger.core.licenses import ANY_PLATFORM, FORMAT_VERSION, Holder, Source, parse_book
-from ledger.core.money import ACCRUAL_SCALE, check_currency, money
-
-RSL_NAMESPACE = "https://rslstandard.org/rsl"
-_NS = "{" + RSL_NAMESPACE + "}"
+from ledger.core.license_file import FORMAT_VERSION, parse_book
+from ledger.core.licenses import ANY_PLATFORM, Holder, Source
+from ledger.core.money import ACCRUAL_SCALE
+from ledger.core.rsl_document import RslAmount, RslContent, RslDocument, RslLicense, RslPayment, RslUsage, parse_rsl
 
 INFERENCE_PAYMENTS = frozenset({"inference", "use"})
 TRAINING_PAYMENTS = frozenset({"training"})
@@ -48,56 +44,6 @@ UNMAPPED_PAYMENTS = {
 TRAINING_USAGES = frozenset({"ai-train", "train-ai", "ai-all", "all"})
 INFERENCE_USAGES = frozenset({"ai-input", "ai-use", "ai-all", "all"})
 INFERENCE_RATE_PLACES = ACCRUAL_SCALE - 6  # what parse_book allows for inference.rate
-
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslAmount:
-    where: str
-    currency: str
-    value: Decimal
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslPayment:
-    where: str
-    type: str
-    amounts: tuple[RslAmount, ...]
-    standard: str | None
-    custom: str | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslUsage:
-    """One ``<permits>`` or ``<prohibits>``: its ``type`` (usage, user, geo) and values."""
-
-    where: str
-    element: str
-    type: str
-    values: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslLicense:
-    where: str
-    permits: tuple[RslUsage, ...]
-    prohibits: tuple[RslUsage, ...]
-    payments: tuple[RslPayment, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslContent:
-    where: str
-    url: str
-    copyright: str | None
-    licenses: tuple[RslLicense, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RslDocument:
-    origin: str
-    contents: tuple[RslContent, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,120 +110,6 @@ def import_rsl(text: str, origin: str, options: ImportOptions) -> RslImport:
     return convert(parse_rsl(text, origin), options)
 
 
-# -- parsing ----------------------------------------------------------------------------
-
-
-def parse_rsl(text: str, origin: str = "<string>") -> RslDocument:
-    """Reads the RSL elements Learnright uses into plain values, validating amounts.
-
-    A DTD is refused outright: an RSL document needs none, and refusing it rules out
-    entity expansion and external entities before ElementTree sees the text.
-
-    Raises:
-        LicenseFileError: as :func:`import_rsl`.
-    """
-    _refuse_dtd(text, origin)
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise LicenseFileError(f"{origin} is not well-formed XML: {exc}") from exc
-    if root.tag != _NS + "rsl":
-        raise LicenseFileError(
-            f"root element {_show_tag(root.tag)} is not <rsl xmlns=\"{RSL_NAMESPACE}\"> in {origin}"
-        )
-    contents = tuple(_content(element, f"content[{i}]", origin) for i, element in enumerate(_children(root, "content"), 1))
-    if not contents:
-        raise LicenseFileError(f"rsl has no <content> element in {origin}")
-    return RslDocument(origin=origin, contents=contents)
-
-
-def _refuse_dtd(text: str, origin: str) -> None:
-    def refuse(*_args: object) -> None:
-        raise LicenseFileError(f"{origin} declares a DTD or entities; an RSL document must not")
-
-    scanner = xml.parsers.expat.ParserCreate()
-    scanner.StartDoctypeDeclHandler = refuse
-    scanner.EntityDeclHandler = refuse
-    scanner.ExternalEntityRefHandler = refuse
-    try:
-        scanner.Parse(text, True)
-    except xml.parsers.expat.ExpatError as exc:
-        raise LicenseFileError(f"{origin} is not well-formed XML: {exc}") from exc
-
-
-def _show_tag(tag: str) -> str:
-    if tag.startswith("{"):
-        namespace, _, local = tag[1:].partition("}")
-        return f"<{local} xmlns=\"{namespace}\">"
-    return f"<{tag}> (no namespace)"
-
-
-def _children(element: ET.Element, name: str) -> list[ET.Element]:
-    return element.findall(_NS + name)
-
-
-def _text(element: ET.Element | None) -> str | None:
-    if element is None or element.text is None or not element.text.strip():
-        return None
-    return element.text.strip()
-
-
-def _content(element: ET.Element, where: str, origin: str) -> RslContent:
-    url = element.get("url")
-    if not url or not url.strip():
-        raise LicenseFileError(f"{where} url {url!r} must be a URL or path in {origin}")
-    licenses = tuple(
-        _license(item, f"{where}.license[{i}]", origin) for i, item in enumerate(_children(element, "license"), 1)
-    )
-    return RslContent(where=where, url=url.strip(), copyright=_text(element.find(_NS + "copyright")), licenses=licenses)
-
-
-def _license(element: ET.Element, where: str, origin: str) -> RslLicense:
-    def usages(name: str) -> tuple[RslUsage, ...]:
-        found = []
-        for i, item in enumerate(_children(element, name), 1):
-            here = f"{where}.{name}[{i}]"
-            kind = (item.get("type") or "usage").strip()
-            values = tuple(v.strip() for v in (item.text or "").replace(",", " ").split() if v.strip())
-            found.append(RslUsage(where=here, element=name, type=kind, values=values))
-        return tuple(found)
-
-    payments = tuple(
-        _payment(item, f"{where}.payment[{i}]", origin) for i, item in enumerate(_children(element, "payment"), 1)
-    )
-    return RslLicense(where=where, permits=usages("permits"), prohibits=usages("prohibits"), payments=payments)
-
-
-def _payment(element: ET.Element, where: str, origin: str) -> RslPayment:
-    # RSL's default payment type is free.
-    kind = (element.get("type") or "free").strip()
-    amounts = tuple(
-        _amount(item, f"{where}.amount" if i == 1 else f"{where}.amount[{i}]", origin)
-        for i, item in enumerate(_children(element, "amount"), 1)
-    )
-    return RslPayment(
-        where=where, type=kind, amounts=amounts,
-        standard=_text(element.find(_NS + "standard")), custom=_text(element.find(_NS + "custom")),
-    )
-
-
-def _amount(element: ET.Element, where: str, origin: str) -> RslAmount:
-    currency = element.get("currency")
-    if currency is None:
-        raise LicenseFileError(f"{where} has no currency attribute in {origin}")
-    try:
-        check_currency(currency.strip())
-    except ValidationError:
-        raise LicenseFileError(f"{where} currency {currency!r} is not an ISO 4217 currency code in {origin}") from None
-    raw = element.text or ""
-    # A plain decimal only: exponents, signs, separators, NaN and Infinity are refused, not guessed.
-    if not _PLAIN_DECIMAL.fullmatch(raw.strip()):
-        raise LicenseFileError(
-            f"{where} value {raw!r} is not a plain decimal amount such as 0.0025 in {origin}"
-        )
-    return RslAmount(where=where, currency=currency.strip(), value=money(raw.strip(), where))
-
-
 # -- conversion -------------------------------------------------------------------------
 
 
@@ -295,32 +127,13 @@ def convert(document: RslDocument, options: ImportOptions) -> RslImport:
     version in force; so at most one training and one inference term, in one currency.
 
     Raises:
-        LicenseFileError: as :func:`import_rsl`.
+        LicenseFileError: no ``<content>`` chosen, conflicting terms, a training term
+            without ``training_unit`` and ``training_per``, an inference rate with too
+            many places, options that contradict the ledger, or nothing that maps.
     """
     origin = document.origin
     content, unmapped = _select_content(document, options.content_url)
-    terms: list[_Term] = []
-    # A prohibition in any license of the content counts: never price a use the publisher forbids.
-    prohibited: dict[str, RslUsage] = {}
-    for usage in (u for lic in content.licenses for u in lic.prohibits if u.type == "usage"):
-        for kind, covering in (("training", TRAINING_USAGES), ("inference", INFERENCE_USAGES)):
-            if covering & set(usage.values):
-                prohibited.setdefault(kind, usage)
-    if not content.licenses:
-        unmapped.append(Unmapped(where=content.where, term="no <license>", reason="nothing is offered, so nothing is priced"))
-    for lic in content.licenses:
-        for usage in lic.permits + lic.prohibits:
-            if usage.type != "usage":
-                unmapped.append(Unmapped(
-                    where=usage.where, term=f"{usage.element} type {usage.type!r} {' '.join(usage.values)!r}",
-                    reason="Learnright does not enforce user or geographic restrictions",
-                ))
-        if not lic.payments:
-            unmapped.append(Unmapped(where=lic.where, term="no <payment> (RSL: free)", reason="not priced"))
-        for payment in lic.payments:
-            term = _map_payment(lic, payment, prohibited, unmapped)
-            if term is not None:
-                terms.append(term)
+    terms = _mapped_terms(content, unmapped)
     training = _single(terms, "training", origin)
     inference = _single(terms, "inference", origin)
     if training is None and inference is None:
@@ -355,6 +168,33 @@ def convert(document: RslDocument, options: ImportOptions) -> RslImport:
     # The output must be a license document Learnright accepts; check it here, not at apply time.
     parse_book(result.toml, f"TOML converted from {origin}")
     return result
+
+
+def _mapped_terms(content: RslContent, unmapped: list[Unmapped]) -> list[_Term]:
+    """The payment terms of ``content`` that map; every other term is added to ``unmapped``."""
+    terms: list[_Term] = []
+    # A prohibition in any license of the content counts: never price a use the publisher forbids.
+    prohibited: dict[str, RslUsage] = {}
+    for usage in (u for lic in content.licenses for u in lic.prohibits if u.type == "usage"):
+        for kind, covering in (("training", TRAINING_USAGES), ("inference", INFERENCE_USAGES)):
+            if covering & set(usage.values):
+                prohibited.setdefault(kind, usage)
+    if not content.licenses:
+        unmapped.append(Unmapped(where=content.where, term="no <license>", reason="nothing is offered, so nothing is priced"))
+    for lic in content.licenses:
+        for usage in lic.permits + lic.prohibits:
+            if usage.type != "usage":
+                unmapped.append(Unmapped(
+                    where=usage.where, term=f"{usage.element} type {usage.type!r} {' '.join(usage.values)!r}",
+                    reason="Learnright does not enforce user or geographic restrictions",
+                ))
+        if not lic.payments:
+            unmapped.append(Unmapped(where=lic.where, term="no <payment> (RSL: free)", reason="not priced"))
+        for payment in lic.payments:
+            term = _map_payment(lic, payment, prohibited, unmapped)
+            if term is not None:
+                terms.append(term)
+    return terms
 
 
 def _select_content(document: RslDocument, url: str | None) -> tuple[RslContent, list[Unmapped]]:

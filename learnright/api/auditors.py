@@ -1,0 +1,98 @@
+"""For auditors: one read-only SELECT on the latest snapshot, and the snapshots themselves."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from learnright.api.auth import auditor
+from learnright.api.context import ApiContext, context
+from learnright.api.errors import ApiError
+from ledger.services.tokens import TokenRecord
+from ledger.storage.snapshots import Snapshot, SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
+from ledger.storage.sql import FORMATS, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
+
+log = logging.getLogger("learnright.http")
+router = APIRouter(tags=["auditors"])
+NO_SNAPSHOT = {"error": "not_found", "message": "no such snapshot"}
+SQL_RETRY_AFTER_S = 1
+
+
+class SqlRequest(BaseModel):
+    sql: str = Field(..., description="Exactly one SELECT (DuckDB SQL).", examples=["SELECT * FROM audit_reconciliation"])
+    format: Literal["json", "csv", "arrow"] = Field("json", description="json, csv or arrow (Arrow IPC stream).")
+
+
+@router.post("/v1/sql", summary="Run one read-only SELECT on the latest snapshot.",
+             responses={200: {"content": {m: {} for m in FORMATS.values()}},
+                        400: {"description": "Refused: not exactly one SELECT, DuckDB refused it, or the result"
+                                              " is larger than the byte limit (too_large)."},
+                        408: {"description": "Stopped at the time limit."},
+                        429: {"description": "Too many auditor queries at once; retry after Retry-After seconds."}})
+def sql(body: SqlRequest, record: TokenRecord = Depends(auditor), ctx: ApiContext = Depends(context)) -> Response:
+    if not ctx.sql_slots.acquire(blocking=False):
+        raise ApiError(429, "too_many_queries",
+                       f"{ctx.settings.sql.max_concurrent} auditor queries are running; retry shortly",
+                       {"Retry-After": str(SQL_RETRY_AFTER_S)})
+    try:
+        snapshot = latest_snapshot(ctx.settings.snapshots_dir)
+        if snapshot is None:
+            snapshot = _publish(ctx)
+        try:
+            result = run_query(snapshot.database, body.sql, ctx.limits, fmt=body.format)
+        except SqlTimeoutError as exc:
+            raise ApiError(408, "time_limit", str(exc)) from exc
+        except SqlTooLargeError as exc:
+            raise ApiError(400, "too_large", str(exc)) from exc
+        except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
+            raise ApiError(400, "refused", strip_paths(str(exc))) from exc
+    finally:
+        ctx.sql_slots.release()
+    log.info("auditor query", extra={"token_id": record.token_id, "snapshot": snapshot.snapshot_id,
+                                     "rows": result.table.num_rows, "sql": body.sql[:2000]})
+    return Response(result.body, media_type=FORMATS[body.format], headers={
+        "X-Learnright-Snapshot": snapshot.snapshot_id,
+        "X-Learnright-Last-Entry": str(snapshot.last_entry_id),
+        "X-Learnright-Truncated": "true" if result.truncated else "false",
+    })
+
+
+@router.post("/v1/snapshots", status_code=201, summary="Publish a snapshot of the ledger now.")
+def create_snapshot(record: TokenRecord = Depends(auditor), ctx: ApiContext = Depends(context)) -> dict:
+    snapshot = _publish(ctx)
+    log.info("snapshot published", extra={"token_id": record.token_id, "snapshot": snapshot.snapshot_id})
+    return snapshot.manifest()
+
+
+@router.get("/v1/snapshots", summary="Published snapshots, oldest first.")
+def snapshots(record: TokenRecord = Depends(auditor), ctx: ApiContext = Depends(context)) -> dict:
+    return {"snapshots": [s.manifest() for s in list_snapshots(ctx.settings.snapshots_dir)]}
+
+
+@router.get("/v1/snapshots/{snapshot_id}/{name:path}",
+            summary="Download a snapshot file: ledger.duckdb, manifest.json or parquet/<table>.parquet.")
+def snapshot_file(snapshot_id: str, name: str, record: TokenRecord = Depends(auditor),
+                  ctx: ApiContext = Depends(context)) -> Response:
+    try:
+        snapshot = read_snapshot(ctx.settings.snapshots_dir, snapshot_id)
+    except SnapshotError as exc:
+        log.info("snapshot not found", extra={"token_id": record.token_id, "detail": str(exc)})
+        raise ApiError(404, NO_SNAPSHOT["error"], NO_SNAPSHOT["message"]) from exc
+    manifest = snapshot.manifest()
+    if name not in {"ledger.duckdb", "manifest.json", *manifest["parquet"].values()}:
+        raise ApiError(404, "not_found", "this snapshot has no such file (ledger.duckdb, manifest.json or"
+                                         " parquet/<table>.parquet)")
+    return FileResponse(snapshot.directory / name, filename=Path(name).name)
+
+
+def _publish(ctx: ApiContext) -> Snapshot:
+    """Publishes a snapshot of the ledger now, through a reader, and counts it."""
+    with ctx.pool.reader() as reader:
+        snapshot = publish_snapshot(reader, ctx.settings.snapshots_dir, now=ctx.now())
+    ctx.metrics.snapshots_published.inc()
+    return snapshot

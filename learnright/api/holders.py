@@ -1,0 +1,100 @@
+"""For rights holders (and auditors): statements, their downloads, the royalties chart, the public key.
+
+Tenant isolation: a holder token sees only its holder's statements, and another
+holder's statement id answers exactly as a missing one does (404, same body).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from learnright.api.auth import principal
+from learnright.api.context import ApiContext, context
+from learnright.api.errors import ApiError
+from ledger.core.royalties import monthly_by_source
+from ledger.core.signing import load_key
+from ledger.core.statements import render_csv
+from ledger.services.close import statement_file, statement_pdf
+from ledger.services.tokens import AUDITOR, TokenRecord
+from ledger.storage.store import Ledger
+
+router = APIRouter(tags=["holders"])
+NOT_FOUND = {"error": "not_found", "message": "no statement with this id"}
+
+
+def own_document(reader: Ledger, record: TokenRecord, statement_id: str) -> str:
+    """The statement's document if ``record`` may read it; else 404, the same as for a missing one."""
+    found = reader.statement_document(statement_id)
+    if found is None or (record.role != AUDITOR and json.loads(found.document)["holder"]["id"] != record.holder_id):
+        raise ApiError(404, NOT_FOUND["error"], NOT_FOUND["message"])
+    return found.document
+
+
+@router.get("/v1/me", summary="Who this token is.")
+def me(record: TokenRecord = Depends(principal)) -> dict:
+    return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
+            "expires_at": record.expires_at.isoformat() if record.expires_at else None}
+
+
+@router.get("/v1/statements", summary="Closed statements: a holder's own; every one for auditors.")
+def statements(period: str | None = None, record: TokenRecord = Depends(principal),
+               ctx: ApiContext = Depends(context)) -> dict:
+    holder = None if record.role == AUDITOR else record.holder_id
+    with ctx.pool.reader() as reader:
+        rows = reader.statement_rows(period=period, holder_id=holder)
+    return {"statements": [
+        {"statement_id": r.statement_id, "period": r.period, "holder_id": r.holder_id, "currency": r.currency,
+         "accrued": str(r.accrued), "carry_in": str(r.carry_in), "payable": str(r.payable),
+         "carry_out": str(r.carry_out), "content_hash": r.content_hash,
+         "downloads": {fmt: f"/v1/statements/{r.statement_id}/{fmt}" for fmt in ("json", "csv", "pdf")}}
+        for r in rows
+    ]}
+
+
+@router.get("/v1/statements/{statement_id}", summary="One statement's document.",
+            responses={404: {"description": "No such statement (or not this holder's)."}})
+def statement(statement_id: str, record: TokenRecord = Depends(principal),
+              ctx: ApiContext = Depends(context)) -> Response:
+    with ctx.pool.reader() as reader:
+        document = own_document(reader, record, statement_id)
+    return Response(document, media_type="application/json")
+
+
+@router.get("/v1/statements/{statement_id}/{fmt}", summary="Download a statement: json (signed file), csv or pdf.",
+            responses={404: {"description": "No such statement (or not this holder's)."}})
+def download(statement_id: str, fmt: Literal["json", "csv", "pdf"], record: TokenRecord = Depends(principal),
+             ctx: ApiContext = Depends(context)) -> Response:
+    with ctx.pool.reader() as reader:
+        document = own_document(reader, record, statement_id)
+        if fmt == "csv":
+            body, media = render_csv(json.loads(document)), "text/csv; charset=utf-8"
+        elif fmt == "json":
+            body, media = statement_file(reader, statement_id), "application/json"
+        else:
+            body, media = statement_pdf(reader, statement_id), "application/pdf"
+    period_holder = json.loads(document)
+    name = f"{period_holder['period']}_{period_holder['holder']['id']}_{period_holder['currency']}.{fmt}"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/v1/royalties/monthly", summary="Royalties per month and source (the holder's chart).")
+def royalties(record: TokenRecord = Depends(principal), ctx: ApiContext = Depends(context)) -> dict:
+    holder = None if record.role == AUDITOR else record.holder_id
+    with ctx.pool.reader() as reader:
+        documents = [json.loads(reader.statement_document(row.statement_id).document)
+                     for row in reader.statement_rows(holder_id=holder)]
+    return {"royalties": [{"period": r.period, "currency": r.currency, "source_id": r.source_id,
+                           "amount": str(r.amount)} for r in monthly_by_source(documents)]}
+
+
+@router.get("/v1/signing-key", summary="The public key (PEM) that verifies statement signatures.",
+            responses={404: {"description": "This service has no signing key."}})
+def signing_key(ctx: ApiContext = Depends(context)) -> Response:
+    if not Path(ctx.settings.signing_key).exists():
+        raise ApiError(404, "signing_unavailable", "this service has no statement signing key yet")
+    return Response(load_key(ctx.settings.signing_key).public_pem(), media_type="application/x-pem-file")

@@ -1,0 +1,179 @@
+"""The storage port: every operation the services, consumers and shells ask of a ledger.
+
+One backend implements it per storage (:class:`ledger.storage.store.Ledger` over a DuckDB
+file today, a DuckLake catalog later); code above the storage edge types against
+:class:`LedgerStore` and never sees a connection, a cursor or SQL. Rows come back as the
+frozen values of :mod:`ledger.core.records`.
+
+What every implementation guarantees:
+  * Append-only: nothing updates or deletes a stored row; corrections, revocations and
+    closes are appended.
+  * A batch, its accruals, its quarantined records and its consumer offsets land in one
+    transaction (all or none); so do a close, its period entries and its statements.
+  * Entries are numbered without gaps and hash-chained in entry order
+    (:mod:`ledger.core.chain`); ``chain_head`` and ``last_entry_id`` are the chain's end
+    after the last commit.
+  * One writer: a second writing process is refused (``LedgerLockedError``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol, Sequence
+
+from ledger.core.licenses import LicenseBook
+from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
+from ledger.core.pricing import Accrual
+from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseRecord, HolderLine, IngestBatch,
+                                 LedgerTotals, PlannedEntries, Publication, QuarantinedRecord, SignedStatement,
+                                 StatementDocument, StatementRecord, StatementRow, StatementSignature, TokenRow)
+from ledger.core.usage import RevenueReport
+
+EventKey = tuple[str, str]
+"""(platform_id, event_id): what identifies an event across the ledger."""
+
+
+class LedgerStore(Protocol):
+    """An open ledger. Reads return rows of :mod:`ledger.core.records`, in a stated order."""
+
+    @property
+    def path(self) -> Path:
+        """Where the ledger lives, for messages."""
+
+    @property
+    def chain_head(self) -> str:
+        """The hash of the last entry (``chain.GENESIS`` when there is none)."""
+
+    @property
+    def last_entry_id(self) -> int:
+        """The id of the last entry (0 when there is none)."""
+
+    def reader(self) -> "LedgerStore":
+        """A read view for another thread of this process; the writer keeps the file."""
+
+    # -- licenses --------------------------------------------------------------------------
+
+    def load_book(self) -> LicenseBook:
+        """Every license document applied so far, merged in the order applied."""
+
+    def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
+        """Stores a license document; returns the merged book and how many versions it added.
+
+        Re-applying a document adds nothing; one that changes a stored version is refused whole.
+        """
+
+    # -- ingestion -------------------------------------------------------------------------
+
+    def stored_offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per (topic, partition), as committed with the ledger rows."""
+
+    def known_events(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
+        """Content hashes of the events among ``keys`` already booked."""
+
+    def booked_entries(self, keys: Sequence[EventKey]) -> dict[EventKey, tuple[tuple[int, Accrual], ...]]:
+        """The (entry id, accrual) pairs booked for each event among ``keys``, in entry order."""
+
+    def corrections_of(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
+        """For each event among ``keys`` already corrected, the event id of its correction."""
+
+    def append_batch(self, batch: IngestBatch) -> BatchResult:
+        """Appends a batch and its offsets in one transaction; all of it or none."""
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def open_quarantine(self, ids: Sequence[int] | None = None) -> list[QuarantinedRecord]:
+        """Quarantined records not booked since (all, or those of ``ids``), oldest first."""
+
+    def open_quarantine_count(self, error_code: str) -> int:
+        """How many open quarantined records failed with the error of ``error_code``."""
+
+    # -- the monthly close -----------------------------------------------------------------
+
+    def latest_close(self, before: str | None = None) -> CloseRecord | None:
+        """The latest close (of a period before ``before``, when given)."""
+
+    def get_close(self, period: str) -> CloseRecord | None:
+        """The close of ``period``, if it is closed."""
+
+    def closes(self) -> list[CloseRecord]:
+        """Every close, oldest period first."""
+
+    def open_periods_through(self, period: str, after: str | None) -> list[str]:
+        """Periods up to ``period`` (and after ``after``) that have entries, in order."""
+
+    def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[HolderLine]:
+        """The statement lines a close of ``period`` at ``watermark`` covers, entries summed.
+
+        Covered: entries of ``period`` up to the watermark, and entries of earlier periods
+        that arrived after the previous close's watermark (prior-period adjustments).
+        """
+
+    def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
+        """Each (holder, currency)'s carry out of its latest statement before ``before``."""
+
+    def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
+        """Per-event entries (training, inference) of ``periods`` up to ``watermark``, summed."""
+
+    def model_training(self, through: str, watermark: int) -> list[ModelTraining]:
+        """Training units per platform, model, source and month up to ``through``."""
+
+    def model_lineage(self) -> dict[tuple[str, str], str]:
+        """The base model of each fine-tuned (platform, model): the first one declared."""
+
+    def unsettled_revenue(self, through: str) -> list[RevenueReport]:
+        """Revenue reports for months up to ``through`` that no close has settled yet."""
+
+    def plan_entries(self, lines: Sequence[PeriodLine]) -> PlannedEntries:
+        """Entry ids and chain hashes ``lines`` would get if appended now; nothing is written."""
+
+    def record_close(self, close: CloseRecord, statements: Iterable[SignedStatement], *,
+                     planned: PlannedEntries | None = None, settled_revenue: Sequence[EventKey] = ()) -> None:
+        """Stores a close, its planned entries, its settled revenue and its statements in one transaction."""
+
+    # -- statements ------------------------------------------------------------------------
+
+    def statement_rows(self, period: str | None = None, holder_id: str | None = None) -> list[StatementRow]:
+        """Stored statements' totals, by period, holder and currency."""
+
+    def stored_statements(self, period: str) -> list[StatementRecord]:
+        """The statements of ``period`` whole, by holder and currency."""
+
+    def statement_count(self) -> int:
+        """How many statements are stored."""
+
+    def statement_document(self, statement_id: str) -> StatementDocument | None:
+        """A statement's stored document; None if there is no such statement."""
+
+    def statement_signature(self, statement_id: str) -> StatementSignature | None:
+        """A statement's signature; None for a missing one or one closed before signing."""
+
+    def unpublished_statements(self) -> list[StatementRecord]:
+        """Signed statements whose StatementClosed event is not recorded as published, oldest first."""
+
+    def record_publications(self, published: Sequence[Publication], at: datetime) -> None:
+        """Records StatementClosed events as acknowledged by the broker."""
+
+    # -- API tokens ------------------------------------------------------------------------
+
+    def record_token(self, *, token_id: str, secret_sha256: str, role: str, holder_id: str | None, label: str,
+                     created_at: datetime, expires_at: datetime | None) -> None:
+        """Stores a token's hash (never its secret) and its expiry, in one transaction."""
+
+    def record_token_change(self, token_id: str, change: str, effective_at: datetime, recorded_at: datetime) -> None:
+        """Appends a change ('revoked', 'expires') to a token."""
+
+    def token_rows(self, token_id: str | None = None) -> list[TokenRow]:
+        """Every token (or the one of ``token_id``), by creation."""
+
+    # -- verification and monitoring -------------------------------------------------------
+
+    def chain_entries(self) -> Iterator[ChainEntry]:
+        """Every entry as stored, in entry order, read in chunks."""
+
+    def chain_anchors(self) -> list[ChainAnchor]:
+        """The records of the chain's end kept apart from the entries: the last batch, the anchor file."""
+
+    def totals(self) -> LedgerTotals:
+        """Accrued amounts per currency and the time of the last close."""

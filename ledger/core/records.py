@@ -1,0 +1,315 @@
+"""The values that cross the storage port: what goes into the ledger and what comes out.
+
+Every read of the ledger returns one of these rows, never a positional tuple, so a
+caller names the column it means and a new column breaks no caller. They are plain
+frozen values: building or reading one needs no database, so batch building and the
+services import them without DuckDB or Arrow (see :mod:`ledger.core.port`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Mapping
+
+from ledger.core.period_terms import PeriodLine
+from ledger.core.pricing import Accrual
+from ledger.core.statements import Statement, StatementLine
+from ledger.core.usage import RevenueReport
+
+# -- ingestion ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRow:
+    """One accepted event, keyed by (platform_id, event_id), with where it was read."""
+
+    platform_id: str
+    event_id: str
+    event_type: str
+    content_hash: str
+    model_id: str | None
+    occurred_at: datetime
+    period: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineRow:
+    """A record that could not be booked, kept whole with the reason.
+
+    ``error_code`` is the stable code of the error (:func:`ground.errors.error_code`): what
+    replay and counts match on. ``error_class`` is kept beside it for the audit trail.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    error_code: str
+    error_class: str
+    reason: str
+    platform_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelLineage:
+    """A fine-tune's base model, as a TrainingUsage event declared it (``base_model_id``)."""
+
+    platform_id: str
+    model_id: str
+    base_model_id: str
+    event_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestBatch:
+    """Everything one consumer batch appends, in one transaction with its offsets."""
+
+    events: tuple[EventRow, ...] = ()
+    accruals: tuple[Accrual, ...] = ()
+    revenues: tuple[tuple[RevenueReport, int], ...] = ()
+    quarantined: tuple[QuarantineRow, ...] = ()
+    offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    duplicates: int = 0
+    lineage: tuple[ModelLineage, ...] = ()
+    native: object | None = None
+    """Rows the native fast path built (``learnright_native.Rows``); appended before the rest."""
+
+    @property
+    def event_count(self) -> int:
+        return len(self.events) + (self.native.event_count if self.native is not None else 0)
+
+    @property
+    def accrual_count(self) -> int:
+        return len(self.accruals) + (self.native.accrual_count if self.native is not None else 0)
+
+    def events_by_type(self) -> dict[str, int]:
+        counts = dict(self.native.type_counts()) if self.native is not None else {}
+        for event in self.events:
+            counts[event.event_type] = counts.get(event.event_type, 0) + 1
+        return counts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchResult:
+    """Where an appended batch landed in the hash chain."""
+
+    batch_id: int
+    first_entry_id: int
+    last_entry_id: int
+    chain_head: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantinedRecord:
+    """A quarantined record still open: no event was accepted at its offset since."""
+
+    quarantine_id: int
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    error_code: str
+    """The stable code; rows stored before codes were stored get the code of their class."""
+    error_class: str
+    reason: str
+    platform_id: str | None
+    event_id: str | None
+    quarantined_at: datetime
+
+
+# -- the monthly close ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedEntries:
+    """Entries a close will append, with their ids and hashes computed from the current head.
+
+    ``values`` are the entries' ENTRY_FIELDS values in order (:mod:`ledger.core.chain`),
+    exactly what their ``hashes`` cover.
+    """
+
+    lines: tuple[PeriodLine, ...]
+    values: tuple[tuple, ...]
+    hashes: tuple[str, ...]
+    last_entry_id: int
+    chain_head: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseRecord:
+    """A closed month: its time, the last entry it covers and the chain head there."""
+
+    period: str
+    closed_at: datetime
+    last_entry_id: int
+    chain_head: str
+    statements: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HolderLine:
+    """One statement line a close covers (accruals summed), with the statement it belongs to."""
+
+    holder_id: str
+    currency: str
+    line: StatementLine
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedStatement:
+    """A statement as a close stores it: its rendered JSON, content hash and signature."""
+
+    statement: Statement
+    content_hash: str
+    document: bytes
+    signature: str
+    key_fingerprint: str
+
+
+# -- statements -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementRow:
+    """A stored statement's totals, without its document."""
+
+    statement_id: str
+    period: str
+    holder_id: str
+    currency: str
+    accrued: Decimal
+    carry_in: Decimal
+    payable: Decimal
+    carry_out: Decimal
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementRecord:
+    """A stored statement whole: totals, document, and signature (None before format 3)."""
+
+    statement_id: str
+    period: str
+    holder_id: str
+    currency: str
+    accrued: Decimal
+    carry_in: Decimal
+    payable: Decimal
+    carry_out: Decimal
+    content_hash: str
+    document: str
+    created_at: datetime
+    signature: str | None
+    key_fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementDocument:
+    """A statement's stored JSON document and the content hash it was stored with."""
+
+    document: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementSignature:
+    """A statement's Ed25519 signature and the fingerprint of the key that made it."""
+
+    signature: str
+    key_fingerprint: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publication:
+    """A StatementClosed event the broker acknowledged: where it landed."""
+
+    statement_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+# -- API tokens -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenRow:
+    """An API token as stored (the secret's hash, never the secret), with its latest state.
+
+    ``expires_at`` is the latest recorded expiry; ``revoked_at`` the earliest revocation.
+    """
+
+    token_id: str
+    secret_sha256: str
+    role: str
+    holder_id: str | None
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+# -- verification and monitoring --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainEntry:
+    """One ledger entry as stored: the values its hash covers and the hash stored with it.
+
+    ``values`` are the ENTRY_FIELDS values in order (:mod:`ledger.core.chain`), as the
+    chain's canonical form takes them; the properties name the ones a report quotes.
+    """
+
+    values: tuple
+    entry_hash: str
+
+    @property
+    def entry_id(self) -> int:
+        return self.values[0]
+
+    @property
+    def platform_id(self) -> str:
+        return self.values[1]
+
+    @property
+    def event_id(self) -> str:
+        return self.values[2]
+
+    @property
+    def line(self) -> int:
+        return self.values[3]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainAnchor:
+    """A record of the chain's end kept apart from the entries (a batch row, the anchor file)."""
+
+    where: str
+    """What recorded it, for a report: ``batch 12``, ``anchor file ledger.duckdb.anchor``."""
+    last_entry_id: int
+    chain_head: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CurrencyAmount:
+    currency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerTotals:
+    """What the ledger holds, for monitoring: accrued amounts per currency and the last close."""
+
+    accrued: tuple[CurrencyAmount, ...]
+    last_closed_at: datetime | None

@@ -1,0 +1,53 @@
+"""Reads for verification and monitoring: the chain as stored, its recorded ends, the totals.
+
+Nothing here trusts a stored hash; :mod:`ledger.services.verify` recomputes the chain
+from :meth:`AuditRepository.chain_entries` and compares.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ledger.core import chain
+from ledger.core.records import ChainAnchor, ChainEntry, CurrencyAmount, LedgerTotals
+from ledger.storage.connection import Db, read_anchor
+
+CHUNK = 50_000
+"""Entries fetched at a time while the chain is read."""
+
+
+class AuditRepository:
+    def __init__(self, db: Db):
+        self.db = db
+
+    def chain_entries(self) -> Iterator[ChainEntry]:
+        """Every entry as stored, in entry order, on a cursor of its own (read in chunks)."""
+        cursor = self.db.con.cursor()
+        try:
+            cursor.execute(f"SELECT {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM accruals ORDER BY entry_id")
+            while rows := cursor.fetchmany(CHUNK):
+                for row in rows:
+                    yield ChainEntry(values=row[:-1], entry_hash=row[-1])
+        finally:
+            cursor.close()
+
+    def chain_anchors(self) -> list[ChainAnchor]:
+        """The chain's end as the last batch with entries and the anchor file beside the ledger record it."""
+        anchors = [
+            ChainAnchor(where=f"batch {batch_id}", last_entry_id=entry_id, chain_head=head)
+            for batch_id, head, entry_id in self.db.rows(
+                "SELECT batch_id, chain_head, (SELECT max(entry_id) FROM accruals a WHERE a.batch_id <= b.batch_id)"
+                " FROM ingest_batches b ORDER BY batch_id DESC LIMIT 1"
+            )
+            if entry_id is not None
+        ]
+        recorded = read_anchor(self.db.path)
+        return anchors + ([recorded] if recorded is not None else [])
+
+    def totals(self) -> LedgerTotals:
+        """Accrued amounts per currency (every entry) and the time of the latest close."""
+        accrued = self.db.rows("SELECT currency, sum(amount) FROM accruals GROUP BY ALL ORDER BY ALL")
+        return LedgerTotals(
+            accrued=tuple(CurrencyAmount(currency=currency, amount=amount) for currency, amount in accrued),
+            last_closed_at=self.db.value("SELECT max(closed_at) FROM period_closes"),
+        )

@@ -1,0 +1,159 @@
+"""The DuckDB file under the repositories: opening it, transactions, columnar inserts, the chain's tip.
+
+Guarantees:
+  * One writer: DuckDB's file lock refuses a second writing process; the error says so.
+  * Every open runs the migrations the file lacks (:mod:`ledger.storage.migrations`).
+  * The anchor file beside the ledger is replaced whole (written aside, then renamed), so
+    it always names an entry and chain head the ledger committed.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from ledger.core import chain
+from ledger.core.records import ChainAnchor
+from ledger.errors import LedgerFileError, LedgerLockedError
+from ledger.storage.migrations import migrate
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Opens (creating, unless read-only) and migrates the ledger file at ``path``, in UTC.
+
+    Raises:
+        LedgerLockedError: another process holds the file as writer.
+        LedgerFileError: the file is missing (read-only) or cannot be opened.
+        LedgerVersionError: the file was written by a newer Learnright.
+    """
+    if read_only and not path.exists():
+        raise LedgerFileError(f"ledger file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise LedgerLockedError(
+                f"ledger file {path} is held by another process (its single writer): {exc}"
+            ) from exc
+        raise LedgerFileError(f"cannot open ledger file {path}: {exc}") from exc
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con, path, read_only)
+    return con
+
+
+class Db:
+    """The connection (or, for a reader, the cursor) every repository of one ledger shares.
+
+    Repositories reach the connection through ``con`` at each call, never keep it, so
+    swapping it (a test injecting a crash) reaches all of them.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self.con = con
+        self.path = path
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def value(self, sql: str, params: Sequence[object] = ()) -> object:
+        """The single value of a query that returns one row of one column."""
+        return self.con.execute(sql, list(params)).fetchall()[0][0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Commits what the block wrote, or rolls all of it back on any error."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        """Appends an Arrow table to ``table`` by column name (inside the caller's transaction)."""
+        self.con.register("_batch", data)
+        try:
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _batch")
+        except duckdb.Error:
+            self._unregister_quietly()
+            raise
+        self.con.unregister("_batch")
+
+    def _unregister_quietly(self) -> None:
+        """Drops the batch view after a failed insert; an aborted transaction refuses that, and its rollback drops it."""
+        try:
+            self.con.unregister("_batch")
+        except duckdb.Error:
+            pass
+
+    def rows_for_keys(self, keys: Sequence[tuple[str, str]], sql: str) -> list[tuple]:
+        """Runs ``sql`` with the (platform_id, event_id) ``keys`` as the table ``_probe_keys``."""
+        if not keys:
+            return []
+        probe = pa.table({"platform_id": [k[0] for k in keys], "event_id": [k[1] for k in keys]})
+        self.con.register("_probe_keys", probe)
+        try:
+            return self.con.execute(sql).fetchall()
+        finally:
+            self.con.unregister("_probe_keys")
+
+
+class ChainTip:
+    """The ends of the ledger as of this process's last commit: chain head, last entry, batch, quarantine id.
+
+    Read from the file on open and advanced by the code that commits (ingest, close), so
+    numbering the next rows never asks the file again.
+    """
+
+    def __init__(self, db: Db):
+        rows = db.rows("SELECT entry_hash, entry_id FROM accruals ORDER BY entry_id DESC LIMIT 1")
+        self.head: str = rows[0][0] if rows else chain.GENESIS
+        self.last_entry: int = rows[0][1] if rows else 0
+        self.last_batch: int = db.value("SELECT coalesce(max(batch_id), 0) FROM ingest_batches")
+        self.last_quarantine: int = db.value("SELECT coalesce(max(quarantine_id), 0) FROM quarantine")
+        self.path = db.path
+
+    def advance(self, *, batch_id: int, last_entry: int, head: str, quarantined: int = 0) -> None:
+        """Moves the tip past a committed batch; rewrites the anchor file when entries were added."""
+        added_entries = last_entry != self.last_entry
+        self.last_batch = batch_id
+        self.last_quarantine += quarantined
+        self.last_entry = last_entry
+        self.head = head
+        if added_entries:
+            write_anchor(self.path, last_entry, head)
+
+
+def anchor_path(db: Path) -> Path:
+    """The anchor file beside a ledger: its last entry and chain head, outside the DuckDB file."""
+    return db.with_name(db.name + ".anchor")
+
+
+def write_anchor(db: Path, last_entry_id: int, head: str) -> None:
+    target = anchor_path(db)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps({"last_entry_id": last_entry_id, "chain_head": head}))
+    temporary.replace(target)
+
+
+def read_anchor(db: Path) -> ChainAnchor | None:
+    """What the anchor file beside ``db`` records; None when there is none."""
+    anchor = anchor_path(db)
+    if not anchor.exists():
+        return None
+    recorded = json.loads(anchor.read_text())
+    return ChainAnchor(where=f"anchor file {anchor.name}", last_entry_id=recorded["last_entry_id"],
+                       chain_head=recorded["chain_head"])

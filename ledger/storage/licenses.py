@@ -1,0 +1,57 @@
+"""License documents in the ledger file: stored as applied, merged into one book when read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ledger.core.license_file import parse_book
+from ledger.core.licenses import LicenseBook, build_book, merge_books
+from ledger.storage.connection import Db, now
+
+
+class LicenseRepository:
+    """The ``license_documents`` and ``license_versions`` tables."""
+
+    def __init__(self, db: Db):
+        self.db = db
+        self._book: tuple[int, LicenseBook] | None = None
+
+    def load_book(self) -> LicenseBook:
+        """Every license document applied so far, merged in the order applied.
+
+        Parsed once per set of documents: the book is cached until one is added.
+        """
+        count = self.db.value("SELECT count(*) FROM license_documents")
+        if self._book is not None and self._book[0] == count:
+            return self._book[1]
+        book = build_book({}, {}, ())
+        documents = self.db.rows("SELECT origin, body FROM license_documents ORDER BY applied_at, document_hash")
+        for origin, body in documents:
+            book = merge_books(book, parse_book(body, origin))
+        self._book = (count, book)
+        return book
+
+    def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
+        """Parses and stores a license document; returns the merged book and new versions.
+
+        Re-applying the same document adds nothing. A document that changes an existing
+        (license, version) is refused whole.
+        """
+        current = self.load_book()
+        merged = merge_books(current, parse_book(body, origin))
+        known = {(v.license_id, v.version) for v in current.versions}
+        added = [v for v in merged.versions if (v.license_id, v.version) not in known]
+        document_hash = hashlib.sha256(body.encode()).hexdigest()
+        con = self.db.con
+        with self.db.transaction():
+            exists = con.execute("SELECT 1 FROM license_documents WHERE document_hash = ?", [document_hash]).fetchall()
+            if not exists:
+                con.execute("INSERT INTO license_documents VALUES (?, ?, ?, ?)", [document_hash, origin, body, now()])
+            for v in added:
+                con.execute(
+                    "INSERT INTO license_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [v.license_id, v.version, v.source_id, v.platform_id, v.effective_from, v.currency,
+                     json.dumps(v.terms, sort_keys=True), v.content_hash, document_hash],
+                )
+        return merged, len(added)
