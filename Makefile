@@ -9,19 +9,26 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 # rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help setup kafka-jars browser demo test test-unit schema-check lint-imports bench clean
+.PHONY: help lock setup kafka-jars browser demo test test-unit schema-check lint-imports bench clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) $(NATIVE_STAMP) ## Make .venv (Python >= 3.11), install Learnright with its dev tools, build native/
 
-$(STAMP): pyproject.toml
+# Versions are locked: every install (build backends too) is constrained by requirements.lock.
+export PIP_CONSTRAINT := $(CURDIR)/requirements.lock
+
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Learnright needs Python >= 3.11; set PYTHON=python3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
+
+lock: ## Re-pin requirements.lock from what .venv has installed (after changing pyproject.toml)
+	@{ sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable | grep -vi '^learnright'; \
+	   grep -E '^(maturin|pip|setuptools)==' requirements.lock; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 $(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
 	@command -v cargo >/dev/null || { echo "make setup: building native/ needs Rust's cargo (https://rustup.rs, or Debian's cargo)" >&2; exit 1; }

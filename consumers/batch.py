@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 from ground.errors import LearnrightError, TerminalError, TransientError, error_code
+from ground.settings import ConsumerSettings
 from ledger.core.corrections import CorrectionError, apply_correction
 from ledger.core.licenses import LicenseBook
 from ledger.core.pricing import Accrual, price
 from ledger.core.records import EventRow, IngestBatch, ModelLineage, QuarantineRow
 from ledger.core.periods import period_of
-from ledger.core.usage import InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection, parse_event
+from ledger.core.usage import (DEFAULT_LIMITS, InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection,
+                               UsageEvent, UsageLimits, parse_event)
 from schemas import Catalog, DecodeError
 from schemas.wire import decode_canonical
 from schemas.registry import SchemaRegistry
@@ -31,6 +33,9 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
+    timestamp: int
+    """The record's Kafka timestamp, milliseconds since 1970 (-1: none): what ``occurred_at`` is
+    bounded by. On a ``LogAppendTime`` topic the broker's append time, else the producer's."""
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
@@ -67,43 +72,117 @@ def content_hash(name: str, canonical_body: bytes) -> str:
     return hashlib.sha256(name.encode() + b"\x00" + canonical_body).hexdigest()
 
 
+NO_TIMESTAMP = -1
+"""Kafka's timestamp of a record that has none (message format v0)."""
+
+
+def kafka_timestamp(value: int | None) -> int:
+    """A record timestamp as kafka-python gives it, as the log holds it: a 64-bit long.
+
+    kafka-python adds a batch's first timestamp and a record's delta without Java's
+    64-bit wrap-around; this wraps as Java does (and as the native reader does), and
+    reads a missing timestamp as :data:`NO_TIMESTAMP`.
+    """
+    if value is None:
+        return NO_TIMESTAMP
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def usage_limits(settings: ConsumerSettings) -> UsageLimits:
+    """The bounds on plausible usage the ledger applies, from the ``consumer`` settings."""
+    return UsageLimits(max_future_s=settings.max_future_s, max_attributions=settings.max_attributions)
+
+
+def _quarantine_row(raw: RawRecord, error: Exception, event: object | None = None) -> QuarantineRow:
+    return QuarantineRow(
+        topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key, value=raw.value,
+        headers=raw.headers, error_code=error_code(error), error_class=type(error).__name__, reason=str(error),
+        platform_id=getattr(event, "platform_id", None), event_id=getattr(event, "event_id", None),
+        record_timestamp=raw.timestamp,
+    )
+
+
+def _where(raw: RawRecord) -> str:
+    return f"{raw.topic}[{raw.partition}]@{raw.offset}"
+
+
+def _next_offsets(records: Sequence[RawRecord]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for raw in records:
+        offsets[(raw.topic, raw.partition)] = max(offsets.get((raw.topic, raw.partition), 0), raw.offset + 1)
+    return offsets
+
+
+def _parse_records(
+    records: Sequence[RawRecord], catalog: Catalog, registry: "SchemaRegistry | None", limits: UsageLimits,
+    quarantined: list[QuarantineRow],
+) -> list[tuple[RawRecord, UsageEvent, str]]:
+    """Decodes and validates ``records``: (record, event, content hash) of the valid ones; the rest quarantined."""
+    candidates: list[tuple[RawRecord, UsageEvent, str]] = []
+    for raw in records:
+        try:
+            decoded = decode_canonical(raw.value or b"", catalog, registry)
+        except DecodeError as exc:
+            quarantined.append(_quarantine_row(raw, type(exc)(f"{exc} at {_where(raw)}")))
+            continue
+        event, problems = parse_event(decoded.name, decoded.record, limits=limits, reported_ms=raw.timestamp)
+        if problems:
+            quarantined.append(_quarantine_row(raw, problems[0].at(_where(raw)), None))
+            continue
+        candidates.append((raw, event, content_hash(decoded.name, decoded.canonical_body)))
+    return candidates
+
+
+def _priced(raw: RawRecord, event: UsageEvent, book: LicenseBook, booked: Mapping[tuple[str, str], tuple],
+            corrected: dict[tuple[str, str], str]) -> tuple[Accrual, ...]:
+    """The accruals of one new event; a correction is recorded in ``corrected``.
+
+    Raises:
+        LearnrightError: the event cannot be priced or the correction applied (it is quarantined).
+    """
+    if isinstance(event, (TrainingUsage, InferenceUsage)):
+        return price(event, book)
+    if isinstance(event, RevenueReport):
+        return ()
+    target = (event.platform_id, event.corrects_event_id)
+    if target in corrected:
+        raise CorrectionError(
+            f"correction {event.event_id}: event {event.corrects_event_id} was already corrected by"
+            f" {corrected[target]} at {_where(raw)}")
+    if target not in booked:
+        raise PendingCorrectionError(
+            f"correction {event.event_id} waits for event {event.corrects_event_id} of platform"
+            f" {event.platform_id}, not booked yet, at {_where(raw)}")
+    priced = apply_correction(event, booked[target], book)
+    corrected[target] = event.event_id
+    return priced
+
+
+def _event_row(raw: RawRecord, event: UsageEvent, digest: str) -> EventRow:
+    return EventRow(
+        platform_id=event.platform_id, event_id=event.event_id, event_type=type(event).__name__,
+        content_hash=digest, model_id=getattr(event, "model_id", None), occurred_at=event.occurred_at,
+        period=period_of(event.occurred_at), topic=raw.topic, partition=raw.partition, offset=raw.offset,
+    )
+
+
 def build_batch(
     records: Sequence[RawRecord],
     book: LicenseBook,
     ledger: LedgerView,
     catalog: Catalog,
     registry: "SchemaRegistry | None" = None,
+    limits: UsageLimits = DEFAULT_LIMITS,
 ) -> IngestBatch:
     """Decodes, validates, dedupes and prices ``records`` into one ledger batch.
 
+    ``occurred_at`` is bounded by each record's own Kafka timestamp (``limits``), never by
+    the clock, so the same records build the same batch whenever they are read.
     A correction whose original is not booked yet is quarantined as pending
     (:class:`PendingCorrectionError`); replaying it after the original arrives applies it.
     """
     quarantined: list[QuarantineRow] = []
-    candidates: list[tuple[RawRecord, object, str]] = []
-    offsets: dict[tuple[str, int], int] = {}
-
-    def reject(raw: RawRecord, error: Exception, event: object | None = None) -> None:
-        quarantined.append(QuarantineRow(
-            topic=raw.topic, partition=raw.partition, offset=raw.offset, key=raw.key, value=raw.value,
-            headers=raw.headers, error_code=error_code(error), error_class=type(error).__name__, reason=str(error),
-            platform_id=getattr(event, "platform_id", None), event_id=getattr(event, "event_id", None),
-        ))
-
-    for raw in records:
-        offsets[(raw.topic, raw.partition)] = max(offsets.get((raw.topic, raw.partition), 0), raw.offset + 1)
-        where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
-        try:
-            decoded = decode_canonical(raw.value or b"", catalog, registry)
-        except DecodeError as exc:
-            reject(raw, type(exc)(f"{exc} at {where}"))
-            continue
-        event, problems = parse_event(decoded.name, decoded.record)
-        if problems:
-            reject(raw, problems[0].at(where), None)
-            continue
-        candidates.append((raw, event, content_hash(decoded.name, decoded.canonical_body)))
-
+    candidates = _parse_records(records, catalog, registry, limits, quarantined)
     known = ledger.known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
     targets = [(e.platform_id, e.corrects_event_id) for _, e, _ in candidates if isinstance(e, UsageCorrection)]
     booked = ledger.booked_entries(targets)
@@ -116,34 +195,18 @@ def build_batch(
     duplicates = 0
     for raw, event, digest in candidates:
         key = (event.platform_id, event.event_id)
-        where = f"{raw.topic}[{raw.partition}]@{raw.offset}"
         if key in seen:
             if seen[key] == digest:
                 duplicates += 1
             else:
-                reject(raw, ConflictError(
+                quarantined.append(_quarantine_row(raw, ConflictError(
                     f"event {event.event_id} of platform {event.platform_id} was already booked with other"
-                    f" content (hash {seen[key][:12]}, now {digest[:12]}) at {where}"), event)
+                    f" content (hash {seen[key][:12]}, now {digest[:12]}) at {_where(raw)}"), event))
             continue
         try:
-            if isinstance(event, (TrainingUsage, InferenceUsage)):
-                priced = price(event, book)
-            elif isinstance(event, RevenueReport):
-                priced = ()
-            else:
-                target = (event.platform_id, event.corrects_event_id)
-                if target in corrected:
-                    raise CorrectionError(
-                        f"correction {event.event_id}: event {event.corrects_event_id} was already corrected by"
-                        f" {corrected[target]} at {where}")
-                if target not in booked:
-                    raise PendingCorrectionError(
-                        f"correction {event.event_id} waits for event {event.corrects_event_id} of platform"
-                        f" {event.platform_id}, not booked yet, at {where}")
-                priced = apply_correction(event, booked[target], book)
-                corrected[target] = event.event_id
+            priced = _priced(raw, event, book, booked, corrected)
         except LearnrightError as exc:
-            reject(raw, exc, event)
+            quarantined.append(_quarantine_row(raw, exc, event))
             continue
         seen[key] = digest
         accruals.extend(priced)
@@ -153,12 +216,9 @@ def build_batch(
             lineage.append(ModelLineage(platform_id=event.platform_id, model_id=event.model_id,
                                         base_model_id=event.base_model_id, event_id=event.event_id,
                                         occurred_at=event.occurred_at))
-        events.append(EventRow(
-            platform_id=event.platform_id, event_id=event.event_id, event_type=type(event).__name__,
-            content_hash=digest, model_id=getattr(event, "model_id", None), occurred_at=event.occurred_at,
-            period=period_of(event.occurred_at), topic=raw.topic, partition=raw.partition, offset=raw.offset,
-        ))
+        events.append(_event_row(raw, event, digest))
     return IngestBatch(
         events=tuple(events), accruals=tuple(accruals), revenues=tuple(revenues),
-        quarantined=tuple(quarantined), offsets=offsets, duplicates=duplicates, lineage=tuple(lineage),
+        quarantined=tuple(quarantined), offsets=_next_offsets(records), duplicates=duplicates,
+        lineage=tuple(lineage),
     )

@@ -8,9 +8,11 @@ decodes, validates, prices and hashes the common case with the GIL released.
 
 Guarantees:
   * The native path books a record only when it is certain: the latest TrainingUsage or
-    InferenceUsage schema, single-object encoded, valid, priced by a license in force,
-    without fine-tune lineage. Every other record goes through :func:`build_batch`
-    (the reference path), which books or quarantines it with its exact reason.
+    InferenceUsage schema, single-object encoded, valid and within the usage limits
+    (``occurred_at`` bounded by the record's timestamp, no source twice, at most
+    :data:`NATIVE_MAX_ATTRIBUTIONS` attributions), priced by a license in force, without
+    fine-tune lineage. Every other record goes through :func:`build_batch` (the
+    reference path), which books or quarantines it with its exact reason.
   * The result equals the reference path's for the same records (tests compare them),
     apart from entry order within a batch: fast-path accruals come first.
   * When two records of a batch share an event key, or a fast-path event turns out to
@@ -34,6 +36,7 @@ from ledger.core.chain import utc_micros
 from ledger.core.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
 from ledger.core.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
 from ledger.core.records import IngestBatch
+from ledger.core.usage import DEFAULT_LIMITS, UsageLimits
 from schemas import Catalog
 
 if TYPE_CHECKING:
@@ -52,6 +55,10 @@ log = logging.getLogger(__name__)
 # A new latest version turns the fast path off for that record until the reader follows.
 NATIVE_SCHEMAS = {"TrainingUsage": "353f461750b3e56f", "InferenceUsage": "738678647aea6c19"}
 
+NATIVE_MAX_ATTRIBUTIONS = 64
+"""Attributions of the longest answer the native path books; it finds a repeated source by
+comparing pairs, so longer answers (rare) are left to the reference path."""
+
 
 @dataclass(frozen=True, slots=True)
 class FetchBlock:
@@ -67,9 +74,9 @@ class FetchBlock:
     def records(self) -> list[RawRecord]:
         """The block's records one by one, for the reference path."""
         return [
-            RawRecord(topic=self.topic, partition=self.partition, offset=offset, key=key, value=value,
-                      headers=tuple(headers))
-            for offset, key, value, headers in native.fetch_records(self.data, self.min_offset)
+            RawRecord(topic=self.topic, partition=self.partition, offset=offset, timestamp=timestamp, key=key,
+                      value=value, headers=tuple(headers))
+            for offset, timestamp, key, value, headers in native.fetch_records(self.data, self.min_offset)
         ]
 
 
@@ -139,8 +146,8 @@ def _version_spec(version: LicenseVersion) -> tuple | None:
     return (version.license_id, version.version, version.currency, training, inference)
 
 
-def compile_pricer(book: LicenseBook, catalog: Catalog) -> "native.Pricer | None":
-    """The native pricer of ``book``, or None when the fast path cannot serve these schemas."""
+def compile_pricer(book: LicenseBook, catalog: Catalog, limits: UsageLimits = DEFAULT_LIMITS) -> "native.Pricer | None":
+    """The native pricer of ``book`` under ``limits``, or None when the fast path cannot serve these schemas."""
     if native is None:
         return None
     latest = {name: catalog.latest(name) for name in NATIVE_SCHEMAS}
@@ -160,6 +167,9 @@ def compile_pricer(book: LicenseBook, catalog: Catalog) -> "native.Pricer | None
         holders={source_id: source.holder_id for source_id, source in book.sources.items()},
         index=index,
         any_platform=ANY_PLATFORM,
+        # occurred_at (years 1-9999) is < 3e11 s after any timestamp >= 0: a clamped bound decides alike.
+        max_future_s=min(limits.max_future_s, 10**12),
+        max_attributions=min(limits.max_attributions, NATIVE_MAX_ATTRIBUTIONS),
     )
 
 
@@ -173,23 +183,26 @@ def _records_of(items: Iterable[RawRecord | FetchBlock]) -> list[RawRecord]:
 class BatchBuilder:
     """Builds ledger batches: the native fast path where it can, the reference path for the rest."""
 
-    def __init__(self, catalog: Catalog, registry: "SchemaRegistry | None" = None):
+    def __init__(self, catalog: Catalog, registry: "SchemaRegistry | None" = None,
+                 limits: UsageLimits = DEFAULT_LIMITS):
         self.catalog = catalog
         self.registry = registry
+        self.limits = limits
         self._pricer: tuple[LicenseBook, object] | None = None
 
     def pricer(self, book: LicenseBook):
         if self._pricer is None or self._pricer[0] is not book:
-            self._pricer = (book, compile_pricer(book, self.catalog))
+            self._pricer = (book, compile_pricer(book, self.catalog, self.limits))
         return self._pricer[1]
 
     @staticmethod
     def _rest(items: Sequence[RawRecord | FetchBlock], rows) -> list[RawRecord]:
         """The records the fast path left to Python, in poll order (block by block, by offset)."""
         left: dict[int, list[RawRecord]] = {}
-        for block, topic, partition, offset, key, value, headers in rows.fallback():
-            left.setdefault(block, []).append(RawRecord(topic=topic, partition=partition, offset=offset, key=key,
-                                                        value=value, headers=tuple(headers)))
+        for block, topic, partition, offset, timestamp, key, value, headers in rows.fallback():
+            left.setdefault(block, []).append(RawRecord(topic=topic, partition=partition, offset=offset,
+                                                        timestamp=timestamp, key=key, value=value,
+                                                        headers=tuple(headers)))
         rest: list[RawRecord] = []
         block = 0
         for item in items:
@@ -202,7 +215,7 @@ class BatchBuilder:
 
     def reference(self, items: Sequence[RawRecord | FetchBlock], book: LicenseBook, ledger: LedgerView) -> IngestBatch:
         """The batch the reference path builds from ``items`` (every record in Python)."""
-        return build_batch(_records_of(items), book, ledger, self.catalog, self.registry)
+        return build_batch(_records_of(items), book, ledger, self.catalog, self.registry, self.limits)
 
     def prebuild(self, items: Sequence[RawRecord | FetchBlock], book: LicenseBook):
         """The native rows of ``items``' fetches, or None when the fast path cannot take them.
@@ -225,7 +238,7 @@ class BatchBuilder:
         rows = rows if prebuilt else self.prebuild(items, book)
         if rows is None or rows.needs_reference:
             return self.reference(items, book, ledger)
-        batch = build_batch(self._rest(items, rows), book, ledger, self.catalog, self.registry)
+        batch = build_batch(self._rest(items, rows), book, ledger, self.catalog, self.registry, self.limits)
         # A record left to Python that shares a key with a fast-path event: the reference
         # path must decide which came first (duplicate, conflict), as it would alone.
         keys = [(e.platform_id, e.event_id) for e in batch.events]

@@ -3,7 +3,11 @@
 Offsets live in the ledger, written in the same transaction as the rows they produced;
 on assignment the consumer seeks to them. Kafka's committed offsets are written after
 the ledger commit and serve lag monitoring only. Quarantined records also go to the
-dead-letter topic, acknowledged before the ledger transaction commits.
+dead-letter topic, acknowledged before the ledger transaction commits (cut to fit the
+producer's limit when they must be: :mod:`consumers.dead_letter`).
+
+A batch that fails to apply is read again from the ledger's offsets, after a back-off;
+:mod:`consumers.progress` says when the consumer counts as stalled.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.batch import PendingCorrectionError, RawRecord
+from consumers.batch import PendingCorrectionError, RawRecord, kafka_timestamp, usage_limits
+from consumers.dead_letter import DeadLetterSender
 from consumers.fast_path import BatchBuilder, FetchBlock, install
+from consumers.progress import Progress
 from consumers.replay import replay_pending_corrections
 from consumers.writer import BatchWriter
 from consumers.kafka_admin import ensure_topics
@@ -139,6 +145,8 @@ class LedgerConsumer:
         self.registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
         self.stats = IngestStats()
         self.metrics = Metrics()
+        self.progress = Progress()
+        self.halt_when_stalled = False  # `run(until_idle=True)` gives up once stalled; following retries on
         self.stop_event = threading.Event()
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
@@ -154,14 +162,14 @@ class LedgerConsumer:
                 max_partition_fetch_bytes=settings.consumer.fetch_partition_bytes,
                 fetch_max_wait_ms=settings.consumer.flush_interval_ms,
             )
-            self.dead_letters = KafkaProducer(
-                bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                client_id=f"{settings.kafka.client_id}-deadletter",
-            )
+            self.dead_letters = DeadLetterSender(bootstrap, f"{settings.kafka.client_id}-deadletter",
+                                                 self.topics.dead_letter)
+            self.dead_letters.connect()
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
         self.native = settings.consumer.native and install(self.consumer)
-        self.builder = BatchBuilder(self.catalog, self.registry)
+        self.limits = usage_limits(settings.consumer)
+        self.builder = BatchBuilder(self.catalog, self.registry, self.limits)
         self.writer = BatchWriter()
         self.books = ledger.reader()  # the polling thread's own cursor, for the license book
         self._applied_offsets: dict[tuple[str, int], int] = {}
@@ -177,7 +185,13 @@ class LedgerConsumer:
         self.dead_letters.close()
 
     def run(self, *, until_idle: bool = False) -> IngestStats:
-        """Consumes until stopped, or with ``until_idle`` until every partition is drained."""
+        """Consumes until stopped, or with ``until_idle`` until every partition is drained.
+
+        Raises:
+            ConsumerHaltError: with ``until_idle``, when the consumer is stalled
+                (:mod:`consumers.progress`); following, it keeps retrying instead.
+        """
+        self.halt_when_stalled = until_idle
         deadline = time.monotonic() + self.settings.consumer.idle_timeout_s
         while not self.stop_event.is_set():
             if self.run_once(wait=False):
@@ -196,8 +210,11 @@ class LedgerConsumer:
         return self.stats
 
     def drain(self) -> None:
-        """Waits until every polled batch is in the ledger; raises what failed in applying one."""
-        self.writer.drain()
+        """Waits until every polled batch is in the ledger, or a failed one is rewound (:meth:`_retry`)."""
+        try:
+            self.writer.drain()
+        except Exception as exc:  # noqa: BLE001 - a failed batch, handed over by the writer
+            self._retry(exc)
         self._commit_for_monitoring()
 
     def run_once(self, *, wait: bool = True) -> int:
@@ -205,7 +222,9 @@ class LedgerConsumer:
 
         A batch gathers polls until it holds ``max_batch`` records or ``flush_interval_ms``
         has passed since the first poll. With ``wait`` off, the batch is applied on the
-        writer thread while the caller polls the next one; :meth:`drain` waits for it.
+        writer thread while the caller polls the next one; :meth:`drain` waits for it. A poll
+        that brings nothing waits for the writer too, so a failed batch is seen (and read
+        again, :meth:`_retry`) without waiting for more traffic.
         """
         limits = self.settings.consumer
         generation = self.listener.generation
@@ -221,16 +240,20 @@ class LedgerConsumer:
             size += sum(_size(item) for item in polled)
             if remaining_ms == 0:
                 break
-        if items:
-            book = self.books.load_book()
-            rows = self.builder.prebuild(items, book) if self.native else None
-            with self.listener.lock:
-                if self._current(items, generation):
-                    self.writer.submit(lambda: self.apply(items, book, rows))
-                else:
-                    size = 0  # dropped: read again from the ledger's offsets
-        if wait:
-            self.writer.drain()
+        try:
+            if items:
+                book = self.books.load_book()
+                rows = self.builder.prebuild(items, book) if self.native else None
+                with self.listener.lock:
+                    if self._current(items, generation):
+                        self.writer.submit(lambda: self.apply(items, book, rows))
+                    else:
+                        size = 0  # dropped: read again from the ledger's offsets
+            if wait or not items:  # idle, nothing to overlap: a failed batch must not wait for the next record
+                self.writer.drain()
+        except Exception as exc:  # noqa: BLE001 - this batch or an earlier one failed: read again
+            self._retry(exc)
+            size = 0
         self._commit_for_monitoring()
         self.metrics.observe_lag(partition_lags(self.consumer))
         return size
@@ -246,10 +269,40 @@ class LedgerConsumer:
             ) from exc
         return [
             r if isinstance(r, FetchBlock) else
-            RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
-                      headers=tuple((k, v or b"") for k, v in (r.headers or ())))
+            RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, timestamp=kafka_timestamp(r.timestamp),
+                      key=r.key, value=r.value, headers=tuple((k, v or b"") for k, v in (r.headers or ())))
             for batch in polled.values() for r in batch
         ]
+
+    def _retry(self, exc: Exception) -> None:
+        """Rewinds to the ledger's offsets after a batch failed, and waits before reading again.
+
+        The stopped writer is replaced by a fresh one and every assigned partition is sought
+        to its offset in the ledger, so the failed batch, and whatever was polled after it,
+        is read again: nothing is skipped. Counts the failure (:mod:`consumers.progress`).
+
+        Raises:
+            Exception: ``exc`` itself when the consumer is stopping (the run fails with it).
+            ConsumerHaltError: when stalled and :attr:`halt_when_stalled`.
+        """
+        failures = self.progress.failed()
+        stalled = self.progress.stalled
+        self.metrics.observe_failure(stalled=stalled)
+        log.log(logging.ERROR if stalled else logging.WARNING,
+                "a batch failed to apply (%d in a row%s); reading it again from the ledger's offsets: %s",
+                failures, ", the consumer is stalled" if stalled else "", exc, exc_info=exc)
+        with self.listener.lock:
+            self.writer.close()  # its thread has stopped on the failure; the error is handled here
+            self.writer = self.listener.writer = BatchWriter()
+            self.listener.on_partitions_assigned(self.consumer.assignment())
+        self.dead_letters.reset()  # a producer the broker refused refuses everything after: start afresh
+        if self.stop_event.is_set():
+            raise exc
+        if stalled and self.halt_when_stalled:
+            raise ConsumerHaltError(
+                f"the consumer is stalled: {failures} batches in a row failed to apply, each read again from the"
+                f" ledger's offsets; the last failed with {type(exc).__name__}: {exc}") from exc
+        self.stop_event.wait(self.progress.backoff_s())
 
     def _current(self, items: list[RawRecord | FetchBlock], generation: int) -> bool:
         """False (and the batch dropped) when a rebalance came while it was gathered.
@@ -303,10 +356,11 @@ class LedgerConsumer:
             self._dead_letter(batch, sent)
             self.ledger.append_batch(batch)
         size = sum(_size(item) for item in records)
+        self.progress.committed()
         self.metrics.observe_batch(batch, size, time.perf_counter() - started)
         self.stats.add(batch, size)
         if batch.event_count and self._pending_corrections():
-            replay_pending_corrections(self.ledger, self.catalog, self.registry)
+            replay_pending_corrections(self.ledger, self.catalog, self.registry, self.limits)
         with self._offsets_lock:
             self._applied_offsets.update(batch.offsets)
         return batch
@@ -318,30 +372,6 @@ class LedgerConsumer:
 
     def _dead_letter(self, batch: IngestBatch, sent: set[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
         """Sends the batch's quarantined records not in ``sent`` to the dead-letter topic; returns all sent."""
-        futures = []
-        for row in batch.quarantined:
-            if (row.topic, row.partition, row.offset) in sent:
-                continue
-            sent.add((row.topic, row.partition, row.offset))
-            headers = list(row.headers) + [
-                ("learnright.original.topic", row.topic.encode()),
-                ("learnright.original.partition", str(row.partition).encode()),
-                ("learnright.original.offset", str(row.offset).encode()),
-                ("learnright.error.code", row.error_code.encode()),
-                ("learnright.error.class", row.error_class.encode()),
-                ("learnright.error.message", row.reason.encode()),
-            ]
-            try:
-                futures.append(self.dead_letters.send(self.topics.dead_letter, key=row.key, value=row.value,
-                                                      headers=headers))
-            except KafkaError as exc:
-                raise BrokerError(f"cannot send to the dead-letter topic {self.topics.dead_letter}: {exc}") from exc
-        if not futures:
-            return sent
-        self.dead_letters.flush()
-        for future in futures:
-            try:
-                future.get(timeout=30)
-            except KafkaError as exc:
-                raise BrokerError(f"dead-letter topic {self.topics.dead_letter} did not acknowledge: {exc}") from exc
-        return sent
+        rows = [row for row in batch.quarantined if (row.topic, row.partition, row.offset) not in sent]
+        self.dead_letters.send(rows)
+        return sent | {(row.topic, row.partition, row.offset) for row in rows}

@@ -9,8 +9,8 @@ Guarantees:
     room, so memory stays bounded whatever the backlog.
   * A job's exception stops the writer for good: every later :meth:`submit` and
     :meth:`drain` raises it, and no later job runs. The consumer's positions are already
-    past the failed batch, so carrying on would skip it; a restart reads it again from
-    the ledger's offsets.
+    past the failed batch, so carrying on would skip it: the consumer replaces the
+    writer and seeks back to the ledger's offsets to read the batch again.
 """
 
 from __future__ import annotations

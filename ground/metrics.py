@@ -74,6 +74,15 @@ class Metrics:
         self.consumer_lag = Gauge(
             "learnright_consumer_lag_records", "Records in a partition not yet booked (high watermark - position).",
             ["topic", "partition"], registry=r)
+        self.consumer_stalled = Gauge(
+            "learnright_consumer_stalled", "1 while the consumer cannot make progress (the same records refused"
+            " several times in a row, see docs/ingestion.md), else 0.", registry=r)
+        self.batch_failures = Counter(
+            "learnright_consumer_batch_failures", "Batches that failed to apply; each is read again from the"
+            " ledger's offsets.", registry=r)
+        self.last_commit = Gauge(
+            "learnright_consumer_last_commit_timestamp_seconds", "When the consumer last committed a batch to the"
+            " ledger (Unix time; 0 before the first).", registry=r)
         self.close_seconds = Histogram(
             "learnright_close_duration_seconds", "Time a monthly close took (statements included).",
             buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600), registry=r)
@@ -89,7 +98,9 @@ class Metrics:
     # -- ingestion ---------------------------------------------------------------------
 
     def observe_batch(self, batch, records: int, commit_seconds: float) -> None:
-        """Counts one applied batch (a :class:`ledger.core.records.IngestBatch`)."""
+        """Counts one applied batch (a :class:`ledger.core.records.IngestBatch`): the consumer moves."""
+        self.last_commit.set_to_current_time()
+        self.consumer_stalled.set(0)
         for event_type, count in batch.events_by_type().items():
             self.events_ingested.labels(type=event_type).inc(count)
         for row in batch.quarantined:
@@ -99,6 +110,11 @@ class Metrics:
         self.accruals_booked.inc(batch.accrual_count)
         self.batch_size.observe(records)
         self.commit_seconds.observe(commit_seconds)
+
+    def observe_failure(self, *, stalled: bool) -> None:
+        """Counts a batch that failed to apply; ``stalled`` says whether the consumer now is."""
+        self.batch_failures.inc()
+        self.consumer_stalled.set(1 if stalled else 0)
 
     def observe_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Sets the lag gauge of each (topic, partition) given; the consumer works the lags out."""

@@ -64,6 +64,10 @@ class ConsumerSettings(BaseModel):
     """`consume --until-idle` gives up waiting for a first assignment after this."""
     native: bool = True
     """Book the common case through the native fast path (same result; off: Python only)."""
+    max_future_s: int = Field(3600, ge=0)
+    """Seconds an event's occurred_at may lie after its Kafka record's timestamp; a later one is quarantined."""
+    max_attributions: int = Field(256, ge=1)
+    """Sources one inference answer (or correction) may name; a longer one is quarantined."""
 
 
 class HttpSettings(BaseModel):
@@ -71,6 +75,15 @@ class HttpSettings(BaseModel):
     """Address the HTTP API binds; loopback by default, put a TLS proxy in front to expose it."""
     port: int = Field(8080, ge=0, le=65535)
     """Port of the HTTP API (0: any free port)."""
+    max_body_bytes: int = Field(2**20, ge=0)
+    """Bytes a request body may hold; a larger one is answered 413 before (or while) it is read."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A request's line and headers must arrive within this many seconds of their first byte
+    (or of the connection opening); else the connection is closed."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """A request's body must arrive within this many seconds of its headers; else 408 and the connection closes."""
+    keep_alive_s: float = Field(5.0, gt=0)
+    """An idle connection between two requests is closed after this many seconds."""
 
 
 class SqlSettings(BaseModel):

@@ -12,13 +12,15 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
+from functools import partial
 
 import uvicorn
 
 from learnright.api import create_app
+from learnright.connections import HeadDeadlineProtocol
 from ground.errors import ConfigError
 from ground.metrics import Metrics
-from ground.settings import Settings
+from ground.settings import HttpSettings, Settings
 from ledger.storage.snapshots import latest_snapshot, publish_snapshot
 from ledger.storage.store import Ledger
 
@@ -26,11 +28,20 @@ log = logging.getLogger(__name__)
 
 
 class HttpServer:
-    """uvicorn in a daemon thread; :meth:`start` returns once it listens, with the port."""
+    """uvicorn in a daemon thread; :meth:`start` returns once it listens, with the port.
 
-    def __init__(self, app, host: str, port: int):
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                                    lifespan="off", server_header=False))
+    A connection is closed when its request head is not complete ``http.header_timeout_s``
+    after it began (:class:`~learnright.connections.HeadDeadlineProtocol`) and when it has
+    been idle ``http.keep_alive_s`` between requests; the body's cap and deadline are the
+    app's (:mod:`learnright.api.limits`).
+    """
+
+    def __init__(self, app, host: str, port: int, *, http: HttpSettings | None = None):
+        http = http or HttpSettings()
+        protocol = partial(HeadDeadlineProtocol, header_timeout_s=http.header_timeout_s)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, http=protocol,
+                                                    timeout_keep_alive=http.keep_alive_s, log_config=None,
+                                                    access_log=False, lifespan="off", server_header=False))
         self.thread = threading.Thread(target=self.server.run, name="learnright-http", daemon=True)
         self.host = host
         self.port = port
@@ -98,11 +109,14 @@ def serve(settings: Settings, ledger: Ledger, service, *, on_listening=lambda ur
     consumer = service.consumer
 
     def readiness() -> str | None:
+        if consumer.progress.stalled:  # no exception text: the failures are in the log
+            return (f"the consumer is stalled: {consumer.progress.failures} batches in a row failed to apply and"
+                    " it keeps reading them again from the ledger's offsets; see the service log")
         return None if consumer.consumer.assignment() else "the consumer has no partitions assigned yet"
 
     app = create_app(ledger=ledger, settings=settings, metrics=consumer.metrics, readiness=readiness)
     watcher = SnapshotOnClose(ledger, settings, consumer.metrics)
-    http = HttpServer(app, settings.http.host, settings.http.port).start()
+    http = HttpServer(app, settings.http.host, settings.http.port, http=settings.http).start()
     log.info("HTTP API listening", extra={"url": http.url})
     on_listening(http.url)
     watcher.start()

@@ -1,6 +1,6 @@
 """Errors of the ledger: pricing, license files, periods and the ledger file itself."""
 
-from ground.errors import ConfigError, LearnrightError, Terminal, TerminalError, Transient
+from ground.errors import ConfigError, LearnrightError, Terminal, TerminalError, Transient, ValidationError
 
 
 class PricingError(TerminalError):
@@ -59,3 +59,24 @@ class PeriodError(TerminalError):
     """A period string is not YYYY-MM, or the period cannot be closed yet."""
 
     code = "invalid_period"
+
+
+class FileNameClashError(TerminalError):
+    """Two files of one output would get the same name (or names that differ only in case); nothing was written."""
+
+    code = "file_name_clash"
+
+
+class FutureEventError(ValidationError):
+    """``occurred_at`` lies further after the event was reported than usage can (``consumer.max_future_s``).
+
+    The ledger compares with the Kafka record's timestamp, the SDK with its clock.
+    """
+
+    code = "occurred_in_future"
+
+
+class AttributionLimitError(ValidationError):
+    """An answer names more sources than one event may (``consumer.max_attributions``)."""
+
+    code = "too_many_attributions"

@@ -2,6 +2,9 @@
 
 Guarantees:
   * Validation happens before anything is sent; an error names the field and value.
+    It includes the ledger's bounds on plausible usage (``limits``, by default the
+    ledger's defaults): ``occurred_at`` no more than ``max_future_s`` after now, each
+    source once per answer, at most ``max_attributions`` sources per answer.
   * Delivery is acks=all with an idempotent producer and retries, so a retry never
     duplicates a record in Kafka.
   * An asynchronous delivery failure is never swallowed: it is raised by the next call
@@ -19,6 +22,7 @@ Guarantees:
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +33,7 @@ from kafka.errors import KafkaError
 
 from ground.errors import BrokerError, TransientError
 from ground.topics import Topics
-from ledger.core.usage import UsageEvent, to_record, validate
+from ledger.core.usage import DEFAULT_LIMITS, UsageEvent, UsageLimits, limit_problems, to_record, validate
 from schemas import Catalog, default_catalog, encode
 from schemas.registry import SchemaRegistry
 from schemas.wire import encode_confluent
@@ -81,9 +85,11 @@ class UsageEmitter:
         linger_ms: int = 5,
         delivery_timeout_ms: int = 120_000,
         schema_registry_url: str | None = None,
+        limits: UsageLimits = DEFAULT_LIMITS,
         **producer_options: Any,
     ):
         self.platform_id = platform_id
+        self.limits = limits
         self.registry = SchemaRegistry(schema_registry_url) if schema_registry_url else None
         self.topics = topics or Topics(prefix="learnright")
         self.catalog = catalog or default_catalog()
@@ -176,12 +182,25 @@ class UsageEmitter:
             DeliveryError: an earlier send failed asynchronously.
         """
         self._raise_pending()
-        event = validate(RECORD_NAME[kind], {"platform_id": self.platform_id, **fields})
-        return self.send_event(event)
+        event = validate(RECORD_NAME[kind], {"platform_id": self.platform_id, **fields}, limits=self.limits,
+                         reported_ms=time.time_ns() // 1_000_000)
+        return self._send(event)
 
     def send_event(self, event: UsageEvent):
-        """Sends an already validated event (as :func:`ledger.core.usage.validate` returns)."""
+        """Sends an already validated event (as :func:`ledger.core.usage.validate` returns).
+
+        Its ``occurred_at`` and attributions are checked against ``limits`` again, now.
+
+        Raises:
+            ValidationError: the event breaks ``limits``; nothing was sent.
+        """
         self._raise_pending()
+        problems = limit_problems(event, limits=self.limits, reported_ms=time.time_ns() // 1_000_000)
+        if problems:
+            raise problems[0]
+        return self._send(event)
+
+    def _send(self, event: UsageEvent):
         name = RECORD_NAME[event.kind]
         topic = self.topics.for_event(name)
         schema = self._schemas[event.kind]

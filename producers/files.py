@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ground.errors import ConfigError, LearnrightError, Transient, ValidationError
-from ledger.core.usage import UsageEvent, parse_event
+from ledger.core.usage import DEFAULT_LIMITS, UsageEvent, UsageLimits, parse_event
 from producers.encoding import MAX_EVENT_BYTES, encode_event, oversize_problem
 from schemas import Catalog, default_catalog
 
@@ -51,7 +52,8 @@ def _timestamp(value: Any, field: str) -> Any:
     return value
 
 
-def row_to_event(fields: dict[str, Any]) -> tuple[UsageEvent | None, list[ValidationError]]:
+def row_to_event(fields: dict[str, Any], limits: UsageLimits = DEFAULT_LIMITS) -> tuple[UsageEvent | None, list[ValidationError]]:
+    """The event of one row, or its problems; ``occurred_at`` is bounded by now (``limits``)."""
     given = fields.pop("type", None)
     kind = TYPE_ALIASES.get(given) if isinstance(given, str) else None
     if kind is None:
@@ -65,7 +67,7 @@ def row_to_event(fields: dict[str, Any]) -> tuple[UsageEvent | None, list[Valida
                 problems.append(exc)
     if problems:
         return None, problems
-    return parse_event(kind, fields)
+    return parse_event(kind, fields, limits=limits, reported_ms=time.time_ns() // 1_000_000)
 
 
 def _not_utf8(data: bytes, exc: UnicodeDecodeError, where: str) -> ValidationError:
@@ -73,7 +75,7 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError, where: str) -> ValidationErr
                            "is not UTF-8 text (save the file as UTF-8)", where)
 
 
-def read_jsonl(path: Path) -> Iterator[Row]:
+def read_jsonl(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
     """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON."""
     with path.open("rb") as handle:
         for number, data in enumerate(handle, start=1):
@@ -93,11 +95,11 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             if not isinstance(fields, dict):
                 yield Row(line=number, event=None, problems=(ValidationError("row", fields, "must be a JSON object", where),))
                 continue
-            event, problems = row_to_event(fields)
+            event, problems = row_to_event(fields, limits)
             yield Row(line=number, event=event, problems=tuple(p.at(where) for p in problems), size=len(data))
 
 
-def read_csv(path: Path) -> Iterator[Row]:
+def read_csv(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
     """CSV with a header row; ``attributions`` as ``source:weight;source:weight``."""
     # Bytes that are not UTF-8 are read as lone surrogates and reported per row, with the
     # row's line number, instead of failing the whole file at the first one.
@@ -125,7 +127,7 @@ def read_csv(path: Path) -> Iterator[Row]:
             if problems:
                 yield Row(line=number, event=None, problems=tuple(problems))
                 continue
-            event, found = row_to_event(fields)
+            event, found = row_to_event(fields, limits)
             yield Row(line=number, event=event, problems=tuple(p.at(where) for p in found),
                       size=sum(len(v) for v in raw.values() if isinstance(v, str)))
 
@@ -142,10 +144,10 @@ def _undecodable(raw: dict[str | None, Any], where: str) -> ValidationError | No
     return None
 
 
-def read_rows(path: Path) -> Iterator[Row]:
+def read_rows(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
     if path.suffix.lower() == ".csv":
-        return read_csv(path)
-    return read_jsonl(path)
+        return read_csv(path, limits)
+    return read_jsonl(path, limits)
 
 
 def count_rows(path: Path) -> int:
@@ -186,6 +188,7 @@ def send_file(
     all_or_nothing: bool = False,
     dry_run: bool = False,
     progress: bool = False,
+    limits: UsageLimits = DEFAULT_LIMITS,
 ) -> EmitOutcome:
     """Validates every row of ``path`` and sends the valid ones, reporting each problem.
 
@@ -193,7 +196,8 @@ def send_file(
     itself. ``all_or_nothing`` validates the whole file first and sends nothing
     unless every row is valid; ``dry_run`` validates only and never connects.
     ``connect`` is called only when something will be sent. Validation includes the
-    encoded size, so a row that passes ``--dry-run`` is never refused by Kafka for it.
+    encoded size, so a row that passes ``--dry-run`` is never refused by Kafka for it,
+    and the ledger's bounds on plausible usage (``limits``; ``occurred_at`` against now).
 
     A failure to reach Kafka or to have a record acknowledged does not raise: it ends
     the sending and comes back as ``EmitOutcome.failure``, with what was sent before it.
@@ -203,7 +207,7 @@ def send_file(
     catalog = default_catalog()
 
     def rows(desc: str) -> Iterator[Row]:
-        read = tqdm(read_rows(path), desc=desc, unit="row", total=count_rows(path) if progress else None,
+        read = tqdm(read_rows(path, limits), desc=desc, unit="row", total=count_rows(path) if progress else None,
                     disable=not progress)
         return (_sized(row, catalog, path) for row in read)
 

@@ -8,7 +8,8 @@ through a pool of readers, each on its own DuckDB cursor, made before any thread
 Routes live in modules by audience: ``operators`` (health, readiness, metrics),
 ``holders`` (statements, downloads, royalties, the signing key) and ``auditors`` (SQL,
 snapshots). ``auth`` holds the token dependencies, ``errors`` the JSON error answers,
-``observe`` the request metrics and log, ``context`` what the routes share.
+``observe`` the request metrics and log, ``limits`` the request body's cap and deadline,
+``downloads`` the ``Content-Disposition`` of files, ``context`` what the routes share.
 
 Tenant isolation: a holder token sees only its holder's statements, and another
 holder's statement id answers exactly as a missing one does (404, same body).
@@ -31,6 +32,7 @@ from ground.settings import Settings
 from learnright.api import auditors, holders, operators
 from learnright.api.context import ApiContext, ReaderPool
 from learnright.api.errors import install_error_handlers
+from learnright.api.limits import BodyLimits
 from learnright.api.observe import install_observer
 from ledger.core.records import LedgerTotals
 from ledger.storage.sql import SqlLimits
@@ -52,14 +54,16 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
                   description="Usage-metered royalty ledger: statements for rights holders, SQL and snapshots for"
                               " auditors, metrics for operators. See docs/api.md.")
     pool = ReaderPool(ledger)
-    limits = SqlLimits(time_limit_s=settings.sql.time_limit_s, row_limit=settings.sql.row_limit,
-                       memory_limit=settings.sql.memory_limit, max_result_bytes=settings.sql.max_result_bytes)
+    limits = SqlLimits.from_settings(settings.sql)
     app.state.context = ApiContext(settings=settings, metrics=metrics, pool=pool, limits=limits,
                                    sql_slots=threading.BoundedSemaphore(settings.sql.max_concurrent),
                                    readiness=readiness, now=now)
     metrics.watch_ledger(lambda: _ledger_state(pool))
+    # Middlewares, innermost first: errors answered as JSON, then the body's cap and deadline,
+    # then the metrics and request log, which see every answer the others give.
     install_error_handlers(app)
-    install_observer(app)
+    app.add_middleware(BodyLimits, max_bytes=settings.http.max_body_bytes, timeout_s=settings.http.body_timeout_s)
+    install_observer(app, metrics)
     for router in (operators.router, holders.router, auditors.router):
         app.include_router(router)
     app.get("/", include_in_schema=False)(root)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from learnright.api.auth import auditor
 from learnright.api.context import ApiContext, context
+from learnright.api.downloads import content_disposition
 from learnright.api.errors import ApiError
 from ledger.services.tokens import TokenRecord
 from ledger.storage.snapshots import Snapshot, SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
@@ -21,6 +24,8 @@ log = logging.getLogger("learnright.http")
 router = APIRouter(tags=["auditors"])
 NO_SNAPSHOT = {"error": "not_found", "message": "no such snapshot"}
 SQL_RETRY_AFTER_S = 1
+SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+"""The shape of a snapshot id (``20260602T000000000000Z-e42``); any other id is not looked up on disk."""
 
 
 class SqlRequest(BaseModel):
@@ -28,13 +33,32 @@ class SqlRequest(BaseModel):
     format: Literal["json", "csv", "arrow"] = Field("json", description="json, csv or arrow (Arrow IPC stream).")
 
 
+async def sql_request(request: Request, record: TokenRecord = Depends(auditor)) -> SqlRequest:
+    """The body of ``POST /v1/sql``, read only once the auditor's token has passed.
+
+    Read here rather than as a body parameter, which FastAPI reads before any dependency:
+    a request without a valid token is refused before one byte of its body is read (the
+    body's cap and deadline: :mod:`learnright.api.limits`).
+    """
+    body = await request.body()
+    try:
+        return SqlRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**problem, "loc": ("body", *problem["loc"])}
+                                      for problem in exc.errors(include_url=False)]) from exc
+
+
 @router.post("/v1/sql", summary="Run one read-only SELECT on the latest snapshot.",
              responses={200: {"content": {m: {} for m in FORMATS.values()}},
                         400: {"description": "Refused: not exactly one SELECT, DuckDB refused it, or the result"
                                               " is larger than the byte limit (too_large)."},
                         408: {"description": "Stopped at the time limit."},
-                        429: {"description": "Too many auditor queries at once; retry after Retry-After seconds."}})
-def sql(body: SqlRequest, record: TokenRecord = Depends(auditor), ctx: ApiContext = Depends(context)) -> Response:
+                        413: {"description": "The body is larger than http.max_body_bytes."},
+                        429: {"description": "Too many auditor queries at once; retry after Retry-After seconds."}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": SqlRequest.model_json_schema()}}}})
+def sql(body: SqlRequest = Depends(sql_request), record: TokenRecord = Depends(auditor),
+        ctx: ApiContext = Depends(context)) -> Response:
     if not ctx.sql_slots.acquire(blocking=False):
         raise ApiError(429, "too_many_queries",
                        f"{ctx.settings.sql.max_concurrent} auditor queries are running; retry shortly",
@@ -79,6 +103,8 @@ def snapshots(record: TokenRecord = Depends(auditor), ctx: ApiContext = Depends(
 def snapshot_file(snapshot_id: str, name: str, record: TokenRecord = Depends(auditor),
                   ctx: ApiContext = Depends(context)) -> Response:
     try:
+        if not SNAPSHOT_ID.fullmatch(snapshot_id):
+            raise SnapshotError(f"{snapshot_id[:200]!r} is not a snapshot id")
         snapshot = read_snapshot(ctx.settings.snapshots_dir, snapshot_id)
     except SnapshotError as exc:
         log.info("snapshot not found", extra={"token_id": record.token_id, "detail": str(exc)})
@@ -87,7 +113,8 @@ def snapshot_file(snapshot_id: str, name: str, record: TokenRecord = Depends(aud
     if name not in {"ledger.duckdb", "manifest.json", *manifest["parquet"].values()}:
         raise ApiError(404, "not_found", "this snapshot has no such file (ledger.duckdb, manifest.json or"
                                          " parquet/<table>.parquet)")
-    return FileResponse(snapshot.directory / name, filename=Path(name).name)
+    return FileResponse(snapshot.directory / name,
+                        headers={"Content-Disposition": content_disposition(Path(name).name)})
 
 
 def _publish(ctx: ApiContext) -> Snapshot:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from learnright.api.auth import principal
 from learnright.api.context import ApiContext, context
+from learnright.api.downloads import content_disposition
 from learnright.api.errors import ApiError
 from ledger.core.royalties import monthly_by_source
 from ledger.core.signing import load_key
@@ -79,7 +80,7 @@ def download(statement_id: str, fmt: Literal["json", "csv", "pdf"], record: Toke
             body, media = statement_pdf(reader, statement_id), "application/pdf"
     period_holder = json.loads(document)
     name = f"{period_holder['period']}_{period_holder['holder']['id']}_{period_holder['currency']}.{fmt}"
-    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(body, media_type=media, headers={"Content-Disposition": content_disposition(name)})
 
 
 @router.get("/v1/royalties/monthly", summary="Royalties per month and source (the holder's chart).")

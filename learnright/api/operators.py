@@ -23,7 +23,7 @@ def healthz() -> dict:
     return {"status": "ok", "version": ground.__version__}
 
 
-@router.get("/readyz", summary="Readiness: the ledger reads and the consumer is assigned.")
+@router.get("/readyz", summary="Readiness: the ledger reads and the consumer is assigned and not stalled.")
 def readyz(ctx: ApiContext = Depends(context)) -> JSONResponse:
     try:
         with ctx.pool.reader() as reader:

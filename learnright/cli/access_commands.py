@@ -73,37 +73,37 @@ def sql_command(
     format: str = typer.Option("csv", "--format", help="csv, json or arrow (Arrow IPC stream)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     snapshot: Optional[str] = typer.Option(
-        None, "--snapshot", help="Query this snapshot id, or 'latest' (default: the ledger file, or the latest"
-                                 " snapshot when the service holds the file)."),
+        None, "--snapshot", help="Query this snapshot id, or 'latest' (default: the latest snapshot if it holds all"
+                                 " the ledger holds, else a new one published first; while the service holds the"
+                                 " ledger, the latest)."),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Run one read-only SELECT on the ledger (sandboxed: no files, no network, time and row limits)."""
-    from ledger.errors import LedgerLockedError
-    from ledger.storage.snapshots import latest_snapshot, read_snapshot
+    """Run one read-only SELECT on a snapshot of the ledger, as an auditor (sandboxed: no files, no network,
+    time and row limits).
+
+    It never reads the ledger file itself, which holds the API tokens; stderr names the
+    snapshot that answered.
+    """
+    from ledger.storage.snapshots import HELD, PUBLISHED, latest_snapshot, read_snapshot, snapshot_for_query
     from ledger.storage.sql import SqlLimits, render, run_query
 
     settings = settings_for(db)
-    limits = SqlLimits(time_limit_s=settings.sql.time_limit_s, row_limit=settings.sql.row_limit,
-                       memory_limit=settings.sql.memory_limit)
+    limits = SqlLimits.from_settings(settings.sql)
     if format not in ("csv", "json", "arrow"):
         raise ConfigError(f"--format must be csv, json or arrow (got {format!r})")
+    why = None
     if snapshot is None:
-        try:
-            result = run_query(settings.db, query, limits)
-        except LedgerLockedError as exc:
-            found = latest_snapshot(settings.snapshots_dir)
-            if found is None:
-                raise LedgerLockedError(f"{settings.db} is held by the running service and {settings.snapshots_dir}"
-                                        " has no snapshot; publish one with `learnright snapshot`"
-                                        " (POST /v1/snapshots)") from exc
-            typer.echo(f"{settings.db} is held by the service; querying snapshot {found.snapshot_id}", err=True)
-            result = run_query(found.database, query, limits)
+        found, why = snapshot_for_query(settings.db, settings.snapshots_dir, now=datetime.now(timezone.utc))
     else:
         found = latest_snapshot(settings.snapshots_dir) if snapshot == "latest" else read_snapshot(
             settings.snapshots_dir, snapshot)
         if found is None:
             raise ConfigError(f"no snapshot in {settings.snapshots_dir}")
-        result = run_query(found.database, query, limits)
+    result = run_query(found.database, query, limits)
+    note = {PUBLISHED: "; published now: the latest snapshot did not hold all the ledger holds",
+            HELD: f"; {settings.db} is held by the running service, so this snapshot may lag it"}.get(why, "")
+    typer.echo(f"answered from snapshot {found.snapshot_id} (created {found.created_at.isoformat()}, entries up to"
+               f" {found.last_entry_id}){note}", err=True)
     body = render(result, format)
     if result.truncated:
         typer.echo(f"note: cut at the row limit of {limits.row_limit} rows", err=True)

@@ -104,17 +104,20 @@ def emit(
     Exits 1 when any row was rejected, 2 when Kafka could not be reached or did not
     acknowledge a record.
     """
+    from consumers.batch import usage_limits
     from consumers.kafka_admin import ensure_topics
     from learnright.runtime import bootstrap_servers
     from producers.emitter import UsageEmitter
     from producers.files import count_rows, send_file
 
     settings = settings_for()
+    limits = usage_limits(settings.consumer)  # refuse here what the ledger would quarantine
 
     def connect() -> UsageEmitter:
         servers = bootstrap_servers(settings)
         ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions)
-        return UsageEmitter(servers, topics=settings.kafka.topics, schema_registry_url=schema_registry_url)
+        return UsageEmitter(servers, topics=settings.kafka.topics, schema_registry_url=schema_registry_url,
+                            limits=limits)
 
     def report(problem: LearnrightError) -> None:
         typer.secho(f"rejected: {problem}", fg=typer.colors.YELLOW, err=True)
@@ -122,7 +125,7 @@ def emit(
     if progress is None:
         progress = sys.stderr.isatty() and count_rows(file) >= 10_000
     outcome = send_file(file, connect, report=report, all_or_nothing=all_or_nothing, dry_run=dry_run,
-                        progress=progress)
+                        progress=progress, limits=limits)
     note = " (dry run: nothing sent)" if dry_run else (
         " (--all-or-nothing: nothing sent because rows were rejected)" if outcome.held_back else "")
     typer.echo(f"{file}: {outcome.sent} sent, {outcome.rejected} rejected ({outcome.rows} rows, {outcome.valid} valid){note}")
@@ -200,9 +203,14 @@ def close(
     settings = settings_for(db)
     problem = None
     signer = load_or_create_key(settings.signing_key)
+    files, unwritten = [], None
     with Ledger.open(settings.db) as ledger:
         outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
-        files = write_period_files(ledger, period, out) if out else []
+        if out:
+            try:
+                files = write_period_files(ledger, period, out)
+            except LearnrightError as exc:  # the close stands and its events are still published; exit 2 below
+                unwritten = exc
         if publish:
             try:
                 published = publish_statements(ledger, settings, bootstrap=bootstrap_servers).published
@@ -210,12 +218,17 @@ def close(
                 problem = exc
         pending = len(ledger.unpublished_statements())
     state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
-    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}" if files else ""))
+    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}:" if files else ""))
+    for path in files:  # exactly the files written, one per line
+        typer.echo(f"  {path}")
     if publish and problem is None:
         typer.echo(f"published {len(published)} StatementClosed events to {settings.kafka.topics.statements}")
     if problem is not None:
         typer.secho(f"warning: {pending} StatementClosed events are pending, not lost: {problem}."
                     " `learnright statements publish` or `learnright serve` sends them", fg=typer.colors.YELLOW, err=True)
+    if unwritten is not None:
+        raise unwritten
+    if problem is not None:
         raise typer.Exit(1)
 
 
@@ -244,12 +257,13 @@ def quarantine_replay(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Replay quarantined records into the ledger, once, after their cause is fixed."""
+    from consumers.batch import usage_limits
     from consumers.replay import replay_quarantine
     from ledger.storage.store import Ledger
 
     settings = settings_for(db)
     with Ledger.open(settings.db) as ledger:
-        outcome = replay_quarantine(ledger, ids or None, error=error)
+        outcome = replay_quarantine(ledger, ids or None, error=error, limits=usage_limits(settings.consumer))
     for still in outcome.still_quarantined:
         typer.secho(f"still quarantined {still.quarantine_id}: {still.error_code} ({still.error_class}): {still.reason}",
                     fg=typer.colors.YELLOW)

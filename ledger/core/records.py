@@ -43,6 +43,8 @@ class QuarantineRow:
 
     ``error_code`` is the stable code of the error (:func:`ground.errors.error_code`): what
     replay and counts match on. ``error_class`` is kept beside it for the audit trail.
+    ``record_timestamp`` is the Kafka record's timestamp (milliseconds since 1970, -1 for
+    none): a replay bounds ``occurred_at`` by it, as ingestion did.
     """
 
     topic: str
@@ -56,6 +58,7 @@ class QuarantineRow:
     reason: str
     platform_id: str | None = None
     event_id: str | None = None
+    record_timestamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +129,9 @@ class QuarantinedRecord:
     platform_id: str | None
     event_id: str | None
     quarantined_at: datetime
+    record_timestamp: int
+    """The Kafka record's timestamp (ms since 1970); rows stored before ledger schema 6 kept
+    none and read their quarantine time, the nearest later bound of it."""
 
 
 # -- the monthly close ----------------------------------------------------------------------

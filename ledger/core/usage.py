@@ -3,20 +3,44 @@
 The same validation runs in the producer SDK (before anything is sent) and in the
 consumer (after decoding), so a record the SDK accepts is one the ledger accepts.
 Validation collects every problem of a record; :func:`validate` raises the first.
+
+Beyond the schema, :class:`UsageLimits` bounds what is plausible: ``occurred_at`` no
+further than ``max_future_s`` after the event was reported (the caller says when: the
+ledger passes the Kafka record's timestamp, so what it books depends on the log alone,
+never on the clock), each source at most once per answer, at most ``max_attributions``
+sources per answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ground.errors import ValidationError
 from ledger.core.money import check_currency, money
 from ledger.core.periods import NOT_A_PERIOD, is_period
+from ledger.errors import AttributionLimitError, FutureEventError
 
 MAX_WEIGHT = Decimal(1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageLimits:
+    """Bounds on plausible usage beyond what the schema says; the ledger and the SDK apply the same.
+
+    The ledger's come from the ``consumer`` settings; the defaults here are theirs.
+    """
+
+    max_future_s: int = 3600
+    """Seconds ``occurred_at`` may lie after the event was reported (clock skew between platform and broker)."""
+    max_attributions: int = 256
+    """Sources one answer (or one replacement of a correction) may name."""
+
+
+DEFAULT_LIMITS = UsageLimits()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,12 +149,44 @@ def _instant(record: Mapping[str, Any], name: str, problems: list[ValidationErro
     return value.astimezone(timezone.utc)
 
 
-def _attributions(value: Any, name: str, problems: list[ValidationError]) -> tuple[Attribution, ...]:
+def _millis_text(ms: int) -> str:
+    """``ms`` after 1970 as ISO 8601 UTC (any ``ms`` an ``occurred_at`` can be after)."""
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _not_in_future(occurred_at: datetime, reported_ms: int | None, limits: UsageLimits,
+                   problems: list[ValidationError]) -> None:
+    """Refuses an ``occurred_at`` more than ``limits.max_future_s`` after ``reported_ms``.
+
+    Compares exact integers (microseconds), as the native fast path does.
+    """
+    if reported_ms is None:
+        return
+    if reported_ms < 0:
+        problems.append(ValidationError(
+            "record timestamp", reported_ms,
+            "must be a time (milliseconds since 1970) to bound occurred_at by; a Kafka record without one is refused"))
+        return
+    occurred_us = (occurred_at - _EPOCH) // timedelta(microseconds=1)
+    if occurred_us > reported_ms * 1000 + limits.max_future_s * 1_000_000:
+        problems.append(FutureEventError(
+            "occurred_at", occurred_at.isoformat(),
+            f"is more than {limits.max_future_s} s after the event was reported at {_millis_text(reported_ms)};"
+            " usage is reported after it happens"))
+
+
+def _attributions(value: Any, name: str, problems: list[ValidationError],
+                  limits: UsageLimits = DEFAULT_LIMITS) -> tuple[Attribution, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         problems.append(ValidationError(name, value, "must be a non-empty list of {source_id, weight}"))
         return ()
+    if len(value) > limits.max_attributions:  # before reading them: the limit bounds the work too
+        problems.append(AttributionLimitError(
+            name, f"{len(value)} sources", f"must name at most {limits.max_attributions} sources in one answer"))
+        return ()
     result = []
     total = Decimal(0)
+    first_at: dict[str, int] = {}
     for index, item in enumerate(value):
         where = f"{name}[{index}]"
         if not isinstance(item, (dict, Mapping)):  # dict first: the typing check is slow per item
@@ -139,6 +195,9 @@ def _attributions(value: Any, name: str, problems: list[ValidationError]) -> tup
         source_id = item.get("source_id")
         if not isinstance(source_id, str) or not source_id.strip():
             problems.append(ValidationError(f"{where}.source_id", source_id, "must be a non-empty string"))
+        elif (first := first_at.setdefault(source_id, index)) != index:
+            problems.append(ValidationError(f"{where}.source_id", source_id,
+                                            f"repeats {name}[{first}].source_id; an answer names each source once"))
         try:
             weight = money(item.get("weight"), f"{where}.weight")
         except ValidationError as exc:
@@ -155,8 +214,117 @@ def _attributions(value: Any, name: str, problems: list[ValidationError]) -> tup
     return tuple(result)
 
 
-def parse_event(kind: str, record: Mapping[str, Any]) -> tuple[UsageEvent | None, list[ValidationError]]:
+def _optional_text(record: Mapping[str, Any], name: str, problems: list[ValidationError]) -> Any:
+    value = record.get(name)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        problems.append(ValidationError(name, value, "must be a non-empty string or absent"))
+    return value
+
+
+def _training(record: Mapping[str, Any], common: dict[str, Any], limits: UsageLimits,
+              problems: list[ValidationError]) -> TrainingUsage:
+    base = _optional_text(record, "base_model_id", problems)
+    revision = _optional_text(record, "source_revision", problems)
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, (dict, Mapping)) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        problems.append(ValidationError("metadata", metadata, "must map strings to strings"))
+        metadata = {}
+    return TrainingUsage(
+        **common,
+        model_id=_text(record, "model_id", problems),
+        run_id=_text(record, "run_id", problems),
+        source_id=_text(record, "source_id", problems),
+        units=_positive_int(record.get("units"), "units", problems),
+        unit=_text(record, "unit", problems),
+        base_model_id=base,
+        metadata=dict(metadata),
+        source_revision=revision,
+    )
+
+
+def _inference(record: Mapping[str, Any], common: dict[str, Any], limits: UsageLimits,
+               problems: list[ValidationError]) -> InferenceUsage:
+    output_units = record.get("output_units")
+    if output_units is not None:
+        _positive_int(output_units, "output_units", problems)
+    return InferenceUsage(
+        **common,
+        model_id=_text(record, "model_id", problems),
+        request_id=_text(record, "request_id", problems),
+        attributions=_attributions(record.get("attributions"), "attributions", problems, limits),
+        output_units=output_units,
+    )
+
+
+def _revenue(record: Mapping[str, Any], common: dict[str, Any], limits: UsageLimits,
+             problems: list[ValidationError]) -> RevenueReport:
+    revenue = Decimal(0)
+    try:
+        revenue = money(record.get("revenue"), "revenue")
+        if revenue < 0:
+            problems.append(ValidationError("revenue", revenue, "must be >= 0"))
+    except ValidationError as exc:
+        problems.append(exc)
+    currency = record.get("currency")
+    try:
+        check_currency(currency)
+    except ValidationError as exc:
+        problems.append(exc)
+    period = record.get("period")
+    if not is_period(period):
+        problems.append(ValidationError("period", period, NOT_A_PERIOD))
+    return RevenueReport(
+        **common, model_id=_text(record, "model_id", problems), period=period, revenue=revenue, currency=currency,
+    )
+
+
+def _correction(record: Mapping[str, Any], common: dict[str, Any], limits: UsageLimits,
+                problems: list[ValidationError]) -> UsageCorrection:
+    action = record.get("action")
+    units = record.get("replacement_units")
+    attributions = record.get("replacement_attributions")
+    replacement: tuple[Attribution, ...] | None = None
+    if action not in ("VOID", "REPLACE"):
+        problems.append(ValidationError("action", action, "must be VOID or REPLACE"))
+    elif action == "REPLACE" and (units is None) == (attributions is None):
+        problems.append(
+            ValidationError("action", action, "REPLACE needs exactly one of replacement_units or replacement_attributions")
+        )
+    if units is not None:
+        _positive_int(units, "replacement_units", problems)
+    if attributions is not None:
+        replacement = _attributions(attributions, "replacement_attributions", problems, limits)
+    return UsageCorrection(
+        **common,
+        corrects_event_id=_text(record, "corrects_event_id", problems),
+        action=action,
+        replacement_units=units,
+        replacement_attributions=replacement,
+        reason=record.get("reason") or "",
+    )
+
+
+_BUILDERS: dict[str, Callable[..., UsageEvent]] = {
+    "TrainingUsage": _training,
+    "InferenceUsage": _inference,
+    "RevenueReport": _revenue,
+    "UsageCorrection": _correction,
+}
+
+
+def parse_event(
+    kind: str, record: Mapping[str, Any], *, limits: UsageLimits = DEFAULT_LIMITS, reported_ms: int | None = None,
+) -> tuple[UsageEvent | None, list[ValidationError]]:
     """Builds the event ``kind`` (a record name) from ``record``, collecting every problem.
+
+    Args:
+        limits: the bounds on plausible usage (:class:`UsageLimits`).
+        reported_ms: when the event was reported, in milliseconds since 1970: the Kafka
+            record's timestamp in the ledger, the clock just before sending in the SDK.
+            ``occurred_at`` may lie at most ``limits.max_future_s`` after it; a negative
+            value (Kafka's "no timestamp") is refused. None skips this check.
 
     Returns:
         ``(event, [])`` when valid, ``(None, problems)`` otherwise.
@@ -164,107 +332,47 @@ def parse_event(kind: str, record: Mapping[str, Any]) -> tuple[UsageEvent | None
     problems: list[ValidationError] = []
     if kind not in EVENT_CLASSES:
         return None, [ValidationError("type", kind, f"must be one of {', '.join(EVENT_CLASSES)}")]
-    common = {name: _text(record, name, problems) for name in ("event_id", "platform_id")}
-    occurred_at = _instant(record, "occurred_at", problems)
-    event: UsageEvent
-    if kind == "TrainingUsage":
-        base = record.get("base_model_id")
-        if base is not None and (not isinstance(base, str) or not base.strip()):
-            problems.append(ValidationError("base_model_id", base, "must be a non-empty string or absent"))
-        revision = record.get("source_revision")
-        if revision is not None and (not isinstance(revision, str) or not revision.strip()):
-            problems.append(ValidationError("source_revision", revision, "must be a non-empty string or absent"))
-        metadata = record.get("metadata") or {}
-        if not isinstance(metadata, (dict, Mapping)) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-        ):
-            problems.append(ValidationError("metadata", metadata, "must map strings to strings"))
-            metadata = {}
-        event = TrainingUsage(
-            **common,
-            model_id=_text(record, "model_id", problems),
-            run_id=_text(record, "run_id", problems),
-            source_id=_text(record, "source_id", problems),
-            units=_positive_int(record.get("units"), "units", problems),
-            unit=_text(record, "unit", problems),
-            occurred_at=occurred_at,
-            base_model_id=base,
-            metadata=dict(metadata),
-            source_revision=revision,
-        )
-    elif kind == "InferenceUsage":
-        output_units = record.get("output_units")
-        if output_units is not None:
-            _positive_int(output_units, "output_units", problems)
-        event = InferenceUsage(
-            **common,
-            model_id=_text(record, "model_id", problems),
-            request_id=_text(record, "request_id", problems),
-            occurred_at=occurred_at,
-            attributions=_attributions(record.get("attributions"), "attributions", problems),
-            output_units=output_units,
-        )
-    elif kind == "RevenueReport":
-        revenue = Decimal(0)
-        try:
-            revenue = money(record.get("revenue"), "revenue")
-            if revenue < 0:
-                problems.append(ValidationError("revenue", revenue, "must be >= 0"))
-        except ValidationError as exc:
-            problems.append(exc)
-        currency = record.get("currency")
-        try:
-            check_currency(currency)
-        except ValidationError as exc:
-            problems.append(exc)
-        period = record.get("period")
-        if not is_period(period):
-            problems.append(ValidationError("period", period, NOT_A_PERIOD))
-        event = RevenueReport(
-            **common,
-            model_id=_text(record, "model_id", problems),
-            period=period,
-            revenue=revenue,
-            currency=currency,
-            occurred_at=occurred_at,
-        )
-    else:
-        action = record.get("action")
-        units = record.get("replacement_units")
-        attributions = record.get("replacement_attributions")
-        replacement: tuple[Attribution, ...] | None = None
-        if action not in ("VOID", "REPLACE"):
-            problems.append(ValidationError("action", action, "must be VOID or REPLACE"))
-        elif action == "REPLACE" and (units is None) == (attributions is None):
-            problems.append(
-                ValidationError("action", action, "REPLACE needs exactly one of replacement_units or replacement_attributions")
-            )
-        if units is not None:
-            _positive_int(units, "replacement_units", problems)
-        if attributions is not None:
-            replacement = _attributions(attributions, "replacement_attributions", problems)
-        event = UsageCorrection(
-            **common,
-            corrects_event_id=_text(record, "corrects_event_id", problems),
-            action=action,
-            occurred_at=occurred_at,
-            replacement_units=units,
-            replacement_attributions=replacement,
-            reason=record.get("reason") or "",
-        )
+    common: dict[str, Any] = {name: _text(record, name, problems) for name in ("event_id", "platform_id")}
+    found = len(problems)
+    common["occurred_at"] = _instant(record, "occurred_at", problems)
+    if len(problems) == found:
+        _not_in_future(common["occurred_at"], reported_ms, limits, problems)
+    event = _BUILDERS[kind](record, common, limits, problems)
     return (None, problems) if problems else (event, [])
 
 
-def validate(kind: str, record: Mapping[str, Any]) -> UsageEvent:
+def validate(
+    kind: str, record: Mapping[str, Any], *, limits: UsageLimits = DEFAULT_LIMITS, reported_ms: int | None = None,
+) -> UsageEvent:
     """Like :func:`parse_event` but raises the first problem.
 
     Raises:
-        ValidationError: naming the field and the bad value.
+        ValidationError: naming the field and the bad value (:class:`FutureEventError` and
+            :class:`AttributionLimitError` for the bounds of ``limits``).
     """
-    event, problems = parse_event(kind, record)
+    event, problems = parse_event(kind, record, limits=limits, reported_ms=reported_ms)
     if problems:
         raise problems[0]
     return event
+
+
+def limit_problems(
+    event: UsageEvent, *, limits: UsageLimits = DEFAULT_LIMITS, reported_ms: int | None = None,
+) -> list[ValidationError]:
+    """What :func:`parse_event` would find against ``limits`` in an event built earlier.
+
+    For an event validated some time before it is sent (a file's rows, say): the bound on
+    ``occurred_at`` is checked against ``reported_ms`` now, and the attributions again.
+    """
+    problems: list[ValidationError] = []
+    occurred_at = _instant({"occurred_at": event.occurred_at}, "occurred_at", problems)
+    if not problems:
+        _not_in_future(occurred_at, reported_ms, limits, problems)
+    for name in ("attributions", "replacement_attributions"):
+        attributions = getattr(event, name, None)
+        if attributions is not None:
+            _attributions([{"source_id": a.source_id, "weight": a.weight} for a in attributions], name, problems, limits)
+    return problems
 
 
 def to_record(event: UsageEvent) -> dict[str, Any]:

@@ -26,6 +26,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
+from ledger.core.filenames import check_distinct, statement_file_name, usage_report_name
 from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine, period_lines
@@ -192,38 +194,91 @@ def statement_pdf(ledger: LedgerStore, statement_id: str) -> bytes | None:
                       key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedFile:
+    """One file to write: its name (see :mod:`ledger.core.filenames`), what it holds, how to render it."""
+
+    name: str
+    holds: str
+    render: Callable[[], bytes]
+
+
 def write_statement_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
-    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for row in ledger.statement_rows(period=period):
-        found = ledger.statement_document(row.statement_id)
-        base = directory / f"{period}_{row.holder_id}_{row.currency}"
-        base.with_suffix(".json").write_bytes(statement_file(ledger, row.statement_id))
-        base.with_suffix(".csv").write_bytes(render_csv(json.loads(found.document)))
-        base.with_suffix(".pdf").write_bytes(statement_pdf(ledger, row.statement_id))
-        written += [base.with_suffix(".json"), base.with_suffix(".csv"), base.with_suffix(".pdf")]
-    return written
+    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``.
+
+    Raises:
+        FileNameClashError: two statements would get one file name; nothing was written.
+    """
+    return write_files(statement_files(ledger, period), directory)
 
 
 def write_usage_reports(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
-    """Writes one DDEX-DSR-like report per platform of ``period``: ``<period>_<platform>.dsr.tsv``."""
+    """Writes one DDEX-DSR-like report per platform of ``period``: ``<period>_<platform>.dsr.tsv``.
+
+    Raises:
+        PeriodError: ``period`` is not closed.
+        FileNameClashError: two platforms would get one file name; nothing was written.
+    """
+    return write_files(usage_report_files(ledger, period), directory)
+
+
+def write_period_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
+    """Every file of a closed month: the statements (JSON, CSV, PDF) and the per-platform usage reports.
+
+    Every name is planned and checked before the first file is written.
+
+    Raises:
+        PeriodError: ``period`` is not closed.
+        FileNameClashError: two files would get one name; nothing was written.
+    """
+    return write_files(statement_files(ledger, period) + usage_report_files(ledger, period), directory)
+
+
+def statement_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
+    """The signed JSON, the CSV and the PDF of every statement of ``period``, not yet rendered."""
+    planned = []
+    for row in ledger.statement_rows(period=period):
+        renderers = {
+            "json": lambda sid=row.statement_id: statement_file(ledger, sid),
+            "csv": lambda sid=row.statement_id: render_csv(json.loads(ledger.statement_document(sid).document)),
+            "pdf": lambda sid=row.statement_id: statement_pdf(ledger, sid),
+        }
+        planned += [PlannedFile(name=statement_file_name(period, row.holder_id, row.currency, ext), render=render,
+                                holds=f"the {ext} of statement {row.statement_id} (holder {row.holder_id!r},"
+                                      f" {row.currency!r})")
+                    for ext, render in renderers.items()]
+    return planned
+
+
+def usage_report_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
+    """One usage report per platform of ``period``, not yet rendered.
+
+    Raises:
+        PeriodError: ``period`` is not closed.
+    """
     close = ledger.get_close(period)
     if close is None:
         raise PeriodError(f"period {period} is not closed; close it before writing its usage reports")
     documents = [json.loads(ledger.statement_document(row.statement_id).document)
                  for row in ledger.statement_rows(period=period)]
+    return [PlannedFile(name=usage_report_name(period, platform_id), holds=f"the usage report of platform {platform_id!r}",
+                        render=lambda platform_id=platform_id: render_dsr(
+                            period=period, platform_id=platform_id, documents=documents, created_at=close.closed_at,
+                            chain_head=close.chain_head).body)
+            for platform_id in platforms(documents)]
+
+
+def write_files(planned: list[PlannedFile], directory: Path) -> list[Path]:
+    """Writes ``planned`` into ``directory`` once every name is known to be distinct; the paths written, in order.
+
+    Raises:
+        FileNameClashError: two names clash, also ignoring case; nothing was written.
+    """
+    check_distinct((file.name, file.holds) for file in planned)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for platform_id in platforms(documents):
-        report = render_dsr(period=period, platform_id=platform_id, documents=documents, created_at=close.closed_at,
-                            chain_head=close.chain_head)
-        path = directory / f"{period}_{platform_id}.dsr.tsv"
-        path.write_bytes(report.body)
+    for file in planned:
+        path = directory / file.name
+        path.write_bytes(file.render())
         written.append(path)
     return written
-
-
-def write_period_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
-    """Every file of a closed month: the statements (JSON, CSV, PDF) and the per-platform usage reports."""
-    return write_statement_files(ledger, period, directory) + write_usage_reports(ledger, period, directory)

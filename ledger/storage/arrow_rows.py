@@ -84,6 +84,7 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
         "platform_id": [r.platform_id for r in rows],
         "event_id": [r.event_id for r in rows],
         "quarantined_at": pa.array([now] * len(rows), TIMESTAMP),
+        "record_timestamp": pa.array([r.record_timestamp for r in rows], pa.int64()),
     })
 
 

@@ -236,6 +236,12 @@ MIGRATIONS: dict[int, str] = {
     5: """
     ALTER TABLE quarantine ADD COLUMN error_code VARCHAR;
     """,
+    # The Kafka record's timestamp (ms since 1970) of a quarantined record: a replay bounds
+    # occurred_at by it, as ingestion did. Rows stored before keep NULL and are read with
+    # their quarantine time (ledger.storage.quarantine).
+    6: """
+    ALTER TABLE quarantine ADD COLUMN record_timestamp BIGINT;
+    """,
 }
 
 LATEST = max(MIGRATIONS)

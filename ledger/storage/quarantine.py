@@ -23,6 +23,10 @@ def _code_of_old_rows() -> str:
 ERROR_CODE = _code_of_old_rows()
 """SQL of a quarantine row's code: the stored one, or for a row older than codes, its class's."""
 
+RECORD_TIMESTAMP = "coalesce(q.record_timestamp, epoch_ms(q.quarantined_at))"
+"""SQL of a quarantine row's Kafka timestamp: the stored one, or for a row older than ledger
+schema 6, its quarantine time (the record was appended before it was read, so that is later)."""
+
 _OPEN = ("NOT EXISTS (SELECT 1 FROM usage_events u WHERE u.topic = q.topic"
          " AND u.kafka_partition = q.kafka_partition AND u.kafka_offset = q.kafka_offset)")
 
@@ -39,7 +43,8 @@ class QuarantineRepository:
         rows = self.db.rows(
             f"""
             SELECT q.quarantine_id, q.topic, q.kafka_partition, q.kafka_offset, q.record_key, q.record_value,
-                   q.headers, {ERROR_CODE}, q.error_class, q.reason, q.platform_id, q.event_id, q.quarantined_at
+                   q.headers, {ERROR_CODE}, q.error_class, q.reason, q.platform_id, q.event_id, q.quarantined_at,
+                   {RECORD_TIMESTAMP}
             FROM quarantine q
             WHERE {_OPEN} AND (? IS NULL OR list_contains(?, q.quarantine_id))
             ORDER BY q.quarantine_id
@@ -51,10 +56,10 @@ class QuarantineRepository:
                 quarantine_id=qid, topic=topic, partition=partition, offset=offset, key=key, value=value,
                 headers=tuple((k, bytes.fromhex(v)) for k, v in json.loads(headers).items()),
                 error_code=code, error_class=error_class, reason=reason, platform_id=platform_id,
-                event_id=event_id, quarantined_at=quarantined_at,
+                event_id=event_id, quarantined_at=quarantined_at, record_timestamp=record_timestamp,
             )
             for (qid, topic, partition, offset, key, value, headers, code, error_class, reason, platform_id,
-                 event_id, quarantined_at) in rows
+                 event_id, quarantined_at, record_timestamp) in rows
         ]
 
     def open_quarantine_count(self, error_code: str) -> int:

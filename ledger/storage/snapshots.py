@@ -17,6 +17,9 @@ Guarantees:
     file is built table by table from an explicit allow-list (:data:`TABLES`), so token
     rows are never written to it. A table a later migration adds stays out until it is
     added to the list.
+  * Auditors query only snapshots: :func:`snapshot_for_query` gives the ``sql`` command the
+    latest snapshot while it holds all the ledger holds, and publishes a new one otherwise
+    (from a ledger opened read-only).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ground.errors import Terminal
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, LedgerLockedError
 from ledger.storage.store import Ledger
 
 FORMAT = 1
@@ -93,7 +96,8 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
         open_transaction = False
         try:
             source = cursor.execute("SELECT current_database()").fetchall()[0][0]
-            cursor.execute(f"ATTACH {_literal(work / DATABASE)} AS {alias}")
+            # READ_WRITE: a ledger opened read-only (the `sql` command) attaches read-only by default.
+            cursor.execute(f"ATTACH {_literal(work / DATABASE)} AS {alias} (READ_WRITE)")
             try:
                 cursor.execute("BEGIN TRANSACTION")  # one read of the source: the ledger as of one commit
                 open_transaction = True
@@ -191,6 +195,61 @@ def latest_snapshot(directory: Path) -> Snapshot | None:
     if not pointer.exists():
         return None
     return read_snapshot(directory, pointer.read_text().strip())
+
+
+CURRENT = "current"
+"""Why :func:`snapshot_for_query` chose a snapshot: the latest one holds all the ledger holds."""
+PUBLISHED = "published"
+"""... the latest one lagged the ledger (or there was none), so a new one was published."""
+HELD = "held"
+"""... another process (the service) holds the ledger, so the latest one answers and may lag."""
+
+
+def covers(snapshot: Snapshot, ledger: Ledger) -> bool:
+    """Whether ``snapshot`` holds all that ``ledger`` holds of :data:`TABLES` now.
+
+    Ledger tables are append-only, so the same last entry and chain head and as many rows
+    in every copied table mean the same rows (a close, a license or a quarantined record
+    adds rows without adding an entry).
+    """
+    if (snapshot.last_entry_id, snapshot.chain_head) != (ledger.last_entry_id, _head(ledger)):
+        return False
+    present = {name for (name,) in ledger.query("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")}
+    copied = dict(snapshot.tables)
+    return all(copied.get(name) == ledger.scalar(f'SELECT count(*) FROM "{name}"')
+               for name in TABLES if name in present)
+
+
+def snapshot_for_query(path: Path, directory: Path, *, now: datetime) -> tuple[Snapshot, str]:
+    """The snapshot an auditor's query of the ledger at ``path`` runs on, and why (:data:`CURRENT`,
+    :data:`PUBLISHED` or :data:`HELD`).
+
+    An auditor never queries the ledger file itself (it holds the API tokens); the
+    ledger is opened read-only only to compare it with the latest snapshot in
+    ``directory``, and to publish a new one when that one lags.
+
+    Raises:
+        LedgerLockedError: another process holds the ledger and ``directory`` has no snapshot.
+        LedgerFileError: there is no ledger at ``path``.
+        SnapshotError: a snapshot could not be read or published.
+    """
+    try:
+        with Ledger.open(path, read_only=True) as ledger:
+            latest = latest_snapshot(directory)
+            if latest is not None and covers(latest, ledger):
+                return latest, CURRENT
+            return publish_snapshot(ledger, directory, now=now), PUBLISHED
+    except LedgerLockedError as exc:
+        latest = latest_snapshot(directory)
+        if latest is None:
+            raise LedgerLockedError(f"{path} is held by the running service and {directory} has no snapshot;"
+                                    " ask the service for one (POST /v1/snapshots)") from exc
+        return latest, HELD
+
+
+def _head(ledger: Ledger) -> str:
+    """The chain head as a snapshot's manifest records it: empty for a ledger without entries."""
+    return ledger.chain_head if ledger.last_entry_id else ""
 
 
 def list_snapshots(directory: Path) -> list[Snapshot]:

@@ -13,8 +13,9 @@ Two independent walls keep a query from changing anything or reading outside the
      refused), extension autoloading and autoinstall off, and the configuration locked
      so the query cannot loosen any of it.
 
-The file is a published snapshot (:mod:`ledger.storage.snapshots`) or, when no service holds it,
-the ledger file itself; either way it is opened here, read-only, apart from the
+For an auditor (``POST /v1/sql``, ``learnright sql``) the file is always a published snapshot
+(:mod:`ledger.storage.snapshots`, :func:`~ledger.storage.snapshots.snapshot_for_query`), never the
+ledger file, which holds the API tokens. It is opened here, read-only, apart from the
 :class:`~ledger.storage.store.Ledger` that writes. A timer interrupts the connection at the
 time limit; rows past the row limit are not read; a result past the byte limit is
 refused while it is fetched (DuckDB's memory limit does not bound result buffers).

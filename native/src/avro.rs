@@ -130,8 +130,9 @@ fn weight(raw: &[u8]) -> Option<i64> {
 }
 
 /// InferenceUsage v1: event_id, platform_id, model_id, request_id, occurred_at,
-/// attributions [{source_id, weight}], output_units.
-pub fn inference(body: &[u8]) -> Option<Inference<'_>> {
+/// attributions [{source_id, weight}], output_units. More than `max_attributions`
+/// attributions are not for the fast path (reading stops at the first one too many).
+pub fn inference(body: &[u8], max_attributions: usize) -> Option<Inference<'_>> {
     let mut r = Reader::new(body);
     let event_id = text(&mut r)?;
     let platform_id = text(&mut r)?;
@@ -146,6 +147,9 @@ pub fn inference(body: &[u8]) -> Option<Inference<'_>> {
             break;
         }
         for _ in 0..count {
+            if attributions.len() == max_attributions {
+                return None;
+            }
             let source_id = text(&mut r)?;
             let share = weight(r.bytes()?)?;
             total += share;

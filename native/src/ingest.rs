@@ -1,10 +1,11 @@
 //! The fast path of batch building: fetched record batches in, priced columns out.
 //!
 //! It books only what it is sure of: a single-object encoded record in the latest
-//! TrainingUsage or InferenceUsage schema that validates and prices. Every other record
-//! (another schema version or framing, revenue, corrections, fine-tune lineage, anything
-//! invalid or unpriceable) is handed back untouched, for Python's reference path to book
-//! or quarantine with its exact reason. Pricing is the same arithmetic as
+//! TrainingUsage or InferenceUsage schema that validates (including the bounds of
+//! `ledger.core.usage.UsageLimits`) and prices. Every other record (another schema
+//! version or framing, revenue, corrections, fine-tune lineage, anything invalid,
+//! implausible or unpriceable) is handed back untouched, for Python's reference path to
+//! book or quarantine with its exact reason. Pricing is the same arithmetic as
 //! `ledger.pricing`, in exact scaled integers.
 
 use std::collections::{HashMap, HashSet};
@@ -68,12 +69,21 @@ pub struct Schemas {
     pub inference_name: String,
 }
 
+/// `ledger.core.usage.UsageLimits` as the fast path applies them.
+pub struct Limits {
+    /// How far `occurred_at` may lie after the record's timestamp, in microseconds.
+    pub max_future_us: i128,
+    /// Attributions an answer booked here may hold; Python reads longer ones.
+    pub max_attributions: usize,
+}
+
 pub struct Fallback {
     /// Which of the batch's fetches it came from.
     pub block: usize,
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    pub timestamp: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
@@ -144,7 +154,7 @@ struct Line<'a> {
     amount: i128,
 }
 
-pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Batch, Unsupported> {
+pub fn build(schemas: &Schemas, book: &Book, limits: &Limits, blocks: &[Block<'_>]) -> Result<Batch, Unsupported> {
     let mut batch = Batch::default();
     let mut keys: HashSet<(&str, &str)> = HashSet::new();
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(4);
@@ -154,7 +164,7 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
             batch.records += 1;
             next = Some(record.offset + 1);
             let booked = record.value.and_then(|value| {
-                book_record(schemas, book, block, &record, value, &mut lines, &mut keys, &mut batch)
+                book_record(schemas, book, limits, block, &record, value, &mut lines, &mut keys, &mut batch)
             });
             if booked.is_none() {
                 batch.fallback.push(Fallback {
@@ -162,6 +172,7 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
                     topic: block.topic.to_owned(),
                     partition: block.partition,
                     offset: record.offset,
+                    timestamp: record.timestamp,
                     key: record.key.map(<[u8]>::to_vec),
                     value: record.value.map(<[u8]>::to_vec),
                     headers: kafka::headers_of(&record)?
@@ -196,6 +207,7 @@ pub fn build(schemas: &Schemas, book: &Book, blocks: &[Block<'_>]) -> Result<Bat
 fn book_record<'a>(
     schemas: &Schemas,
     book: &'a Book,
+    limits: &Limits,
     block: &Block<'_>,
     record: &Record<'_>,
     value: &'a [u8],
@@ -212,6 +224,7 @@ fn book_record<'a>(
     let (name, event_type, kind, platform_id, event_id, model_id, occurred_at);
     if fingerprint == schemas.training_fingerprint {
         let event = avro::training(body)?;
+        plausible(limits, record, event.occurred_at)?;
         if event.base_model_id.is_some() {
             return None; // lineage rows are the reference path's
         }
@@ -235,8 +248,12 @@ fn book_record<'a>(
         (platform_id, event_id, model_id, occurred_at) =
             (event.platform_id, event.event_id, event.model_id, event.occurred_at);
     } else if fingerprint == schemas.inference_fingerprint {
-        let event = avro::inference(body)?;
+        let event = avro::inference(body, limits.max_attributions)?;
+        plausible(limits, record, event.occurred_at)?;
         for (source_id, weight) in &event.attributions {
+            if lines.iter().any(|line| line.source_id == *source_id) {
+                return None; // a source named twice: Python refuses it, naming both positions
+            }
             let version = priced_by(book, source_id, event.platform_id, event.occurred_at)?;
             let rate = version.inference_rate?;
             lines.push(Line {
@@ -293,6 +310,13 @@ fn book_record<'a>(
         accruals.period.push(&period);
     }
     Some(())
+}
+
+/// `ledger.core.usage`'s bound on `occurred_at`: at most `max_future_us` after the record's
+/// timestamp, which must be set (Python refuses a record without one). Exact, in i128.
+fn plausible(limits: &Limits, record: &Record<'_>, occurred_at: i64) -> Option<()> {
+    let latest = i128::from(record.timestamp) * 1000 + limits.max_future_us;
+    (record.timestamp >= 0 && i128::from(occurred_at) <= latest).then_some(())
 }
 
 fn priced_by<'a>(book: &'a Book, source: &str, platform: &str, at: i64) -> Option<&'a Version> {

@@ -12,6 +12,10 @@ pub struct Unsupported(pub String);
 
 pub struct Record<'a> {
     pub offset: i64,
+    /// Milliseconds since 1970 as kafka-python reads it: the batch's max timestamp on a
+    /// LogAppendTime batch, else its first timestamp plus the record's delta (wrapping,
+    /// as Java's long does; the consumer wraps kafka-python's value the same way).
+    pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: &'a [u8],
@@ -145,6 +149,8 @@ fn each_record_of<'a>(
 ) -> Result<(), Unsupported> {
     let base = be_i64(batch);
     let count = be_i32(&batch[57..]);
+    let log_append_time = i16::from_be_bytes([batch[21], batch[22]]) & 0x08 != 0;
+    let (first_timestamp, max_timestamp) = (be_i64(&batch[27..]), be_i64(&batch[35..]));
     let mut pos = BATCH_HEADER;
     for _ in 0..count.max(0) {
         let length = varint(batch, &mut pos).ok_or_else(|| Unsupported("bad record length".into()))?;
@@ -154,7 +160,7 @@ fn each_record_of<'a>(
             .ok_or_else(|| Unsupported("record runs past its batch".into()))?;
         let record = &batch[..end];
         pos += 1; // attributes
-        varint(record, &mut pos).ok_or_else(|| Unsupported("bad timestamp delta".into()))?;
+        let timestamp_delta = varint(record, &mut pos).ok_or_else(|| Unsupported("bad timestamp delta".into()))?;
         let delta = varint(record, &mut pos).ok_or_else(|| Unsupported("bad offset delta".into()))?;
         let key = bytes_field(record, &mut pos)?;
         let value = bytes_field(record, &mut pos)?;
@@ -172,7 +178,8 @@ fn each_record_of<'a>(
         }
         let offset = base + delta;
         if offset >= min_offset {
-            visit(Record { offset, key, value, headers, header_count })?;
+            let timestamp = if log_append_time { max_timestamp } else { first_timestamp.wrapping_add(timestamp_delta) };
+            visit(Record { offset, timestamp, key, value, headers, header_count })?;
         }
     }
     Ok(())

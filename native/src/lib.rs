@@ -19,24 +19,26 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
 use columns::{le_bytes, LittleEndian, Strings};
-use ingest::{Batch, Block, Book, Schemas, TrainingTerms, Version};
+use ingest::{Batch, Block, Book, Limits, Schemas, TrainingTerms, Version};
 
 /// (unit, rate, per, unit_price) with amounts as unscaled integers at 12 places.
 type TrainingSpec = (String, i128, i64, i128);
 /// (license_id, version, currency, training, inference rate in millionths).
 type VersionSpec = (String, i32, String, Option<TrainingSpec>, Option<i128>);
 
-/// The schemas and license book the fast path prices with; build one per book.
+/// The schemas, license book and usage limits the fast path prices with; build one per book.
 #[pyclass(frozen, module = "learnright_native")]
 struct Pricer {
     schemas: Schemas,
     book: Book,
+    limits: Limits,
 }
 
 #[pymethods]
 impl Pricer {
     #[new]
-    #[pyo3(signature = (*, training_fingerprint, inference_fingerprint, training_name, inference_name, holders, index, any_platform))]
+    #[pyo3(signature = (*, training_fingerprint, inference_fingerprint, training_name, inference_name, holders, index, any_platform, max_future_s, max_attributions))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         training_fingerprint: &[u8],
         inference_fingerprint: &[u8],
@@ -45,6 +47,8 @@ impl Pricer {
         holders: HashMap<String, String>,
         index: Vec<(String, String, Vec<(i64, Option<VersionSpec>)>)>,
         any_platform: String,
+        max_future_s: i64,
+        max_attributions: usize,
     ) -> PyResult<Self> {
         let fingerprint = |raw: &[u8]| -> PyResult<[u8; 8]> {
             raw.try_into().map_err(|_| PyValueError::new_err(format!("a fingerprint has 8 bytes, not {}", raw.len())))
@@ -85,6 +89,7 @@ impl Pricer {
                 inference_name,
             },
             book: Book { holders, index: book_index, any_platform },
+            limits: Limits { max_future_us: i128::from(max_future_s) * 1_000_000, max_attributions },
         })
     }
 
@@ -100,7 +105,7 @@ impl Pricer {
                     data,
                 })
                 .collect();
-            ingest::build(&self.schemas, &self.book, &blocks)
+            ingest::build(&self.schemas, &self.book, &self.limits, &blocks)
         });
         batch.map(|batch| Rows { batch }).map_err(|e| PyValueError::new_err(format!("cannot read a fetch: {}", e.0)))
     }
@@ -160,9 +165,9 @@ impl Rows {
     }
 
     /// The records left to the reference path, in order:
-    /// (fetch index, topic, partition, offset, key, value, headers).
+    /// (fetch index, topic, partition, offset, timestamp, key, value, headers).
     #[allow(clippy::type_complexity)]
-    fn fallback<'py>(&self, py: Python<'py>) -> Vec<(usize, String, i32, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)> {
+    fn fallback<'py>(&self, py: Python<'py>) -> Vec<(usize, String, i32, i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)> {
         self.batch
             .fallback
             .iter()
@@ -172,6 +177,7 @@ impl Rows {
                     f.topic.clone(),
                     f.partition,
                     f.offset,
+                    f.timestamp,
                     f.key.as_ref().map(|k| PyBytes::new(py, k)),
                     f.value.as_ref().map(|v| PyBytes::new(py, v)),
                     f.headers.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), PyBytes::new(py, v))).collect(),
@@ -255,18 +261,20 @@ fn scan_fetch(py: Python<'_>, data: PyBackedBytes, min_offset: i64, check_crcs: 
         .map(|s| (s.next_offset, s.records, s.bytes, s.leader_epoch))
 }
 
-/// Every record of a fetch at or after `min_offset`: (offset, key, value, headers).
+/// Every record of a fetch at or after `min_offset`: (offset, timestamp, key, value, headers).
 #[pyfunction]
+#[allow(clippy::type_complexity)]
 fn fetch_records<'py>(
     py: Python<'py>,
     data: &[u8],
     min_offset: i64,
-) -> PyResult<Vec<(i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)>> {
+) -> PyResult<Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, Vec<(String, Bound<'py, PyBytes>)>)>> {
     let mut out = Vec::new();
     kafka::each_record(data, min_offset, |record| {
         let headers = kafka::headers_of(&record)?;
         out.push((
             record.offset,
+            record.timestamp,
             record.key.map(|k| PyBytes::new(py, k)),
             record.value.map(|v| PyBytes::new(py, v)),
             headers.into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), PyBytes::new(py, v))).collect(),

@@ -45,8 +45,50 @@ def test_batch_building_imports_without_duckdb_arrow_or_kafka():
 
 
 def test_a_refused_record_is_quarantined_with_its_stable_code_and_its_class():
-    record = RawRecord(topic="t", partition=0, offset=7, key=b"k", value=b"\x00not avro")
+    record = RawRecord(topic="t", partition=0, offset=7, timestamp=1_767_225_600_000, key=b"k", value=b"\x00not avro")
     batch = build_batch([record], build_book({}, {}, ()), NothingBooked(), default_catalog())
     (row,) = batch.quarantined
     assert (row.offset, row.error_code, row.error_class) == (7, "undecodable", "DecodeError")
+    assert row.record_timestamp == 1_767_225_600_000  # kept, so that a replay bounds occurred_at alike
     assert batch.offsets == {("t", 0): 8} and batch.events == ()
+
+
+def test_the_ledgers_usage_limits_are_the_consumer_settings(monkeypatch):
+    from consumers.batch import usage_limits
+    from ground.settings import ConsumerSettings, Settings
+    from ledger.core.usage import DEFAULT_LIMITS, UsageLimits
+
+    assert usage_limits(ConsumerSettings()) == DEFAULT_LIMITS  # the SDK's defaults are the ledger's
+    monkeypatch.setenv("LEARNRIGHT_CONSUMER__MAX_FUTURE_S", "60")
+    monkeypatch.setenv("LEARNRIGHT_CONSUMER__MAX_ATTRIBUTIONS", "8")
+    assert usage_limits(Settings().consumer) == UsageLimits(max_future_s=60, max_attributions=8)
+
+
+def test_kafka_timestamps_are_read_as_the_log_holds_them():
+    from consumers.batch import NO_TIMESTAMP, kafka_timestamp
+
+    assert kafka_timestamp(1_793_491_200_000) == 1_793_491_200_000
+    assert kafka_timestamp(None) == NO_TIMESTAMP == -1  # message format v0 has none
+    assert kafka_timestamp(2**63 + 5) == -(2**63) + 5  # kafka-python's sum past a long wraps, as in Java
+
+
+def test_occurred_at_is_bounded_by_each_records_own_timestamp_not_by_the_clock():
+    from datetime import datetime, timezone
+
+    from ledger.core.license_file import parse_book
+    from schemas import encode
+    from tests.conftest import BOOK
+
+    catalog = default_catalog()
+    value = encode({"event_id": "far", "platform_id": "orbit", "model_id": "m", "run_id": "r",
+                    "source_id": "src-photos", "units": 2, "unit": "items",
+                    "occurred_at": datetime(2030, 1, 1, tzinfo=timezone.utc), "base_model_id": None, "metadata": {}},
+                   catalog.latest("TrainingUsage"))
+    records = [RawRecord(topic="t", partition=0, offset=n, timestamp=ms, key=None, value=value)
+               for n, ms in enumerate((1_893_456_000_000 - 3_600_000, 1_893_456_000_000 - 3_600_001))]
+    first = build_batch(records[:1], parse_book(BOOK), NothingBooked(), catalog)
+    second = build_batch(records[1:], parse_book(BOOK), NothingBooked(), catalog)
+    assert [e.period for e in first.events] == ["2030-01"]  # stamped an hour before 2030: within the window
+    (row,) = second.quarantined  # stamped 1 ms earlier: beyond it, as it would be in any year it is read
+    assert (row.error_code, row.record_timestamp) == ("occurred_in_future", 1_893_456_000_000 - 3_600_001)
+    assert row.reason.endswith("in t[0]@1")

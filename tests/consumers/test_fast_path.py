@@ -72,10 +72,23 @@ source = "src-later"
 effective_from = 2027-01-01T00:00:00Z
 currency = "USD"
 inference = { rate = 1 }
-"""
+""" + "".join(f"""
+[[sources]]
+id = "src-many-{n:02d}"
+holder = "h-ann"
+
+[[licenses]]
+id = "lic-many-{n:02d}"
+source = "src-many-{n:02d}"
+effective_from = 2026-01-01T00:00:00Z
+currency = "USD"
+inference = {{ rate = 0.01 }}
+""" for n in range(70))  # answers longer than the native path takes, all priceable
 
 CATALOG = default_catalog()
 START = datetime(2026, 1, 20, tzinfo=timezone.utc)
+RECORD_TIME = 1_793_491_200_000  # 2026-11-01T00:00:00Z: the Kafka timestamp of the test records (plus their index)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TEXTS = ["m", "model \"quoted\"", "tab\there", "ünïcode", "line\nbreak", "\x01ctl", " ", "\u2003", "back\\slash"]
 
 
@@ -115,7 +128,7 @@ BOOKABLE = {"model_id": "m", "platform_id": "orbit", "source_id": "src-photos", 
 
 def odd_record(rng: random.Random, n: int, kind: int) -> bytes:
     """A record the fast path must leave to the reference path (to book or to quarantine)."""
-    kind %= 14
+    kind %= 19
     if kind == 0:
         return encoded("TrainingUsage", {k: v for k, v in training(rng, n, **BOOKABLE).items() if k != "source_revision"}, 1)
     if kind == 1:
@@ -144,15 +157,29 @@ def odd_record(rng: random.Random, n: int, kind: int) -> bytes:
         return encoded("InferenceUsage", inference(rng, n))[:-1]
     if kind == 12:
         return encoded("TrainingUsage", training(rng, n, occurred_at=datetime(2025, 6, 1, tzinfo=timezone.utc)))
+    if kind == 13:  # priced into 9999-12 before the bound on occurred_at
+        return encoded("InferenceUsage", inference(rng, n, occurred_at=datetime(9999, 12, 31, tzinfo=timezone.utc)))
+    if kind == 14:  # two hours after its record's timestamp
+        return encoded("TrainingUsage", training(rng, n, occurred_at=EPOCH + timedelta(milliseconds=RECORD_TIME, hours=2)))
+    if kind == 15:
+        return encoded("InferenceUsage", inference(rng, n, attributions=[
+            {"source_id": s, "weight": Decimal("0.1")} for s in ("src-photos", "src-novels", "src-photos")]))
+    if kind == 16:  # over the limit of 256
+        return encoded("InferenceUsage", inference(rng, n, attributions=[
+            {"source_id": "src-photos", "weight": Decimal("0.000001")}] * 300))
+    if kind == 17:  # longer than the native path takes, within the limit: Python books it
+        return encoded("InferenceUsage", inference(rng, n, attributions=[
+            {"source_id": f"src-many-{m:02d}", "weight": Decimal("0.000001")} for m in range(65)]))
     return encoded("UsageCorrection", {"event_id": f"c{n}", "platform_id": "orbit", "corrects_event_id": "t0",
                                        "action": "VOID", "occurred_at": START, "replacement_units": None,
                                        "replacement_attributions": None, "reason": "test"})
 
 
-def fetch(values: list[bytes], base_offset: int = 0, compression: int = 0) -> bytes:
+def fetch(values: list[bytes], base_offset: int = 0, compression: int = 0, timestamp: int = RECORD_TIME) -> bytes:
+    """One record batch as a producer writes it (CreateTime): record ``n`` stamped ``timestamp + n``."""
     builder = MemoryRecordsBuilder(magic=2, compression_type=compression, batch_size=1 << 30, offset=base_offset)
     for n, value in enumerate(values):
-        builder.append(timestamp=1_700_000_000_000 + n, key=b"k%d" % n, value=value,
+        builder.append(timestamp=timestamp + n, key=b"k%d" % n, value=value,
                        headers=[("trace", b"t%d" % n)] if n % 5 == 0 else [])
     builder.close()
     return bytes(builder.buffer())
@@ -252,7 +279,8 @@ def test_times_at_the_edges_of_months_and_of_python_datetimes_match(tmp_path):
     rng = random.Random(8)
     values = [encoded("InferenceUsage", inference(rng, n, model_id="m", occurred_at=moment, attributions=[
         {"source_id": "src-any-time", "weight": Decimal("0.000001")}])) for n, moment in enumerate(moments)]
-    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch(values))])
+    end_of_9999 = 253_402_300_799_999  # a timestamp a producer chose (CreateTime): nothing is after it
+    reference, fast, batch = both_paths(tmp_path, [("t", 0, 0, fetch(values, timestamp=end_of_9999))])
     assert batch.native is not None and batch.native.event_count == len(moments)
     assert fast == reference
     assert [row[6] for row in sorted(fast["events"], key=lambda r: r[5])] == [
@@ -297,7 +325,7 @@ def test_a_record_left_to_python_is_ordered_among_the_others_as_polled(tmp_path)
     other = encoded("TrainingUsage", training(rng, 1, units=6, **BOOKABLE))  # same key, other content
     unpriceable = encoded("TrainingUsage", training(rng, 1, units=5, **{**BOOKABLE, "source_id": "src-unknown"}))
     items = [FetchBlock("t", 0, 0, fetch([older]), 1, 0),
-             RawRecord(topic="t", partition=1, offset=0, key=None, value=other),
+             RawRecord(topic="t", partition=1, offset=0, timestamp=RECORD_TIME, key=None, value=other),
              FetchBlock("t", 2, 0, fetch([unpriceable]), 1, 0)]
     builder = BatchBuilder(CATALOG)
     with Ledger.open(tmp_path / "l.duckdb") as ledger:
@@ -386,7 +414,8 @@ def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_pytho
     value = bytes(value[:len(value) - cut])
     book = empty_ledger.load_book()
     rows = compile_pricer(book, CATALOG).build([("t", 0, 0, fetch([value]))])
-    python = build_batch([RawRecord(topic="t", partition=0, offset=0, key=b"k0", value=value, headers=(("trace", b"t0"),))],
+    python = build_batch([RawRecord(topic="t", partition=0, offset=0, timestamp=RECORD_TIME, key=b"k0", value=value,
+                                    headers=(("trace", b"t0"),))],
                          book, empty_ledger, CATALOG)
     if rows.event_count == 0:
         event("left to Python")
@@ -400,3 +429,4 @@ def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_pytho
     python_hashes = chain.chain_accruals(chain.GENESIS, 1, python.accruals)
     assert head == python_hashes[-1]
     assert _columns(native_accruals_table(rows, 1, hashes, 1)) == _columns(accruals_table(values, python_hashes, 1))
+

@@ -1,5 +1,6 @@
 """Every poison kind lands in the dead-letter topic and in quarantine; the partition keeps flowing."""
 
+import random
 from datetime import datetime, timezone
 
 import pytest
@@ -7,6 +8,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from ground.errors import error_classes
 
+from consumers.dead_letter import MAX_REQUEST_BYTES, TRUNCATED, letter_size
 from consumers.service import LedgerConsumer
 from consumers.kafka_admin import ensure_topics
 from ledger.storage.store import Ledger
@@ -73,3 +75,45 @@ def test_each_poison_kind_is_dead_lettered_and_quarantined_in_order(make_setting
         assert headers["learnright.original.topic"] == topic.encode()
         assert headers["learnright.original.offset"] == str(offset).encode()
         assert headers["learnright.error.message"]
+
+
+def test_a_record_just_under_the_broker_limit_is_quarantined_whole_and_the_next_one_booked(
+        make_settings, license_book_text):
+    """1,048,400 bytes of garbage: the broker takes it (message.max.bytes 1,048,588), but with the
+    learnright.* headers its dead letter would pass the producer's 1,048,576-byte max_request_size.
+    The letter is cut to fit and marked; the ledger keeps the record whole; the partition flows on."""
+    settings = make_settings()
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"partitions": 1})})
+    topics = settings.kafka.topics
+    topic = topics.for_event("TrainingUsage")
+    ensure_topics(settings.kafka.bootstrap_servers, (*topics.usage, topics.dead_letter), 1)
+    garbage = b"\x7b" + random.Random(13).randbytes(1_048_399)  # not the single-object marker: undecodable
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    producer.send(topic, key=b"k-1", value=garbage, headers=[("trace", b"t-1")]).get(timeout=60)
+    producer.send(topic, value=training(event_id="after")).get(timeout=60)
+    producer.close()
+
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        consumer = LedgerConsumer(settings, ledger)
+        try:
+            stats = consumer.run(until_idle=True)
+        finally:
+            consumer.close()
+        assert (stats.records, stats.accepted, stats.quarantined) == (2, 1, 1)
+        assert ledger.query("SELECT event_id, kafka_offset FROM usage_events") == [("after", 1)]
+        [(offset, code, value)] = ledger.query("SELECT kafka_offset, error_code, record_value FROM quarantine")
+    assert (offset, code) == (0, "undecodable")
+    assert value == garbage  # the system of record keeps every byte
+
+    dead = KafkaConsumer(topics.dead_letter, bootstrap_servers=settings.kafka.bootstrap_servers,
+                         auto_offset_reset="earliest", consumer_timeout_ms=10000)
+    letters = list(dead)
+    dead.close()
+    [letter] = letters
+    headers = dict(letter.headers)
+    assert headers[TRUNCATED] == b"1048400"
+    assert headers["trace"] == b"t-1" and letter.key == b"k-1"
+    assert headers["learnright.original.offset"] == b"0" and headers["learnright.error.code"] == b"undecodable"
+    assert 1_048_000 < len(letter.value) < len(garbage) and garbage.startswith(letter.value)
+    assert letter_size(letter.key, letter.value, tuple(letter.headers)) <= MAX_REQUEST_BYTES

@@ -82,7 +82,8 @@ def test_downloads_are_the_statement_as_csv_and_json(served):
     client, tokens, ids, ledger, _ = served
     sid = ids["h-ann"][-1]
     as_csv = client.get(f"/v1/statements/{sid}/csv", headers=auth(tokens["ann"]))
-    assert as_csv.headers["content-disposition"] == 'attachment; filename="2026-04_h-ann_USD.csv"'
+    assert as_csv.headers["content-disposition"] == (
+        "attachment; filename=\"2026-04_h-ann_USD.csv\"; filename*=UTF-8''2026-04_h-ann_USD.csv")
     summary = {row["unit"]: row["amount"] for row in csv.DictReader(io.StringIO(as_csv.text)) if row["kind"] == "summary"}
     assert summary["payable"] == "3.60"
     as_json = client.get(f"/v1/statements/{sid}/json", headers=auth(tokens["ann"]))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import httpx
@@ -14,12 +15,14 @@ import pytest
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumers.progress import STALL_AFTER
 from consumers.scheduler import LedgerService
 from consumers.kafka_admin import ensure_topics
 from learnright.server import serve
 from ledger.storage.store import Ledger
 from ledger.services.tokens import AUDITOR, create_token
 from producers import UsageEmitter
+from tests.consumers.helpers import accept_dead_letters, produce_poison_then_valid, refuse_dead_letters
 
 pytestmark = pytest.mark.broker
 APRIL = datetime(2026, 4, 10, 8, 30, tzinfo=timezone.utc)
@@ -69,14 +72,25 @@ def wait_for(condition, timeout_s: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def service(make_settings, license_book_text, tmp_path):
+def service_settings(make_settings, tmp_path):
     settings = make_settings(max_batch=20)
-    settings = settings.model_copy(update={
+    return settings.model_copy(update={
         "snapshots_dir": tmp_path / "snapshots", "signing_key": tmp_path / "key.pem",
         "http": settings.http.model_copy(update={"port": 0}),
     })
+
+
+@pytest.fixture
+def service(make_settings, license_book_text, tmp_path):
+    settings = service_settings(make_settings, tmp_path)
     ensure_topics(settings.kafka.bootstrap_servers, (*settings.kafka.topics.usage, settings.kafka.topics.dead_letter), 2)
+    with running(settings, license_book_text) as (url, auditor, ledger):
+        yield settings, url, auditor, ledger
+
+
+@contextmanager
+def running(settings, license_book_text):
+    """`learnright serve` in a thread over a new ledger; yields its URL, an auditor token and the ledger."""
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         auditor = create_token(ledger, role=AUDITOR, holder_id=None, now=datetime.now(timezone.utc)).token
@@ -87,7 +101,7 @@ def service(make_settings, license_book_text, tmp_path):
         thread.start()
         url = wait_for(lambda: listening and listening[0], what="the HTTP API")
         try:
-            yield settings, url, auditor, ledger
+            yield url, auditor, ledger
         finally:
             running.stop()
             thread.join(timeout=30)
@@ -121,6 +135,36 @@ def test_metrics_parse_and_their_counters_match_the_ledger(service):
         (("method", "GET"), ("route", "/metrics"), ("status", "200"))] >= 1
     anonymous = httpx.get(f"{url}/metrics")
     assert anonymous.status_code == 401 and "learnright_accrued_amount" not in anonymous.text
+
+
+def test_a_stalled_consumer_fails_readyz_and_raises_the_metric_until_it_moves_again(
+        make_settings, license_book_text, tmp_path):
+    """The broker refuses the poison's dead letter on every attempt (a 1,024-byte record limit on the
+    dead-letter topic): the service stays up, says it is not ready and why without the exception,
+    exports learnright_consumer_stalled 1, and books both records once the limit is raised."""
+    settings = service_settings(make_settings, tmp_path)
+    refuse_dead_letters(settings)
+    produce_poison_then_valid(settings)
+    with running(settings, license_book_text) as (url, auditor, ledger):
+        stalled = wait_for(lambda: (answer := httpx.get(f"{url}/readyz")).status_code == 503
+                           and "stalled" in answer.text and answer, what="readyz to say stalled", timeout_s=120)
+        assert stalled.json() == {"status": "not_ready", "reason": stalled.json()["reason"]}
+        assert stalled.json()["reason"].startswith("the consumer is stalled: ")
+        for leak in ("MessageSizeTooLarge", "BrokerError", "Error", settings.kafka.topics.dead_letter, "Traceback"):
+            assert leak not in stalled.text
+        metrics = scrape(url, auditor)
+        assert metrics["learnright_consumer_stalled"] == {(): 1.0}
+        assert metrics["learnright_consumer_batch_failures_total"][()] >= STALL_AFTER
+        assert sum(metrics.get("learnright_events_ingested_total", {}).values()) == 0  # nothing past the poison
+        assert httpx.get(f"{url}/healthz").status_code == 200  # alive: it keeps retrying
+
+        accept_dead_letters(settings)
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, what="readiness after the fix", timeout_s=180)
+        metrics = scrape(url, auditor)
+        assert metrics["learnright_consumer_stalled"] == {(): 0.0}
+        assert total(url, auditor, "learnright_events_ingested_total") == 1
+        assert total(url, auditor, "learnright_events_quarantined_total") == 1
+        assert metrics["learnright_consumer_last_commit_timestamp_seconds"][()] > 0
 
 
 READ_SNAPSHOT = """

@@ -118,6 +118,24 @@ def test_dry_run_validates_without_connecting(run, tmp_path):
     assert run.landed() == []
 
 
+def test_implausible_rows_are_refused_by_the_dry_run_with_their_line(run, tmp_path):
+    far = dict(GOOD, event_id="far", occurred_at="9999-12-31T00:00:00Z")
+    twice = dict(INFERENCE, event_id="twice", attributions=[{"source_id": "src-novels", "weight": "0.1"}] * 2)
+    many = dict(INFERENCE, event_id="many", attributions=[{"source_id": f"s{n}", "weight": "0.000001"} for n in range(257)])
+    path = write_jsonl(tmp_path / "usage.jsonl", [GOOD, far, twice, many])
+
+    result = run("emit", "--dry-run", str(path), bootstrap=f"127.0.0.1:{free_port()}")
+
+    assert result.exit_code == 1
+    assert re.search(r"occurred_at is more than 3600 s after the event was reported at .*"
+                     r" \(got '9999-12-31T00:00:00\+00:00'\) in line 2 of usage.jsonl", result.stderr), result.stderr
+    assert ("attributions[1].source_id repeats attributions[0].source_id; an answer names each source once"
+            " (got 'src-novels') in line 3 of usage.jsonl") in result.stderr
+    assert ("attributions must name at most 256 sources in one answer (got '257 sources') in line 4 of usage.jsonl"
+            in result.stderr)
+    assert "0 sent, 3 rejected (4 rows, 1 valid)" in result.stdout
+
+
 def test_csv_rows_are_numbered_as_the_file_shows_them(run, tmp_path):
     path = tmp_path / "usage.csv"
     path.write_text(

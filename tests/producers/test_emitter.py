@@ -162,3 +162,45 @@ def test_an_unreachable_registry_sends_nothing(usage_settings, landed):
         with pytest.raises(TransientError, match="schema registry at http://127.0.0.1:9 unreachable"):
             emitter.training(**TRAINING, event_id="not-sent")
     assert landed() == []
+
+
+# (what is implausible, call, error code, words of the error)
+IMPLAUSIBLE = [
+    ("the year 9999", lambda e: e.training(**TRAINING | {"occurred_at": datetime(9999, 12, 31, tzinfo=timezone.utc)}),
+     "occurred_in_future", "occurred_at is more than 3600 s after the event was reported at"),
+    ("a source 10,000 times", lambda e: e.inference(**INFERENCE | {"attributions": [("src-novels", "0.00001")] * 10_000}),
+     "too_many_attributions", "attributions must name at most 256 sources in one answer (got '10000 sources')"),
+    ("a source twice", lambda e: e.inference(**INFERENCE | {"attributions": [("src-novels", "0.1"), ("src-photos", "0.1"),
+                                                                             ("src-novels", "0.1")]}),
+     "invalid_value", "attributions[2].source_id repeats attributions[0].source_id; an answer names each source once"
+                      " (got 'src-novels')"),
+    ("257 sources", lambda e: e.inference(**INFERENCE | {"attributions": [(f"src-{n}", "0.000001") for n in range(257)]}),
+     "too_many_attributions", "attributions must name at most 256 sources in one answer (got '257 sources')"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "code", "words"), IMPLAUSIBLE, ids=[c[0] for c in IMPLAUSIBLE])
+def test_implausible_usage_is_refused_before_anything_is_sent(usage_settings, landed, case, call, code, words):
+    with emitter_for(usage_settings) as emitter:
+        with pytest.raises(ValidationError) as raised:
+            call(emitter)
+        emitter.flush()
+    assert raised.value.code == code and words in str(raised.value), str(raised.value)
+    assert emitter.sent == 0
+    assert landed() == []
+
+
+def test_an_event_built_earlier_is_bounded_by_the_clock_when_it_is_sent(usage_settings, landed):
+    from ledger.core.usage import UsageLimits, validate
+
+    soon = datetime.now(timezone.utc) + timedelta(minutes=30)
+    event = validate("TrainingUsage", {**TRAINING, "event_id": "soon", "platform_id": "orbit", "occurred_at": soon})
+    with emitter_for(usage_settings, limits=UsageLimits(max_future_s=60, max_attributions=1)) as strict:
+        with pytest.raises(ValidationError, match="occurred_at is more than 60 s after the event was reported"):
+            strict.send_event(event)
+        with pytest.raises(ValidationError, match=r"attributions must name at most 1 sources in one answer"):
+            strict.inference(**INFERENCE | {"event_id": "two"})  # two sources
+    assert strict.sent == 0
+    with emitter_for(usage_settings) as emitter:  # the default limits: within the hour
+        emitter.send_event(event)
+    assert [r.record["event_id"] for r in landed()] == ["soon"]

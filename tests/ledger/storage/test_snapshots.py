@@ -63,3 +63,18 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
     assert not set(EXCLUDED) & set(manifest["tables"])
     assert set(manifest["tables"]) == set(TABLES) | {"audit_ledger", "audit_accruals", "audit_statement_lines",
                                                      "audit_reconciliation"}
+
+
+def test_a_query_gets_the_latest_snapshot_while_it_covers_the_ledger_and_a_new_one_after(tmp_path, license_book_text):
+    """Even an empty ledger (no entry, so no chain head in the manifest) is covered by its snapshot."""
+    from ledger.storage.snapshots import CURRENT, PUBLISHED, snapshot_for_query
+
+    path, directory = tmp_path / "ledger.duckdb", tmp_path / "snapshots"
+    Ledger.open(path).close()
+    first, why = snapshot_for_query(path, directory, now=T0)
+    assert (why, first.last_entry_id, first.chain_head) == (PUBLISHED, 0, "")
+    assert snapshot_for_query(path, directory, now=T0) == (first, CURRENT)
+    with Ledger.open(path) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")  # rows, but no entry
+    second, why = snapshot_for_query(path, directory, now=T0.replace(second=1))
+    assert why == PUBLISHED and second != first and dict(second.tables)["license_versions"] == 3

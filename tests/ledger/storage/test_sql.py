@@ -107,11 +107,13 @@ def test_results_as_csv_json_and_arrow(ledger_file):
     assert table.column("holder_id").to_pylist() == ["h-ann", "h-bo"]
 
 
-def test_the_sql_command_prints_csv_and_refuses_a_write(ledger_file):
+def test_the_sql_command_prints_csv_and_refuses_a_write(ledger_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNRIGHT_SNAPSHOTS_DIR", str(tmp_path / "snapshots"))  # it answers from a snapshot
+    monkeypatch.setenv("LEARNRIGHT_SQL__TEMP_DIRECTORY", str(tmp_path / "spill"))
     runner = CliRunner()
     ok = runner.invoke(app, ["sql", "--db", str(ledger_file), "SELECT count(*) AS n FROM statements"])
     assert ok.exit_code == 0, ok.output
-    assert ok.output.splitlines()[:2] == ['"n"', "6"]
+    assert ok.stdout.splitlines() == ['"n"', "6"]
     refused = runner.invoke(app, ["sql", "--db", str(ledger_file), "DELETE FROM statements"])
     assert refused.exit_code == 2
     assert "only a read-only SELECT is allowed (got a DELETE statement)" in refused.output
