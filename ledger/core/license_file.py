@@ -144,11 +144,13 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         raise ValidationError(f"{where}.source", source_id, "is not a source declared in this file")
     effective_from = _effective_from(item, where)
     currency = check_currency(item.get("currency"), f"{where}.currency")
-    training = _training(item["training"], f"{where}.training") if "training" in item else None
-    inference = _inference(item["inference"], f"{where}.inference") if "inference" in item else None
+    training = _training(_table(item, "training", where), f"{where}.training") if "training" in item else None
+    inference = _inference(_table(item, "inference", where), f"{where}.inference") if "inference" in item else None
     if training is None and inference is None:
         raise ValidationError(where, license_id, "has no pricing terms (training or inference)")
     platform_id = item.get("platform", ANY_PLATFORM)
+    if not isinstance(platform_id, str) or not platform_id.strip():
+        raise ValidationError(f"{where}.platform", platform_id, "must be a platform id or \"*\" (any platform)")
     minimum_monthly = _minimum(item["minimum"], platform_id, f"{where}.minimum") if "minimum" in item else None
     pool = item.get("pool", False)
     if not isinstance(pool, bool):
@@ -187,6 +189,14 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         minimum_monthly=minimum_monthly,
         pool=pool,
     )
+
+
+def _table(item: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """``item[key]``, which must be a TOML table (``training = { rate = 1.1, ... }``)."""
+    value = item[key]
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{where}.{key}", value, "must be a table, e.g. { rate = 0.0025 }")
+    return value
 
 
 def _training(terms: Mapping[str, Any], where: str) -> TrainingTerms:

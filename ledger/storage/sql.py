@@ -23,6 +23,7 @@ refused while it is fetched (DuckDB's memory limit does not bound result buffers
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -180,7 +181,9 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     if not Path(path).exists():
         raise SqlRefusedError(f"no DuckDB file at {path} to query")
     try:
-        spill = Path(limits.temp_directory)
+        # One spill directory per queried file: DuckDB lets a query read its own spill
+        # directory even with external access off, so it must hold nothing of another file.
+        spill = Path(limits.temp_directory) / hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
         spill.mkdir(mode=0o700, parents=True, exist_ok=True)
         # External access is turned off right after connecting (below): DuckDB refuses a
         # temp_directory in the same configuration that disables it.

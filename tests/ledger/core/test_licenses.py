@@ -1,3 +1,4 @@
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -58,3 +59,18 @@ def test_a_version_is_never_edited(license_book_text):
     with pytest.raises(LicenseFileError, match="lic-novels version 1 already exists with other terms"):
         merge_books(book, changed)
     assert merge_books(book, parse_book(license_book_text)).versions == book.versions
+
+
+@pytest.mark.parametrize("change, broken, message", [
+    ('training = { rate = 0.80, per = 1000000, unit = "tokens" }', "training = 5",
+     "licenses[lic-novels v1].training must be a table, e.g. { rate = 0.0025 } (got 5)"),
+    ("inference = { rate = 0.002 }", 'inference = "cheap"',
+     "licenses[lic-novels v1].inference must be a table"),
+    ('currency = "USD"', 'currency = "USD"\nplatform = ""', "licenses[lic-novels v1].platform must be a platform id"),
+    ('currency = "USD"', 'currency = "USD"\nplatform = 7', "licenses[lic-novels v1].platform must be a platform id"),
+])
+def test_terms_that_are_not_tables_and_empty_platforms_are_license_file_errors(license_book_text, change, broken,
+                                                                               message):
+    """Before, ``training = 5`` crashed the parser with AttributeError instead of naming the field."""
+    with pytest.raises(LicenseFileError, match=re.escape(message)):
+        parse_book(license_book_text.replace(change, broken, 1))
