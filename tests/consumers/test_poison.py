@@ -9,10 +9,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from ground.errors import error_classes
 
 from consumers.dead_letter import MAX_REQUEST_BYTES, TRUNCATED, letter_size
-from consumers.service import LedgerConsumer
 from consumers.kafka_admin import ensure_topics
+from consumers.service import LedgerConsumer
 from ledger.storage.store import Ledger
 from schemas import default_catalog, encode
+from tests.consumers.helpers import consume_all
 
 pytestmark = pytest.mark.broker
 APRIL = datetime(2026, 4, 10, tzinfo=timezone.utc)
@@ -95,11 +96,7 @@ def test_a_record_just_under_the_broker_limit_is_quarantined_whole_and_the_next_
 
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
-        consumer = LedgerConsumer(settings, ledger)
-        try:
-            stats = consumer.run(until_idle=True)
-        finally:
-            consumer.close()
+        stats = consume_all(settings, ledger)
         assert (stats.records, stats.accepted, stats.quarantined) == (2, 1, 1)
         assert ledger.query("SELECT event_id, kafka_offset FROM usage_events") == [("after", 1)]
         [(offset, code, value)] = ledger.query("SELECT kafka_offset, error_code, record_value FROM quarantine")
