@@ -9,7 +9,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 # rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help lock setup kafka-jars browser demo test test-unit schema-check lint-imports bench clean
+.PHONY: help lock setup kafka-jars browser demo test test-unit schema-check lint-imports bench bench-compare clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ lint-imports: setup ## Fail unless imports follow the layers in pyproject.toml [
 
 bench: setup kafka-jars ## Measure ingestion against raw Kafka consumption (1M events); writes docs/benchmarks.md
 	$(BIN)/learnright bench
+
+REV ?= HEAD~1
+bench-compare: setup kafka-jars ## Ingest side by side against git revision REV (default HEAD~1); adds a row to docs/benchmarks.md
+	$(BIN)/learnright bench --against '$(REV)'
 
 test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'

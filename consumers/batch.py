@@ -9,11 +9,12 @@ or quarantined (with its bytes and the reason). accepted + duplicates + quaranti
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Protocol, Sequence
 
 from ground.errors import LearnrightError, TerminalError, TransientError, error_code
 from ground.settings import ConsumerSettings
+from ledger.core.chain import stream_of
 from ledger.core.corrections import CorrectionError, apply_correction
 from ledger.core.licenses import LicenseBook
 from ledger.core.pricing import Accrual, price
@@ -180,6 +181,8 @@ def build_batch(
     the clock, so the same records build the same batch whenever they are read.
     A correction whose original is not booked yet is quarantined as pending
     (:class:`PendingCorrectionError`); replaying it after the original arrives applies it.
+    Every accrual is keyed by its record (stream ``<topic>/<partition>``, position = offset),
+    so a record replayed from quarantine books the same entries as if booked on arrival.
     """
     quarantined: list[QuarantineRow] = []
     candidates = _parse_records(records, catalog, registry, limits, quarantined)
@@ -209,7 +212,8 @@ def build_batch(
             quarantined.append(_quarantine_row(raw, exc, event))
             continue
         seen[key] = digest
-        accruals.extend(priced)
+        stream = stream_of(raw.topic, raw.partition)
+        accruals.extend(replace(accrual, stream=stream, position=raw.offset) for accrual in priced)
         if isinstance(event, RevenueReport):
             revenues.append((event, raw.offset))
         if isinstance(event, TrainingUsage) and event.base_model_id:

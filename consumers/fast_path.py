@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from kafka.consumer.fetcher import Fetcher, IsolationLevel
 
 from consumers.batch import LedgerView, RawRecord, build_batch
-from ledger.core.chain import utc_micros
+from ledger.core.chain import ENTRY_FORMAT, utc_micros
 from ledger.core.licenses import ANY_PLATFORM, LicenseBook, LicenseVersion
 from ledger.core.money import ACCRUAL_SCALE, LEDGER_LIMIT, WIDE
 from ledger.core.records import IngestBatch
@@ -113,6 +113,11 @@ def install(consumer: "KafkaConsumer") -> bool:
     if native is None or fetcher is None or not hasattr(fetcher, "PartitionRecords"):
         log.warning("native fast path unavailable (%s); ingesting through the reference path",
                     "learnright_native is not built" if native is None else "kafka-python's fetcher changed")
+        return False
+    if getattr(native, "ENTRY_FORMAT", None) != ENTRY_FORMAT:
+        log.warning("native fast path unavailable: learnright_native writes entry format %s, the ledger format %s"
+                    " (a stale build; run make setup); ingesting through the reference path",
+                    getattr(native, "ENTRY_FORMAT", "2 or older"), ENTRY_FORMAT)
         return False
     fetcher.PartitionRecords = BlockPartitionRecords
     return True

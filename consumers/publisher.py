@@ -25,6 +25,7 @@ from ground.errors import BrokerError
 from ground.settings import Settings
 from ledger.core.port import LedgerStore
 from ledger.core.records import Publication, StatementRecord
+from ledger.core.statements import ledger_section
 from schemas import default_catalog, encode
 
 RECORD = "StatementClosed"
@@ -37,14 +38,25 @@ class PublishOutcome:
 
 
 def statement_closed(stored: StatementRecord) -> dict:
-    """The StatementClosed record of a stored statement (see :meth:`LedgerStore.unpublished_statements`)."""
+    """The StatementClosed record of a stored statement (see :meth:`LedgerStore.unpublished_statements`).
+
+    A statement of format 5 on carries a close root: it is sent as ``close_root`` and, for
+    readers of StatementClosed v1 (which requires them), again as ``chain_head``, with
+    ``last_entry_id`` 0. An older statement sends its chain head and last entry, and no
+    close root (docs/events.md, "StatementClosed").
+    """
     body = json.loads(stored.document)
+    ledger = ledger_section(body)
+    if ledger.close_root is not None:
+        commitment = {"chain_head": ledger.close_root, "last_entry_id": 0, "close_root": ledger.close_root}
+    else:
+        commitment = {"chain_head": ledger.chain_head, "last_entry_id": ledger.last_entry_id, "close_root": None}
     return {
         "statement_id": stored.statement_id, "period": stored.period, "holder_id": stored.holder_id,
         "holder_name": body["holder"]["name"], "currency": stored.currency,
         "accrued": stored.accrued, "carry_in": stored.carry_in, "payable": stored.payable,
         "carry_out": stored.carry_out, "format_version": body["format_version"], "content_hash": stored.content_hash,
-        "chain_head": body["ledger"]["chain_head"], "last_entry_id": body["ledger"]["last_entry_id"],
+        **commitment,
         "signature": stored.signature, "key_fingerprint": stored.key_fingerprint,
         "closed_at": stored.created_at.astimezone(timezone.utc),
     }

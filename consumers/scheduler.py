@@ -1,9 +1,17 @@
 """The ledger service: follows the usage topics and closes each month on schedule.
 
 APScheduler (3.x, UTC) fires at 00:00 UTC on day ``grace_days`` of every month and asks
-for the previous month to be closed. The close itself runs in the consuming thread
-between two batches, so ingestion and closing never write the ledger at once. On start
-every month that was due while the service was down is closed.
+for the previous month to be closed; on start the service asks once more, so every
+month that was due while it was down is closed too.
+
+A close first catches up: it takes the log-end offsets of the assigned usage partitions
+at the instant it is asked for, keeps consuming until the consumer's positions reach
+them and every polled batch is in the ledger, then retries the quarantined records whose
+cause may be gone (:func:`consumers.replay.retry_before_close`) and closes. Usage that
+was in Kafka when the close was due is therefore in the month's statement, never a
+prior-period line of the next one; the close's cut-off (what the ledger had booked)
+covers all of it. The close runs in the consuming thread between two batches, so
+ingestion and closing never write the ledger at once.
 
 After each close, and on start, the StatementClosed events of the outbox are published
 (:mod:`consumers.publisher`); when Kafka does not take them they stay pending and the
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -22,13 +31,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from consumers.publisher import publish_statements
-from consumers.service import LedgerConsumer
+from consumers.replay import retry_before_close
+from consumers.service import LedgerConsumer, LogEnd
 from ground.errors import BrokerError
 from ground.settings import Settings
+from ledger.core.usage import DEFAULT_LIMITS, UsageLimits
 from ledger.services.close import close_period
 from ledger.core.periods import period_of, period_start, previous_period
 from ledger.core.signing import Signer, load_or_create_key
 from ledger.core.port import LedgerStore
+from schemas import Catalog
+from schemas.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +61,43 @@ def due_period(now: datetime, grace_days: int) -> str:
     return last if now >= close_of_previous else previous_period(last)
 
 
-def close_due(ledger: LedgerStore, now: datetime, grace_days: int, signer: Signer) -> tuple[str, ...]:
-    """Closes every due month not closed yet (and the months before it with usage); returns those closed."""
-    period = due_period(now, grace_days)
+def closed_through(ledger: LedgerStore, now: datetime, grace_days: int) -> bool:
+    """Whether the month due at ``now`` is closed already (nothing to catch up for)."""
     latest = ledger.latest_close()
-    if latest is not None and latest.period >= period:
+    return latest is not None and latest.period >= due_period(now, grace_days)
+
+
+def close_due(ledger: LedgerStore, now: datetime, grace_days: int, signer: Signer, *,
+              catalog: Catalog | None = None, registry: SchemaRegistry | None = None,
+              limits: UsageLimits = DEFAULT_LIMITS) -> tuple[str, ...]:
+    """Closes every due month not closed yet (and the months before it with usage); returns those closed.
+
+    When a month is due, the quarantined records of
+    :data:`consumers.replay.RETRIED_BEFORE_CLOSE` are retried first; when none is, nothing is.
+    """
+    if closed_through(ledger, now, grace_days):
         return ()
-    if latest is None and not ledger.open_periods_through(period, None):
+    period = due_period(now, grace_days)
+    retried = retry_before_close(ledger, catalog, registry, limits)
+    if retried.booked:
+        log.info("retried %d quarantined records before closing: %d booked", retried.attempted, retried.booked)
+    if ledger.latest_close() is None and not ledger.open_periods_through(period, None):
         return ()
     outcome = close_period(ledger, period, now=now, signer=signer)
     log.info("closed %s (%d statements)", ", ".join(outcome.closed_periods), len(outcome.statement_ids))
     return outcome.closed_periods
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingClose:
+    """A close asked for and waiting for the consumer to book what Kafka held at ``at``."""
+
+    at: datetime
+    """When it was asked for: what decides the month due and the close's time."""
+    assign_by: float
+    """Monotonic time by which the consumer must have partitions to measure the log's end."""
+    log_end: LogEnd | None = None
+    """The log-end offsets at the first moment partitions were assigned; None until then."""
 
 
 class LedgerService:
@@ -71,6 +110,7 @@ class LedgerService:
         self.consumer = LedgerConsumer(settings, ledger)
         self.signer = load_or_create_key(settings.signing_key)
         self.requests: queue.SimpleQueue[datetime] = queue.SimpleQueue()
+        self.pending: PendingClose | None = None
         self.publish_retry_at: float | None = None
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.scheduler.add_job(
@@ -79,12 +119,55 @@ class LedgerService:
         )
 
     def close_and_publish(self, now: datetime) -> tuple[str, ...]:
-        """Closes what is due at ``now``, then publishes pending StatementClosed events."""
+        """Closes what is due at ``now`` with what the ledger has booked, then publishes pending events.
+
+        The caller has caught up first (:meth:`step_close`).
+        """
         self.consumer.drain()
-        with self.consumer.metrics.time_close(self.ledger.latest_close):
-            closed = close_due(self.ledger, now, self.settings.grace_days, self.signer)
+        consumer = self.consumer
+        with consumer.metrics.time_close(self.ledger.latest_close):
+            closed = close_due(self.ledger, now, self.settings.grace_days, self.signer, catalog=consumer.catalog,
+                               registry=consumer.registry, limits=consumer.limits)
         self.publish()
         return closed
+
+    def step_close(self) -> tuple[str, ...]:
+        """Moves the close asked for on: measures the log's end, or closes once it is booked.
+
+        Called between batches. A close asked for while another waits stays queued; one
+        for a month already closed is done at once.
+
+        While no partition is assigned (a restarted service waits out its killed
+        predecessor's session, say) the close waits, with a warning every
+        ``consumer.idle_timeout_s``: closing without the log's end would leave its backlog
+        to the next month as prior-period adjustments.
+        """
+        if self.pending is None:
+            if self.requests.empty():
+                return ()
+            at = self.requests.get()
+            # On this thread's read cursor: the writer thread may be appending a batch on the ledger's own.
+            if closed_through(self.consumer.books, at, self.settings.grace_days):
+                return ()
+            self.pending = PendingClose(at=at, assign_by=time.monotonic() + self.settings.consumer.idle_timeout_s)
+        pending = self.pending
+        if pending.log_end is None:
+            log_end = self.consumer.log_end()
+            if log_end is None:
+                if time.monotonic() > pending.assign_by:
+                    log.warning("the close waits: no partitions of %s are assigned yet, so the log's end to book"
+                                " up to is unknown", ", ".join(self.consumer.topics.usage))
+                    self.pending = replace(pending, assign_by=time.monotonic() + self.settings.consumer.idle_timeout_s)
+                return ()
+            self.pending = pending = replace(pending, log_end=log_end)
+            log.info("closing when booked up to the log's end: %s", log_end.describe())
+        if not self.consumer.reached(pending.log_end):
+            return ()
+        self.consumer.drain()  # booked, not only polled; a failed batch is rewound and read again
+        if not self.consumer.reached(pending.log_end):
+            return ()
+        self.pending = None
+        return self.close_and_publish(pending.at)
 
     def publish(self) -> None:
         """Publishes the outbox; on a broker failure logs it and retries after ``PUBLISH_RETRY_S``."""
@@ -100,13 +183,14 @@ class LedgerService:
             log.info("published %d StatementClosed events to %s", len(outcome.published), outcome.topic)
 
     def run(self) -> None:
-        self.close_and_publish(self.clock())
+        """Consumes until stopped; closes on start (after catching up) and on each trigger."""
+        self.publish()
+        self.requests.put(self.clock())
         self.scheduler.start()
         try:
             while not self.consumer.stop_event.is_set():
                 self.consumer.run_once(wait=False)
-                while not self.requests.empty():
-                    self.close_and_publish(self.requests.get())
+                self.step_close()
                 if self.publish_retry_at is not None and time.monotonic() >= self.publish_retry_at:
                     self.publish()
             self.consumer.drain()  # a batch that failed while stopping still fails the run

@@ -42,6 +42,18 @@ from schemas.registry import SchemaRegistry
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEnd:
+    """The log-end offsets of the assigned usage partitions at one instant: what a close books up to."""
+
+    offsets: dict[tuple[str, int], int]
+    """The next offset to be written per (topic, partition), as Kafka said then."""
+
+    def describe(self) -> str:
+        """``topic/partition=offset`` pairs, in order, for logs."""
+        return ", ".join(f"{topic}/{partition}={offset}" for (topic, partition), offset in sorted(self.offsets.items()))
+
+
 @dataclass(slots=True)
 class IngestStats:
     records: int = 0
@@ -335,6 +347,39 @@ class LedgerConsumer:
         except KafkaError as exc:  # Monitoring only: the ledger holds the real offsets.
             log.warning("committing offsets to Kafka for lag monitoring failed: %s", exc)
 
+    def log_end(self) -> LogEnd | None:
+        """The log-end offsets of the assigned partitions now; None while none is assigned (or Kafka does not say).
+
+        A subscription is assigned by the polls that follow it, so call this between polls.
+        """
+        assignment = list(self.consumer.assignment())
+        if not assignment:
+            return None
+        try:
+            ends = self.consumer.end_offsets(assignment)
+        except KafkaError as exc:  # asked again between the next batches
+            log.warning("could not read the log-end offsets of %d partitions: %s", len(assignment), exc)
+            return None
+        return LogEnd(offsets={(tp.topic, tp.partition): offset for tp, offset in ends.items()})
+
+    def reached(self, log_end: LogEnd) -> bool:
+        """Whether the consumer's position is at or past ``log_end`` on every partition in it.
+
+        Only polled, not booked, until :meth:`drain` has returned: call it again after that.
+        """
+        assignment = self.consumer.assignment()
+        for (topic, partition), offset in log_end.offsets.items():
+            tp = TopicPartition(topic, partition)
+            if tp not in assignment:  # moved away in a rebalance: not reached until it is back
+                return False
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                return False
+            if position is None or position < offset:
+                return False
+        return True
+
     def _drained(self, assignment) -> bool:
         ends = self.consumer.end_offsets(list(assignment))
         return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
@@ -375,3 +420,17 @@ class LedgerConsumer:
         rows = [row for row in batch.quarantined if (row.topic, row.partition, row.offset) not in sent]
         self.dead_letters.send(rows)
         return sent | {(row.topic, row.partition, row.offset) for row in rows}
+
+
+def consume_until_idle(settings: Settings, ledger: LedgerStore) -> IngestStats:
+    """Books everything in the usage topics now (``consume --until-idle``), then leaves the group.
+
+    Raises:
+        BrokerError: Kafka cannot be reached, or no partition was assigned within ``consumer.idle_timeout_s``.
+        ConsumerHaltError: the consumer is stalled.
+    """
+    consumer = LedgerConsumer(settings, ledger)
+    try:
+        return consumer.run(until_idle=True)
+    finally:
+        consumer.close()

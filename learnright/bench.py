@@ -5,29 +5,50 @@ kafka-python (poll and discard) and (2) through the ledger pipeline (consume, de
 validate, price, append with offsets, commit), alternating, best of ``rounds``. Prints
 ``bench NAME ratio=R rate=N/s`` and writes the figures and the machine to
 docs/benchmarks.md. Ratios, not seconds, are what compare across noisy machines.
+
+``bench --against REV`` (``make bench-compare``) compares two revisions of our own code
+instead: the working tree's pipeline and the pipeline of commit ``REV``, exported with
+``git archive`` and its native extension built apart, read the same filled topic in turn,
+each round in a child process of its own so both pay the same start-up. Only the seconds
+``pipeline_consume`` reports count. Prints ``bench pipeline@REV``, ``bench pipeline@HEAD``
+and ``bench current/REV = X`` and adds a row to the report's section on revisions.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from learnright import broker
 from consumers.kafka_admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
+from ground.errors import ConfigError, TerminalError
 from ground.settings import Settings
 
 LICENSES = PROJECT_ROOT / "examples" / "licenses.toml"
+COMPARE_HEADING = "## Against an earlier revision"
+"""Heading of the report's section that ``bench --against`` adds rows to and ``make bench`` keeps."""
+
+
+class BenchError(TerminalError):
+    """A benchmark round, or the build of the revision compared against, failed."""
+
+    code = "bench_failed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,9 +153,12 @@ def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
     return elapsed
 
 
-def run_bench(settings: Settings, *, events: int, rounds: int, report: Path | None,
-              echo: Callable[[str], None] = print) -> BenchResult:
-    workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-"))
+@contextmanager
+def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable[[str], None]) -> Iterator[Settings]:
+    """Yields ``settings`` pointed at fresh usage topics holding ``events`` events.
+
+    Without a configured broker one is started under ``workdir`` and stopped on the way out.
+    """
     own = not settings.kafka.bootstrap_servers
     state_dir = workdir / "kafka"
     try:
@@ -148,13 +172,24 @@ def run_bench(settings: Settings, *, events: int, rounds: int, report: Path | No
         started = time.perf_counter()
         fill(settings, events, "2026-10")
         echo(f"filled {events} events in {time.perf_counter() - started:.1f}s")
-        raw, fetches, piped = [], [], []
-        for n in range(rounds):
-            raw.append(raw_consume(settings, events))
-            fetches.append(raw_consume(settings, events, whole_fetches=True))
-            piped.append(pipeline_consume(settings, events, workdir))
-            echo(f"round {n + 1}: raw {events / raw[-1]:,.0f}/s, whole fetches {events / fetches[-1]:,.0f}/s,"
-                 f" pipeline {events / piped[-1]:,.0f}/s")
+        yield settings
+    finally:
+        if own:
+            broker.down(state_dir)
+
+
+def run_bench(settings: Settings, *, events: int, rounds: int, report: Path | None,
+              echo: Callable[[str], None] = print) -> BenchResult:
+    workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-"))
+    try:
+        with filled_topics(settings, workdir, events, echo) as settings:
+            raw, fetches, piped = [], [], []
+            for n in range(rounds):
+                raw.append(raw_consume(settings, events))
+                fetches.append(raw_consume(settings, events, whole_fetches=True))
+                piped.append(pipeline_consume(settings, events, workdir))
+                echo(f"round {n + 1}: raw {events / raw[-1]:,.0f}/s, whole fetches {events / fetches[-1]:,.0f}/s,"
+                     f" pipeline {events / piped[-1]:,.0f}/s")
         results = (
             BenchResult(name="raw-consume", events=events, seconds=min(raw), baseline_seconds=min(raw)),
             BenchResult(name="raw-consume-whole-fetches", events=events, seconds=min(fetches), baseline_seconds=min(raw)),
@@ -166,14 +201,14 @@ def run_bench(settings: Settings, *, events: int, rounds: int, report: Path | No
             write_report(report, results, rounds)
         return results[-1]
     finally:
-        if own:
-            broker.down(state_dir)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def write_report(path: Path, results: tuple[BenchResult, ...], rounds: int) -> None:
+    """Rewrites the report with ``results``, keeping its section on revisions (``bench --against``)."""
     uname = platform.uname()
     path.parent.mkdir(parents=True, exist_ok=True)
+    kept = compare_section(path.read_text()) if path.exists() else ""
     raw, fetches, ingest = results
     path.write_text(f"""# Benchmarks
 
@@ -193,4 +228,265 @@ line is the floor of what its fetch layer costs; ingest over that line is
 {fetches.seconds / ingest.seconds:.2f}.
 
 Machine: {uname.system} {uname.release} {uname.machine}, {os.cpu_count()} cores, Python {platform.python_version()}.
-""")
+""" + (f"\n{kept}" if kept else ""))
+
+
+# Side by side against an earlier revision (`bench --against REV`, `make bench-compare`).
+
+_ROUND = """
+import json, sys
+from pathlib import Path
+import learnright.bench as bench
+seconds = bench.pipeline_consume(bench.Settings(), int(sys.argv[1]), Path(sys.argv[2]))
+native = sys.modules.get("learnright_native")
+print(json.dumps({"seconds": seconds, "bench": bench.__file__, "native": getattr(native, "__file__", None)}))
+"""
+"""One round in a child process: the tree's own ``pipeline_consume`` and its settings class, whatever
+they import; prints the seconds it reports and which files ran, as one JSON line."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tree:
+    """A source tree whose pipeline a child process runs: the working tree or an exported revision."""
+
+    label: str
+    """How lines and the report name it: ``HEAD`` for the working tree, else the revision as given."""
+    commit: str
+    """The commit it is (the working tree: HEAD, uncommitted changes included)."""
+    root: Path
+    native: Path | None
+    """Private target holding the revision's own native extension; None: the one installed in .venv."""
+
+    @property
+    def pythonpath(self) -> tuple[Path, ...]:
+        return (self.native, self.root) if self.native is not None else (self.root,)
+
+
+def resolve_revision(rev: str) -> str:
+    """The full commit id ``rev`` names in this repository (read-only ``git rev-parse``).
+
+    Raises:
+        ConfigError: git is missing, or ``rev`` names no commit.
+    """
+    if not rev or rev.startswith("-"):
+        raise ConfigError(f"bench --against: {rev!r} is not a revision (give a commit, e.g. HEAD~1)")
+    try:
+        found = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                               capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise ConfigError("bench --against needs git on PATH") from exc
+    if found.returncode != 0 or not found.stdout.strip():
+        raise ConfigError(f"bench --against: unknown revision {rev!r} (git rev-parse finds no commit of that name"
+                          f" in {PROJECT_ROOT})")
+    return found.stdout.strip()
+
+
+def export_revision(rev: str, dest: Path, *, cache_dir: Path, echo: Callable[[str], None] = print) -> Tree:
+    """Exports commit ``rev`` to ``dest`` (``git archive | tar -x``) and builds its native extension there.
+
+    The extension goes into ``dest/.native``, never into .venv, so the working tree's own
+    stays installed. Cargo keeps compiled dependencies under ``cache_dir`` between runs.
+
+    Raises:
+        ConfigError: ``rev`` names no commit, or the commit has no ``pipeline_consume`` to run.
+        BenchError: the export or the native build failed.
+    """
+    commit = resolve_revision(rev)
+    dest.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "-C", str(PROJECT_ROOT), "archive", "--format=tar", commit],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, capture_output=True, text=True, check=False)
+    archive.stdout.close()
+    archive_errors = archive.stderr.read().decode(errors="replace")
+    if archive.wait() != 0 or untar.returncode != 0:
+        raise BenchError(f"exporting {rev} ({commit[:12]}) with git archive | tar failed:"
+                         f" {_tail(archive_errors + untar.stderr)}")
+    if not _has_pipeline_consume(dest / "learnright" / "bench.py"):
+        raise ConfigError(f"bench --against: {rev} ({commit[:12]}) has no learnright.bench.pipeline_consume(settings,"
+                          " events, workdir) to run; compare against a later commit")
+    native_src = dest / "native"
+    if not (native_src / "pyproject.toml").is_file():
+        return Tree(label=rev, commit=commit, root=dest, native=None)
+    started = time.perf_counter()
+    target = dest / ".native"
+    cargo_bin = Path.home() / ".cargo" / "bin"
+    env = dict(os.environ, PATH=f"{cargo_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+               CARGO_TARGET_DIR=str(cache_dir / "bench-cargo-target"))
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                            str(native_src)], env=env, capture_output=True, text=True, check=False)
+    if built.returncode != 0:
+        raise BenchError(f"building the native extension of {rev} ({commit[:12]}) failed: {_tail(built.stderr)}")
+    echo(f"exported {rev} ({commit[:12]}) and built its native extension in {time.perf_counter() - started:.1f}s")
+    return Tree(label=rev, commit=commit, root=dest, native=target)
+
+
+def _has_pipeline_consume(bench_file: Path) -> bool:
+    """Whether ``bench_file`` defines ``pipeline_consume(settings, events, workdir)``."""
+    if not bench_file.is_file():
+        return False
+    for node in ast.parse(bench_file.read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "pipeline_consume":
+            return [arg.arg for arg in node.args.args] == ["settings", "events", "workdir"]
+    return False
+
+
+def working_tree() -> Tree:
+    """The tree this code runs from, with the native extension installed in .venv (``make setup``)."""
+    return Tree(label="HEAD", commit=resolve_revision("HEAD"), root=PROJECT_ROOT, native=None)
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """``LEARNRIGHT_KAFKA__*`` and ``LEARNRIGHT_CONSUMER__*`` keys that rebuild the pipeline's settings in a child."""
+    env = {}
+    for section in ("kafka", "consumer"):
+        for name, value in getattr(settings, section).model_dump(mode="json").items():
+            if value is not None:
+                env[f"LEARNRIGHT_{section.upper()}__{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+def child_consume(tree: Tree, settings: Settings, events: int, workdir: Path) -> float:
+    """Seconds ``tree``'s own ``pipeline_consume`` reports for booking the topic into a fresh ledger.
+
+    Runs in a child process (``python -P``, PYTHONPATH = the tree, its native extension first)
+    with the same settings, in a workdir of its own; process start is not timed. Each call
+    books into a new ledger file under a new consumer group (``pipeline_consume`` names both),
+    so rounds never see each other's offsets.
+
+    Raises:
+        BenchError: the child failed, hung, or ran other files than ``tree``'s.
+    """
+    round_dir = Path(tempfile.mkdtemp(prefix="round-", dir=workdir))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(settings_environment(settings), PYTHONPATH=os.pathsep.join(str(path) for path in tree.pythonpath))
+    timeout_s = 120 + events / 1_000
+    try:
+        done = subprocess.run([sys.executable, "-P", "-c", _ROUND, str(events), str(round_dir)], cwd=tree.root, env=env,
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise BenchError(f"the pipeline of {tree.label} ({tree.root}) had not booked {events} events after"
+                         f" {timeout_s:.0f}s: {_tail(stderr)}") from exc
+    finally:
+        shutil.rmtree(round_dir, ignore_errors=True)
+    if done.returncode != 0:
+        raise BenchError(f"the pipeline of {tree.label} ({tree.root}) failed (exit {done.returncode}): {_tail(done.stderr)}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(answer["bench"]).is_relative_to(tree.root):
+        raise BenchError(f"the round of {tree.label} ran {answer['bench']}, not the bench of {tree.root}")
+    if (tree.root / "native").is_dir() and (answer["native"] is None or (
+            tree.native is not None and not Path(answer["native"]).is_relative_to(tree.native))):
+        raise BenchError(f"the round of {tree.label} ran native extension {answer['native']}, not its own"
+                         f" ({tree.native or 'the one installed by make setup'})")
+    return float(answer["seconds"])
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """Best-of-rounds seconds of raw consumption and of both pipelines over the same records."""
+
+    current: Tree
+    previous: Tree
+    events: int
+    rounds: int
+    raw_seconds: float
+    current_seconds: float
+    previous_seconds: float
+
+    @property
+    def results(self) -> tuple[BenchResult, BenchResult, BenchResult]:
+        """Raw consumption, the revision's pipeline and the working tree's, as ratios to the first."""
+        return (
+            BenchResult(name="raw-consume", events=self.events, seconds=self.raw_seconds, baseline_seconds=self.raw_seconds),
+            BenchResult(name=f"pipeline@{self.previous.label}", events=self.events, seconds=self.previous_seconds,
+                        baseline_seconds=self.raw_seconds),
+            BenchResult(name=f"pipeline@{self.current.label}", events=self.events, seconds=self.current_seconds,
+                        baseline_seconds=self.raw_seconds),
+        )
+
+    @property
+    def speedup(self) -> float:
+        """The working tree's throughput over the revision's: below 0.95 is a slowdown beyond 5%."""
+        return self.previous_seconds / self.current_seconds
+
+    def lines(self) -> tuple[str, ...]:
+        return (*(result.line() for result in self.results),
+                f"bench current/{self.previous.label} = {self.speedup:.2f}")
+
+
+def run_compare(settings: Settings, *, against: str, events: int, rounds: int, report: Path | None,
+                echo: Callable[[str], None] = print) -> Comparison:
+    """Runs the working tree's pipeline and revision ``against``'s side by side on one filled topic.
+
+    Each round reads the topic raw (the ratios' baseline), then through the working tree's
+    pipeline and the revision's, which goes first alternating by round; the best of
+    ``rounds`` counts for each. The revision is exported and built before any broker
+    starts, so a bad one fails at once.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-"))
+    try:
+        previous = export_revision(against, workdir / "revision", cache_dir=settings.broker.cache_dir, echo=echo)
+        current = working_tree()
+        with filled_topics(settings, workdir, events, echo) as settings:
+            raw, mine, theirs = [], [], []
+            for n in range(rounds):
+                raw.append(raw_consume(settings, events))
+                turns = [(current, mine), (previous, theirs)]
+                for tree, times in turns if n % 2 == 0 else reversed(turns):
+                    times.append(child_consume(tree, settings, events, workdir))
+                echo(f"round {n + 1}: raw {events / raw[-1]:,.0f}/s, pipeline@{current.label} {events / mine[-1]:,.0f}/s,"
+                     f" pipeline@{previous.label} {events / theirs[-1]:,.0f}/s")
+        comparison = Comparison(current=current, previous=previous, events=events, rounds=rounds,
+                                raw_seconds=min(raw), current_seconds=min(mine), previous_seconds=min(theirs))
+        for line in comparison.lines():
+            echo(line)
+        if report is not None:
+            write_compare_report(report, comparison)
+        return comparison
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_COMPARE_INTRO = f"""{COMPARE_HEADING}
+
+Written by `make bench-compare REV=<rev>` (`learnright bench --against REV`), one row per run.
+In one run the working tree's pipeline (`pipeline@HEAD`: the HEAD commit named below with any
+uncommitted changes) and the pipeline of commit REV (exported with `git archive`, its native
+extension built apart) read the same records of the same topics in turn, each round in a child
+process of its own; only the seconds `pipeline_consume` reports count, best of the rounds. Ratios
+are throughput over raw-consume's in the same run; `current/REV` is the working tree's throughput
+over REV's. Issue 11's bar: `current/REV` >= 0.95.
+
+| written (UTC) | REV | REV commit | HEAD commit | events | rounds | raw-consume | pipeline@REV ratio | pipeline@HEAD ratio | current/REV | machine |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+"""
+
+
+def compare_section(text: str) -> str:
+    """The part of a report from :data:`COMPARE_HEADING` on ('' when it has none)."""
+    at = f"\n{text}".find(f"\n{COMPARE_HEADING}\n")
+    return text[at:] if at >= 0 else ""
+
+
+def write_compare_report(path: Path, comparison: Comparison) -> None:
+    """Adds ``comparison`` as a row to the report's section on revisions, creating the section if needed.
+
+    The rest of the report (``make bench``'s figures) is left as it is; the section stays last.
+    """
+    uname = platform.uname()
+    raw, previous, current = comparison.results
+    label = comparison.previous.label.replace("|", r"\|")
+    row = (f"| {datetime.now(timezone.utc):%Y-%m-%d %H:%M} | {label}"
+           f" | {comparison.previous.commit[:12]} | {comparison.current.commit[:12]} | {comparison.events}"
+           f" | {comparison.rounds} | {raw.rate:,.0f}/s | {previous.ratio:.2f} ({previous.rate:,.0f}/s)"
+           f" | {current.ratio:.2f} ({current.rate:,.0f}/s) | {comparison.speedup:.2f}"
+           f" | {uname.system} {uname.machine}, {os.cpu_count()} cores, Python {platform.python_version()} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else ""
+    if not compare_section(text):
+        text = f"{text.rstrip()}\n\n{_COMPARE_INTRO}" if text.strip() else _COMPARE_INTRO
+    path.write_text(f"{text.rstrip()}\n{row}\n")

@@ -23,7 +23,7 @@ from learnright import broker
 from consumers.kafka_admin import ensure_topics
 from learnright.broker import PROJECT_ROOT
 from ground.settings import Settings
-from ledger.services.close import CloseOutcome, close_period, write_period_files
+from ledger.services.close import CloseOutcome, write_period_files
 from ledger.core.periods import period_of, previous_period
 from ledger.core.signing import load_or_create_key
 from ledger.core.money import at_minor_unit
@@ -65,7 +65,8 @@ def run_demo(settings: Settings, *, workdir: Path, events: int, echo: Callable[[
             _emit_month(settings, book, period, events, echo)
             stats = _consume(settings, ledger, echo)
             closed = _close(settings, ledger, period, now, out)
-    return _summarize(settings, period, db, out, stats, closed, time.monotonic() - started, echo)
+            rebuilt = _rebuild(settings, ledger, workdir, echo)
+    return _summarize(settings, period, db, out, stats, closed, rebuilt, time.monotonic() - started, echo)
 
 
 @contextmanager
@@ -136,7 +137,9 @@ def _close(settings: Settings, ledger: Ledger, period: str, now: datetime, out: 
     """Closes the month, writes its files to ``out`` and publishes its StatementClosed events."""
     from consumers.publisher import publish_statements
 
-    outcome = close_period(ledger, period, now=now, signer=load_or_create_key(settings.signing_key))
+    from consumers.replay import retry_and_close
+
+    _, outcome = retry_and_close(ledger, period, now=now, signer=load_or_create_key(settings.signing_key))
     files = write_period_files(ledger, period, out)
     events_published = publish_statements(ledger, settings).published
     rows = ledger.statement_rows(period=period)
@@ -145,8 +148,22 @@ def _close(settings: Settings, ledger: Ledger, period: str, now: datetime, out: 
                    sources=sources)
 
 
+def _rebuild(settings: Settings, ledger: Ledger, workdir: Path, echo: Callable[[str], None]) -> str:
+    """Rebuilds the demo ledger from its topics into a scratch file and compares (``learnright rebuild``)."""
+    from consumers.rebuild import rebuild
+
+    scratch_path = workdir / "rebuild.duckdb"
+    for stale in (scratch_path, scratch_path.with_suffix(".duckdb.wal"), scratch_path.with_name("rebuild.duckdb.anchor")):
+        stale.unlink(missing_ok=True)
+    with Ledger.open(scratch_path) as scratch:
+        report = rebuild(settings, ledger, scratch, load_or_create_key(settings.signing_key))
+    verdicts = "; ".join(" ".join(check.lines()) for check in report.closes)
+    echo(f"rebuilt the ledger from {report.records} Kafka records: {verdicts}")
+    return "diverges" if report.diverged or report.incomplete else "match"
+
+
 def _summarize(settings: Settings, period: str, db: Path, out: Path, stats: IngestStats, closed: _Closed,
-               elapsed_s: float, echo: Callable[[str], None]) -> dict:
+               rebuilt: str, elapsed_s: float, echo: Callable[[str], None]) -> dict:
     """Prints the summary; returns its figures."""
     rows, files = closed.rows, closed.files
     payable: dict[str, Decimal] = defaultdict(Decimal)
@@ -167,9 +184,11 @@ def _summarize(settings: Settings, period: str, db: Path, out: Path, stats: Inge
          f" {len(reports)} platform usage reports)")
     echo(f"  PDFs        {', '.join(pdfs)}")
     echo(f"  published   {closed.published} StatementClosed events on {settings.kafka.topics.statements}")
+    echo(f"  rebuild     {rebuilt}: the same topics replayed into a scratch ledger give the same close root"
+         " and statements")
     if pdfs:
         echo(f"  check       learnright statements verify {out / pdfs[0].replace('.pdf', '.json')}")
     for currency in sorted(payable):
         echo(f"  royalties   {currency} {at_minor_unit(payable[currency], currency):f} payable (accrued {accrued[currency].normalize():f})")
     return {"period": period, "events": stats.accepted, "payable": dict(payable), "statements": len(rows), "out": out,
-            "published": closed.published}
+            "published": closed.published, "rebuild": rebuilt}

@@ -49,6 +49,12 @@ class DuplicateEventError(Terminal, LedgerError):
     code = "duplicate_event"
 
 
+class EntryOriginError(Terminal, LedgerError):
+    """An entry to append has no origin in the log (no stream): its identity and digest would collide."""
+
+    code = "entry_without_origin"
+
+
 class LedgerVersionError(Terminal, LedgerError):
     """The ledger file was written by a newer Learnright than this one."""
 

@@ -132,4 +132,4 @@ def snapshot_command(
     with Ledger.open(settings.db) as ledger:
         snapshot = publish_snapshot(ledger, directory, now=datetime.now(timezone.utc))
     typer.echo(f"snapshot {snapshot.snapshot_id}: {snapshot.database} (entries up to {snapshot.last_entry_id},"
-               f" chain head {snapshot.chain_head[:16]}...), Parquet in {snapshot.directory / 'parquet'}")
+               f" last hash {snapshot.chain_head[:16]}...), Parquet in {snapshot.directory / 'parquet'}")

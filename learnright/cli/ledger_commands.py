@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from ground.errors import ConfigError, LearnrightError
+from ground.errors import BrokerError, ConfigError, LearnrightError
 from learnright.cli.groups import DbOption, app, licenses_app, quarantine_app, settings_for
 
 
@@ -188,15 +188,23 @@ def close(
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the statements (JSON, CSV, PDF) and DSR reports here."),
     publish: bool = typer.Option(True, "--publish/--no-publish",
                                  help="Publish StatementClosed events after the close (pending ones stay in the outbox)."),
+    catch_up: bool = typer.Option(True, "--catch-up/--no-catch-up",
+                                  help="First book everything in the usage topics (as `consume --until-idle`);"
+                                       " --no-catch-up closes at what the ledger has booked already."),
 ) -> None:
     """Close a month: sign and store its statements (idempotent; earlier open months close first).
 
+    First books what Kafka holds (when a broker is configured or the project's own
+    runs) and retries the quarantined records whose cause may be gone (a correction's
+    original, a license, a source), so the close's cut-off covers the log as it is now.
     Then publishes a StatementClosed event per new statement. Exits 1 when the close
     succeeded but Kafka did not take the events: they stay pending for the next publish.
     """
+    from consumers.batch import usage_limits
     from consumers.publisher import publish_statements
+    from consumers.replay import closes_now, retry_and_close
     from learnright.runtime import bootstrap_servers
-    from ledger.services.close import close_period, write_period_files
+    from ledger.services.close import write_period_files
     from ledger.core.signing import load_or_create_key
     from ledger.storage.store import Ledger
 
@@ -204,8 +212,15 @@ def close(
     problem = None
     signer = load_or_create_key(settings.signing_key)
     files, unwritten = [], None
+    now = datetime.now(timezone.utc)
     with Ledger.open(settings.db) as ledger:
-        outcome = close_period(ledger, period, now=datetime.now(timezone.utc), signer=signer)
+        if closes_now(ledger, period, now):
+            typer.echo(_catch_up(settings, ledger, catch_up))
+        retried, outcome = retry_and_close(ledger, period, now=now, signer=signer,
+                                           limits=usage_limits(settings.consumer))
+        if retried.attempted:
+            typer.echo(f"retried {retried.attempted} quarantined records before the close: {retried.booked} booked,"
+                       f" {len(retried.still_quarantined)} still quarantined")
         if out:
             try:
                 files = write_period_files(ledger, period, out)
@@ -232,6 +247,71 @@ def close(
         raise typer.Exit(1)
 
 
+def _catch_up(settings, ledger, catch_up: bool) -> str:
+    """Books what the usage topics hold before a close, unless told not to; says what it did."""
+    from consumers.service import consume_until_idle
+    from learnright.runtime import bootstrap_servers
+
+    if not catch_up:
+        return "--no-catch-up: closing at what the ledger has booked, not at the end of the usage topics"
+    try:
+        servers = bootstrap_servers(settings)
+    except BrokerError:
+        return "no Kafka broker configured (nor the project's own running): closing at what the ledger has booked"
+    stats = consume_until_idle(
+        settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": servers})}),
+        ledger)
+    return (f"caught up before closing: consumed {stats.records} records: {stats.accepted} accepted"
+            f" ({stats.accruals} accruals), {stats.duplicates} duplicates, {stats.quarantined} quarantined")
+
+
+@app.command()
+def rebuild(
+    db: Optional[Path] = DbOption,
+    into: Optional[Path] = typer.Option(None, "--into", help="Build the scratch ledger in this new file and keep it"
+                                        " (default: a temporary file, removed after)."),
+) -> None:
+    """Rebuild the ledger from the usage topics and compare every close: roots, statements, entries.
+
+    Replays the topics from their earliest offsets into a scratch ledger, applying the
+    same license documents where they were applied and closing at each close's cut-off.
+    Reports each close as a match or its first divergence (statement, line, entry).
+    Exits 0 when nothing diverges, 1 on a divergence, 3 when a close could not be
+    rebuilt because Kafka no longer holds its records. The live ledger is only read:
+    point --db at a snapshot while `learnright serve` holds the file.
+    """
+    import tempfile
+
+    from consumers.rebuild import DIVERGES, rebuild as rebuild_ledger
+    from learnright.runtime import with_bootstrap
+    from ledger.core.signing import generate_signer, load_key
+    from ledger.storage.store import Ledger
+
+    settings = with_bootstrap(settings_for(db))
+    if into is not None and into.exists():
+        raise ConfigError(f"--into {into} exists already; the rebuild needs a new file")
+    if settings.signing_key.exists():
+        signer = load_key(settings.signing_key)
+    else:
+        signer = generate_signer()
+        typer.echo(f"no signing key at {settings.signing_key}: the rebuilt statements are signed with a throwaway"
+                   " key (signatures are not compared; content hashes and roots are)")
+    with tempfile.TemporaryDirectory(prefix="learnright-rebuild-") as scratch_dir:
+        target = into or Path(scratch_dir) / "rebuild.duckdb"
+        with Ledger.open(settings.db, read_only=True) as live, Ledger.open(target) as scratch:
+            report = rebuild_ledger(settings, live, scratch, signer)
+    for check in report.closes:
+        for line in check.lines():
+            typer.secho(line, fg=typer.colors.RED if check.verdict == DIVERGES else None)
+    diverged = sum(check.verdict == DIVERGES for check in report.closes)
+    closes = f"{len(report.closes)} close" + ("" if len(report.closes) == 1 else "s")
+    typer.echo(f"{settings.db}: {closes} rebuilt from {report.records} records"
+               f" ({', '.join(settings.kafka.topics.usage)}): {diverged} diverge"
+               + (f"; scratch ledger kept at {into}" if into else ""))
+    if report.diverged:
+        raise typer.Exit(1)
+    if report.incomplete:
+        raise typer.Exit(3)
 
 
 @quarantine_app.command("list")
@@ -273,7 +353,7 @@ def quarantine_replay(
 
 @app.command("verify")
 def verify_command(db: Optional[Path] = DbOption) -> None:
-    """Recompute the hash chain, find the first broken link, reconcile statements to the ledger."""
+    """Recompute every entry's hash and every close's root, name the first broken place, reconcile statements."""
     from ledger.storage.store import Ledger
     from ledger.services.verify import verify
 
@@ -283,7 +363,7 @@ def verify_command(db: Optional[Path] = DbOption) -> None:
     for problem in report.problems:
         typer.secho(f"FAIL {problem}", fg=typer.colors.RED)
     verdict = "OK" if report.ok else f"{len(report.problems)} problems"
-    typer.echo(f"{settings.db}: {report.entries} entries, chain head {report.chain_head}, "
-               f"{report.statements} statements: {verdict}")
+    typer.echo(f"{settings.db}: {report.entries} entries, {report.closes} closes, last close root"
+               f" {report.root or '-'}, {report.statements} statements: {verdict}")
     if not report.ok:
         raise typer.Exit(1)

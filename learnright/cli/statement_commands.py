@@ -66,9 +66,11 @@ def statements_verify(
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="The published public key (PEM); default: the public half of the local signing key."),
 ) -> None:
-    """Check a JSON statement: format version, content hash, chain head, Ed25519 signature, every byte.
+    """Check a JSON statement: format version, content hash, close root, Ed25519 signature, every byte.
 
-    Exits 1, naming what does not match, when anything was changed.
+    A statement of format 5 on repeats its close root outside the signed bytes (envelope 2);
+    an older one (formats 3 and 4, envelope 1) its chain head at close: either is checked
+    against the signed statement. Exits 1, naming what does not match, when anything was changed.
     """
     from ledger.core.envelope import verify_envelope
     from ledger.core.signing import load_key, parse_public_key
@@ -86,9 +88,11 @@ def statements_verify(
     except LearnrightError as exc:
         typer.secho(f"FAIL {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+    covers = (f"close root {checked.close_root}" if checked.close_root is not None
+              else f"chain head {checked.chain_head}")
     typer.echo(f"OK {file}: statement {checked.statement_id} ({checked.period}, {checked.holder_id},"
                f" {checked.currency} {checked.payable} payable), format {checked.format_version},"
-               f" content hash {checked.content_hash}, signed by {checked.key_fingerprint}")
+               f" {covers}, content hash {checked.content_hash}, signed by {checked.key_fingerprint}")
 
 
 @statements_app.command("publish")

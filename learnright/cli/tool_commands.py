@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -14,11 +15,19 @@ def bench(
     events: int = typer.Option(1_000_000, help="Usage events to fill the topic with."),
     rounds: int = typer.Option(2, help="Alternating rounds of baseline and pipeline; the best of each counts."),
     report: str = typer.Option("docs/benchmarks.md", help="Where to write the figures ('' for nowhere)."),
+    against: Optional[str] = typer.Option(
+        None, "--against", metavar="REV",
+        help="Instead: run this git revision's pipeline (e.g. HEAD~1) and the working tree's side by side,"
+             " and add the comparison to the report."),
 ) -> None:
-    """Measure the ingestion pipeline against raw kafka-python consumption, side by side."""
-    from learnright.bench import run_bench
+    """Measure the ingestion pipeline against raw kafka-python consumption, or against an earlier revision."""
+    from learnright.bench import run_bench, run_compare
 
-    run_bench(settings_for(), events=events, rounds=rounds, report=Path(report) if report else None, echo=typer.echo)
+    target = Path(report) if report else None
+    if against is not None:
+        run_compare(settings_for(), against=against, events=events, rounds=rounds, report=target, echo=typer.echo)
+    else:
+        run_bench(settings_for(), events=events, rounds=rounds, report=target, echo=typer.echo)
 
 
 @app.command()

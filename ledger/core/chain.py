@@ -1,21 +1,43 @@
-"""Hash chaining of ledger entries: each entry's hash covers its content and its predecessor.
+"""What makes the ledger tamper-evident and reproducible: entry digests, stream heads, close roots.
 
-``hash_n = SHA-256(hash_{n-1} || "\\n" || canonical(entry_n))``. The canonical form is a
+Entry format 3 (every entry booked by this version)
+----------------------------------------------------
+An entry's identity comes from what produced it, never from when or how it was booked:
+its **stream** (``<topic>/<partition>`` of the Kafka record, or ``close/<period>`` for a
+period line a close computed), its **position** in that stream (the record's offset, or
+the period line's index) and its **line** within that. :func:`entry_key` writes the three
+as ``<stream>@<position>#<line>``. A reversal names the entry it reverses by that key.
+
+``entry_hash`` is the SHA-256 of the entry's canonical bytes (:func:`canonical`): a
 versioned JSON array (compact, UTF-8, exactly what ``json.dumps(..., separators=(",", ":"),
-ensure_ascii=False)`` writes) of the ENTRY_FIELDS values, with amounts at the accrual
-scale as strings and times as UTC microseconds, so the same entry hashes the same
-whether it comes from Python or back from DuckDB. Changing any row, reordering rows or
-truncating the tail changes the head.
+ensure_ascii=False)`` writes) of the ENTRY_FIELDS values, amounts at the accrual scale as
+strings and times as UTC microseconds. It depends on the entry alone, so batch
+boundaries, poll timing, restarts, the number of consumers and whether the native fast
+path ran cannot change it.
 
-Format 2 covers ``description`` (how a period line was computed) as well.
+Commitments
+-----------
+Each close folds the digests of the entries it covers into a **head per stream**, in
+(position, line) order, continuing from that stream's head at the previous close
+(:func:`fold`). The **close root** (:func:`close_root`) hashes the period, the previous
+close's root, the license book the close used, its cut-off (the next offset per
+partition) and every stream's head. Statements carry the root. Changing, dropping,
+adding or moving (re-keying) any covered entry changes its stream's head and every
+later root.
+
+Format 2 (entries booked before ledger schema 7)
+------------------------------------------------
+One global chain in booking order, ``hash_n = SHA-256(hash_{n-1} || "\\n" || canonical_v2)``,
+numbered by ``entry_id``. Kept so old ledgers still verify; nothing new is written in it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from json.encoder import encode_basestring
 
@@ -24,21 +46,45 @@ from ledger.core.money import ACCRUAL_QUANTUM, WIDE
 if TYPE_CHECKING:
     from ledger.core.pricing import Accrual
 
-CHAIN_FORMAT = 2
+ENTRY_FORMAT = 3
 GENESIS = "0" * 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-# The accrual fields the hash covers, in order. Changing this list is a new CHAIN_FORMAT.
+# The entry fields the digest covers, in order. Changing this list is a new ENTRY_FORMAT.
 ENTRY_FIELDS = (
+    "stream", "position", "line", "platform_id", "event_id", "kind", "source_id", "holder_id", "model_id",
+    "license_id", "license_version", "quantity", "unit", "rate", "per", "currency", "amount",
+    "occurred_at", "period", "reverses_entry_key", "description",
+)
+_PREFIX = f"[{ENTRY_FORMAT},"
+
+# Format 2: the fields of the global chain, with the local entry id first.
+CHAIN_FORMAT_V2 = 2
+ENTRY_FIELDS_V2 = (
     "entry_id", "platform_id", "event_id", "line", "kind", "source_id", "holder_id", "model_id",
     "license_id", "license_version", "quantity", "unit", "rate", "per", "currency", "amount",
     "occurred_at", "period", "reverses_entry_id", "description",
 )
-_PREFIX = f"[{CHAIN_FORMAT},"
+_PREFIX_V2 = f"[{CHAIN_FORMAT_V2},"
+
+
+def stream_of(topic: str, partition: int) -> str:
+    """The stream of entries a Kafka topic-partition produces."""
+    return f"{topic}/{partition}"
+
+
+def close_stream(period: str) -> str:
+    """The stream of the period lines the close of ``period`` computes."""
+    return f"close/{period}"
+
+
+def entry_key(stream: str, position: int, line: int) -> str:
+    """An entry's identity as text: ``<stream>@<position>#<line>``."""
+    return f"{stream}@{position}#{line}"
 
 
 def utc_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch of an aware datetime, as the chain writes times."""
+    """Microseconds since the Unix epoch of an aware datetime, as entries write times."""
     delta = moment.astimezone(timezone.utc) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -60,44 +106,98 @@ def _json(value: object) -> str:
 
 
 def canonical(values: Sequence[object]) -> bytes:
-    """The canonical bytes of one entry given its ENTRY_FIELDS values in order."""
+    """The canonical bytes (format 3) of one entry given its ENTRY_FIELDS values in order."""
     return (_PREFIX + ",".join(map(_json, values)) + "]").encode()
 
 
-def link(previous: str, entry: bytes) -> str:
-    return hashlib.sha256(previous.encode("ascii") + b"\n" + entry).hexdigest()
+def digest(values: Sequence[object]) -> str:
+    """An entry's hash (format 3): the SHA-256 of its canonical bytes, as hex."""
+    return hashlib.sha256(canonical(values)).hexdigest()
 
 
-def chain(previous: str, entries: Iterable[Sequence[object]]) -> list[str]:
-    """The hash of each entry in turn, starting from ``previous``."""
-    hashes = []
-    for values in entries:
-        previous = link(previous, canonical(values))
-        hashes.append(previous)
-    return hashes
-
-
-def canonical_accrual(entry_id: int, accrual: Accrual) -> bytes:
+def canonical_accrual(accrual: Accrual) -> bytes:
     """``canonical`` of an accrual's ENTRY_FIELDS, written out field by field.
 
     The append path's fast form of :func:`canonical` (no per-value type dispatch); the
-    two give identical bytes, which the tests check on every kind of value.
+    two give identical bytes, which the tests check on every kind of value. The native
+    fast path writes the same bytes (``native/src/chain.rs``).
     """
     a, q, w, text = accrual, ACCRUAL_QUANTUM, WIDE, encode_basestring
-    reverses = "null" if a.reverses_entry_id is None else str(a.reverses_entry_id)
+    reverses = "null" if a.reverses_entry_key is None else text(a.reverses_entry_key)
     return (
-        f"{_PREFIX}{entry_id},{text(a.platform_id)},{text(a.event_id)},{a.line:d},{text(a.kind)},"
-        f"{text(a.source_id)},{text(a.holder_id)},{text(a.model_id)},{text(a.license_id)},{a.license_version:d},"
-        f'"{a.quantity.quantize(q, context=w)}",{text(a.unit)},"{a.rate.quantize(q, context=w)}",{a.per:d},'
-        f'{text(a.currency)},"{a.amount.quantize(q, context=w)}",{utc_micros(a.occurred_at)},{text(a.period)},'
-        f"{reverses},{text(a.description)}]"
+        f"{_PREFIX}{text(a.stream)},{a.position:d},{a.line:d},{text(a.platform_id)},{text(a.event_id)},"
+        f"{text(a.kind)},{text(a.source_id)},{text(a.holder_id)},{text(a.model_id)},{text(a.license_id)},"
+        f'{a.license_version:d},"{a.quantity.quantize(q, context=w)}",{text(a.unit)},'
+        f'"{a.rate.quantize(q, context=w)}",{a.per:d},{text(a.currency)},"{a.amount.quantize(q, context=w)}",'
+        f"{utc_micros(a.occurred_at)},{text(a.period)},{reverses},{text(a.description)}]"
     ).encode()
 
 
-def chain_accruals(previous: str, first_entry_id: int, accruals: Sequence[Accrual]) -> list[str]:
-    """The hash of each accrual in turn, numbered from ``first_entry_id``."""
+def digest_accruals(accruals: Sequence[Accrual]) -> list[str]:
+    """The hash of each accrual (format 3), in order."""
+    sha = hashlib.sha256
+    return [sha(canonical_accrual(a)).hexdigest() for a in accruals]
+
+
+def link(previous: str, entry: bytes) -> str:
+    """One step of a hash chain: SHA-256 of the previous hash, a newline and the next item."""
+    return hashlib.sha256(previous.encode("ascii") + b"\n" + entry).hexdigest()
+
+
+def fold(head: str, digests: Iterable[str]) -> str:
+    """A stream's head after its next entries' ``digests``, in (position, line) order."""
+    for item in digests:
+        head = link(head, item.encode("ascii"))
+    return head
+
+
+def fold_streams(digests: Iterable[tuple[str, str]], start: Mapping[str, tuple[int, str]]
+                 ) -> dict[str, tuple[int, str]]:
+    """Folds (stream, digest) pairs, grouped by stream and in order within it, onto ``start``.
+
+    Returns the (entry count, head) of each stream touched; ``start`` gives each stream's
+    (count, head) before, a stream not in it starting from (0, GENESIS).
+    """
+    touched: dict[str, tuple[int, str]] = {}
+    for stream, item in digests:
+        count, head = touched.get(stream) or start.get(stream) or (0, GENESIS)
+        touched[stream] = (count + 1, link(head, item.encode("ascii")))
+    return touched
+
+
+def book_hash(document_hashes: Iterable[str]) -> str:
+    """The identity of a license book: SHA-256 over its documents' hashes, sorted."""
+    return hashlib.sha256("\n".join(sorted(document_hashes)).encode("ascii")).hexdigest()
+
+
+def close_root(*, period: str, previous_root: str, book: str, cutoff: Mapping[tuple[str, int], int],
+               heads: Mapping[str, tuple[int, str]]) -> str:
+    """The commitment of one close: what statements carry and ``learnright rebuild`` compares.
+
+    ``cutoff`` is the next offset per (topic, partition) the close booked up to; ``heads``
+    is every stream's (entry count, head) after the close, streams it did not touch
+    included. Sorted and written as compact JSON, then hashed.
+    """
+    body = [
+        ENTRY_FORMAT, period, previous_root, book,
+        [[topic, partition, offset] for (topic, partition), offset in sorted(cutoff.items())],
+        [[stream, count, head] for stream, (count, head) in sorted(heads.items())],
+    ]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+# -- format 2 (verification of entries booked before schema 7) --------------------------------
+
+
+def canonical_v2(values: Sequence[object]) -> bytes:
+    """The canonical bytes of a format-2 entry given its ENTRY_FIELDS_V2 values in order."""
+    return (_PREFIX_V2 + ",".join(map(_json, values)) + "]").encode()
+
+
+def chain_v2(previous: str, entries: Iterable[Sequence[object]]) -> list[str]:
+    """The format-2 hash of each entry in turn, starting from ``previous``."""
     hashes = []
-    for entry_id, accrual in enumerate(accruals, start=first_entry_id):
-        previous = link(previous, canonical_accrual(entry_id, accrual))
+    for values in entries:
+        previous = link(previous, canonical_v2(values))
         hashes.append(previous)
     return hashes

@@ -1,7 +1,7 @@
 """Corrections: reversing entries, never edits.
 
 A VOID reverses every entry of the original event (negated quantity and amount, same
-license, rate and period, ``reverses_entry_id`` naming the entry). A REPLACE reverses
+license, rate and period, ``reverses_entry_key`` naming the entry). A REPLACE reverses
 them and books the replacement quantities, priced by the license that was in force at
 the original's ``occurred_at``. The reversals keep the original's period, so a
 correction of a closed month lands in the next statement as a prior-period adjustment.
@@ -24,18 +24,18 @@ class CorrectionError(PricingError):
     code = "correction_invalid"
 
 
-def reversal_of(entry_id: int, original: Accrual, correction: UsageCorrection, line: int) -> Accrual:
+def reversal_of(entry_key: str, original: Accrual, correction: UsageCorrection, line: int) -> Accrual:
     return replace(
         original, event_id=correction.event_id, line=line, quantity=-original.quantity,
-        amount=-original.amount, reverses_entry_id=entry_id,
+        amount=-original.amount, reverses_entry_key=entry_key, stream="", position=0,
     )
 
 
 @wide_precision
 def apply_correction(
-    correction: UsageCorrection, booked: tuple[tuple[int, Accrual], ...], book: LicenseBook
+    correction: UsageCorrection, booked: tuple[tuple[str, Accrual], ...], book: LicenseBook
 ) -> tuple[Accrual, ...]:
-    """The entries that carry out ``correction`` of the event whose entries are ``booked``.
+    """The entries that carry out ``correction`` of the event whose entries are ``booked`` (key, entry).
 
     Raises:
         CorrectionError: the original has no priced entries, is itself a correction, or
@@ -46,12 +46,12 @@ def apply_correction(
         raise CorrectionError(
             f"correction {correction.event_id}: event {correction.corrects_event_id} has no priced entries to correct"
         )
-    if any(accrual.reverses_entry_id is not None for _, accrual in booked):
+    if any(accrual.reverses_entry_key is not None for _, accrual in booked):
         raise CorrectionError(
             f"correction {correction.event_id}: {correction.corrects_event_id} is itself a correction;"
             " correct the original event instead (an event is corrected at most once)"
         )
-    reversals = [reversal_of(entry_id, accrual, correction, line) for line, (entry_id, accrual) in enumerate(booked)]
+    reversals = [reversal_of(key, accrual, correction, line) for line, (key, accrual) in enumerate(booked)]
     if correction.action == "VOID":
         return tuple(reversals)
     first = booked[0][1]

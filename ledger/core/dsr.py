@@ -4,8 +4,10 @@ Pure: the statement documents of a closed month in, one report per platform out.
 DDEX DSR flat file, a report is a sequence of typed records, one per line, fields
 separated by tabs, each record type preceded once by a ``#`` line naming its columns:
 
-  ``HEAD``  one: message id, creation time (the close), usage period and its first and
-            last day, sender (Learnright) and recipient (the platform).
+  ``HEAD``  one: message id (period, platform and the first 16 hex digits of the close
+            root, so a rebuild from the Kafka log names the same message), creation
+            time (the close), usage period and its first and last day, sender
+            (Learnright) and recipient (the platform).
   ``SY01``  one per currency and usage kind: its number of detail records and total amount.
   ``RU01``  one per statement line of the platform: which summary it belongs to, the
             statement, holder, source, model, kind, month (an earlier one on a
@@ -69,8 +71,13 @@ def platforms(documents: Iterable[dict]) -> tuple[str, ...]:
 
 
 def render_dsr(*, period: str, platform_id: str, documents: Iterable[dict], created_at: datetime,
-               chain_head: str) -> DsrReport:
-    """The report of ``platform_id`` over the statement ``documents`` of ``period``."""
+               close_root: str) -> DsrReport:
+    """The report of ``platform_id`` over the statement ``documents`` of ``period``.
+
+    Args:
+        close_root: the root of the close of ``period`` (:func:`ledger.core.chain.close_root`);
+            its first 16 hex digits end the message id.
+    """
     details = sorted(
         ((document, line) for document in documents for line in document["lines"] if line["platform_id"] == platform_id),
         key=lambda item: (item[0]["currency"], item[1]["kind"], item[0]["holder"]["id"], item[1]["period"],
@@ -86,7 +93,7 @@ def render_dsr(*, period: str, platform_id: str, documents: Iterable[dict], crea
     last_day = last_instant(period).day
     lines = [
         "#" + _record(HEAD_COLUMNS),
-        _record(("HEAD", DSR_VERSION, f"{period}-{platform_id}-{chain_head[:16]}", created_at.isoformat(), period,
+        _record(("HEAD", DSR_VERSION, f"{period}-{platform_id}-{close_root[:16]}", created_at.isoformat(), period,
                  f"{period}-01", f"{period}-{last_day:02d}", "learnright", "Learnright royalty ledger", platform_id)),
         "#" + _record(SUMMARY_COLUMNS),
     ]

@@ -4,7 +4,9 @@ Pure: a statement document (and the values of its signed envelope) in, PDF bytes
 rendered with reportlab in invariant mode, so the same statement gives the same bytes.
 Order: who, which month and currency; the summary (accrued, carry in, payable, carry
 out); the summary per source; the lines of the month, each period term with how it was
-computed; prior-period adjustments, each naming its month; then how to check the file.
+computed; prior-period adjustments, each naming its month; then how to check the file
+(content hash, the close root - or, for statements of format 4 and before, the chain
+head and last entry at close - key fingerprint and signature).
 Amounts are shown exactly, with at least the currency's minor unit of decimals.
 """
 
@@ -22,6 +24,7 @@ from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Space
 
 from ledger.core.money import minor_units
 from ledger.core.periods import period_start
+from ledger.core.statements import ledger_section
 
 _STYLES = getSampleStyleSheet()
 _BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9, leading=11)
@@ -168,10 +171,12 @@ def render_pdf(document: dict, *, content_hash: str, key_fingerprint: str, signa
         story.append(Spacer(1, 2 * mm))
         story.append(_lines_table(prior, currency, with_period=True))
 
-    ledger = document["ledger"]
+    ledger = ledger_section(document)
+    covers = (f"Close root {ledger.close_root}." if ledger.close_root is not None
+              else f"Ledger chain head at close {ledger.chain_head} (entry {ledger.last_entry_id}).")
     story += [Paragraph("Checking this statement", _H2), Paragraph(
         f"Format version {document['format_version']}. Content hash (SHA-256 of the canonical statement)"
-        f" {content_hash}. Ledger chain head at close {ledger['chain_head']} (entry {ledger['last_entry_id']})."
+        f" {content_hash}. {covers}"
         f" Signed with Ed25519 key {key_fingerprint}; signature {signature}. The JSON file of this statement"
         " carries the same values: check it with <font face='Courier'>learnright statements verify FILE"
         " --public-key KEY.pem</font>.", _SMALL)]

@@ -10,9 +10,10 @@ What every implementation guarantees:
     closes are appended.
   * A batch, its accruals, its quarantined records and its consumer offsets land in one
     transaction (all or none); so do a close, its period entries and its statements.
-  * Entries are numbered without gaps and hash-chained in entry order
-    (:mod:`ledger.core.chain`); ``chain_head`` and ``last_entry_id`` are the chain's end
-    after the last commit.
+  * Every entry is stored with its identity from the log (stream, position, line) and its
+    own digest (:mod:`ledger.core.chain`); rows are numbered without gaps in this
+    ledger's booking order, and ``last_entry_id`` is the last row number after the last
+    commit (a local watermark, never hashed or signed).
   * One writer: a second writing process is refused (``LedgerLockedError``).
 """
 
@@ -26,7 +27,8 @@ from typing import Iterable, Iterator, Protocol, Sequence
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
-from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseRecord, HolderLine, IngestBatch,
+from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+                                 StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, PlannedEntries, Publication, QuarantinedRecord, SignedStatement,
                                  StatementDocument, StatementRecord, StatementRow, StatementSignature, TokenRow)
 from ledger.core.usage import RevenueReport
@@ -41,10 +43,6 @@ class LedgerStore(Protocol):
     @property
     def path(self) -> Path:
         """Where the ledger lives, for messages."""
-
-    @property
-    def chain_head(self) -> str:
-        """The hash of the last entry (``chain.GENESIS`` when there is none)."""
 
     @property
     def last_entry_id(self) -> int:
@@ -64,6 +62,12 @@ class LedgerStore(Protocol):
         Re-applying a document adds nothing; one that changes a stored version is refused whole.
         """
 
+    def book_hash(self) -> str:
+        """The identity of the license book as applied so far (``chain.book_hash``)."""
+
+    def license_documents(self) -> list[LicenseDocument]:
+        """Every license document, in the order applied, with the offsets booked when it was."""
+
     # -- ingestion -------------------------------------------------------------------------
 
     def stored_offsets(self) -> dict[tuple[str, int], int]:
@@ -72,8 +76,8 @@ class LedgerStore(Protocol):
     def known_events(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
         """Content hashes of the events among ``keys`` already booked."""
 
-    def booked_entries(self, keys: Sequence[EventKey]) -> dict[EventKey, tuple[tuple[int, Accrual], ...]]:
-        """The (entry id, accrual) pairs booked for each event among ``keys``, in entry order."""
+    def booked_entries(self, keys: Sequence[EventKey]) -> dict[EventKey, tuple[tuple[str, Accrual], ...]]:
+        """The (entry key, accrual) pairs booked for each event among ``keys``, in line order."""
 
     def corrections_of(self, keys: Sequence[EventKey]) -> dict[EventKey, str]:
         """For each event among ``keys`` already corrected, the event id of its correction."""
@@ -125,12 +129,25 @@ class LedgerStore(Protocol):
     def unsettled_revenue(self, through: str) -> list[RevenueReport]:
         """Revenue reports for months up to ``through`` that no close has settled yet."""
 
-    def plan_entries(self, lines: Sequence[PeriodLine]) -> PlannedEntries:
-        """Entry ids and chain hashes ``lines`` would get if appended now; nothing is written."""
+    def plan_entries(self, lines: Sequence[PeriodLine], period: str) -> PlannedEntries:
+        """The period lines of closing ``period`` keyed in its stream, with digests and row numbers; nothing is written."""
+
+    def stream_heads(self, before: str) -> dict[str, StreamHead]:
+        """Every stream's head as of the latest close before ``before``."""
+
+    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
+        """(stream, digest) of every entry a close covers (as :meth:`statement_lines`), in (stream, position, line) order."""
+
+    def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
+        """The next offset per (topic, partition) a close booked up to (empty for a close before schema 7)."""
+
+    def close_streams(self, period: str) -> dict[str, StreamHead]:
+        """The heads of the streams a close folded entries into (empty for a close before schema 7)."""
 
     def record_close(self, close: CloseRecord, statements: Iterable[SignedStatement], *,
-                     planned: PlannedEntries | None = None, settled_revenue: Sequence[EventKey] = ()) -> None:
-        """Stores a close, its planned entries, its settled revenue and its statements in one transaction."""
+                     planned: PlannedEntries | None = None, settled_revenue: Sequence[EventKey] = (),
+                     commitment: CloseCommitment | None = None) -> None:
+        """Stores a close, its planned entries, settled revenue, commitment and statements in one transaction."""
 
     # -- statements ------------------------------------------------------------------------
 

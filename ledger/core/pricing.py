@@ -26,7 +26,11 @@ class Accrual:
 
     ``quantity`` is units for training and the attribution weight for inference;
     ``amount`` = quantity x rate / per, exact. A reversal (a correction) negates the
-    quantity and amount of the entry it names in ``reverses_entry_id``.
+    quantity and amount of the entry it names in ``reverses_entry_key``.
+
+    ``stream`` and ``position`` say what produced the entry (see :mod:`ledger.core.chain`):
+    pricing leaves them empty, and ingestion sets them from the Kafka record (a close,
+    from its period and the line's index) before the entry is hashed.
     """
 
     platform_id: str
@@ -46,8 +50,10 @@ class Accrual:
     amount: Decimal
     occurred_at: datetime
     period: str
-    reverses_entry_id: int | None = None
+    reverses_entry_key: str | None = None
     description: str = ""
+    stream: str = ""
+    position: int = 0
 
 
 def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, kind: str) -> LicenseVersion:

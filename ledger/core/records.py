@@ -103,12 +103,11 @@ class IngestBatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchResult:
-    """Where an appended batch landed in the hash chain."""
+    """Where an appended batch landed: its local batch number and the rows it numbered."""
 
     batch_id: int
     first_entry_id: int
     last_entry_id: int
-    chain_head: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,33 +133,79 @@ class QuarantinedRecord:
     none and read their quarantine time, the nearest later bound of it."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LicenseDocument:
+    """A license document as applied to a ledger, with where in the log it took effect."""
+
+    document_hash: str
+    origin: str
+    body: str
+    applied_at: datetime
+    booked_offsets: dict[tuple[str, int], int] | None
+    """The next offset per (topic, partition) the ledger had booked when it was applied;
+    None for a document applied before ledger schema 7."""
+
+
 # -- the monthly close ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlannedEntries:
-    """Entries a close will append, with their ids and hashes computed from the current head.
+    """Period lines a close will append, keyed in the close's stream, with their digests.
 
-    ``values`` are the entries' ENTRY_FIELDS values in order (:mod:`ledger.core.chain`),
-    exactly what their ``hashes`` cover.
+    ``lines`` carry their identity (stream ``close/<period>``, position = index);
+    ``values`` are their ENTRY_FIELDS values in order (:mod:`ledger.core.chain`), exactly
+    what their ``hashes`` cover. ``first_entry_id``..``last_entry_id`` are the local row
+    numbers they get if appended now.
     """
 
     lines: tuple[PeriodLine, ...]
     values: tuple[tuple, ...]
     hashes: tuple[str, ...]
+    first_entry_id: int
     last_entry_id: int
-    chain_head: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseRecord:
-    """A closed month: its time, the last entry it covers and the chain head there."""
+    """A closed month: its time, what it covers and its commitment.
+
+    ``last_entry_id`` is the local watermark (the last row of this file the close could
+    cover). ``root`` is the close root (:func:`ledger.core.chain.close_root`) and
+    ``book_hash`` the license book it used; both None for a close stored before ledger
+    schema 7, whose commitment is ``chain_head``, the format-2 chain's head at the
+    watermark ("" for a format-3 close).
+    """
 
     period: str
     closed_at: datetime
     last_entry_id: int
     chain_head: str
     statements: int
+    root: str | None = None
+    book_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamHead:
+    """A stream's head after a close: how many entries it has committed, and the fold of their digests."""
+
+    stream: str
+    entries: int
+    head: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseCommitment:
+    """What a format-3 close commits to besides its statements: cut-off, stream heads, book, root."""
+
+    cutoff: dict[tuple[str, int], int]
+    heads: dict[str, StreamHead]
+    """Every stream's head after the close, those the close did not touch included."""
+    touched: tuple[str, ...]
+    """The streams the close folded entries into."""
+    book_hash: str
+    root: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,28 +318,17 @@ class TokenRow:
 class ChainEntry:
     """One ledger entry as stored: the values its hash covers and the hash stored with it.
 
-    ``values`` are the ENTRY_FIELDS values in order (:mod:`ledger.core.chain`), as the
-    chain's canonical form takes them; the properties name the ones a report quotes.
+    ``format`` 3 entries carry ENTRY_FIELDS values (:mod:`ledger.core.chain`) and their own
+    digest; ``format`` 2 ones (booked before ledger schema 7) ENTRY_FIELDS_V2 values and
+    their link in the global chain. ``entry_id`` is the local row number.
     """
 
+    entry_id: int
+    format: int
     values: tuple
     entry_hash: str
-
-    @property
-    def entry_id(self) -> int:
-        return self.values[0]
-
-    @property
-    def platform_id(self) -> str:
-        return self.values[1]
-
-    @property
-    def event_id(self) -> str:
-        return self.values[2]
-
-    @property
-    def line(self) -> int:
-        return self.values[3]
+    key: str
+    """The entry's key (``stream@position#line``; ``entry:<id>`` for format 2), for reports."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

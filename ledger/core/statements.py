@@ -23,10 +23,14 @@ from ledger.core.money import round_to_minor, wide_precision
 # 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
 #    JSON), which are what the Ed25519 signature covers; the file a holder downloads is the
 #    signed envelope of :func:`render_envelope`.
-FORMAT_VERSION = 4  # 4: amounts in plain notation (no exponents such as 0E-12)
+# 4: amounts in plain notation (no exponents such as 0E-12).
+# 5: the ledger section is the close root (ledger.core.chain.close_root), reproducible from the
+#    Kafka log; formats up to 4 carried the chain head and last entry id.
+FORMAT_VERSION = 5
 # Statements of a format before this one were stored unsigned and hashed as rendered text.
 FIRST_SIGNED_FORMAT = 3
-ENVELOPE_VERSION = 1
+# From this format on, the ledger section is {"close_root": ...}; before, {"chain_head", "last_entry_id"}.
+FIRST_CLOSE_ROOT_FORMAT = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,9 +71,35 @@ class Statement:
     carry_in: Decimal
     payable: Decimal
     carry_out: Decimal
-    chain_head: str
-    last_entry_id: int
+    close_root: str
+    """The commitment of the close that built the statement (:func:`ledger.core.chain.close_root`)."""
     format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerSection:
+    """What a stored statement document says it covers of the ledger, in either shape.
+
+    Format 5 on: ``close_root`` (``chain_head`` and ``last_entry_id`` are None). Formats
+    up to 4: ``chain_head`` and ``last_entry_id`` at close (``close_root`` is None); they
+    depended on batch boundaries, so two ledgers built from the same log differ in them.
+    """
+
+    close_root: str | None = None
+    chain_head: str | None = None
+    last_entry_id: int | None = None
+
+
+def ledger_section(document: dict) -> LedgerSection:
+    """The ``ledger`` member of a statement document of any format, read by the rule of its version.
+
+    Raises:
+        KeyError: the document lacks the member its format requires (not a stored statement).
+    """
+    ledger = document["ledger"]
+    if document["format_version"] >= FIRST_CLOSE_ROOT_FORMAT:
+        return LedgerSection(close_root=ledger["close_root"])
+    return LedgerSection(chain_head=ledger["chain_head"], last_entry_id=ledger["last_entry_id"])
 
 
 def statement_id(period: str, holder_id: str, currency: str) -> str:
@@ -99,8 +129,7 @@ def build_statement(
     lines: Iterable[StatementLine],
     carry_in: Decimal,
     payout_minimum: Decimal,
-    chain_head: str,
-    last_entry_id: int,
+    close_root: str,
 ) -> Statement:
     ordered = tuple(
         sorted(lines, key=lambda l: (
@@ -121,8 +150,7 @@ def build_statement(
         carry_in=carry_in,
         payable=payable,
         carry_out=carry_out,
-        chain_head=chain_head,
-        last_entry_id=last_entry_id,
+        close_root=close_root,
     )
 
 
@@ -172,7 +200,7 @@ def to_document(statement: Statement) -> dict:
             }
             for line in statement.lines
         ],
-        "ledger": {"chain_head": statement.chain_head, "last_entry_id": statement.last_entry_id},
+        "ledger": {"close_root": statement.close_root},
     }
 
 

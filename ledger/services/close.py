@@ -9,10 +9,14 @@ Guarantees:
   * A period is decided by the event's occurred_at, never by the wall clock; the clock
     only says whether a month has ended.
   * Period terms (tier adjustments, minimum top-ups, pool shares, model royalties, see
-    :mod:`ledger.core.period_terms`) are appended to the hash-chained ledger as entries in
-    the same transaction as the close and its statements, and summed like any other
-    line. They are a pure function of the ledger at the close's start, so a close that
-    rolled back and runs again gives the same entries, hashes and statements.
+    :mod:`ledger.core.period_terms`) are appended to the ledger as entries of the close's
+    own stream in the same transaction as the close and its statements, and summed like
+    any other line. They are a pure function of the ledger at the close's start, so a
+    close that rolled back and runs again gives the same entries, hashes and statements.
+  * Each close commits to what it covers (:mod:`ledger.core.chain`): its cut-off (the
+    next offset per partition the ledger had booked), the license book, every stream's
+    head and a root over them, which its statements carry. None of it depends on how
+    the log was batched or interleaved, so a rebuild from the log gives the same bytes.
   * Every statement is signed (Ed25519, deterministic) over its canonical bytes in the
     same transaction, so a rerun gives the same signatures too.
   * Each statement is stored unpublished: its StatementClosed event is sent after the
@@ -32,6 +36,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from ledger.core import chain
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
 from ledger.core.filenames import check_distinct, statement_file_name, usage_report_name
@@ -44,7 +49,7 @@ from ledger.core.statements import (
     StatementLine, build_statement, canonical_bytes, content_hash, render_csv, render_json, to_document,
 )
 from ledger.core.port import LedgerStore
-from ledger.core.records import CloseRecord, SignedStatement
+from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,17 +126,43 @@ def _period_entries(ledger: LedgerStore, period: str, watermark: int) -> tuple[t
     return lines, [(r.platform_id, r.event_id) for r in revenues]
 
 
+def _commitment(ledger: LedgerStore, period: str, planned: PlannedEntries, previous: CloseRecord | None,
+                before: int) -> CloseCommitment:
+    """What closing ``period`` commits to: its cut-off, every stream's head after it, the book and the root."""
+    start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
+    covered = ledger.covered_digests(period, before, previous.last_entry_id if previous else 0)
+    touched = chain.fold_streams(covered, start)
+    stream = chain.close_stream(period)
+    touched.update(chain.fold_streams(((stream, h) for h in planned.hashes), {**start, **touched}))
+    every = {**start, **touched}
+    cutoff = ledger.stored_offsets()
+    book = ledger.book_hash()
+    root = chain.close_root(period=period, previous_root=previous_root(previous), book=book, cutoff=cutoff,
+                            heads=every)
+    return CloseCommitment(
+        cutoff=cutoff, heads={s: StreamHead(stream=s, entries=n, head=h) for s, (n, h) in every.items()},
+        touched=tuple(sorted(touched)), book_hash=book, root=root)
+
+
+def previous_root(previous: CloseRecord | None) -> str:
+    """What a close's root chains on: the previous close's root (its chain head before schema 7)."""
+    if previous is None:
+        return chain.GENESIS
+    return previous.root or previous.chain_head
+
+
 def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     book = ledger.load_book()
     lines, settled = _period_entries(ledger, period, before)
-    planned = ledger.plan_entries(lines)
-    watermark, head = planned.last_entry_id, planned.chain_head
+    planned = ledger.plan_entries(lines, period)
+    commitment = _commitment(ledger, period, planned, previous, before)
+    watermark = planned.last_entry_id
     grouped: dict[tuple[str, str], list[StatementLine]] = {}
     for covered in ledger.statement_lines(period, before, previous.last_entry_id if previous else 0):
         grouped.setdefault((covered.holder_id, covered.currency), []).append(covered.line)
-    for line in lines:  # appended by this close, one statement line each
+    for line in planned.lines:  # appended by this close, one statement line each
         grouped.setdefault((line.holder_id, line.currency), []).append(StatementLine(
             period=line.period, source_id=line.source_id, platform_id=line.platform_id, model_id=line.model_id,
             kind=line.kind, unit=line.unit, quantity=line.quantity, rate=line.rate, per=line.per, amount=line.amount,
@@ -152,18 +183,19 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
             lines=lines,
             carry_in=carry.get((holder_id, currency), Decimal(0)),
             payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
-            chain_head=head,
-            last_entry_id=watermark,
+            close_root=commitment.root,
         )
         signature = signer.sign(canonical_bytes(to_document(statement)))
         stored.append(SignedStatement(statement=statement, content_hash=content_hash(statement),
                                       document=render_json(statement), signature=signature,
                                       key_fingerprint=signer.fingerprint))
     ledger.record_close(
-        CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head=head, statements=len(stored)),
+        CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=len(stored),
+                    root=commitment.root, book_hash=commitment.book_hash),
         stored,
         planned=planned,
         settled_revenue=settled,
+        commitment=commitment,
     )
     return tuple(s.statement.statement_id for s in stored)
 
@@ -264,7 +296,7 @@ def usage_report_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
     return [PlannedFile(name=usage_report_name(period, platform_id), holds=f"the usage report of platform {platform_id!r}",
                         render=lambda platform_id=platform_id: render_dsr(
                             period=period, platform_id=platform_id, documents=documents, created_at=close.closed_at,
-                            chain_head=close.chain_head).body)
+                            close_root=close.root or close.chain_head).body)
             for platform_id in platforms(documents)]
 
 

@@ -1,12 +1,21 @@
-"""`learnright verify`: recompute the hash chain and reconcile statements to the ledger.
+"""`learnright verify`: recompute every hash and commitment, and reconcile statements to the ledger.
 
 Finds, without trusting any stored hash:
-  * an edited, inserted, deleted or reordered accrual: the first entry whose recomputed
-    hash differs from the stored one, or a gap in entry ids;
-  * a truncated tail: fewer entries than the last batch, the last close or the anchor
-    file beside the ledger (written after every commit, outside the DuckDB file) record;
+  * an edited entry: the first whose content no longer gives its stored digest (entry
+    format 3), or the first broken link of the format-2 chain of entries booked before
+    ledger schema 7;
+  * a missing row: a gap in the local row numbers, or fewer rows than the last batch or
+    the anchor file beside the ledger (written after every commit, outside the DuckDB
+    file) record;
+  * an entry of a closed month changed, dropped, added or re-keyed together with its
+    stored hash: the stream whose recomputed head differs from what its close recorded,
+    and the close whose recomputed root differs from its stored root or from the root
+    its signed statements carry;
   * a statement that no longer matches: its document hash, its totals against the
     accruals its close covered, or payable + carry out != accrued + carry in.
+
+The report holds nothing local to one file when the ledger is sound (row numbers appear
+only in problems), so two ledgers built from one log verify with the same output.
 """
 
 from __future__ import annotations
@@ -17,14 +26,17 @@ from decimal import Decimal
 
 from ledger.core import chain
 from ledger.core.port import LedgerStore
-from ledger.core.records import StatementRecord
+from ledger.core.records import CloseRecord, StatementRecord
 from ledger.core.statements import stored_document_hash
+from ledger.services.close import previous_root
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyReport:
     entries: int
-    chain_head: str
+    closes: int
+    root: str
+    """The last close's root (its chain head for a close before schema 7); "" before the first close."""
     statements: int
     problems: tuple[str, ...]
 
@@ -34,48 +46,95 @@ class VerifyReport:
 
 
 def verify(ledger: LedgerStore) -> VerifyReport:
-    """Checks the whole ledger; returns every problem found (the first broken link first)."""
+    """Checks the whole ledger; returns every problem found (the first broken place first)."""
     problems: list[str] = []
-    head, count, expected_id = chain.GENESIS, 0, 1
-    heads: dict[int, str] = {}
-    broken = False
+    legacy_head, count, expected_id = chain.GENESIS, 0, 1
+    legacy_heads: dict[int, str] = {}
+    gap = broken_link = changed = False
     for entry in ledger.chain_entries():
         entry_id = entry.entry_id
-        if not broken and entry_id != expected_id:
-            problems.append(f"entry ids jump from {expected_id - 1} to {entry_id}: entries are missing")
-            broken = True
-        head = chain.link(head, chain.canonical(entry.values))
-        if not broken and head != entry.entry_hash:
-            problems.append(
-                f"first broken link at entry {entry_id} ({entry.platform_id}/{entry.event_id} line {entry.line}):"
-                f" stored hash {entry.entry_hash[:16]}... but its content hashes to {head[:16]}...;"
-                " the entry or one before it was changed"
-            )
-            broken = True
-        heads[entry_id] = head
+        if not gap and entry_id != expected_id:
+            problems.append(f"entry rows jump from {expected_id - 1} to {entry_id}: entries are missing")
+            gap = True
+        where = f"entry {entry.key} (row {entry_id})"
+        if entry.format == chain.CHAIN_FORMAT_V2:
+            legacy_head = chain.link(legacy_head, chain.canonical_v2(entry.values))
+            if not broken_link and legacy_head != entry.entry_hash:
+                problems.append(
+                    f"first broken link at {where}: stored hash {entry.entry_hash[:16]}... but its content hashes"
+                    f" to {legacy_head[:16]}...; the entry or one before it was changed")
+                broken_link = True
+            legacy_heads[entry_id] = legacy_head
+        elif not changed:
+            recomputed = chain.digest(entry.values)
+            if recomputed != entry.entry_hash:
+                problems.append(f"first changed entry: {where}: stored hash {entry.entry_hash[:16]}... but its content"
+                                f" hashes to {recomputed[:16]}...")
+                changed = True
         expected_id = entry_id + 1
         count += 1
     last_id = expected_id - 1
 
     def check_anchor(what: str, entry_id: int, stored_head: str) -> None:
         if entry_id > last_id:
-            problems.append(f"{what} records entry {entry_id} but the ledger ends at entry {last_id}: its tail was truncated")
-        elif entry_id > 0 and not broken and heads.get(entry_id) != stored_head:
-            problems.append(f"{what} records chain head {stored_head[:16]}... at entry {entry_id}, the ledger gives {heads.get(entry_id, '')[:16]}...")
+            problems.append(f"{what} records row {entry_id} but the ledger ends at row {last_id}: its tail was truncated")
+        elif stored_head and entry_id in legacy_heads and not broken_link and legacy_heads[entry_id] != stored_head:
+            problems.append(f"{what} records chain head {stored_head[:16]}... at row {entry_id}, the ledger gives"
+                            f" {legacy_heads[entry_id][:16]}...")
 
     for anchor in ledger.chain_anchors():
         check_anchor(anchor.where, anchor.last_entry_id, anchor.chain_head)
-    problems.extend(_reconcile_statements(ledger, last_id, heads, check_anchor))
-    return VerifyReport(entries=count, chain_head=head, statements=ledger.statement_count(), problems=tuple(problems))
+    closes = ledger.closes()
+    roots = _check_commitments(ledger, closes, check_anchor, problems)
+    problems.extend(_reconcile_statements(ledger, closes, roots))
+    return VerifyReport(entries=count, closes=len(closes), root=roots[closes[-1].period] if closes else "",
+                        statements=ledger.statement_count(), problems=tuple(problems))
 
 
-def _reconcile_statements(ledger: LedgerStore, last_id: int, heads: dict[int, str], check_anchor) -> list[str]:
+def _check_commitments(ledger: LedgerStore, closes: list[CloseRecord], check_anchor, problems: list[str]
+                       ) -> dict[str, str]:
+    """Recomputes every close's stream heads and root from the stored entries; the root of each close."""
+    heads: dict[str, tuple[int, str]] = {}
+    roots: dict[str, str] = {}
+    previous: CloseRecord | None = None
+    for close in closes:
+        if close.root is None:  # closed before schema 7: its commitment is the format-2 chain head
+            check_anchor(f"close of {close.period}", close.last_entry_id, close.chain_head)
+            roots[close.period] = close.chain_head
+            previous = close
+            continue
+        covered = ledger.covered_digests(close.period, close.last_entry_id, previous.last_entry_id if previous else 0)
+        touched = chain.fold_streams(covered, heads)
+        recorded = ledger.close_streams(close.period)
+        for stream in sorted(set(touched) | set(recorded)):
+            mine, theirs = touched.get(stream), recorded.get(stream)
+            if theirs is None or mine is None or (theirs.entries, theirs.head) != mine:
+                problems.append(
+                    f"close of {close.period}: stream {stream} folds to {_head(mine)} but the close recorded"
+                    f" {_head(None if theirs is None else (theirs.entries, theirs.head))}: an entry of {stream} it covers"
+                    " was changed, added or dropped")
+        heads.update(touched)
+        prior = chain.GENESIS if previous is None else roots.get(previous.period, previous_root(previous))
+        root = chain.close_root(period=close.period, previous_root=prior, book=close.book_hash or "",
+                                cutoff=ledger.close_cutoff(close.period), heads=heads)
+        if root != close.root:
+            problems.append(f"close of {close.period}: its root recomputes to {root[:16]}... but {close.root[:16]}..."
+                            " is stored")
+        roots[close.period] = root
+        previous = close
+    return roots
+
+
+def _head(value: tuple[int, str] | None) -> str:
+    return "nothing" if value is None else f"{value[0]} entries, head {value[1][:16]}..."
+
+
+def _reconcile_statements(ledger: LedgerStore, closes: list[CloseRecord], roots: dict[str, str]) -> list[str]:
     problems: list[str] = []
     previous_watermark = 0
     carried: dict[tuple[str, str], Decimal] = {}  # carry out of each (holder, currency)'s latest statement
-    for close in ledger.closes():
+    for close in closes:
         period, watermark = close.period, close.last_entry_id
-        check_anchor(f"close of {period}", watermark, close.chain_head)
         expected: dict[tuple[str, str], Decimal] = {}
         for covered in ledger.statement_lines(period, watermark, previous_watermark):
             key = (covered.holder_id, covered.currency)
@@ -84,10 +143,24 @@ def _reconcile_statements(ledger: LedgerStore, last_id: int, heads: dict[int, st
         for stored in ledger.stored_statements(period):
             key = (stored.holder_id, stored.currency)
             problems.extend(_statement_problems(stored, expected.pop(key, Decimal(0)), carried.get(key, Decimal(0))))
+            if close.root is not None:
+                problems.extend(_root_problems(stored, roots[period]))
             carried[key] = stored.carry_out
         for (holder, currency), amount in expected.items():
             problems.append(f"close of {period}: ledger entries of {holder} in {currency} ({amount}) have no statement")
     return problems
+
+
+def _root_problems(s: StatementRecord, root: str) -> list[str]:
+    """A format-3 close's statement must carry the root its close recomputes to."""
+    try:
+        carried = json.loads(s.document)["ledger"]["close_root"]
+    except (ValueError, KeyError, TypeError):
+        carried = None
+    if carried == root:
+        return []
+    return [f"statement {s.statement_id} ({s.period}, {s.holder_id}, {s.currency}): it carries close root"
+            f" {str(carried)[:16]}... but the ledger's entries give {root[:16]}..."]
 
 
 def _statement_problems(s: StatementRecord, ledger_total: Decimal, previous_carry: Decimal) -> list[str]:

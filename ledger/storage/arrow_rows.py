@@ -42,12 +42,13 @@ def events_table(events: Sequence[EventRow], batch_id: int) -> pa.Table:
 _ACCRUAL_TYPES = {
     "entry_id": pa.int64(), "line": pa.int32(), "license_version": pa.int32(), "quantity": DECIMAL,
     "rate": DECIMAL, "per": pa.int64(), "amount": DECIMAL, "occurred_at": TIMESTAMP,
-    "reverses_entry_id": pa.int64(),
+    "reverses_entry_id": pa.int64(), "position": pa.int64(),
 }
 
 
-def accruals_table(values: Sequence[tuple], hashes: Sequence[str], batch_id: int) -> pa.Table:
-    columns = {}
+def accruals_table(values: Sequence[tuple], hashes: Sequence[str], batch_id: int, first_entry_id: int) -> pa.Table:
+    """``accruals`` rows from entries' ENTRY_FIELDS values (format 3), numbered from ``first_entry_id``."""
+    columns = {"entry_id": pa.array(range(first_entry_id, first_entry_id + len(values)), pa.int64())}
     for index, name in enumerate(chain.ENTRY_FIELDS):
         columns[name] = pa.array([row[index] for row in values], _ACCRUAL_TYPES.get(name, pa.string()))
     columns["entry_hash"] = pa.array(hashes, pa.string())
@@ -89,7 +90,7 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
 
 
 # The Arrow types of the native fast path's numeric buffers (strings come as offsets + data).
-_NATIVE_TYPES = {**_ACCRUAL_TYPES, "kafka_partition": pa.int32(), "kafka_offset": pa.int64()}
+_NATIVE_TYPES = {**_ACCRUAL_TYPES, "position": pa.int64(), "kafka_partition": pa.int32(), "kafka_offset": pa.int64()}
 
 
 def _native_columns(buffers: dict, rows: int) -> dict[str, pa.Array]:
@@ -113,11 +114,15 @@ def native_events_table(native, batch_id: int) -> pa.Table:
 
 
 def native_accruals_table(native, first_entry_id: int, hashes: bytes, batch_id: int) -> pa.Table:
-    """The ``accruals`` rows of a native batch, numbered from ``first_entry_id`` with their chain ``hashes``."""
+    """The ``accruals`` rows of a native batch, numbered from ``first_entry_id``.
+
+    ``hashes`` is ``native.digests()``: each row's entry digest (format 3), 64 hex
+    characters each, back to back. The fast path books no reversals and no descriptions.
+    """
     rows = native.accrual_count
     columns = _native_columns(native.accrual_buffers(), rows)
     columns["entry_id"] = pa.array(range(first_entry_id, first_entry_id + rows), pa.int64())
-    columns["reverses_entry_id"] = pa.nulls(rows, pa.int64())
+    columns["reverses_entry_key"] = pa.nulls(rows, pa.string())
     columns["description"] = pa.repeat(pa.scalar("", pa.string()), rows)
     offsets = array("i", range(0, 64 * rows + 1, 64)).tobytes()
     columns["entry_hash"] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(hashes)])

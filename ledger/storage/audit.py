@@ -21,13 +21,23 @@ class AuditRepository:
         self.db = db
 
     def chain_entries(self) -> Iterator[ChainEntry]:
-        """Every entry as stored, in entry order, on a cursor of its own (read in chunks)."""
+        """Every entry as stored, in row order, on a cursor of its own (read in chunks)."""
+        v3 = len(chain.ENTRY_FIELDS)
         cursor = self.db.con.cursor()
         try:
-            cursor.execute(f"SELECT {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM accruals ORDER BY entry_id")
+            cursor.execute(
+                f"SELECT {', '.join(chain.ENTRY_FIELDS)}, {', '.join(chain.ENTRY_FIELDS_V2)}, entry_hash"
+                " FROM accruals ORDER BY entry_id")
             while rows := cursor.fetchmany(CHUNK):
                 for row in rows:
-                    yield ChainEntry(values=row[:-1], entry_hash=row[-1])
+                    new, old, entry_hash = row[:v3], row[v3:-1], row[-1]
+                    entry_id = old[0]
+                    if new[0] is None:
+                        yield ChainEntry(entry_id=entry_id, format=chain.CHAIN_FORMAT_V2, values=old,
+                                         entry_hash=entry_hash, key=f"entry:{entry_id}")
+                    else:
+                        yield ChainEntry(entry_id=entry_id, format=chain.ENTRY_FORMAT, values=new,
+                                         entry_hash=entry_hash, key=chain.entry_key(new[0], new[1], new[2]))
         finally:
             cursor.close()
 

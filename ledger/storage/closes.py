@@ -1,33 +1,46 @@
 """Monthly closes in the ledger file: what a close reads, and the one transaction that stores it.
 
 Guarantees:
-  * A close, its period entries (appended to the hash chain as one batch), its settled
-    revenue and its statements are stored in one transaction; on any error, nothing.
+  * A close, its period entries (appended as one batch), its settled revenue, its
+    commitment (cut-off, stream heads, book, root) and its statements are stored in one
+    transaction; on any error, nothing.
   * A closed period is never rewritten.
+  * What a close covers is decided by local watermarks (row numbers of this file), but
+    the commitment over it is not: stream heads fold the covered entries' digests in
+    (stream, position, line) order, whatever order they were booked in.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
 from ledger.core import chain
 from ledger.core.period_terms import PeriodLine
-from ledger.core.records import CloseRecord, HolderLine, PlannedEntries, SignedStatement
+from ledger.core.records import CloseCommitment, CloseRecord, HolderLine, PlannedEntries, SignedStatement, StreamHead
 from ledger.core.statements import StatementLine
 from ledger.errors import LedgerFileError
 from ledger.storage.arrow_rows import accruals_table
 from ledger.storage.connection import ChainTip, Db
 
-_CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements"
+_CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
+
+_COVERED = "entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))"
+"""The entries a close of ``period`` covers, given its watermark and the previous close's:
+entries of the period up to the watermark, plus entries of earlier periods booked after the
+previous close (prior-period adjustments). Parameters: watermark, period, period, previous."""
+
+CHUNK = 65_536
+"""Digests fetched at a time while a close folds them."""
 
 
 def _close(row: tuple) -> CloseRecord:
-    period, closed_at, last_entry_id, chain_head, statements = row
+    period, closed_at, last_entry_id, chain_head, statements, root, book_hash = row
     return CloseRecord(period=period, closed_at=closed_at, last_entry_id=last_entry_id, chain_head=chain_head,
-                       statements=statements)
+                       statements=statements, root=root, book_hash=book_hash)
 
 
 class CloseRepository:
@@ -68,11 +81,11 @@ class CloseRepository:
         that arrived after the previous close (prior-period adjustments).
         """
         rows = self.db.rows(
-            """
+            f"""
             SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
                    license_id, license_version, sum(quantity), sum(amount), count(*), description
             FROM accruals
-            WHERE entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))
+            WHERE {_COVERED}
             GROUP BY ALL
             """,
             [watermark, period, period, previous_watermark],
@@ -95,18 +108,48 @@ class CloseRepository:
         )
         return {(holder, currency): amount for holder, currency, amount in rows}
 
-    def plan_entries(self, lines: Sequence[PeriodLine]) -> PlannedEntries:
-        """Entry ids and chain hashes ``lines`` would get if appended now; nothing is written."""
+    def plan_entries(self, lines: Sequence[PeriodLine], period: str) -> PlannedEntries:
+        """The period lines of closing ``period`` keyed in its stream, with digests and row numbers; nothing is written."""
+        stream = chain.close_stream(period)
+        keyed = tuple(replace(line, stream=stream, position=index) for index, line in enumerate(lines))
+        values = tuple(tuple(getattr(line, name) for name in chain.ENTRY_FIELDS) for line in keyed)
         first = self.tip.last_entry + 1
-        values = tuple(
-            (entry_id, *(getattr(line, name) for name in chain.ENTRY_FIELDS[1:]))
-            for entry_id, line in zip(range(first, first + len(lines)), lines)
-        )
-        hashes = tuple(chain.chain(self.tip.head, values))
-        return PlannedEntries(
-            lines=tuple(lines), values=values, hashes=hashes, last_entry_id=first + len(lines) - 1,
-            chain_head=hashes[-1] if hashes else self.tip.head,
-        )
+        return PlannedEntries(lines=keyed, values=values, hashes=tuple(map(chain.digest, values)),
+                              first_entry_id=first, last_entry_id=first + len(lines) - 1)
+
+    def stream_heads(self, before: str) -> dict[str, StreamHead]:
+        """Every stream's head as of the latest close before ``before``."""
+        rows = self.db.rows(
+            "SELECT stream, arg_max(entries, period), arg_max(head, period) FROM close_streams"
+            " WHERE period < ? GROUP BY stream", [before])
+        return {stream: StreamHead(stream=stream, entries=entries, head=head) for stream, entries, head in rows}
+
+    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
+        """(stream, digest) of every entry a close covers, in (stream, position, line) order.
+
+        An entry stored before format 3 has no stream from the log: it folds into stream
+        ``legacy`` by its row number, with its format-2 hash.
+        """
+        cursor = self.db.con.cursor()
+        try:
+            cursor.execute(
+                f"SELECT coalesce(stream, 'legacy') AS s, entry_hash FROM accruals WHERE {_COVERED}"
+                " ORDER BY s, coalesce(position, entry_id), line",
+                [watermark, period, period, previous_watermark])
+            while rows := cursor.fetchmany(CHUNK):
+                yield from rows
+        finally:
+            cursor.close()
+
+    def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
+        """The next offset per (topic, partition) a format-3 close booked up to."""
+        rows = self.db.rows("SELECT topic, kafka_partition, next_offset FROM close_cutoffs WHERE period = ?", [period])
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def close_streams(self, period: str) -> dict[str, StreamHead]:
+        """The heads of the streams a format-3 close folded entries into."""
+        rows = self.db.rows("SELECT stream, entries, head FROM close_streams WHERE period = ?", [period])
+        return {stream: StreamHead(stream=stream, entries=entries, head=head) for stream, entries, head in rows}
 
     def record_close(
         self,
@@ -115,15 +158,15 @@ class CloseRepository:
         *,
         planned: PlannedEntries | None = None,
         settled_revenue: Sequence[tuple[str, str]] = (),
+        commitment: CloseCommitment | None = None,
     ) -> None:
         """Stores a close, its period entries and its statements in one transaction.
 
-        ``planned`` entries (see :meth:`plan_entries`) are appended to the hash chain as
-        one batch; ``settled_revenue`` marks (platform, event) revenue reports as settled
+        ``planned`` entries (see :meth:`plan_entries`) are appended as one batch; ``settled_revenue`` marks (platform, event) revenue reports as settled
         by this close. A closed period is never rewritten; on any error nothing is stored.
 
         Raises:
-            LedgerFileError: ``planned`` was computed before another append moved the chain on.
+            LedgerFileError: ``planned`` was numbered before another append took its rows.
         """
         planned_values = planned.values if planned is not None else ()
         batch_id = self.tip.last_batch + 1
@@ -138,9 +181,12 @@ class CloseRepository:
                 }))
             con = self.db.con
             con.execute(
-                "INSERT INTO period_closes VALUES (?, ?, ?, ?, ?)",
-                [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements],
+                f"INSERT INTO period_closes ({_CLOSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements, close.root,
+                 close.book_hash],
             )
+            if commitment is not None:
+                self._store_commitment(close.period, commitment)
             for signed in statements:
                 s = signed.statement
                 con.execute(
@@ -152,16 +198,35 @@ class CloseRepository:
                      signed.signature, signed.key_fingerprint],
                 )
         if planned_values:
-            self.tip.advance(batch_id=batch_id, last_entry=planned.last_entry_id, head=planned.chain_head)
+            self.tip.advance(batch_id=batch_id, last_entry=planned.last_entry_id)
 
     def _append_planned(self, planned: PlannedEntries, batch_id: int, close: CloseRecord) -> None:
         """Appends a close's period entries as one batch (inside the caller's transaction)."""
-        if planned.values[0][0] != self.tip.last_entry + 1:
+        if planned.first_entry_id != self.tip.last_entry + 1:
             raise LedgerFileError(
-                f"planned entries start at {planned.values[0][0]} but the ledger ends at {self.tip.last_entry}"
+                f"planned entries start at {planned.first_entry_id} but the ledger ends at {self.tip.last_entry}"
             )
-        self.db.insert("accruals", accruals_table(planned.values, planned.hashes, batch_id))
+        self.db.insert("accruals", accruals_table(planned.values, planned.hashes, batch_id, planned.first_entry_id))
         self.db.con.execute(
             "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [batch_id, close.closed_at, 0, len(planned.values), 0, 0, planned.chain_head],
+            [batch_id, close.closed_at, 0, len(planned.values), 0, 0, ""],
         )
+
+    def _store_commitment(self, period: str, commitment: CloseCommitment) -> None:
+        """Stores a close's cut-off and the heads of the streams it touched (inside the caller's transaction)."""
+        cutoff = sorted(commitment.cutoff.items())
+        if cutoff:
+            self.db.insert("close_cutoffs", pa.table({
+                "period": [period] * len(cutoff),
+                "topic": [topic for (topic, _), _ in cutoff],
+                "kafka_partition": pa.array([partition for (_, partition), _ in cutoff], pa.int32()),
+                "next_offset": pa.array([offset for _, offset in cutoff], pa.int64()),
+            }))
+        touched = [commitment.heads[stream] for stream in commitment.touched]
+        if touched:
+            self.db.insert("close_streams", pa.table({
+                "period": [period] * len(touched),
+                "stream": [h.stream for h in touched],
+                "entries": pa.array([h.entries for h in touched], pa.int64()),
+                "head": [h.head for h in touched],
+            }))

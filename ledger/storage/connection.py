@@ -4,7 +4,7 @@ Guarantees:
   * One writer: DuckDB's file lock refuses a second writing process; the error says so.
   * Every open runs the migrations the file lacks (:mod:`ledger.storage.migrations`).
   * The anchor file beside the ledger is replaced whole (written aside, then renamed), so
-    it always names an entry and chain head the ledger committed.
+    it always names the last row the ledger committed: a truncated ledger is found.
 """
 
 from __future__ import annotations
@@ -112,48 +112,48 @@ class Db:
 
 
 class ChainTip:
-    """The ends of the ledger as of this process's last commit: chain head, last entry, batch, quarantine id.
+    """The ends of the ledger as of this process's last commit: last row number, batch, quarantine id.
 
     Read from the file on open and advanced by the code that commits (ingest, close), so
-    numbering the next rows never asks the file again.
+    numbering the next rows never asks the file again. Row numbers are local to this file.
     """
 
     def __init__(self, db: Db):
-        rows = db.rows("SELECT entry_hash, entry_id FROM accruals ORDER BY entry_id DESC LIMIT 1")
-        self.head: str = rows[0][0] if rows else chain.GENESIS
-        self.last_entry: int = rows[0][1] if rows else 0
+        self.last_entry: int = db.value("SELECT coalesce(max(entry_id), 0) FROM accruals")
         self.last_batch: int = db.value("SELECT coalesce(max(batch_id), 0) FROM ingest_batches")
         self.last_quarantine: int = db.value("SELECT coalesce(max(quarantine_id), 0) FROM quarantine")
         self.path = db.path
 
-    def advance(self, *, batch_id: int, last_entry: int, head: str, quarantined: int = 0) -> None:
+    def advance(self, *, batch_id: int, last_entry: int, quarantined: int = 0) -> None:
         """Moves the tip past a committed batch; rewrites the anchor file when entries were added."""
         added_entries = last_entry != self.last_entry
         self.last_batch = batch_id
         self.last_quarantine += quarantined
         self.last_entry = last_entry
-        self.head = head
         if added_entries:
-            write_anchor(self.path, last_entry, head)
+            write_anchor(self.path, last_entry)
 
 
 def anchor_path(db: Path) -> Path:
-    """The anchor file beside a ledger: its last entry and chain head, outside the DuckDB file."""
+    """The anchor file beside a ledger: its last row number, outside the DuckDB file."""
     return db.with_name(db.name + ".anchor")
 
 
-def write_anchor(db: Path, last_entry_id: int, head: str) -> None:
+def write_anchor(db: Path, last_entry_id: int) -> None:
     target = anchor_path(db)
     temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(json.dumps({"last_entry_id": last_entry_id, "chain_head": head}))
+    temporary.write_text(json.dumps({"format": chain.ENTRY_FORMAT, "last_entry_id": last_entry_id}))
     temporary.replace(target)
 
 
 def read_anchor(db: Path) -> ChainAnchor | None:
-    """What the anchor file beside ``db`` records; None when there is none."""
+    """What the anchor file beside ``db`` records; None when there is none.
+
+    An anchor written before entry format 3 also names the format-2 chain head there.
+    """
     anchor = anchor_path(db)
     if not anchor.exists():
         return None
     recorded = json.loads(anchor.read_text())
     return ChainAnchor(where=f"anchor file {anchor.name}", last_entry_id=recorded["last_entry_id"],
-                       chain_head=recorded["chain_head"])
+                       chain_head=recorded.get("chain_head", ""))

@@ -3,8 +3,11 @@
 Guarantees:
   * A batch of events, its accruals, its quarantined records and its consumer offsets
     land in one transaction, so the ledger never holds rows without their offsets.
-  * Accruals are numbered and hash-chained in entry order (see :mod:`ledger.core.chain`):
-    the native fast path's first, then the rest.
+  * Every accrual is stored with its identity from the log (stream, position, line) and
+    its own digest (entry format 3, :mod:`ledger.core.chain`), so what is hashed does not
+    depend on batch boundaries or on which path booked it. ``entry_id`` numbers rows in
+    this file's booking order (the native fast path's first within a batch): a local row
+    number, never hashed, signed or compared between ledgers.
 """
 
 from __future__ import annotations
@@ -19,10 +22,19 @@ import pyarrow as pa
 from ledger.core import chain
 from ledger.core.pricing import Accrual
 from ledger.core.records import BatchResult, IngestBatch
-from ledger.errors import DuplicateEventError
+from ledger.errors import DuplicateEventError, EntryOriginError
 from ledger.storage.arrow_rows import (TIMESTAMP, accruals_table, events_table, native_accruals_table,
                                        native_events_table, quarantine_table, revenue_table)
 from ledger.storage.connection import ChainTip, Db, now
+
+ENTRY_KEY_SQL = ("CASE WHEN {a}.stream IS NULL THEN 'entry:' || {a}.entry_id"
+                 " ELSE {a}.stream || '@' || {a}.position || '#' || {a}.line END")
+"""An entry's key in SQL (``ledger.core.chain.entry_key``); an entry booked before format 3
+has none from the log and is named by its local id, ``entry:<id>``."""
+
+
+def entry_key_sql(alias: str) -> str:
+    return ENTRY_KEY_SQL.format(a=alias)
 
 
 class IngestRepository:
@@ -56,23 +68,33 @@ class IngestRepository:
                                            " JOIN _probe_keys p USING (platform_id, event_id)")
         return {(p, e): h for p, e, h in rows}
 
-    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[int, Accrual], ...]]:
-        """The entries (id, accrual) booked for each event among ``keys``, in entry order."""
-        rows = self.db.rows_for_keys(keys, f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals"
-                                           " JOIN _probe_keys USING (platform_id, event_id) ORDER BY entry_id")
-        found: dict[tuple[str, str], list[tuple[int, Accrual]]] = {}
-        for row in rows:
-            values = dict(zip(chain.ENTRY_FIELDS, row))
-            entry_id = values.pop("entry_id")
+    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[str, Accrual], ...]]:
+        """The entries (key, accrual) booked for each event among ``keys``, in line order."""
+        fields = [name for name in chain.ENTRY_FIELDS if name != "reverses_entry_key"]
+        rows = self.db.rows_for_keys(
+            keys,
+            f"SELECT {entry_key_sql('a')}, a.reverses_entry_key, a.reverses_entry_id,"
+            f" {', '.join('a.' + name for name in fields)} FROM accruals a"
+            " JOIN _probe_keys USING (platform_id, event_id) ORDER BY a.line, a.entry_id")
+        found: dict[tuple[str, str], list[tuple[str, Accrual]]] = {}
+        for key, reverses_key, reverses_id, *row in rows:
+            values = dict(zip(fields, row))
             values["description"] = values["description"] or ""
-            found.setdefault((values["platform_id"], values["event_id"]), []).append((entry_id, Accrual(**values)))
+            values["stream"] = values["stream"] or ""
+            values["position"] = values["position"] or 0
+            if reverses_key is None and reverses_id is not None:  # booked before format 3
+                reverses_key = f"entry:{reverses_id}"
+            values["reverses_entry_key"] = reverses_key
+            found.setdefault((values["platform_id"], values["event_id"]), []).append((key, Accrual(**values)))
         return {key: tuple(entries) for key, entries in found.items()}
 
     def corrections_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """For each event among ``keys`` already corrected, the event id of its correction."""
-        rows = self.db.rows_for_keys(keys, "SELECT DISTINCT o.platform_id, o.event_id, r.event_id FROM accruals o"
-                                           " JOIN _probe_keys USING (platform_id, event_id)"
-                                           " JOIN accruals r ON r.reverses_entry_id = o.entry_id")
+        rows = self.db.rows_for_keys(
+            keys,
+            "SELECT DISTINCT o.platform_id, o.event_id, r.event_id FROM accruals o"
+            " JOIN _probe_keys USING (platform_id, event_id)"
+            f" JOIN accruals r ON r.reverses_entry_id = o.entry_id OR r.reverses_entry_key = {entry_key_sql('o')}")
         return {(p, e): c for p, e, c in rows}
 
     # -- append --------------------------------------------------------------------------
@@ -80,60 +102,61 @@ class IngestRepository:
     def append_batch(self, batch: IngestBatch) -> BatchResult:
         """Appends a batch and its offsets in one transaction; all of it or none.
 
-        Entries are numbered and chained in order: the native fast path's first, then the rest.
+        Rows are numbered in this file's order (the native fast path's first, then the
+        rest); each entry's hash is its own digest, whatever its number.
 
         Raises:
             DuplicateEventError: a fast-path event is booked already (nothing was appended);
                 the reference path, which probes the ledger, must build the batch.
+            EntryOriginError: an accrual has no stream (nothing was appended).
         """
+        for accrual in batch.accruals:
+            if not accrual.stream:
+                raise EntryOriginError(
+                    f"entry {accrual.platform_id}/{accrual.event_id} line {accrual.line} has no stream: every entry"
+                    " is keyed by the record that produced it (consumers.batch.build_batch sets it)")
         tip = self.tip
         batch_id = tip.last_batch + 1
         first = tip.last_entry + 1
         native = batch.native
         native_accruals = native.accrual_count if native is not None else 0
-        # The native chain runs (outside the GIL) while DuckDB appends the events.
-        chained = self._aside().submit(native.chain, tip.head, first) if native_accruals else None
+        # The native digests are computed (outside the GIL) while DuckDB appends the events.
+        digested = self._aside().submit(native.digests) if native_accruals else None
         python_first = first + native_accruals
-        values = [
-            (entry_id, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:]))
-            for entry_id, a in zip(range(python_first, python_first + len(batch.accruals)), batch.accruals)
-        ]
+        values = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in batch.accruals]
         at = now()
         try:
             with self.db.transaction():
                 if native is not None and native.event_count:
                     self.db.insert("usage_events", native_events_table(native, batch_id))
-                head = tip.head
-                if chained is not None:
-                    native_hashes, head = chained.result()
-                    self.db.insert("accruals", native_accruals_table(native, first, native_hashes, batch_id))
-                hashes = chain.chain_accruals(head, python_first, batch.accruals)
-                head = hashes[-1] if hashes else head
-                self._append_rows(batch, batch_id, values, hashes, at)
+                if digested is not None:
+                    self.db.insert("accruals", native_accruals_table(native, first, digested.result(), batch_id))
+                hashes = chain.digest_accruals(batch.accruals)
+                self._append_rows(batch, batch_id, python_first, values, hashes, at)
                 self.db.con.execute(
                     "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, at, batch.event_count, native_accruals + len(values), len(batch.quarantined),
-                     batch.duplicates, head],
+                     batch.duplicates, ""],
                 )
         except duckdb.ConstraintException as exc:
             if native is None:
                 raise
             raise DuplicateEventError(f"a fast-path event of batch {batch_id} is booked already: {exc}") from exc
         finally:
-            if chained is not None and not chained.cancel():
-                chained.exception()  # waits: the chain never runs on past its batch
-        tip.advance(batch_id=batch_id, last_entry=first + native_accruals + len(values) - 1, head=head,
+            if digested is not None and not digested.cancel():
+                digested.exception()  # waits: the digests never run on past their batch
+        tip.advance(batch_id=batch_id, last_entry=first + native_accruals + len(values) - 1,
                     quarantined=len(batch.quarantined))
-        return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=tip.last_entry, chain_head=head)
+        return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=tip.last_entry)
 
-    def _append_rows(self, batch: IngestBatch, batch_id: int, values: list[tuple], hashes: list[str],
-                     at: datetime) -> None:
+    def _append_rows(self, batch: IngestBatch, batch_id: int, first_entry_id: int, values: list[tuple],
+                     hashes: list[str], at: datetime) -> None:
         """Inserts the batch's Python-built rows and offsets (inside the caller's transaction)."""
         insert = self.db.insert
         if batch.events:
             insert("usage_events", events_table(batch.events, batch_id))
         if values:
-            insert("accruals", accruals_table(values, hashes, batch_id))
+            insert("accruals", accruals_table(values, hashes, batch_id, first_entry_id))
         if batch.revenues:
             insert("revenue_reports", revenue_table(batch.revenues, batch_id))
         if batch.lineage:

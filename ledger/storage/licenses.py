@@ -1,12 +1,19 @@
-"""License documents in the ledger file: stored as applied, merged into one book when read."""
+"""License documents in the ledger file: stored as applied, merged into one book when read.
+
+Each document records the offsets the ledger had booked when it was applied
+(``booked_offsets``): usage before them was priced without it, usage after with it,
+which is where ``learnright rebuild`` applies it again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+from ledger.core import chain
 from ledger.core.license_file import parse_book
 from ledger.core.licenses import LicenseBook, build_book, merge_books
+from ledger.core.records import LicenseDocument
 from ledger.storage.connection import Db, now
 
 
@@ -47,7 +54,11 @@ class LicenseRepository:
         with self.db.transaction():
             exists = con.execute("SELECT 1 FROM license_documents WHERE document_hash = ?", [document_hash]).fetchall()
             if not exists:
-                con.execute("INSERT INTO license_documents VALUES (?, ?, ?, ?)", [document_hash, origin, body, now()])
+                booked = con.execute("SELECT topic, kafka_partition, max(next_offset) FROM consumer_offsets"
+                                     " GROUP BY ALL ORDER BY ALL").fetchall()
+                con.execute("INSERT INTO license_documents (document_hash, origin, body, applied_at, booked_offsets)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            [document_hash, origin, body, now(), json.dumps([list(row) for row in booked])])
             for v in added:
                 con.execute(
                     "INSERT INTO license_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -55,3 +66,16 @@ class LicenseRepository:
                      json.dumps(v.terms, sort_keys=True), v.content_hash, document_hash],
                 )
         return merged, len(added)
+
+    def book_hash(self) -> str:
+        """The identity of the book as applied so far (:func:`ledger.core.chain.book_hash`)."""
+        return chain.book_hash(h for (h,) in self.db.rows("SELECT document_hash FROM license_documents"))
+
+    def license_documents(self) -> list[LicenseDocument]:
+        """Every license document, in the order applied."""
+        rows = self.db.rows("SELECT document_hash, origin, body, applied_at, booked_offsets FROM license_documents"
+                            " ORDER BY applied_at, document_hash")
+        return [LicenseDocument(document_hash=document_hash, origin=origin, body=body, applied_at=applied_at,
+                                booked_offsets=None if booked is None else
+                                {(topic, partition): offset for topic, partition, offset in json.loads(booked)})
+                for document_hash, origin, body, applied_at, booked in rows]

@@ -242,6 +242,43 @@ MIGRATIONS: dict[int, str] = {
     6: """
     ALTER TABLE quarantine ADD COLUMN record_timestamp BIGINT;
     """,
+    # Entry format 3 (ledger.core.chain): identity from the log and commitments per close.
+    # Entries keep entry_id as this file's local row number (the booking order, which
+    # differs between two ledgers built from one log); stream, position and line are the
+    # entry's identity, and entry_hash is its own digest. Entries stored before keep
+    # stream NULL and verify in the format-2 global chain. A close records its cut-off
+    # (next offset per partition), the license book it used, each stream's head and its
+    # root; closes stored before keep root NULL. A license document records the offsets
+    # the ledger had booked when it was applied, so a rebuild applies it at the same place.
+    7: """
+    ALTER TABLE accruals ADD COLUMN stream VARCHAR;
+    ALTER TABLE accruals ADD COLUMN position BIGINT;
+    ALTER TABLE accruals ADD COLUMN reverses_entry_key VARCHAR;
+    ALTER TABLE period_closes ADD COLUMN root VARCHAR;
+    ALTER TABLE period_closes ADD COLUMN book_hash VARCHAR;
+    ALTER TABLE license_documents ADD COLUMN booked_offsets JSON;
+    CREATE TABLE close_cutoffs (
+        period VARCHAR NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL,
+        PRIMARY KEY (period, topic, kafka_partition)
+    );
+    CREATE TABLE close_streams (
+        period VARCHAR NOT NULL,
+        stream VARCHAR NOT NULL,
+        entries BIGINT NOT NULL,
+        head VARCHAR NOT NULL,
+        PRIMARY KEY (period, stream)
+    );
+    CREATE OR REPLACE VIEW audit_ledger AS
+        SELECT entry_id, batch_id, period, occurred_at, kind, holder_id, source_id, platform_id, model_id,
+               event_id, line, license_id, license_version, quantity, unit, rate, per, currency, amount,
+               reverses_entry_id, description, entry_hash, stream, position,
+               CASE WHEN stream IS NULL THEN NULL ELSE stream || '@' || position || '#' || line END AS entry_key,
+               reverses_entry_key
+        FROM accruals;
+    """,
 }
 
 LATEST = max(MIGRATIONS)

@@ -5,11 +5,11 @@ publishes copies: at each close and on demand. A snapshot is a directory
 
     <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views
     <snapshots_dir>/<snapshot_id>/parquet/<name>.parquet   one file per table and view
-    <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last entry, chain head, row counts
+    <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last row and its hash, row counts
 
 Guarantees:
   * Consistent: copied in one DuckDB transaction, so it is the ledger as of one commit
-    (its manifest names the last entry id and the chain head at that commit).
+    (its manifest names the last row and its hash, ``chain_head``, at that commit).
   * Published whole or not at all: written under a temporary name and renamed; the
     ``LATEST`` file names the newest one only after it is complete.
   * Immutable: files are made read-only and never rewritten.
@@ -43,9 +43,9 @@ FORMAT = 1
 DATABASE = "ledger.duckdb"
 MANIFEST = "manifest.json"
 EXCLUDED = ("api_tokens", "api_token_changes")
-TABLES = ("accruals", "consumer_offsets", "ingest_batches", "license_documents", "license_versions", "model_lineage",
-          "period_closes", "quarantine", "revenue_reports", "revenue_settlements", "schema_migrations",
-          "statement_publications", "statements", "usage_events")
+TABLES = ("accruals", "close_cutoffs", "close_streams", "consumer_offsets", "ingest_batches", "license_documents",
+          "license_versions", "model_lineage", "period_closes", "quarantine", "revenue_reports", "revenue_settlements",
+          "schema_migrations", "statement_publications", "statements", "usage_events")
 """The tables a snapshot holds; never a token table (:data:`EXCLUDED`)."""
 _publishing = threading.Lock()
 
@@ -248,8 +248,9 @@ def snapshot_for_query(path: Path, directory: Path, *, now: datetime) -> tuple[S
 
 
 def _head(ledger: Ledger) -> str:
-    """The chain head as a snapshot's manifest records it: empty for a ledger without entries."""
-    return ledger.chain_head if ledger.last_entry_id else ""
+    """The hash of the last row, as a snapshot's manifest records it (``chain_head``): empty without entries."""
+    rows = ledger.query("SELECT entry_hash FROM accruals ORDER BY entry_id DESC LIMIT 1")
+    return rows[0][0] if rows else ""
 
 
 def list_snapshots(directory: Path) -> list[Snapshot]:

@@ -24,7 +24,8 @@ import duckdb
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
-from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseRecord, HolderLine, IngestBatch,
+from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+                                 StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, PlannedEntries, Publication, QuarantinedRecord, SignedStatement,
                                  StatementDocument, StatementRecord, StatementRow, StatementSignature, TokenRow)
 from ledger.core.usage import RevenueReport
@@ -122,10 +123,6 @@ class Ledger:
     # -- chain ---------------------------------------------------------------------------
 
     @property
-    def chain_head(self) -> str:
-        return self._tip.head
-
-    @property
     def last_entry_id(self) -> int:
         return self._tip.last_entry
 
@@ -137,6 +134,12 @@ class Ledger:
     def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
         return self._licenses.apply_licenses(body, origin)
 
+    def book_hash(self) -> str:
+        return self._licenses.book_hash()
+
+    def license_documents(self) -> list[LicenseDocument]:
+        return self._licenses.license_documents()
+
     # -- ingestion -----------------------------------------------------------------------
 
     def stored_offsets(self) -> dict[tuple[str, int], int]:
@@ -145,7 +148,7 @@ class Ledger:
     def known_events(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         return self._ingest.known_events(keys)
 
-    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[int, Accrual], ...]]:
+    def booked_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[tuple[str, Accrual], ...]]:
         return self._ingest.booked_entries(keys)
 
     def corrections_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -182,12 +185,26 @@ class Ledger:
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         return self._closes.carry_ins(before)
 
-    def plan_entries(self, lines: Sequence[PeriodLine]) -> PlannedEntries:
-        return self._closes.plan_entries(lines)
+    def plan_entries(self, lines: Sequence[PeriodLine], period: str) -> PlannedEntries:
+        return self._closes.plan_entries(lines, period)
+
+    def stream_heads(self, before: str) -> dict[str, StreamHead]:
+        return self._closes.stream_heads(before)
+
+    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
+        return self._closes.covered_digests(period, watermark, previous_watermark)
+
+    def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
+        return self._closes.close_cutoff(period)
+
+    def close_streams(self, period: str) -> dict[str, StreamHead]:
+        return self._closes.close_streams(period)
 
     def record_close(self, close: CloseRecord, statements: Iterable[SignedStatement], *,
-                     planned: PlannedEntries | None = None, settled_revenue: Sequence[tuple[str, str]] = ()) -> None:
-        self._closes.record_close(close, statements, planned=planned, settled_revenue=settled_revenue)
+                     planned: PlannedEntries | None = None, settled_revenue: Sequence[tuple[str, str]] = (),
+                     commitment: CloseCommitment | None = None) -> None:
+        self._closes.record_close(close, statements, planned=planned, settled_revenue=settled_revenue,
+                                  commitment=commitment)
 
     def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
         return self._period_inputs.usage_totals(periods, watermark)

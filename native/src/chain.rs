@@ -1,12 +1,16 @@
-//! The ledger's hash chain (CHAIN_FORMAT 2) over accrual columns; the same bytes as
-//! `ledger.chain.canonical_accrual`, which the Python tests compare entry by entry.
+//! Entry digests (ENTRY_FORMAT 3) of accrual columns: the same bytes as
+//! `ledger.core.chain.canonical_accrual`, which the Python tests compare entry by entry.
+//!
+//! Each digest depends on its own row alone (stream, position, line and values), never on
+//! the rows before it, so batch boundaries cannot change it; stream heads are folded in
+//! Python at a close.
 
 use sha2::{Digest, Sha256};
 
 use crate::columns::Accruals;
 use crate::decimal::{write_int, write_scale12};
 
-pub const CHAIN_FORMAT: u32 = 2;
+pub const ENTRY_FORMAT: u32 = 3;
 
 /// A JSON string as Python's `json.encoder.encode_basestring` writes it (ensure_ascii off).
 pub fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
@@ -32,20 +36,21 @@ pub fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
 }
 
-
-/// The canonical bytes of accrual `row` as entry `entry_id`.
-pub fn canonical(out: &mut Vec<u8>, entry_id: i64, a: &Accruals, row: usize) {
+/// The canonical bytes of accrual `row`: an entry with no reversal and no description.
+pub fn canonical(out: &mut Vec<u8>, a: &Accruals, row: usize) {
     out.clear();
     out.push(b'[');
-    write_int(out, i64::from(CHAIN_FORMAT));
+    write_int(out, i64::from(ENTRY_FORMAT));
     out.push(b',');
-    write_int(out, entry_id);
+    write_json_string(out, a.stream.get(row));
+    out.push(b',');
+    write_int(out, a.position[row]);
+    out.push(b',');
+    write_int(out, i64::from(a.line[row]));
     out.push(b',');
     write_json_string(out, a.platform_id.get(row));
     out.push(b',');
     write_json_string(out, a.event_id.get(row));
-    out.push(b',');
-    write_int(out, i64::from(a.line[row]));
     out.push(b',');
     write_json_string(out, a.kind.get(row));
     out.push(b',');
@@ -85,23 +90,15 @@ pub fn hex(digest: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Chains every accrual from `head`, numbering from `first_entry_id`; returns the
-/// hashes as 64 hex characters each, back to back, and the new head.
-pub fn chain(head: &str, first_entry_id: i64, accruals: &Accruals) -> (Vec<u8>, String) {
+/// The digest of every accrual (SHA-256 of its canonical bytes), as 64 lowercase hex
+/// characters each, back to back, in row order.
+pub fn digests(accruals: &Accruals) -> Vec<u8> {
     let rows = accruals.line.len();
-    let mut hashes = Vec::with_capacity(rows * 64);
-    let mut previous: Vec<u8> = head.as_bytes().to_vec();
+    let mut out = Vec::with_capacity(rows * 64);
     let mut entry = Vec::with_capacity(512);
     for row in 0..rows {
-        canonical(&mut entry, first_entry_id + row as i64, accruals, row);
-        let mut hasher = Sha256::new();
-        hasher.update(&previous);
-        hasher.update(b"\n");
-        hasher.update(&entry);
-        let start = hashes.len();
-        hex(&hasher.finalize(), &mut hashes);
-        previous.clear();
-        previous.extend_from_slice(&hashes[start..]);
+        canonical(&mut entry, accruals, row);
+        hex(&Sha256::digest(&entry), &mut out);
     }
-    (hashes, String::from_utf8(previous).expect("hex is ASCII"))
+    out
 }

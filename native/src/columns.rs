@@ -81,6 +81,10 @@ pub struct Events {
 /// One priced line per row (the `accruals` table, less entry id, hash and batch id).
 #[derive(Default)]
 pub struct Accruals {
+    /// `<topic>/<partition>` of the record that produced the line (`ledger.core.chain.stream_of`).
+    pub stream: Strings,
+    /// The record's offset in its stream.
+    pub position: Vec<i64>,
     pub platform_id: Strings,
     pub event_id: Strings,
     pub line: Vec<i32>,

@@ -1,7 +1,7 @@
 //! Amounts at the accrual scale (12 places) as unscaled `i128`, written exactly as
 //! Python writes `str(Decimal)` of a value quantized to 12 places.
 //!
-//! The hash chain covers that text, so it must match Python's byte for byte: plain
+//! Entry digests cover that text, so it must match Python's byte for byte: plain
 //! notation from 1E-6 up (`0.500000000000`), scientific below (`1.00000E-7`, `0E-12`).
 
 pub const SCALE: u32 = 12;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::avro;
 use crate::chain::hex;
 use crate::columns::{Accruals, Events};
-use crate::decimal::{pow10, MAX_UNSCALED, SCALE};
+use crate::decimal::{pow10, write_int, MAX_UNSCALED, SCALE};
 use crate::kafka::{self, Record, Unsupported};
 
 pub struct TrainingTerms {
@@ -193,7 +193,7 @@ pub fn build(schemas: &Schemas, book: &Book, limits: &Limits, blocks: &[Block<'_
     let (e, a) = (&batch.events, &batch.accruals);
     let columns = [
         &e.platform_id, &e.event_id, &e.event_type, &e.content_hash, &e.model_id, &e.period, &e.topic,
-        &a.platform_id, &a.event_id, &a.kind, &a.source_id, &a.holder_id, &a.model_id, &a.license_id, &a.unit,
+        &a.stream, &a.platform_id, &a.event_id, &a.kind, &a.source_id, &a.holder_id, &a.model_id, &a.license_id, &a.unit,
         &a.currency, &a.period,
     ];
     if !columns.iter().all(|column| column.fits()) {
@@ -291,6 +291,12 @@ fn book_record<'a>(
     events.offset.push(record.offset);
     let accruals = &mut batch.accruals;
     for (line, l) in lines.iter().enumerate() {
+        accruals.stream.push_with(|data| {
+            data.extend_from_slice(block.topic.as_bytes());
+            data.push(b'/');
+            write_int(data, i64::from(block.partition));
+        });
+        accruals.position.push(record.offset);
         accruals.platform_id.push(platform_id.as_bytes());
         accruals.event_id.push(event_id.as_bytes());
         accruals.line.push(line as i32);

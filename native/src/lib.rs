@@ -194,11 +194,12 @@ impl Rows {
         (0..events.offset.len()).any(|row| wanted.contains(&(events.platform_id.get(row), events.event_id.get(row))))
     }
 
-    /// Chains the accruals from `head`, numbered from `first_entry_id`: (hashes, new head),
-    /// the hashes as 64 hex characters each, back to back.
-    fn chain<'py>(&self, py: Python<'py>, head: &str, first_entry_id: i64) -> (Bound<'py, PyBytes>, String) {
-        let (hashes, head) = py.detach(|| chain::chain(head, first_entry_id, &self.batch.accruals));
-        (PyBytes::new(py, &hashes), head)
+    /// The entry digest (format 3) of every accrual, in row order: 64 lowercase hex
+    /// characters each, back to back. Each depends on its own row alone; computed outside
+    /// the GIL so that it overlaps DuckDB's work on another thread.
+    fn digests<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let digests = py.detach(|| chain::digests(&self.batch.accruals));
+        PyBytes::new(py, &digests)
     }
 
     /// Arrow buffers of the event columns: name -> bytes (numbers) or (offsets, data) (strings).
@@ -227,6 +228,7 @@ impl Rows {
         let a = &self.batch.accruals;
         let out = PyDict::new(py);
         for (name, column) in [
+            ("stream", &a.stream),
             ("platform_id", &a.platform_id),
             ("event_id", &a.event_id),
             ("kind", &a.kind),
@@ -240,6 +242,7 @@ impl Rows {
         ] {
             out.set_item(name, strings(py, column))?;
         }
+        out.set_item("position", numbers(py, &a.position))?;
         out.set_item("line", numbers(py, &a.line))?;
         out.set_item("license_version", numbers(py, &a.license_version))?;
         out.set_item("per", numbers(py, &a.per))?;
@@ -285,7 +288,7 @@ fn fetch_records<'py>(
     Ok(out)
 }
 
-/// `str(Decimal(unscaled).scaleb(-12))` as the chain writes it (for equivalence tests).
+/// `str(Decimal(unscaled).scaleb(-12))` as entry digests write it (for equivalence tests).
 #[pyfunction]
 fn format_scale12(unscaled: i128) -> String {
     let mut out = Vec::new();
@@ -293,7 +296,7 @@ fn format_scale12(unscaled: i128) -> String {
     String::from_utf8(out).expect("ASCII")
 }
 
-/// The chain's JSON text of one string (for equivalence tests).
+/// The JSON text of one string as entry digests write it (for equivalence tests).
 #[pyfunction]
 fn json_string(text: &str) -> String {
     let mut out = Vec::new();
@@ -309,6 +312,6 @@ fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fetch_records, m)?)?;
     m.add_function(wrap_pyfunction!(format_scale12, m)?)?;
     m.add_function(wrap_pyfunction!(json_string, m)?)?;
-    m.add("CHAIN_FORMAT", chain::CHAIN_FORMAT)?;
+    m.add("ENTRY_FORMAT", chain::ENTRY_FORMAT)?;
     Ok(())
 }

@@ -92,3 +92,43 @@ def test_occurred_at_is_bounded_by_each_records_own_timestamp_not_by_the_clock()
     (row,) = second.quarantined  # stamped 1 ms earlier: beyond it, as it would be in any year it is read
     assert (row.error_code, row.record_timestamp) == ("occurred_in_future", 1_893_456_000_000 - 3_600_001)
     assert row.reason.endswith("in t[0]@1")
+
+
+def test_every_entry_is_keyed_by_its_record_and_a_correction_names_its_original_by_key():
+    """stream = topic/partition and position = offset of the record; line = the entry's line within it."""
+    from dataclasses import replace
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from ledger.core.license_file import parse_book
+    from ledger.core.pricing import price
+    from ledger.core.usage import TrainingUsage
+    from schemas import encode
+    from tests.conftest import BOOK
+
+    book, catalog = parse_book(BOOK), default_catalog()
+    when = datetime(2026, 4, 2, tzinfo=timezone.utc)
+    original = TrainingUsage(event_id="e0", platform_id="orbit", model_id="m", run_id="r", source_id="src-photos",
+                             units=4, unit="items", occurred_at=when)
+    booked_original = tuple((f"usage/1@7#{n}", replace(a, stream="usage/1", position=7))
+                            for n, a in enumerate(price(original, book)))
+
+    class OriginalBooked(NothingBooked):
+        def booked_entries(self, keys):
+            return {("orbit", "e0"): booked_original} if ("orbit", "e0") in keys else {}
+
+    inference = encode({"event_id": "i1", "platform_id": "orbit", "model_id": "m", "request_id": "q",
+                        "occurred_at": when, "output_units": None, "attributions": [
+                            {"source_id": "src-novels", "weight": Decimal("0.5")},
+                            {"source_id": "src-photos", "weight": Decimal("0.25")}]},
+                       catalog.latest("InferenceUsage"))
+    void = encode({"event_id": "c1", "platform_id": "orbit", "corrects_event_id": "e0", "action": "VOID",
+                   "replacement_units": None, "replacement_attributions": None, "reason": "", "occurred_at": when},
+                  catalog.latest("UsageCorrection"))
+    ms = 1_775_174_400_000  # 2026-04-03
+    records = [RawRecord(topic="usage", partition=3, offset=40, timestamp=ms, key=None, value=inference),
+               RawRecord(topic="fixes", partition=0, offset=9, timestamp=ms, key=None, value=void)]
+    batch = build_batch(records, book, OriginalBooked(), catalog)
+    assert batch.quarantined == ()
+    assert [(a.event_id, a.stream, a.position, a.line, a.reverses_entry_key) for a in batch.accruals] == [
+        ("i1", "usage/3", 40, 0, None), ("i1", "usage/3", 40, 1, None), ("c1", "fixes/0", 9, 0, "usage/1@7#0")]

@@ -21,6 +21,7 @@ from consumers.kafka_admin import ensure_topics
 from ground.settings import Settings
 from ledger.storage.connection import anchor_path
 from ledger.storage.store import Ledger
+from ledger.services.verify import verify
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker
@@ -94,6 +95,10 @@ def assert_exact(settings: Settings, keys, totals, poison) -> None:
         quarantined = ledger.query("SELECT count(*) FROM quarantine")[0][0]
         assert quarantined == poison  # accepted + quarantined = records consumed
         assert ledger.query("SELECT count(*) - count(DISTINCT (platform_id, event_id, line)) FROM accruals")[0][0] == 0
+        # Every entry is keyed by the record that produced it, once, and its digest matches its content.
+        assert ledger.query("SELECT count(*) - count(DISTINCT (stream, position, line)), count(*) - count(stream)"
+                            " FROM accruals") == [(0, 0)]
+        assert verify(ledger).ok
 
 
 def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_settings, license_book_text, tmp_path):

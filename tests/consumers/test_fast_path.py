@@ -3,14 +3,17 @@
 Fetches are built as Kafka writes them (kafka-python's record batch builder), priced
 once through ``build_batch`` alone and once through the fast path, each appended to a
 real DuckDB ledger of its own; the ledgers must hold the same rows, and the fast one's
-hash chain must verify in Python.
+entries must verify in Python. The native entry digests are compared with
+``chain.digest_accruals`` of the accruals Python builds from the same records.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import count
 from json.encoder import encode_basestring
 
 import pytest
@@ -21,8 +24,11 @@ import learnright_native as native
 from consumers.batch import RawRecord, build_batch
 from consumers.fast_path import NATIVE_SCHEMAS, BatchBuilder, FetchBlock, compile_pricer
 from ledger.errors import DuplicateEventError
+from ledger.core import chain
 from ledger.core.license_file import parse_book
 from ledger.core.money import ACCRUAL_QUANTUM, WIDE
+from ledger.core.pricing import Accrual
+from ledger.storage.arrow_rows import events_table, native_accruals_table, native_events_table
 from ledger.storage.store import Ledger
 from ledger.services.verify import verify
 from schemas import default_catalog, encode
@@ -185,6 +191,12 @@ def fetch(values: list[bytes], base_offset: int = 0, compression: int = 0, times
     return bytes(builder.buffer())
 
 
+def moved(data: bytes, base_offset: int) -> bytes:
+    """A one-batch fetch from ``fetch`` with its records moved to ``base_offset`` on (the
+    batch's base offset, which its CRC does not cover; record offsets are deltas from it)."""
+    return base_offset.to_bytes(8, "big") + data[8:]
+
+
 def corpus(seed: int, count: int, odd_every: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     values = []
@@ -201,7 +213,7 @@ def corpus(seed: int, count: int, odd_every: int = 7) -> list[bytes]:
 def ledger_rows(ledger: Ledger) -> dict[str, list[tuple]]:
     return {
         "events": ledger.query("SELECT * EXCLUDE (batch_id) FROM usage_events ORDER BY ALL"),
-        "accruals": ledger.query("SELECT * EXCLUDE (entry_id, entry_hash, batch_id) FROM accruals ORDER BY ALL"),
+        "accruals": ledger.query("SELECT * EXCLUDE (entry_id, batch_id) FROM accruals ORDER BY ALL"),
         "quarantine": ledger.query("SELECT * EXCLUDE (quarantine_id, batch_id, quarantined_at) FROM quarantine ORDER BY ALL"),
         "offsets": ledger.query("SELECT * EXCLUDE (batch_id) FROM consumer_offsets ORDER BY ALL"),
         "revenue": ledger.query("SELECT * EXCLUDE (batch_id) FROM revenue_reports ORDER BY ALL"),
@@ -260,11 +272,13 @@ def test_an_event_booked_already_is_refused_whole_and_nothing_is_written(tmp_pat
     with Ledger.open(tmp_path / "l.duckdb") as ledger:
         ledger.apply_licenses(BOOK, "book.toml")
         ledger.append_batch(builder.build([FetchBlock("t", 0, 0, fetch(values[:5]), 5, 4)], ledger.load_book(), ledger))
-        before = (ledger.last_entry_id, ledger.chain_head, ledger.query("SELECT count(*) FROM usage_events"))
+        state = ("SELECT (SELECT count(*) FROM usage_events),"
+                 " (SELECT string_agg(entry_hash, ',' ORDER BY entry_id) FROM accruals)")
+        before = (ledger.last_entry_id, ledger.query(state))
         again = builder.build([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger)
         with pytest.raises(DuplicateEventError, match="booked already"):
             ledger.append_batch(again)
-        assert (ledger.last_entry_id, ledger.chain_head, ledger.query("SELECT count(*) FROM usage_events")) == before
+        assert (ledger.last_entry_id, ledger.query(state)) == before
         ledger.append_batch(builder.reference([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger))
         assert ledger.query("SELECT count(*) FROM usage_events")[0][0] == 20
         assert verify(ledger).ok
@@ -402,8 +416,6 @@ def _columns(table) -> list[dict]:
        cut=st.integers(0, 3))
 def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_python(empty_ledger, seed, kind, edits, cut):
     """Differential fuzz: whatever the native reader books, Python books identically."""
-    from ledger.storage.arrow_rows import accruals_table, events_table, native_accruals_table, native_events_table
-    from ledger.core import chain
 
     rng = random.Random(seed)
     make = training if kind == "TrainingUsage" else inference
@@ -424,9 +436,135 @@ def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_pytho
     event("booked natively")
     assert len(python.events) == 1, python.quarantined
     assert _columns(native_events_table(rows, 1)) == _columns(events_table(python.events, 1))
-    hashes, head = rows.chain(chain.GENESIS, 1)
-    values = [(n, *(getattr(a, f) for f in chain.ENTRY_FIELDS[1:])) for n, a in enumerate(python.accruals, start=1)]
-    python_hashes = chain.chain_accruals(chain.GENESIS, 1, python.accruals)
-    assert head == python_hashes[-1]
-    assert _columns(native_accruals_table(rows, 1, hashes, 1)) == _columns(accruals_table(values, python_hashes, 1))
+    accruals = placed(python)
+    digests = rows.digests()
+    assert split(digests) == chain.digest_accruals(accruals)
+    assert _columns(native_accruals_table(rows, 1, digests, 1)) == expected_accrual_rows(accruals, 1, 1)
 
+
+def placed(batch) -> list[Accrual]:
+    """The batch's accruals, checked to sit where the fast path puts them: at their event's record."""
+    where = {(e.platform_id, e.event_id): (chain.stream_of(e.topic, e.partition), e.offset) for e in batch.events}
+    accruals = list(batch.accruals)
+    assert [(a.stream, a.position) for a in accruals] == [where[a.platform_id, a.event_id] for a in accruals]
+    return accruals
+
+
+def split(digests: bytes) -> list[str]:
+    """``Rows.digests()`` as one hex string per accrual."""
+    assert len(digests) % 64 == 0
+    return [digests[start:start + 64].decode("ascii") for start in range(0, len(digests), 64)]
+
+
+def expected_accrual_rows(accruals: list[Accrual], first_entry_id: int, batch_id: int) -> list[dict]:
+    """The ``accruals`` rows Python's values make, numbered from ``first_entry_id``, with their digests."""
+    return [{**{name: getattr(a, name) for name in chain.ENTRY_FIELDS}, "entry_id": entry_id, "entry_hash": digest,
+             "batch_id": batch_id}
+            for entry_id, a, digest in zip(count(first_entry_id), accruals, chain.digest_accruals(accruals))]
+
+
+def toml_text(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escapes are TOML's; TOML also escapes DEL)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+ODD = {"holder": 'h "ünï"\t\x01', "source": "src \"q\"\\ \u2003\x7f", "license": "lic\n\x1f ✓",
+       "unit": "page\b\f\r"}
+ODD_BOOK = BIG + f"""
+[[holders]]
+id = {toml_text(ODD["holder"])}
+
+[[sources]]
+id = {toml_text(ODD["source"])}
+holder = {toml_text(ODD["holder"])}
+
+[[licenses]]
+id = {toml_text(ODD["license"])}
+source = {toml_text(ODD["source"])}
+effective_from = 0001-01-01T00:00:00Z
+currency = "EUR"
+training = {{ rate = 3, per = 8, unit = {toml_text(ODD["unit"])} }}
+inference = {{ rate = 0.000001 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def odd_ledger(tmp_path_factory):
+    with Ledger.open(tmp_path_factory.mktemp("digests") / "odd.duckdb") as ledger:
+        ledger.apply_licenses(ODD_BOOK, "book.toml")
+        yield ledger
+
+
+def native_and_python(ledger: Ledger, fetches: list[tuple[str, int, int, bytes]]) -> tuple[object, list[Accrual]]:
+    """``fetches`` built by the fast path alone, and Python's accruals of the same records (placed)."""
+    book = ledger.load_book()
+    rows = compile_pricer(book, CATALOG).build(fetches)
+    blocks = [FetchBlock(topic, partition, start, data, 0, 0) for topic, partition, start, data in fetches]
+    python = build_batch([record for block in blocks for record in block.records()], book, ledger, CATALOG)
+    return rows, placed(python)
+
+
+def test_native_digests_are_pythons_for_every_kind_of_value(odd_ledger):
+    """Texts that need escaping, odd topics, large offsets, tiny, huge and pre-1970 values."""
+    rng = random.Random(13)
+    utc = timezone.utc
+    texts = [text for text in TEXTS if text.strip()]  # Python refuses a blank model_id
+    values = [encoded("TrainingUsage", training(rng, n, model_id=text, occurred_at=START)) for n, text in enumerate(texts)]
+    sources = [("src-novels", "0.25"), ("src-photos", "0.000001"), ("src-tiny", "0.5"), ("src-big", "0.000002")]
+    values += [encoded("InferenceUsage", inference(rng, n, model_id=text, occurred_at=START, attributions=[
+        {"source_id": source, "weight": Decimal(weight)} for source, weight in sources[n % 4:]]))
+               for n, text in enumerate(texts, start=100)]
+    values += [
+        encoded("TrainingUsage", training(rng, 200, units=1, **{**BOOKABLE, "source_id": "src-big"})),
+        encoded("InferenceUsage", inference(rng, 201, model_id="m", platform_id="orbit", occurred_at=START, attributions=[
+            {"source_id": "src-big", "weight": Decimal("0.000001")}, {"source_id": "src-tiny", "weight": Decimal("0.999999")}])),
+        encoded("TrainingUsage", training(rng, 202, units=2**40, **{**BOOKABLE, "source_id": "src-tiny"})),
+        encoded("TrainingUsage", training(rng, 203, units=9, platform_id="any \"platform\" ü\t", event_id="e\x00\\\"",
+                                          model_id="\u2028m\x1f", source_id=ODD["source"], unit=ODD["unit"],
+                                          occurred_at=datetime(1, 1, 1, tzinfo=utc))),
+        encoded("InferenceUsage", inference(rng, 204, platform_id="\U0001f600p", event_id="\x7fe", model_id="\r\nm",
+                                            occurred_at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=utc),
+                                            attributions=[{"source_id": ODD["source"], "weight": Decimal("0.000003")},
+                                                          {"source_id": "src-any-time", "weight": Decimal("0.999997")}])),
+    ]
+    fetches = [("lr.usage.training", 0, 0, fetch(values[:10])),
+               ('t "ü" \\\n\x01', 2**31 - 1, 2**40, moved(fetch(values[10:]), 2**40))]
+    rows, accruals = native_and_python(odd_ledger, fetches)
+    assert rows.event_count == len(values) and not rows.fallback()  # every record went the fast way
+    assert {a.stream for a in accruals} == {"lr.usage.training/0", 't "ü" \\\n\x01/2147483647'}
+    assert split(rows.digests()) == chain.digest_accruals(accruals)
+    assert _columns(native_accruals_table(rows, 7, rows.digests(), 3)) == expected_accrual_rows(accruals, 7, 3)
+
+
+def test_a_digest_depends_on_its_own_entry_alone(odd_ledger):
+    """A record's digests are the same whatever it is batched with; its place changes them."""
+    rng = random.Random(14)
+    pricer = compile_pricer(odd_ledger.load_book(), CATALOG)
+    answer = {"model_id": "m", "occurred_at": START, "attributions": [
+        {"source_id": "src-photos", "weight": Decimal("0.25")}, {"source_id": "src-novels", "weight": Decimal("0.5")}]}
+    data = fetch([encoded("InferenceUsage", inference(rng, n, **answer)) for n in range(6)])
+    whole = split(pricer.build([("t", 0, 0, data)]).digests())
+    assert len(whole) == 12
+    for start in range(1, 6):  # the batch begins at a later record: the rest keep their digests
+        tail = split(pricer.build([("t", 0, start, data)]).digests())
+        assert whole[2 * start:] == tail
+    elsewhere = split(pricer.build([("t", 1, 0, data)]).digests())  # the same records in another partition
+    assert len(elsewhere) == len(whole) and not set(elsewhere) & set(whole)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.builds("{}x{}".format, *[st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)] * 2),
+                      min_size=4, max_size=4),
+       partition=st.integers(0, 2**31 - 1), offset=st.integers(0, 2**62))
+def test_native_digests_are_pythons_for_any_text_and_place(odd_ledger, texts, partition, offset):
+    topic, platform_id, event_id, model_id = texts
+    value = encoded("InferenceUsage", inference(random.Random(offset), 0, platform_id=platform_id, event_id=event_id,
+                                                model_id=model_id, occurred_at=START, attributions=[
+                                                    {"source_id": ODD["source"], "weight": Decimal("0.25")}]))
+    rows, accruals = native_and_python(odd_ledger, [(topic, partition, offset, moved(fetch([value]), offset))])
+    if rows.event_count == 0:
+        event("left to Python")
+        return
+    event("booked natively")
+    assert [a.position for a in accruals] == [offset]
+    assert split(rows.digests()) == chain.digest_accruals(accruals)

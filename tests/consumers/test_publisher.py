@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 from kafka import KafkaConsumer
 
-from consumers.publisher import publish_pending
+from consumers.publisher import publish_pending, statement_closed
 from ground.errors import BrokerError
+from ledger.core.records import StatementRecord
+from ledger.core.statements import FORMAT_VERSION, content_hash, render_json
 from ledger.services.close import close_period
-from ledger.core.statements import FORMAT_VERSION
 from ledger.storage.store import Ledger
-from schemas import decode
+from schemas import decode, default_catalog, encode
+from schemas.catalog import Catalog
+from tests.ledger.core.test_statements import FORMAT_4_HEAD, ROOT, STORED_FORMAT_4, april_statement
 from tests.ledger.keys import SIGNER
 from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
 
@@ -45,6 +50,7 @@ def test_each_statement_arrives_once_as_statement_closed_and_a_failed_publish_lo
         ingest(ledger)
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         statements = {row.statement_id: row for row in ledger.statement_rows(period="2026-04")}
+        (root,) = {json.loads(ledger.statement_document(sid).document)["ledger"]["close_root"] for sid in statements}
         assert len(ledger.unpublished_statements()) == 6  # the close committed them unpublished
 
         with pytest.raises(BrokerError, match="6 StatementClosed events|stay pending|creating topics"):
@@ -67,4 +73,32 @@ def test_each_statement_arrives_once_as_statement_closed_and_a_failed_publish_lo
         "2026-04", "Ann Writes", "USD", Decimal("142.70"))
     assert event["content_hash"] == statements[ann_usd].content_hash
     assert event["key_fingerprint"] == SIGNER.fingerprint and event["signature"]
-    assert event["format_version"] == FORMAT_VERSION and len(event["chain_head"]) == 64
+    assert event["format_version"] == FORMAT_VERSION
+    assert (event["close_root"], event["chain_head"], event["last_entry_id"]) == (root, root, 0)
+
+
+def stored(document: str, digest: str) -> StatementRecord:
+    return StatementRecord(
+        statement_id="st_1", period="2026-04", holder_id="h-ann", currency="USD", accrued=Decimal("2.5"),
+        carry_in=Decimal("0.004"), payable=Decimal("2.50"), carry_out=Decimal("0.004"), content_hash=digest,
+        document=document, created_at=datetime(2026, 5, 3, tzinfo=timezone.utc), signature="c2ln",
+        key_fingerprint=SIGNER.fingerprint,
+    )
+
+
+def test_a_format_5_statement_sends_its_close_root_and_v1_readers_get_it_as_chain_head():
+    statement = april_statement()
+    record = statement_closed(stored(render_json(statement).decode(), content_hash(statement)))
+    assert (record["close_root"], record["chain_head"], record["last_entry_id"]) == (ROOT, ROOT, 0)
+    data = encode(record, default_catalog().latest("StatementClosed"))
+    assert decode(data)[1]["close_root"] == ROOT
+    _, old_reader = decode(data, Catalog(reader_version=1))
+    assert "close_root" not in old_reader and (old_reader["chain_head"], old_reader["last_entry_id"]) == (ROOT, 0)
+
+
+def test_a_stored_format_4_statement_sends_its_chain_head_and_last_entry_as_before():
+    envelope = json.loads(STORED_FORMAT_4.read_bytes())
+    record = statement_closed(stored(json.dumps(envelope["statement"]), envelope["content_hash"]))
+    assert (record["format_version"], record["chain_head"], record["last_entry_id"]) == (4, FORMAT_4_HEAD, 21)
+    assert record["close_root"] is None
+    assert decode(encode(record, default_catalog().latest("StatementClosed")))[1]["close_root"] is None

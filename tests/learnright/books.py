@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def book_two_holders(path: Path, book_text: str) -> Path:
                                         ("src-photos", 10 * month_number, "items")):
                 event = TrainingUsage(event_id=f"e{offset}", platform_id="p", model_id="m", run_id="r",
                                       source_id=source, units=units, unit=unit, occurred_at=when)
-                accruals.extend(price(event, book))
+                accruals.extend(replace(a, stream="t/0", position=offset) for a in price(event, book))
                 events.append(EventRow(platform_id="p", event_id=event.event_id, event_type="TrainingUsage",
                                        content_hash=f"h{offset}", model_id="m", occurred_at=when, period=period,
                                        topic="t", partition=0, offset=offset))

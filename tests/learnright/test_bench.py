@@ -4,12 +4,12 @@ import re
 
 import pytest
 
-from learnright.bench import run_bench
+from ground.errors import ConfigError
+from learnright.bench import COMPARE_HEADING, BenchResult, export_revision, run_bench, write_report
 from ground.settings import Settings
 
-pytestmark = pytest.mark.broker
 
-
+@pytest.mark.broker
 def test_bench_smoke_prints_ratio_lines_and_writes_the_report(kafka_bootstrap, tmp_path):
     settings = Settings()
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})})
@@ -21,3 +21,24 @@ def test_bench_smoke_prints_ratio_lines_and_writes_the_report(kafka_bootstrap, t
     assert any(re.fullmatch(r"bench raw-consume-whole-fetches ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| ingest" in report and "| raw-consume-whole-fetches" in report
+
+
+def test_bench_against_an_unknown_revision_is_refused_before_anything_is_exported(tmp_path):
+    dest = tmp_path / "revision"
+    with pytest.raises(ConfigError, match=r"unknown revision 'no-such-rev-4f1c'"):
+        export_revision("no-such-rev-4f1c", dest, cache_dir=tmp_path / "cache", echo=lambda line: None)
+    with pytest.raises(ConfigError, match=r"'--output=x' is not a revision"):
+        export_revision("--output=x", dest, cache_dir=tmp_path / "cache", echo=lambda line: None)
+    assert not dest.exists()
+
+
+def test_make_bench_keeps_the_rows_of_bench_against(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    rows = f"{COMPARE_HEADING}\n\n| written (UTC) | REV |\n| --- | --- |\n| 2026-11-25 10:00 | HEAD~1 |\n"
+    report.write_text(f"# Benchmarks\n\nold figures\n\n{rows}")
+    results = tuple(BenchResult(name=name, events=10, seconds=1.0, baseline_seconds=1.0)
+                    for name in ("raw-consume", "raw-consume-whole-fetches", "ingest"))
+    write_report(report, results, rounds=1)
+    text = report.read_text()
+    assert "old figures" not in text and "| ingest" in text
+    assert text.endswith(rows)

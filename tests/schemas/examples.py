@@ -68,6 +68,7 @@ EXAMPLES: dict[str, dict] = {
         "content_hash": "a1b516618fe783fa4b4c2d459bf76ce03e2efc634c20ead65b4378a22a75182d",
         "chain_head": "ad1df200a830fc9f4cd7d727f37351a1e4205d2bad6e657d65dfebcaa5f8d745",
         "last_entry_id": 21,
+        "close_root": "3b6f1c0e9d2a4857b1e0c6f5a9d3e2b7c4f8a1d6e0b9c3f7a2e5d8b1c4f7a0e3",
         "signature": "4XiCYsWzft/s9guR5jDpWRxNrH/53yX1Ary6gipwUO6uk5rAKwXUc7mgBcq4Zi4qGVhW3RCH/fuKMxJ9ZvZnAQ==",
         "key_fingerprint": "sha256:56475aa75463474c0285df5dbf2bcab73da651358839e9b77481b2eab107708c",
         "closed_at": datetime(2026, 10, 3, 0, 0, 0, 412000, tzinfo=UTC),

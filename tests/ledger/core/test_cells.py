@@ -42,7 +42,7 @@ def test_csv_statements_neutralize_text_cells_but_keep_negative_amounts(text):
 
 def test_dsr_reports_neutralize_text_fields_but_keep_negative_amounts():
     report = render_dsr(period="2026-04", platform_id="orbit", documents=[document("=1+1")],
-                        created_at=datetime(2026, 5, 3, tzinfo=timezone.utc), chain_head="0" * 64)
+                        created_at=datetime(2026, 5, 3, tzinfo=timezone.utc), close_root="0" * 64)
     detail = next(r for r in csv.reader(report.body.decode().splitlines(), delimiter="\t",
                                         quoting=csv.QUOTE_NONE) if r[0] == "RU01")
     assert "'=1+1" in detail and "=1+1" not in detail

@@ -6,8 +6,11 @@ import csv
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from ledger.core.dsr import render_dsr
+from ledger.core.statements import to_document
 from ledger.services.close import close_period, write_period_files
 from ledger.storage.store import Ledger
+from tests.ledger.core.test_statements import ROOT, april_statement
 from tests.ledger.keys import SIGNER
 from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
 from tests.ledger.storage.test_store import batch_of
@@ -71,3 +74,12 @@ def test_a_prior_period_adjustment_is_flagged_with_its_month(tmp_path, license_b
     details = records(tmp_path / "2026-05_p.dsr.tsv")["RU01"]
     assert sorted((d["UsagePeriod"], d["PriorPeriodAdjustment"], d["Amount"]) for d in details) == [
         ("2026-04", "Y", "2.400000000000"), ("2026-05", "N", "1.200000000000")]
+
+
+def test_the_message_id_ends_in_the_close_root_so_a_rebuild_names_the_same_message():
+    report = render_dsr(period="2026-04", platform_id="orbit", documents=[to_document(april_statement())],
+                        created_at=datetime(2026, 5, 3, tzinfo=timezone.utc), close_root=ROOT)
+    lines = report.body.decode().splitlines()
+    head = dict(zip(lines[0][1:].split("\t"), lines[1].split("\t")))
+    assert head["MessageId"] == f"2026-04-orbit-{ROOT[:16]}"
+    assert report.detail_records == 1

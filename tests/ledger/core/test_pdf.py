@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 
+from ledger.core.pdf import render_pdf
+from ledger.core.statements import content_hash, to_document
 from ledger.services.close import close_period, statement_pdf, write_statement_files
 from ledger.storage.store import Ledger
+from tests.ledger.core.test_statements import FORMAT_4_HEAD, ROOT, STORED_FORMAT_4, april_statement
 from tests.ledger.keys import SIGNER
 from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
 from tests.ledger.storage.test_store import batch_of
@@ -89,3 +92,28 @@ def test_the_same_statement_renders_to_the_same_bytes(tmp_path):
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         sid = ledger.statement_rows(period="2026-04", holder_id="h-kei")[0].statement_id
         assert statement_pdf(ledger, sid) == statement_pdf(ledger, sid)
+
+
+def flat(text: str) -> str:
+    """Page text with line breaks and runs of spaces made single spaces."""
+    return " ".join(text.split())
+
+
+def test_a_format_5_statement_shows_its_close_root_and_no_entry_id(tmp_path):
+    statement = april_statement()
+    pdf = render_pdf(to_document(statement), content_hash=content_hash(statement), key_fingerprint=SIGNER.fingerprint,
+                     signature="c2lnbmF0dXJl")
+    (text,), (image,) = pages(pdf, tmp_path, "format5")
+    assert "Format version 5." in flat(text) and f"Close root {ROOT}." in flat(text)
+    assert "chain head" not in text and "(entry" not in text
+    assert_not_blank(image)
+
+
+def test_a_stored_format_4_statement_still_shows_its_chain_head_and_last_entry(tmp_path):
+    envelope = json.loads(STORED_FORMAT_4.read_bytes())
+    pdf = render_pdf(envelope["statement"], content_hash=envelope["content_hash"],
+                     key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
+    texts, _ = pages(pdf, tmp_path, "format4")
+    text = flat("\n".join(texts))
+    assert f"Ledger chain head at close {FORMAT_4_HEAD} (entry 21)." in text and "Close root" not in text
+    assert "Format version 4." in text and "Payable 142.70" in text

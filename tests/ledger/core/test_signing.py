@@ -14,9 +14,10 @@ from learnright.cli import app
 from ground.errors import LearnrightError
 from ledger.services.close import close_period, statement_file, write_statement_files
 from ledger.core.envelope import verify_envelope
-from ledger.core.statements import FORMAT_VERSION
+from ledger.core.statements import FORMAT_VERSION, to_document
 from ledger.core.signing import SignatureError, generate_signer, load_key
 from ledger.storage.store import Ledger
+from tests.ledger.core.test_statements import FORMAT_4_HEAD, ROOT, STORED_FORMAT_4, april_statement, signed_file
 from tests.ledger.keys import SIGNER
 from tests.ledger.services.test_golden_book import BOOK, NOW, ingest
 
@@ -38,14 +39,16 @@ def ann_usd(ledger: Ledger) -> bytes:
     return statement_file(ledger, row.statement_id)
 
 
-def test_the_downloaded_file_verifies_and_carries_hash_signature_key_and_chain_head(closed):
+def test_the_downloaded_file_verifies_and_carries_hash_signature_key_and_close_root(closed):
     data = ann_usd(closed)
     checked = verify_envelope(data, SIGNER.key.public_key(), "ann.json")
     envelope = json.loads(data)
     assert (checked.holder_id, checked.currency, checked.payable) == ("h-ann", "USD", "142.70")
     assert envelope["content_hash"] == checked.content_hash == closed.statement_rows(holder_id="h-ann")[1].content_hash
     assert envelope["signature"]["key_fingerprint"] == SIGNER.fingerprint
-    assert envelope["chain_head"] == closed.get_close("2026-04").chain_head
+    assert envelope["envelope_version"] == 2 and "chain_head" not in envelope
+    assert envelope["close_root"] == checked.close_root == closed.get_close("2026-04").root
+    assert envelope["statement"]["ledger"] == {"close_root": envelope["close_root"]}
     assert envelope["format_version"] == envelope["statement"]["format_version"] == FORMAT_VERSION
 
 
@@ -119,3 +122,21 @@ def test_holder_checks_a_file_with_the_published_key_on_the_command_line(closed,
     bad = runner.invoke(app, ["statements", "verify", str(statement), "--public-key", str(tmp_path / "published.pem")])
     assert bad.exit_code == 1
     assert "FAIL" in bad.stderr and "content_hash" in bad.stderr
+
+
+def test_the_command_line_checks_old_and_new_files_and_names_what_each_carries(tmp_path):
+    key = tmp_path / "published.pem"
+    key.write_text(SIGNER.public_pem())
+    new = tmp_path / "2026-04_h-ann_USD.json"
+    new.write_bytes(signed_file(to_document(april_statement())))
+    root = ROOT
+    runner = CliRunner()
+    ok = runner.invoke(app, ["statements", "verify", str(new), "--public-key", str(key)])
+    assert ok.exit_code == 0, ok.output
+    assert f"format {FORMAT_VERSION}, close root {root}, content hash" in ok.stdout
+    old = runner.invoke(app, ["statements", "verify", str(STORED_FORMAT_4), "--public-key", str(key)])
+    assert old.exit_code == 0, old.output
+    assert f"format 4, chain head {FORMAT_4_HEAD}, content hash" in old.stdout
+    new.write_bytes(new.read_bytes().replace(root.encode(), b"0" * 64, 1))
+    bad = runner.invoke(app, ["statements", "verify", str(new), "--public-key", str(key)])
+    assert bad.exit_code == 1 and f"close_root '{'0' * 64}' differs from the signed statement's '{root}'" in bad.stderr

@@ -55,7 +55,7 @@ def test_a_close_killed_mid_transaction_reruns_to_the_same_hashes_and_signatures
             ingest(ledger)
     with Ledger.open(reference) as ledger:
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
-        expected = ledger.statement_rows(period="2026-04"), signed_files(ledger), ledger.chain_head
+        expected = ledger.statement_rows(period="2026-04"), signed_files(ledger), ledger.get_close("2026-04").root
 
     killed = subprocess.run([sys.executable, "-c", KILLED_CLOSE, str(crashed)], cwd=ROOT, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
@@ -63,7 +63,9 @@ def test_a_close_killed_mid_transaction_reruns_to_the_same_hashes_and_signatures
     with Ledger.open(crashed) as ledger:
         assert ledger.get_close("2026-04") is None and ledger.statement_rows() == []
         assert ledger.query("SELECT count(*) FROM accruals WHERE kind = 'pool_share'") == [(0,)]
+        assert ledger.query("SELECT count(*) FROM close_streams") == [(0,)]  # nor any of its commitment
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         again = close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
         assert again.already_closed
-        assert (ledger.statement_rows(period="2026-04"), signed_files(ledger), ledger.chain_head) == expected
+        assert (ledger.statement_rows(period="2026-04"), signed_files(ledger),
+                ledger.get_close("2026-04").root) == expected

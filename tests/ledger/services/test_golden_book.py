@@ -57,6 +57,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -207,7 +208,7 @@ def ingest(ledger: Ledger) -> None:
     accruals, rows = [], []
     for offset, event in enumerate(USAGE + REVENUE):
         if not isinstance(event, RevenueReport):
-            accruals.extend(price(event, book))
+            accruals.extend(replace(a, stream="usage/0", position=offset) for a in price(event, book))
         rows.append(EventRow(platform_id="orbit", event_id=event.event_id, event_type=type(event).__name__,
                              content_hash=f"hash-{event.event_id}", model_id=event.model_id,
                              occurred_at=event.occurred_at, period=event.occurred_at.strftime("%Y-%m"),
@@ -287,16 +288,24 @@ def test_statement_documents_are_golden(book_ledger):
     assert produced == expected
 
 
-def test_period_lines_are_chained_and_the_ledger_verifies(book_ledger):
+def test_period_lines_are_keyed_in_the_close_stream_committed_to_and_the_ledger_verifies(book_ledger):
     before = book_ledger.last_entry_id
+    usage_entries = book_ledger.scalar("SELECT count(*) FROM accruals")
     close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER)
     kinds = book_ledger.query(
         "SELECT kind, count(*) FROM accruals WHERE entry_id > ? GROUP BY kind ORDER BY kind", [before])
     assert kinds == [("minimum_topup", 1), ("model_royalty", 5), ("pool_share", 4), ("tier_adjustment", 1)]
+    keys = book_ledger.query("SELECT stream, position FROM accruals WHERE entry_id > ? ORDER BY entry_id", [before])
+    assert keys == [("close/2026-04", n) for n in range(11)]  # the n-th period line of the close
     close = book_ledger.get_close("2026-04")
-    assert (close.last_entry_id, close.chain_head) == (book_ledger.last_entry_id, book_ledger.chain_head)
+    assert close.last_entry_id == book_ledger.last_entry_id
+    heads = book_ledger.close_streams("2026-04")
+    assert {s: h.entries for s, h in heads.items()} == {"usage/0": usage_entries, "close/2026-04": 11}
+    assert book_ledger.close_cutoff("2026-04") == {("usage", 0): len(USAGE + REVENUE)}
     report = verify(book_ledger)
     assert report.ok, report.problems
+    assert report.root == close.root
+    assert {json.loads(d)["ledger"]["close_root"] for d in documents(book_ledger, "2026-04").values()} == {close.root}
 
 
 def tamper(path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
@@ -317,19 +326,25 @@ def test_a_close_that_rolled_back_gives_the_same_statements_when_run_again(book_
     shutil.copy(path, reference_path)
     with Ledger.open(reference_path) as reference:
         close_period(reference, "2026-04", now=NOW, signer=SIGNER)
-        expected = reference.statement_rows(period="2026-04"), documents(reference, "2026-04")
+        expected = (reference.statement_rows(period="2026-04"), documents(reference, "2026-04"),
+                    reference.get_close("2026-04").root)
     # Tampering: a row in the way of the close's statements makes its transaction fail and roll back.
     blocking_id = expected[0][0].statement_id
     tamper(path, "INSERT INTO statements SELECT ?, '0000-00', 'x', 'USD', 2, 0, 0, 0, 0, '', '{}', now(), NULL, NULL",
            (blocking_id,))
+    anchor = path.with_name(path.name + ".anchor")
     with Ledger.open(path) as ledger:
-        before = (ledger.last_entry_id, ledger.chain_head)
+        before = (ledger.last_entry_id, ledger.scalar("SELECT count(*) FROM accruals"), anchor.read_text())
         with pytest.raises(duckdb.ConstraintException):
             close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
-        assert (ledger.last_entry_id, ledger.chain_head) == before  # the rollback left the chain's end alone
+        after = (ledger.last_entry_id, ledger.scalar("SELECT count(*) FROM accruals"), anchor.read_text())
+        assert after == before  # the rollback left the ledger's end alone
         assert ledger.get_close("2026-04") is None
         assert ledger.query("SELECT count(*) FROM accruals WHERE kind = 'pool_share'") == [(0,)]
     tamper(path, "DELETE FROM statements WHERE period = '0000-00'")  # undoes the tampering
     with Ledger.open(path) as ledger:
         close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
-        assert (ledger.statement_rows(period="2026-04"), documents(ledger, "2026-04")) == expected
+        assert (ledger.statement_rows(period="2026-04"), documents(ledger, "2026-04"),
+                ledger.get_close("2026-04").root) == expected
+        assert ledger.scalar("SELECT count(*) FROM close_streams WHERE period = '2026-04'") == 2
+        assert verify(ledger).ok

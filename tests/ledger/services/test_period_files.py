@@ -10,6 +10,7 @@ on every platform in April 2026:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def closed_ledger(path: Path, holders: tuple[str, ...] = HOLDERS, platforms: tup
                 when = datetime(2026, 4, 10, tzinfo=timezone.utc)
                 event = TrainingUsage(event_id=f"e{len(events)}", platform_id=platform, model_id="m", run_id="r",
                                       source_id=f"src-{n}", units=10 + n, unit="items", occurred_at=when)
-                accruals.extend(price(event, book))
+                accruals.extend(replace(a, stream="t/0", position=len(events)) for a in price(event, book))
                 events.append(EventRow(platform_id=platform, event_id=event.event_id, event_type="TrainingUsage",
                                        content_hash=f"h{len(events)}", model_id="m", occurred_at=when,
                                        period="2026-04", topic="t", partition=0, offset=len(events)))

@@ -1,6 +1,7 @@
-"""The ledger file: batches with offsets, hash chain, dedupe lookups, close idempotency."""
+"""The ledger file: batches with offsets, entry digests, dedupe lookups, close idempotency."""
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -22,16 +23,18 @@ NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 
 def batch_of(book, units_list, first=0, when=datetime(2026, 4, 2, tzinfo=timezone.utc), offset=0):
+    """Events e<first>... at offsets <offset>... of t/0, priced and keyed by their records."""
     events, accruals = [], []
     for n, units in enumerate(units_list, start=first):
+        at = offset + n - first
         event = TrainingUsage(event_id=f"e{n}", platform_id="p", model_id="m", run_id="r", source_id="src-novels",
                               units=units, unit="tokens", occurred_at=when)
-        accruals.extend(price(event, book))
+        accruals.extend(replace(a, stream="t/0", position=at) for a in price(event, book))
         events.append(EventRow(platform_id="p", event_id=event.event_id, event_type="TrainingUsage",
                                content_hash=f"h{n}", model_id="m", occurred_at=when, period=when.strftime("%Y-%m"),
-                               topic="t", partition=0, offset=offset + n))
+                               topic="t", partition=0, offset=at))
     return IngestBatch(events=tuple(events), accruals=tuple(accruals),
-                       offsets={("t", 0): offset + first + len(units_list)})
+                       offsets={("t", 0): offset + len(units_list)})
 
 
 @pytest.fixture
@@ -41,27 +44,47 @@ def ledger(tmp_path, license_book_text):
         yield opened
 
 
-def test_batch_rows_offsets_and_chain_land_together(ledger):
+def test_batch_rows_offsets_and_digests_land_together(ledger):
     book = ledger.load_book()
     result = ledger.append_batch(batch_of(book, [1_000_000, 2_500_000]))
     assert (result.first_entry_id, result.last_entry_id) == (1, 2)
     assert ledger.stored_offsets() == {("t", 0): 2}
     assert ledger.query("SELECT sum(amount) FROM accruals")[0][0] == Decimal("4.2")  # 3.5M x 1.20 / 1M
     rows = ledger.query(f"SELECT {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM accruals ORDER BY entry_id")
-    assert chain.chain(chain.GENESIS, [r[:-1] for r in rows]) == [r[-1] for r in rows]
+    assert [chain.digest(r[:-1]) for r in rows] == [r[-1] for r in rows]
+    assert [chain.entry_key(*r[:3]) for r in rows] == ["t/0@0#0", "t/0@1#0"]
     assert ledger.known_events([("p", "e1"), ("p", "nope")]) == {("p", "e1"): "h1"}
 
 
-def test_chain_continues_across_reopen(tmp_path, license_book_text):
-    path = tmp_path / "l.duckdb"
+def test_an_entry_without_a_stream_is_refused_and_nothing_is_stored(ledger):
+    from ledger.errors import EntryOriginError
+
+    batch = batch_of(ledger.load_book(), [1_000_000])
+    unkeyed = replace(batch, accruals=tuple(replace(a, stream="") for a in batch.accruals))
+    with pytest.raises(EntryOriginError, match="has no stream"):
+        ledger.append_batch(unkeyed)
+    assert ledger.scalar("SELECT count(*) FROM accruals") == 0
+    assert ledger.stored_offsets() == {}
+
+
+def test_numbering_continues_across_reopen_and_hashes_do_not_depend_on_it(tmp_path, license_book_text):
+    """Row numbers are local; the hash of an entry is the same whatever row it lands in."""
+    path, other = tmp_path / "l.duckdb", tmp_path / "other.duckdb"
     with Ledger.open(path) as first:
         first.apply_licenses(license_book_text, "b")
         first.append_batch(batch_of(first.load_book(), [10]))
-        head = first.chain_head
     with Ledger.open(path) as again:
-        assert again.chain_head == head
-        result = again.append_batch(batch_of(again.load_book(), [20], first=1))
-        assert result.first_entry_id == 2
+        result = again.append_batch(batch_of(again.load_book(), [20], first=1, offset=1))
+        assert (result.first_entry_id, result.last_entry_id) == (2, 2)
+        hashes = again.query("SELECT event_id, entry_hash FROM accruals ORDER BY event_id")
+    with Ledger.open(other) as reordered:  # the same records, booked in the other order and batching
+        reordered.apply_licenses(license_book_text, "b")
+        book = reordered.load_book()
+        later, earlier = batch_of(book, [20], first=1, offset=1), batch_of(book, [10])
+        reordered.append_batch(replace(later, events=later.events + earlier.events,
+                                       accruals=later.accruals + earlier.accruals, offsets={("t", 0): 2}))
+        assert reordered.query("SELECT event_id, entry_id FROM accruals ORDER BY event_id") == [("e0", 2), ("e1", 1)]
+        assert reordered.query("SELECT event_id, entry_hash FROM accruals ORDER BY event_id") == hashes
 
 
 def test_second_writer_is_refused_with_a_clear_error(tmp_path):
@@ -106,12 +129,15 @@ def test_late_usage_and_a_correction_of_a_closed_month_are_adjustments_next_mont
     april_file = statement_file(ledger, before.statement_id)
     ledger.append_batch(batch_of(book, [2_000_000], first=1, offset=1))  # April usage, after April closed
     ledger.append_batch(batch_of(book, [1_000_000], first=2, offset=2, when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
-    # A correction, after April closed, voiding April's first event (e0: 1M tokens, USD 1.20).
-    ((entry_id, original),) = ledger.booked_entries([("p", "e0")])[("p", "e0")]
+    # A correction at offset 3, after April closed, voiding April's first event (e0: 1M tokens, USD 1.20).
+    ((key, original),) = ledger.booked_entries([("p", "e0")])[("p", "e0")]
+    assert key == "t/0@0#0"
     void = UsageCorrection(event_id="c1", platform_id="p", corrects_event_id="e0", action="VOID",
                            occurred_at=datetime(2026, 5, 9, tzinfo=timezone.utc))
-    ledger.append_batch(IngestBatch(accruals=apply_correction(void, ((entry_id, original),), book),
+    reversals = apply_correction(void, ((key, original),), book)
+    ledger.append_batch(IngestBatch(accruals=tuple(replace(a, stream="t/0", position=3) for a in reversals),
                                     offsets={("t", 0): 4}))
+    assert ledger.corrections_of([("p", "e0")]) == {("p", "e0"): "c1"}
     close_period(ledger, "2026-05", now=NOW, signer=SIGNER)
     assert ledger.statement_rows(period="2026-04") == [before]  # same totals and content hash
     assert statement_file(ledger, before.statement_id) == april_file  # same bytes and signature
@@ -150,27 +176,27 @@ def test_amounts_beyond_28_digits_are_booked_and_chained_exactly(ledger):
     event = TrainingUsage(event_id="big", platform_id="p", model_id="m", run_id="r", source_id="src-photos",
                           units=9_000_000_000_000_000_001, unit="items", occurred_at=datetime(2026, 4, 2, tzinfo=timezone.utc))
     accruals = price(event, ledger.load_book())  # 5 JPY per item
-    ledger.append_batch(IngestBatch(accruals=accruals, offsets={("t", 0): 1}))
+    ledger.append_batch(IngestBatch(accruals=tuple(replace(a, stream="t/0") for a in accruals), offsets={("t", 0): 1}))
     assert ledger.query("SELECT amount FROM accruals")[0][0] == Decimal("45000000000000000005")
     assert verify(ledger).ok
 
 
 def test_the_fast_canonical_form_equals_the_generic_one():
     """Appends hash with chain.canonical_accrual; verify re-hashes rows with chain.canonical."""
-    from dataclasses import replace
-
     from ledger.core.pricing import Accrual
 
     base = Accrual(platform_id='p"\\x', event_id="é☃", line=3, kind="training", source_id="s", holder_id="h",
                    model_id="m\n", license_id="l", license_version=2, quantity=Decimal("0"), unit="tokens",
                    rate=Decimal("0.0000012"), per=1_000_000, currency="USD", amount=Decimal("-12.5"),
-                   occurred_at=datetime(2026, 4, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), period="2026-04")
-    accruals = [base, replace(base, reverses_entry_id=7, description='how "it" was computed'),
-                replace(base, amount=Decimal("11111111021106000001.234567891234"))]
-    rows = [(41 + n, *(getattr(a, name) for name in chain.ENTRY_FIELDS[1:])) for n, a in enumerate(accruals)]
+                   occurred_at=datetime(2026, 4, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), period="2026-04",
+                   stream="usage.training/3", position=41)
+    accruals = [base, replace(base, reverses_entry_key='t/0@7#0', description='how "it" was computed'),
+                replace(base, amount=Decimal("11111111021106000001.234567891234"), stream='clo"se/☃', position=2**40)]
+    rows = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in accruals]
     for n, accrual in enumerate(accruals):
-        assert chain.canonical_accrual(41 + n, accrual) == chain.canonical(rows[n])
-    assert chain.chain_accruals(chain.GENESIS, 41, accruals) == chain.chain(chain.GENESIS, rows)
+        assert chain.canonical_accrual(accrual) == chain.canonical(rows[n])
+    assert chain.digest_accruals(accruals) == [chain.digest(row) for row in rows]
+    assert len(set(chain.digest_accruals(accruals))) == 3
 
 
 @pytest.mark.parametrize("sql", [
