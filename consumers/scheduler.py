@@ -16,14 +16,22 @@ ingestion and closing never write the ledger at once.
 After each close, and on start, the StatementClosed events of the outbox are published
 (:mod:`consumers.publisher`); when Kafka does not take them they stay pending and the
 service tries again every ``PUBLISH_RETRY_S`` seconds.
+
+Administration while the service runs (:mod:`learnright.admin`) queues its writes here
+(:meth:`LedgerService.submit`): each job runs on the consuming thread between two
+batches, after every polled batch is in the ledger, in the order submitted, and hands
+its result or error back through a :class:`~concurrent.futures.Future`. A job asked to
+catch up first waits, as a close does, until what Kafka held when it came up is booked.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -33,7 +41,7 @@ from apscheduler.triggers.cron import CronTrigger
 from consumers.publisher import publish_statements
 from consumers.replay import retry_before_close
 from consumers.service import LedgerConsumer, LogEnd
-from ground.errors import BrokerError
+from ground.errors import BrokerError, TransientError
 from ground.settings import Settings
 from ledger.core.usage import DEFAULT_LIMITS, UsageLimits
 from ledger.services.close import close_period
@@ -100,6 +108,27 @@ class PendingClose:
     """The log-end offsets at the first moment partitions were assigned; None until then."""
 
 
+class ServiceStoppingError(TransientError):
+    """The service stopped (or is stopping) before it ran a queued job; run it again once it is back."""
+
+    code = "service_stopping"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """Work on the ledger queued for the service's writer (:meth:`LedgerService.submit`)."""
+
+    run: Callable[[LedgerStore], object]
+    """Called with the service's ledger on the consuming thread; what it returns is the future's result."""
+    future: Future = field(default_factory=Future)
+    catch_up: bool = False
+    """Book what Kafka holds when the job's turn comes before running it, as a close does."""
+    assign_by: float = 0.0
+    """Monotonic time by which the consumer must have partitions to measure the log's end (catch-up only)."""
+    log_end: LogEnd | None = None
+    """What the job waits to be booked; None until measured (catch-up only)."""
+
+
 class LedgerService:
     """`learnright serve`: consume continuously, close months when due."""
 
@@ -112,6 +141,10 @@ class LedgerService:
         self.requests: queue.SimpleQueue[datetime] = queue.SimpleQueue()
         self.pending: PendingClose | None = None
         self.publish_retry_at: float | None = None
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.job: Job | None = None  # the job at the head, waiting for its catch-up
+        self._jobs_lock = threading.Lock()
+        self._jobs_closed = False
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.scheduler.add_job(
             lambda: self.requests.put(self.clock()), close_trigger(settings.grace_days),
@@ -169,6 +202,76 @@ class LedgerService:
         self.pending = None
         return self.close_and_publish(pending.at)
 
+    def submit(self, run: Callable[[LedgerStore], object], *, catch_up: bool = False) -> Future:
+        """Queues ``run(ledger)`` for the service's writer; the future holds its result or its error.
+
+        Safe from any thread. Jobs run one at a time in submission order (a job that
+        catches up holds those behind it until it has run), each between two batches with
+        nothing else writing the ledger, so a job's writes never interleave with a batch.
+
+        Raises:
+            ServiceStoppingError: the service has stopped taking jobs; the future of a job
+                queued but not run when it stops fails with this error too.
+        """
+        job = Job(run=run, catch_up=catch_up)
+        with self._jobs_lock:
+            if self._jobs_closed:
+                raise ServiceStoppingError("the ledger service is stopping and takes no more commands")
+            self.jobs.put(job)
+        return job.future
+
+    def step_jobs(self) -> int:
+        """Runs the queued jobs that can run now; returns how many ran. Called between batches.
+
+        A catch-up job measures the log's end when its turn comes and waits (returning 0)
+        until the consumer has booked up to it, as :meth:`step_close` does for a close.
+        """
+        ran = 0
+        while True:
+            if self.job is None:
+                if self.jobs.empty():
+                    return ran
+                job = self.jobs.get()
+                if not job.future.set_running_or_notify_cancel():
+                    continue  # the asker gave up before its turn
+                self.job = replace(job, assign_by=time.monotonic() + self.settings.consumer.idle_timeout_s)
+            job = self.job
+            if job.catch_up:
+                if job.log_end is None:
+                    log_end = self.consumer.log_end()
+                    if log_end is None:
+                        if time.monotonic() > job.assign_by:
+                            log.warning("a queued command waits: no partitions of %s are assigned yet, so the log's"
+                                        " end to book up to is unknown", ", ".join(self.consumer.topics.usage))
+                            self.job = replace(job, assign_by=time.monotonic() + self.settings.consumer.idle_timeout_s)
+                        return ran
+                    self.job = job = replace(job, log_end=log_end)
+                if not self.consumer.reached(job.log_end):
+                    return ran
+            self.consumer.drain()  # booked, not only polled; and the writer thread lets go of the ledger
+            if job.catch_up and not self.consumer.reached(job.log_end):
+                return ran
+            self.job = None
+            try:
+                result = job.run(self.ledger)
+            except Exception as exc:  # noqa: BLE001 - handed to the asker through its future
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+            ran += 1
+
+    def _fail_queued_jobs(self) -> None:
+        """Stops taking jobs and fails those not run: nobody waits for a job that will never run."""
+        with self._jobs_lock:
+            self._jobs_closed = True
+        left = [self.job] if self.job is not None else []
+        self.job = None
+        while not self.jobs.empty():
+            left.append(self.jobs.get())
+        for job in left:
+            if not job.future.done() and (job.future.running() or job.future.set_running_or_notify_cancel()):
+                job.future.set_exception(ServiceStoppingError("the ledger service stopped before it ran this command"))
+
     def publish(self) -> None:
         """Publishes the outbox; on a broker failure logs it and retries after ``PUBLISH_RETRY_S``."""
         self.consumer.drain()  # the ledger connection is the writer thread's while it applies a batch
@@ -191,10 +294,12 @@ class LedgerService:
             while not self.consumer.stop_event.is_set():
                 self.consumer.run_once(wait=False)
                 self.step_close()
+                self.step_jobs()
                 if self.publish_retry_at is not None and time.monotonic() >= self.publish_retry_at:
                     self.publish()
             self.consumer.drain()  # a batch that failed while stopping still fails the run
         finally:
+            self._fail_queued_jobs()
             self.scheduler.shutdown(wait=False)
             self.consumer.close()
 

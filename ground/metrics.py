@@ -9,10 +9,12 @@ a restart too.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -138,8 +140,49 @@ class Metrics:
         """Exports the accrued amounts and the last close time of what ``read()`` returns at each scrape."""
         self.registry.register(_LedgerCollector(read))
 
+    def watch_outbox(self, pending: Callable[[], int]) -> None:
+        """Exports ``learnright_outbox_pending_statements``: what ``pending()`` returns at each scrape.
+
+        ``pending()`` counts the signed statements whose StatementClosed event is not yet
+        acknowledged by the broker (the close's outbox); it stays above 0 while the broker
+        refuses them, which the ``LearnrightOutboxPendingTooLong`` alert watches.
+        """
+        self.registry.register(_CallbackGauge(
+            "learnright_outbox_pending_statements",
+            "Signed statements whose StatementClosed event the broker has not acknowledged yet.",
+            lambda: float(pending())))
+
+    def watch_signing_key(self, path: Path) -> None:
+        """Exports ``learnright_signing_key_present``: 1 while ``path`` is a readable file, checked at each scrape.
+
+        A missing key is created on first use, which would sign the next close with a key
+        holders do not know (a silent rotation): where the key is mounted from a secret
+        store, 0 means the mount is missing.
+        """
+        self.registry.register(_CallbackGauge(
+            "learnright_signing_key_present",
+            "1 while the statement signing key (LEARNRIGHT_SIGNING_KEY) is a readable file, else 0.",
+            lambda: 1.0 if os.path.isfile(path) and os.access(path, os.R_OK) else 0.0))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CallbackGauge:
+    """One unlabelled gauge whose value is read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], float]):
+        self.name = name
+        self.documentation = documentation
+        self.value = value
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        gauge = GaugeMetricFamily(self.name, self.documentation)
+        gauge.add_metric([], self.value())
+        yield gauge
 
 
 class _LedgerCollector:

@@ -38,6 +38,8 @@ class BrokerSettings(BaseModel):
     """Where the jars are kept, outside the source tree."""
     state_dir: Path = Path("var/kafka")
     """Broker data, config, logs and pid file of `learnright kafka up`."""
+    port: int = Field(19092, ge=0, le=65535)
+    """Port `learnright kafka up` listens on (127.0.0.1), fixed so that clients know it (0: any free port)."""
     heap: str = "512m"
     """JVM heap of the broker."""
     start_timeout_s: float = 90.0
@@ -105,6 +107,25 @@ class SqlSettings(BaseModel):
     """Disk an auditor query may spill to (DuckDB's max_temp_directory_size); past it the query is refused."""
 
 
+def default_admin_socket(db: Path) -> Path:
+    """Where the running service's admin socket is when ``admin.socket`` is unset: ``<db>.admin.sock``."""
+    return db.with_name(db.name + ".admin.sock")
+
+
+class AdminSettings(BaseModel):
+    socket: Path | None = None
+    """Unix socket of the running service's admin interface (mode 0600); unset: ``<db>.admin.sock`` beside the ledger."""
+    timeout_s: float = Field(600.0, gt=0)
+    """How long a CLI command waits for the service to run it (a close first books what Kafka holds)."""
+
+
+class SnapshotSettings(BaseModel):
+    keep_last: int = Field(5, ge=1)
+    """Newest snapshots kept; older ones are pruned after each publish, except the first that covers each close."""
+    watch_interval_s: float = Field(1.0, gt=0, le=60)
+    """How often `learnright serve` looks for a new close to publish a snapshot of."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEARNRIGHT_", env_nested_delimiter="__", extra="ignore")
 
@@ -125,6 +146,13 @@ class Settings(BaseSettings):
     sql: SqlSettings = SqlSettings()
     snapshots_dir: Path = Path("var/snapshots")
     """Where read-only snapshots of the ledger are published for auditors."""
+    snapshots: SnapshotSettings = SnapshotSettings()
+    admin: AdminSettings = AdminSettings()
+
+    @property
+    def admin_socket(self) -> Path:
+        """The admin socket of the service that runs on :attr:`db` (``admin.socket``, or beside the ledger)."""
+        return self.admin.socket if self.admin.socket is not None else default_admin_socket(self.db)
 
     @model_validator(mode="after")
     def _plain_bootstrap(self) -> "Settings":

@@ -101,6 +101,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _claim(port: int) -> int:
+    """``port`` if it can be bound on 127.0.0.1 now, a free port for 0.
+
+    Raises:
+        BrokerError: something else listens on ``port`` (another broker, most likely).
+    """
+    if port == 0:
+        return free_port()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BrokerError(
+                f"port {port} on 127.0.0.1 is in use, so the broker cannot listen there; stop what holds it"
+                " (`learnright kafka status` shows a broker of this project) or set LEARNRIGHT_BROKER__PORT"
+                " to another port (0: any free one)"
+            ) from exc
+    return port
+
+
 def _java(libs: Path, *args: str, log4j: Path | None = None, heap: str = "256m") -> list[str]:
     java = shutil.which("java")
     if java is None:
@@ -135,14 +156,18 @@ def is_alive(pid: int) -> bool:
 
 
 def up(state_dir: Path, *, version: str, cache_dir: Path, heap: str = "512m", timeout_s: float = 90.0,
-       fresh: bool = True) -> BrokerState:
+       fresh: bool = True, port: int = 0) -> BrokerState:
     """Starts a broker in ``state_dir`` (or returns the one already running there).
 
-    With ``fresh`` (the default) the broker starts empty on new free ports; without it,
-    a broker that ran in ``state_dir`` before restarts on its old ports with its data.
+    With ``fresh`` (the default) the broker starts empty, listening on ``port`` (0: any
+    free port; `learnright kafka up` passes the fixed ``broker.port`` so that a client
+    can know the address without asking); without it, a broker that ran in
+    ``state_dir`` before restarts on its old ports with its data. The controller
+    listener always takes a free port: no client connects to it.
 
     Raises:
-        BrokerError: the broker did not become ready in ``timeout_s``; the log tail is included.
+        BrokerError: ``port`` is in use, or the broker did not become ready in
+            ``timeout_s`` (the log tail is included).
     """
     state_dir = state_dir.resolve()
     current = read_state(state_dir)
@@ -157,7 +182,7 @@ def up(state_dir: Path, *, version: str, cache_dir: Path, heap: str = "512m", ti
                 target = state_dir / stale
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        port, controller_port = free_port(), free_port()
+        port, controller_port = _claim(port), free_port()
         properties.write_text(_SERVER_PROPERTIES.format(port=port, controller_port=controller_port, data=state_dir / "data"))
         log4j.write_text(_LOG4J.format(log=state_dir / "logs" / "server.log"))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -10,6 +10,10 @@ from ground.settings import Settings
 def bootstrap_servers(settings: Settings) -> str:
     """``KAFKA_BOOTSTRAP_SERVERS`` (or the LEARNRIGHT_ key) if set, else the running project broker.
 
+    The project broker's address is the one it recorded when it started (its state
+    directory's ``broker.json``): 127.0.0.1 and ``broker.port`` for `learnright kafka up`,
+    the same address the README's SDK example falls back to.
+
     Raises:
         BrokerError: neither is available.
     """
@@ -19,7 +23,8 @@ def bootstrap_servers(settings: Settings) -> str:
     if state is not None and broker.is_alive(state.pid):
         return state.bootstrap_servers
     raise BrokerError(
-        "no Kafka broker: run `learnright kafka up`, or set KAFKA_BOOTSTRAP_SERVERS to use an existing one"
+        f"no Kafka broker: run `learnright kafka up` (it listens on 127.0.0.1:{settings.broker.port}),"
+        " or set KAFKA_BOOTSTRAP_SERVERS to use an existing one"
         f" (looked for a running broker in {settings.broker.state_dir})"
     )
 

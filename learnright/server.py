@@ -1,9 +1,11 @@
-"""`learnright serve` in one process: the consumer and scheduler, the HTTP API, snapshots.
+"""`learnright serve` in one process: the consumer and scheduler, the HTTP API, the admin socket, snapshots.
 
 The consumer loop (and each close, between two batches) runs in the calling thread on
 the service's single :class:`~ledger.storage.store.Ledger`; uvicorn serves the API in a thread
 of its own, reading through cursors; a small watcher publishes a snapshot after each
-close. Everything binds 127.0.0.1 unless ``http.host`` says otherwise.
+close. Everything binds 127.0.0.1 unless ``http.host`` says otherwise. The admin interface
+(:mod:`learnright.admin`) listens on a unix socket beside the ledger (mode 0600) and
+queues the CLI's writes onto the consuming thread (:meth:`LedgerService.submit`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from functools import partial
 
 import uvicorn
 
+from learnright.admin.server import AdminServer, create_admin_app
 from learnright.api import create_app
 from learnright.connections import HeadDeadlineProtocol
 from ground.errors import ConfigError
 from ground.metrics import Metrics
 from ground.settings import HttpSettings, Settings
-from ledger.storage.snapshots import latest_snapshot, publish_snapshot
+from ledger.storage.snapshots import CloseMark, snapshot_after_close
 from ledger.storage.store import Ledger
 
 log = logging.getLogger(__name__)
@@ -67,13 +70,22 @@ class HttpServer:
 
 
 class SnapshotOnClose:
-    """Publishes a snapshot whenever a new close appears in the ledger (and at start if none exists)."""
+    """Publishes a snapshot once the ledger holds a close the latest snapshot does not cover.
 
-    def __init__(self, ledger: Ledger, settings: Settings, metrics: Metrics, interval_s: float = 2.0):
+    Polls the ledger's latest close every ``snapshots.watch_interval_s`` (1 s by default)
+    on a reader cursor of its own, so it sees a close however it was made: by the
+    scheduler, by a close asked of the running service by hand, or on the file before the
+    service started (the first poll compares the ledger with ``LATEST``'s manifest). When
+    there is no snapshot at all, the first poll publishes one. Each publish prunes to
+    ``snapshots.keep_last`` plus one per close. A failed publish is logged and tried again
+    at the next poll.
+    """
+
+    def __init__(self, ledger: Ledger, settings: Settings, metrics: Metrics, interval_s: float | None = None):
         self.reader = ledger.reader()  # made here, in the owning thread; used only by the watcher thread
         self.settings = settings
         self.metrics = metrics
-        self.interval_s = interval_s
+        self.interval_s = settings.snapshots.watch_interval_s if interval_s is None else interval_s
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="learnright-snapshots", daemon=True)
 
@@ -82,26 +94,30 @@ class SnapshotOnClose:
         return self
 
     def _run(self) -> None:
-        seen = None if latest_snapshot(self.settings.snapshots_dir) is None else self._latest_close()
+        seen: object = _UNSEEN  # the first poll always checks LATEST against the ledger
         while not self.stopped.is_set():
             try:
-                latest = self._latest_close()
+                latest = CloseMark.of(self.reader.latest_close())
                 if latest != seen:
-                    snapshot = publish_snapshot(self.reader, self.settings.snapshots_dir, now=datetime.now(timezone.utc))
-                    self.metrics.snapshots_published.inc()
-                    log.info("snapshot published", extra={"snapshot": snapshot.snapshot_id, "after_close": latest})
+                    snapshot, published = snapshot_after_close(
+                        self.reader, self.settings.snapshots_dir, now=datetime.now(timezone.utc),
+                        keep_last=self.settings.snapshots.keep_last)
+                    if published:
+                        self.metrics.snapshots_published.inc()
+                        log.info("snapshot published", extra={
+                            "snapshot": snapshot.snapshot_id,
+                            "after_close": None if latest is None else latest.period})
                     seen = latest
             except Exception:  # noqa: BLE001 - logged; the service goes on, the next round tries again
                 log.exception("publishing a snapshot failed")
             self.stopped.wait(self.interval_s)
 
-    def _latest_close(self):
-        close = self.reader.latest_close()
-        return None if close is None else (close.period, close.closed_at)
-
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(timeout=30)
+
+
+_UNSEEN = object()
 
 
 def serve(settings: Settings, ledger: Ledger, service, *, on_listening=lambda url: None) -> None:
@@ -116,12 +132,19 @@ def serve(settings: Settings, ledger: Ledger, service, *, on_listening=lambda ur
 
     app = create_app(ledger=ledger, settings=settings, metrics=consumer.metrics, readiness=readiness)
     watcher = SnapshotOnClose(ledger, settings, consumer.metrics)
-    http = HttpServer(app, settings.http.host, settings.http.port, http=settings.http).start()
-    log.info("HTTP API listening", extra={"url": http.url})
+    admin = AdminServer(create_admin_app(service=service, ledger=ledger, settings=settings),
+                        settings.admin_socket).start()
+    try:
+        http = HttpServer(app, settings.http.host, settings.http.port, http=settings.http).start()
+    except BaseException:
+        admin.stop()
+        raise
+    log.info("HTTP API listening", extra={"url": http.url, "admin_socket": str(admin.path)})
     on_listening(http.url)
     watcher.start()
     try:
         service.run()
     finally:
         http.stop()
+        admin.stop()  # after run(): a command still queued has failed with ServiceStoppingError by now
         watcher.stop()

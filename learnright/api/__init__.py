@@ -59,6 +59,8 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
                                    sql_slots=threading.BoundedSemaphore(settings.sql.max_concurrent),
                                    readiness=readiness, now=now)
     metrics.watch_ledger(lambda: _ledger_state(pool))
+    metrics.watch_outbox(lambda: _outbox_pending(pool))
+    metrics.watch_signing_key(settings.signing_key)
     # Middlewares, innermost first: errors answered as JSON, then the body's cap and deadline,
     # then the metrics and request log, which see every answer the others give.
     install_error_handlers(app)
@@ -74,6 +76,12 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
 def root() -> RedirectResponse:
     """The holder's page."""
     return RedirectResponse("/app/")
+
+
+def _outbox_pending(pool: ReaderPool) -> int:
+    """Signed statements whose StatementClosed event the broker has not acknowledged, for the metrics."""
+    with pool.reader() as reader:
+        return len(reader.unpublished_statements())
 
 
 def _ledger_state(pool: ReaderPool) -> LedgerTotals:

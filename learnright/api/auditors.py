@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -17,7 +18,8 @@ from learnright.api.context import ApiContext, context
 from learnright.api.downloads import content_disposition
 from learnright.api.errors import ApiError
 from ledger.services.tokens import TokenRecord
-from ledger.storage.snapshots import Snapshot, SnapshotError, latest_snapshot, list_snapshots, publish_snapshot, read_snapshot
+from ledger.storage.snapshots import (Snapshot, SnapshotError, holding, list_snapshots, publish_snapshot, read_snapshot,
+                                      snapshot_after_close)
 from ledger.storage.sql import FORMATS, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
 
 log = logging.getLogger("learnright.http")
@@ -64,26 +66,38 @@ def sql(body: SqlRequest = Depends(sql_request), record: TokenRecord = Depends(a
                        f"{ctx.settings.sql.max_concurrent} auditor queries are running; retry shortly",
                        {"Retry-After": str(SQL_RETRY_AFTER_S)})
     try:
-        snapshot = latest_snapshot(ctx.settings.snapshots_dir)
-        if snapshot is None:
-            snapshot = _publish(ctx)
-        try:
-            result = run_query(snapshot.database, body.sql, ctx.limits, fmt=body.format)
-        except SqlTimeoutError as exc:
-            raise ApiError(408, "time_limit", str(exc)) from exc
-        except SqlTooLargeError as exc:
-            raise ApiError(400, "too_large", str(exc)) from exc
-        except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
-            raise ApiError(400, "refused", strip_paths(str(exc))) from exc
+        with holding(lambda: _after_last_close(ctx)) as snapshot:  # not pruned while the query reads it
+            try:
+                result = run_query(snapshot.database, body.sql, ctx.limits, fmt=body.format)
+            except SqlTimeoutError as exc:
+                raise ApiError(408, "time_limit", str(exc)) from exc
+            except SqlTooLargeError as exc:
+                raise ApiError(400, "too_large", str(exc)) from exc
+            except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
+                raise ApiError(400, "refused", strip_paths(str(exc))) from exc
     finally:
         ctx.sql_slots.release()
     log.info("auditor query", extra={"token_id": record.token_id, "snapshot": snapshot.snapshot_id,
                                      "rows": result.table.num_rows, "sql": body.sql[:2000]})
-    return Response(result.body, media_type=FORMATS[body.format], headers={
+    content = result.body
+    if body.format == "json":  # one more member after "truncated"; the answer's other members are unchanged
+        content = (content[:content.rindex(b"}")] + b', "snapshot": '
+                   + json.dumps(answered_from(snapshot)).encode() + b"}\n")
+    last = snapshot.last_close
+    return Response(content, media_type=FORMATS[body.format], headers={
         "X-Learnright-Snapshot": snapshot.snapshot_id,
+        "X-Learnright-Snapshot-Created": snapshot.created_at.isoformat(),
         "X-Learnright-Last-Entry": str(snapshot.last_entry_id),
+        "X-Learnright-Last-Close": "none" if last is None else f"{last.period}; root={last.root or 'none'}",
         "X-Learnright-Truncated": "true" if result.truncated else "false",
     })
+
+
+def answered_from(snapshot: Snapshot) -> dict:
+    """What a JSON answer says of the snapshot it came from (its ``"snapshot"`` member)."""
+    last = snapshot.last_close
+    return {"snapshot_id": snapshot.snapshot_id, "created_at": snapshot.created_at.isoformat(),
+            "last_entry_id": snapshot.last_entry_id, "last_close": None if last is None else last.to_json()}
 
 
 @router.post("/v1/snapshots", status_code=201, summary="Publish a snapshot of the ledger now.")
@@ -120,6 +134,21 @@ def snapshot_file(snapshot_id: str, name: str, record: TokenRecord = Depends(aud
 def _publish(ctx: ApiContext) -> Snapshot:
     """Publishes a snapshot of the ledger now, through a reader, and counts it."""
     with ctx.pool.reader() as reader:
-        snapshot = publish_snapshot(reader, ctx.settings.snapshots_dir, now=ctx.now())
+        snapshot = publish_snapshot(reader, ctx.settings.snapshots_dir, now=ctx.now(),
+                                    keep_last=ctx.settings.snapshots.keep_last)
     ctx.metrics.snapshots_published.inc()
+    return snapshot
+
+
+def _after_last_close(ctx: ApiContext) -> Snapshot:
+    """The latest snapshot if it covers the ledger's last close, else a new one published now (and counted).
+
+    So an auditor's query never answers from before the last close, even in the moment
+    between a close and the service's watcher publishing after it.
+    """
+    with ctx.pool.reader() as reader:
+        snapshot, published = snapshot_after_close(reader, ctx.settings.snapshots_dir, now=ctx.now(),
+                                                   keep_last=ctx.settings.snapshots.keep_last)
+    if published:
+        ctx.metrics.snapshots_published.inc()
     return snapshot

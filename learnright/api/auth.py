@@ -14,7 +14,11 @@ bearer = HTTPBearer(auto_error=False, description="lr.<token_id>.<secret> from `
 
 def principal(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
               ctx: ApiContext = Depends(context)) -> TokenRecord:
-    """The valid token's record; 401 with ``WWW-Authenticate`` for a missing, bad, expired or revoked one."""
+    """The valid token's record; 401 with ``WWW-Authenticate`` for a missing, bad, expired or revoked one.
+
+    The token is looked up in the ledger on every request, never cached: a token created
+    or revoked through the admin socket is taken or refused from the next request on.
+    """
     with ctx.pool.reader() as reader:
         try:
             record = authenticate(reader, credentials.credentials if credentials else None, now=ctx.now())

@@ -21,50 +21,43 @@ def tokens_create(
     label: str = typer.Option("", "--label", help="A note to recognise the token by in `tokens list`."),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Create a token and print it once: only its SHA-256 is stored."""
-    from ledger.storage.store import Ledger
-    from ledger.services.tokens import AUDITOR, HOLDER, create_token, parse_duration
+    """Create a token and print it once: only its SHA-256 is stored.
+
+    While `learnright serve` runs, the service creates it (its admin socket); the API takes it at once.
+    """
+    from learnright.admin.client import run
+    from ledger.services.tokens import parse_duration
 
     settings = settings_for(db)
     if auditor == bool(holder):
         raise ConfigError("give exactly one of --holder H or --auditor")
-    lifetime = parse_duration(expires_in) if expires_in else None
-    with Ledger.open(settings.db) as ledger:
-        issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder,
-                              now=datetime.now(timezone.utc), expires_in=lifetime, label=label)
-    record = issued.record
-    expiry = record.expires_at.isoformat() if record.expires_at else "never"
-    typer.echo(f"created {record.token_id} ({record.role}{' ' + record.holder_id if record.holder_id else ''},"
-               f" expires {expiry}); shown once, keep it secret:", err=True)
-    typer.echo(issued.token)
+    if expires_in:
+        parse_duration(expires_in)  # refused here, before anything is asked of the ledger
+    issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label)
+    typer.echo(f"created {issued['token_id']} ({issued['role']}{' ' + issued['holder_id'] if issued['holder_id'] else ''},"
+               f" expires {issued['expires_at'] or 'never'}); shown once, keep it secret:", err=True)
+    typer.echo(issued["token"])
 
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: str, db: Optional[Path] = DbOption) -> None:
-    """Revoke a token from now on (appended; the token's history stays)."""
-    from ledger.storage.store import Ledger
-    from ledger.services.tokens import revoke_token
+    """Revoke a token from now on (appended; the token's history stays); a running API refuses it at its next request."""
+    from learnright.admin.client import run
 
-    settings = settings_for(db)
-    with Ledger.open(settings.db) as ledger:
-        record = revoke_token(ledger, token_id, now=datetime.now(timezone.utc))
-    typer.echo(f"{record.token_id} revoked at {record.revoked_at.isoformat()}")
+    revoked = run(settings_for(db), "tokens_revoke", token_id=token_id)
+    typer.echo(f"{revoked['token_id']} revoked at {revoked['revoked_at']}")
 
 
 @tokens_app.command("list")
 def tokens_list(db: Optional[Path] = DbOption) -> None:
     """List tokens: id, role, holder, state, created, expires (never the secrets)."""
-    from ledger.storage.store import Ledger
-    from ledger.services.tokens import list_tokens
+    from learnright.admin.client import run
 
-    settings = settings_for(db)
-    now = datetime.now(timezone.utc)
-    with Ledger.open(settings.db, read_only=True) as ledger:
-        records = list_tokens(ledger)
+    records = run(settings_for(db), "tokens_list")["tokens"]
     typer.echo("token_id\trole\tholder\tstate\tcreated_at\texpires_at\tlabel")
     for r in records:
-        typer.echo(f"{r.token_id}\t{r.role}\t{r.holder_id or '-'}\t{r.state(now)}\t{r.created_at.isoformat()}\t"
-                   f"{r.expires_at.isoformat() if r.expires_at else '-'}\t{r.label}")
+        typer.echo(f"{r['token_id']}\t{r['role']}\t{r['holder_id'] or '-'}\t{r['state']}\t{r['created_at']}\t"
+                   f"{r['expires_at'] or '-'}\t{r['label']}")
 
 
 @app.command("sql")
@@ -82,9 +75,9 @@ def sql_command(
     time and row limits).
 
     It never reads the ledger file itself, which holds the API tokens; stderr names the
-    snapshot that answered.
+    snapshot that answered, its time and the last close it covers (period and root).
     """
-    from ledger.storage.snapshots import HELD, PUBLISHED, latest_snapshot, read_snapshot, snapshot_for_query
+    from ledger.storage.snapshots import HELD, PUBLISHED, holding, latest_snapshot, read_snapshot, snapshot_for_query
     from ledger.storage.sql import SqlLimits, render, run_query
 
     settings = settings_for(db)
@@ -93,17 +86,23 @@ def sql_command(
         raise ConfigError(f"--format must be csv, json or arrow (got {format!r})")
     why = None
     if snapshot is None:
-        found, why = snapshot_for_query(settings.db, settings.snapshots_dir, now=datetime.now(timezone.utc))
+        picked, why = snapshot_for_query(settings.db, settings.snapshots_dir, now=datetime.now(timezone.utc),
+                                         keep_last=settings.snapshots.keep_last)
+        picks = iter([picked])  # if the service prunes it before it is held, the latest then answers
+        pick = lambda: next(picks, None) or latest_snapshot(settings.snapshots_dir)  # noqa: E731
+    elif snapshot == "latest":
+        pick = lambda: latest_snapshot(settings.snapshots_dir)  # noqa: E731
     else:
-        found = latest_snapshot(settings.snapshots_dir) if snapshot == "latest" else read_snapshot(
-            settings.snapshots_dir, snapshot)
+        pick = lambda: read_snapshot(settings.snapshots_dir, snapshot)  # noqa: E731
+    with holding(pick) as found:  # not pruned while the query reads it
         if found is None:
             raise ConfigError(f"no snapshot in {settings.snapshots_dir}")
-    result = run_query(found.database, query, limits)
+        result = run_query(found.database, query, limits)
     note = {PUBLISHED: "; published now: the latest snapshot did not hold all the ledger holds",
             HELD: f"; {settings.db} is held by the running service, so this snapshot may lag it"}.get(why, "")
+    close = "no close yet" if found.last_close is None else f"last close {found.last_close.describe()}"
     typer.echo(f"answered from snapshot {found.snapshot_id} (created {found.created_at.isoformat()}, entries up to"
-               f" {found.last_entry_id}){note}", err=True)
+               f" {found.last_entry_id}, {close}){note}", err=True)
     body = render(result, format)
     if result.truncated:
         typer.echo(f"note: cut at the row limit of {limits.row_limit} rows", err=True)
@@ -122,14 +121,12 @@ def snapshot_command(
 ) -> None:
     """Publish a read-only snapshot (DuckDB file + Parquet per table) for auditors.
 
-    While `learnright serve` holds the ledger, ask the service instead: POST /v1/snapshots.
+    While `learnright serve` holds the ledger, the service publishes it (its admin socket).
     """
-    from ledger.storage.snapshots import publish_snapshot
-    from ledger.storage.store import Ledger
+    from learnright.admin.client import run
 
     settings = settings_for(db)
-    directory = into or settings.snapshots_dir
-    with Ledger.open(settings.db) as ledger:
-        snapshot = publish_snapshot(ledger, directory, now=datetime.now(timezone.utc))
-    typer.echo(f"snapshot {snapshot.snapshot_id}: {snapshot.database} (entries up to {snapshot.last_entry_id},"
-               f" last hash {snapshot.chain_head[:16]}...), Parquet in {snapshot.directory / 'parquet'}")
+    directory = (into or settings.snapshots_dir).absolute()  # the service may run in another directory
+    snapshot = run(settings, "snapshot", directory=str(directory), keep_last=settings.snapshots.keep_last)
+    typer.echo(f"snapshot {snapshot['snapshot_id']}: {snapshot['database']} (entries up to {snapshot['last_entry_id']},"
+               f" last hash {snapshot['chain_head'][:16]}...), Parquet in {snapshot['parquet']}")

@@ -17,14 +17,15 @@ from learnright.cli.groups import DbOption, app, licenses_app, quarantine_app, s
 
 @licenses_app.command("apply")
 def licenses_apply(file: Path = typer.Argument(..., exists=True, dir_okay=False), db: Optional[Path] = DbOption) -> None:
-    """Apply a license TOML file: new versions are added, known ones kept, none edited."""
-    from ledger.storage.store import Ledger
+    """Apply a license TOML file: new versions are added, known ones kept, none edited.
 
-    settings = settings_for(db)
-    with Ledger.open(settings.db) as ledger:
-        book, added = ledger.apply_licenses(file.read_text(), str(file))
-    typer.echo(f"{file}: {added} new license versions; {len(book.versions)} versions, "
-               f"{len(book.sources)} sources, {len(book.holders)} holders in the ledger")
+    While `learnright serve` runs, the service applies it between two batches (its admin socket).
+    """
+    from learnright.admin.client import run
+
+    applied = run(settings_for(db), "licenses_apply", text=file.read_text(), origin=str(file))
+    typer.echo(f"{file}: {applied['added']} new license versions; {applied['versions']} versions, "
+               f"{applied['sources']} sources, {applied['holders']} holders in the ledger")
 
 
 @licenses_app.command("import-rsl")
@@ -197,52 +198,62 @@ def close(
     First books what Kafka holds (when a broker is configured or the project's own
     runs) and retries the quarantined records whose cause may be gone (a correction's
     original, a license, a source), so the close's cut-off covers the log as it is now.
-    Then publishes a StatementClosed event per new statement. Exits 1 when the close
-    succeeded but Kafka did not take the events: they stay pending for the next publish.
+    Then publishes a StatementClosed event per new statement, and a snapshot for auditors.
+    Exits 1 when the close succeeded but Kafka did not take the events: they stay pending
+    for the next publish.
+
+    While `learnright serve` runs, the service does all of this between two batches (its
+    admin socket), after booking what Kafka held when the close was asked for.
     """
-    from consumers.batch import usage_limits
     from consumers.publisher import publish_statements
-    from consumers.replay import closes_now, retry_and_close
+    from consumers.replay import closes_now
+    from learnright.admin.client import find_service
+    from learnright.admin.errors import error_from_json
+    from learnright.admin.operations import Tools, close_month
     from learnright.runtime import bootstrap_servers
-    from ledger.services.close import write_period_files
     from ledger.core.signing import load_or_create_key
     from ledger.storage.store import Ledger
 
     settings = settings_for(db)
-    problem = None
-    signer = load_or_create_key(settings.signing_key)
-    files, unwritten = [], None
-    now = datetime.now(timezone.utc)
-    with Ledger.open(settings.db) as ledger:
-        if closes_now(ledger, period, now):
-            typer.echo(_catch_up(settings, ledger, catch_up))
-        retried, outcome = retry_and_close(ledger, period, now=now, signer=signer,
-                                           limits=usage_limits(settings.consumer))
-        if retried.attempted:
-            typer.echo(f"retried {retried.attempted} quarantined records before the close: {retried.booked} booked,"
-                       f" {len(retried.still_quarantined)} still quarantined")
-        if out:
-            try:
-                files = write_period_files(ledger, period, out)
-            except LearnrightError as exc:  # the close stands and its events are still published; exit 2 below
-                unwritten = exc
-        if publish:
-            try:
-                published = publish_statements(ledger, settings, bootstrap=bootstrap_servers).published
-            except LearnrightError as exc:
-                problem = exc
-        pending = len(ledger.unpublished_statements())
-    state = "was already closed" if outcome.already_closed else f"closed ({', '.join(outcome.closed_periods)})"
-    typer.echo(f"{period} {state}: {len(outcome.statement_ids)} statements" + (f", {len(files)} files in {out}:" if files else ""))
+    client = find_service(settings)
+    if client is not None:
+        with client:
+            answer = client.call("close", {"period": period, "out": str(out.absolute()) if out else None,
+                                           "publish": publish, "catch_up": catch_up})
+        if answer["caught_up"]:
+            typer.echo("caught up before closing: the running service booked what Kafka held when the close was"
+                       " asked for")
+        elif not catch_up and not answer["already_closed"]:
+            typer.echo("--no-catch-up: closing at what the ledger has booked, not at the end of the usage topics")
+    else:
+        signer = load_or_create_key(settings.signing_key)
+        now = datetime.now(timezone.utc)
+        with Ledger.open(settings.db) as ledger:
+            if closes_now(ledger, period, now):
+                typer.echo(_catch_up(settings, ledger, catch_up))
+            answer = close_month(
+                ledger, Tools.for_settings(settings), period=period, now=now, signer=signer, out=out,
+                publish=(lambda: publish_statements(ledger, settings, bootstrap=bootstrap_servers)) if publish else None,
+                snapshots_dir=settings.snapshots_dir, keep_last=settings.snapshots.keep_last)
+    retried, files, problem = answer["retried"], answer["files"], answer["problem"]
+    if retried["attempted"]:
+        typer.echo(f"retried {retried['attempted']} quarantined records before the close: {retried['booked']} booked,"
+                   f" {retried['still_quarantined']} still quarantined")
+    state = "was already closed" if answer["already_closed"] else f"closed ({', '.join(answer['closed_periods'])})"
+    typer.echo(f"{period} {state}: {answer['statements']} statements" + (f", {len(files)} files in {out}:" if files else ""))
     for path in files:  # exactly the files written, one per line
         typer.echo(f"  {path}")
     if publish and problem is None:
-        typer.echo(f"published {len(published)} StatementClosed events to {settings.kafka.topics.statements}")
+        typer.echo(f"published {answer['published']} StatementClosed events to"
+                   f" {answer['topic'] or settings.kafka.topics.statements}")
+    if answer["snapshot"] is not None:
+        typer.echo(f"published snapshot {answer['snapshot']['snapshot_id']} for auditors:"
+                   f" {answer['snapshot']['database']}")
     if problem is not None:
-        typer.secho(f"warning: {pending} StatementClosed events are pending, not lost: {problem}."
+        typer.secho(f"warning: {answer['pending']} StatementClosed events are pending, not lost: {problem['message']}."
                     " `learnright statements publish` or `learnright serve` sends them", fg=typer.colors.YELLOW, err=True)
-    if unwritten is not None:
-        raise unwritten
+    if answer["unwritten"] is not None:
+        raise error_from_json(answer["unwritten"])
     if problem is not None:
         raise typer.Exit(1)
 
@@ -317,15 +328,13 @@ def rebuild(
 @quarantine_app.command("list")
 def quarantine_list(db: Optional[Path] = DbOption) -> None:
     """List open quarantined records: where they were read, why they were refused."""
-    from ledger.storage.store import Ledger
+    from learnright.admin.client import run
 
-    settings = settings_for(db)
-    with Ledger.open(settings.db, read_only=True) as ledger:
-        rows = ledger.open_quarantine()
+    rows = run(settings_for(db), "quarantine_list")["records"]
     typer.echo("id\ttopic[partition]@offset\tcode\terror\treason")
     for r in rows:
-        typer.echo(f"{r.quarantine_id}\t{r.topic}[{r.partition}]@{r.offset}\t{r.error_code}\t{r.error_class}"
-                   f"\t{r.reason}")
+        typer.echo(f"{r['quarantine_id']}\t{r['topic']}[{r['partition']}]@{r['offset']}\t{r['error_code']}"
+                   f"\t{r['error_class']}\t{r['reason']}")
     typer.echo(f"{len(rows)} open")
 
 
@@ -336,19 +345,19 @@ def quarantine_replay(
                                         " `quarantine list` shows it (no_license); a class name works too."),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Replay quarantined records into the ledger, once, after their cause is fixed."""
-    from consumers.batch import usage_limits
-    from consumers.replay import replay_quarantine
-    from ledger.storage.store import Ledger
+    """Replay quarantined records into the ledger, once, after their cause is fixed.
 
-    settings = settings_for(db)
-    with Ledger.open(settings.db) as ledger:
-        outcome = replay_quarantine(ledger, ids or None, error=error, limits=usage_limits(settings.consumer))
-    for still in outcome.still_quarantined:
-        typer.secho(f"still quarantined {still.quarantine_id}: {still.error_code} ({still.error_class}): {still.reason}",
-                    fg=typer.colors.YELLOW)
-    typer.echo(f"replayed {outcome.attempted}: {outcome.booked} booked, {outcome.duplicates} duplicates, "
-               f"{len(outcome.still_quarantined)} still quarantined")
+    While `learnright serve` runs, the service replays them between two batches (its admin socket).
+    """
+    from learnright.admin.client import run
+
+    outcome = run(settings_for(db), "quarantine_replay", ids=ids or None, error=error)
+    still_quarantined = outcome["still_quarantined"]
+    for still in still_quarantined:
+        typer.secho(f"still quarantined {still['quarantine_id']}: {still['error_code']} ({still['error_class']}):"
+                    f" {still['reason']}", fg=typer.colors.YELLOW)
+    typer.echo(f"replayed {outcome['attempted']}: {outcome['booked']} booked, {outcome['duplicates']} duplicates, "
+               f"{len(still_quarantined)} still quarantined")
 
 
 @app.command("verify")

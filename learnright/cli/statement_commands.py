@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -19,17 +18,14 @@ def statements_list(
     holder: Optional[str] = typer.Option(None, "--holder"),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """List closed statements: id, period, holder, currency, payable, carry."""
-    from ledger.core.money import at_minor_unit
-    from ledger.storage.store import Ledger
+    """List closed statements: id, period, holder, currency, payable, carry (through the running service if any)."""
+    from learnright.admin.client import run
 
-    settings = settings_for(db)
-    with Ledger.open(settings.db, read_only=True) as ledger:
-        rows = ledger.statement_rows(period=period, holder_id=holder)
+    rows = run(settings_for(db), "statements_list", period=period, holder=holder)["statements"]
     typer.echo("statement_id\tperiod\tholder\tcurrency\taccrued\tpayable\tcarry_out")
     for r in rows:
-        typer.echo(f"{r.statement_id}\t{r.period}\t{r.holder_id}\t{r.currency}\t{r.accrued.normalize():f}"
-                   f"\t{at_minor_unit(r.payable, r.currency):f}\t{r.carry_out.normalize():f}")
+        typer.echo(f"{r['statement_id']}\t{r['period']}\t{r['holder_id']}\t{r['currency']}\t{r['accrued']}"
+                   f"\t{r['payable']}\t{r['carry_out']}")
 
 
 @statements_app.command("get")
@@ -39,18 +35,19 @@ def statements_get(
     out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Print (or write) one statement: JSON is the signed file a holder checks with `statements verify`."""
-    from ledger.services.close import statement_file
-    from ledger.core.statements import render_csv
-    from ledger.storage.store import Ledger
+    """Print (or write) one statement: JSON is the signed file a holder checks with `statements verify`.
+
+    While `learnright serve` runs, the service reads it (its admin socket).
+    """
+    import base64
+
+    from learnright.admin.client import run
 
     if format not in ("json", "csv"):
         raise ConfigError(f"--format must be json or csv (got {format!r})")
     settings = settings_for(db)
-    with Ledger.open(settings.db, read_only=True) as ledger:
-        found = ledger.statement_document(statement_id)
-        body = None if found is None else (
-            statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document)))
+    found = run(settings, "statements_get", statement_id=statement_id, format=format)
+    body = base64.b64decode(found["body"]) if found["found"] else None
     if body is None:
         typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

@@ -29,8 +29,9 @@ from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
-                                 LedgerTotals, PlannedEntries, Publication, QuarantinedRecord, SignedStatement,
-                                 StatementDocument, StatementRecord, StatementRow, StatementSignature, TokenRow)
+                                 LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
+                                 SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
+                                 TokenRow)
 from ledger.core.usage import RevenueReport
 
 EventKey = tuple[str, str]
@@ -171,6 +172,11 @@ class LedgerStore(Protocol):
 
     def record_publications(self, published: Sequence[Publication], at: datetime) -> None:
         """Records StatementClosed events as acknowledged by the broker."""
+
+    # -- the open month --------------------------------------------------------------------
+
+    def open_accruals(self, holder_id: str | None = None) -> OpenAccruals:
+        """Accruals booked in months after the last close, per source, with the cut they were read at (one read)."""
 
     # -- API tokens ------------------------------------------------------------------------
 

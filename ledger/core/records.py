@@ -311,6 +311,46 @@ class TokenRow:
     revoked_at: datetime | None
 
 
+# -- the open month -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccrual:
+    """Entries booked so far in a month no close has reached, summed per source, kind and unit.
+
+    Provisional: what a close of ``period`` would later add (period terms, rounding, carry)
+    is not in it, and nothing about it is signed.
+    """
+
+    period: str
+    holder_id: str
+    currency: str
+    source_id: str
+    kind: str
+    unit: str
+    quantity: Decimal
+    amount: Decimal
+    entries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccruals:
+    """The open months' accruals and the cut they were read at, all as of one read transaction.
+
+    ``last_entry_id`` is the local row number of the last entry booked (0 for none);
+    ``offsets`` the next offset per (topic, partition) booked with it; ``last_batch_at``
+    when the last ingestion batch committed. ``after_period`` is the last closed month
+    (None before the first close): every row's period comes after it.
+    """
+
+    rows: tuple[OpenAccrual, ...]
+    after_period: str | None
+    last_closed_at: datetime | None
+    last_entry_id: int
+    offsets: Mapping[tuple[str, int], int]
+    last_batch_at: datetime | None
+
+
 # -- verification and monitoring --------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,10 +19,14 @@ from typing import Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from ground.settings import default_admin_socket
 from ledger.core import chain
 from ledger.core.records import ChainAnchor
 from ledger.errors import LedgerFileError, LedgerLockedError
 from ledger.storage.migrations import migrate
+
+
+_HELD_BY = re.compile(r"lock is held in (.+?) \(PID (\d+)\)")
 
 
 def now() -> datetime:
@@ -43,13 +48,24 @@ def connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            raise LedgerLockedError(
-                f"ledger file {path} is held by another process (its single writer): {exc}"
-            ) from exc
+            raise LedgerLockedError(locked_message(path, str(exc))) from exc
         raise LedgerFileError(f"cannot open ledger file {path}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
     migrate(con, path, read_only)
     return con
+
+
+def locked_message(path: Path, duckdb_says: str) -> str:
+    """What to do about a ledger file another process holds, naming that process when DuckDB does.
+
+    The CLI reaches here only when no service answered on the admin socket; the default
+    socket is named (``admin.socket`` may move it, and that setting is the shells' to know).
+    """
+    holder = _HELD_BY.search(duckdb_says)
+    by = f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+    return (f"ledger file {path} is held by another process{by}, its single writer: stop `learnright serve`, or run"
+            f" this command while it runs so it goes through its admin socket {default_admin_socket(path)}"
+            f" (or LEARNRIGHT_ADMIN__SOCKET); DuckDB said: {duckdb_says}")
 
 
 class Db:

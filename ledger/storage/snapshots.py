@@ -5,7 +5,7 @@ publishes copies: at each close and on demand. A snapshot is a directory
 
     <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views
     <snapshots_dir>/<snapshot_id>/parquet/<name>.parquet   one file per table and view
-    <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last row and its hash, row counts
+    <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last row and its hash, last close, row counts
 
 Guarantees:
   * Consistent: copied in one DuckDB transaction, so it is the ledger as of one commit
@@ -19,23 +19,36 @@ Guarantees:
     added to the list.
   * Auditors query only snapshots: :func:`snapshot_for_query` gives the ``sql`` command the
     latest snapshot while it holds all the ledger holds, and publishes a new one otherwise
-    (from a ledger opened read-only).
+    (from a ledger opened read-only); :func:`snapshot_after_close` gives the service one
+    that covers its latest close.
+  * Names the last close it covers (``last_close``: period, root, time), so every answer
+    from it can say how far it goes.
+  * Bounded: each publish prunes to the newest ``keep_last`` plus the first snapshot that
+    covers each close (:func:`retained`). It never deletes the one ``LATEST`` names nor one
+    a reader holds (:func:`holding`, a shared ``flock`` on its manifest, across processes).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import stat
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from ground.errors import Terminal
+from ground.settings import SnapshotSettings
 from ledger.errors import LedgerError, LedgerLockedError
 from ledger.storage.store import Ledger
 
@@ -47,13 +60,52 @@ TABLES = ("accruals", "close_cutoffs", "close_streams", "consumer_offsets", "ing
           "license_versions", "model_lineage", "period_closes", "quarantine", "revenue_reports", "revenue_settlements",
           "schema_migrations", "statement_publications", "statements", "usage_events")
 """The tables a snapshot holds; never a token table (:data:`EXCLUDED`)."""
-_publishing = threading.Lock()
+KEEP_LAST = SnapshotSettings.model_fields["keep_last"].default
+"""Snapshots a publish keeps when its caller names no ``keep_last`` (``snapshots.keep_last``'s default)."""
+HOLD_ATTEMPTS = 5
+"""Times :func:`holding` picks again when the snapshot it picked was pruned before it could hold it."""
+_publishing = threading.RLock()
+log = logging.getLogger(__name__)
 
 
 class SnapshotError(Terminal, LedgerError):
     """A snapshot could not be published or read; the message names the path."""
 
     code = "snapshot_failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseMark:
+    """The last close a snapshot covers: its period, its close root and when it was made.
+
+    ``root`` is None for a close stored before ledger schema 7 (it has no root).
+    ``closed_at`` is UTC, so two marks of one close are equal.
+    """
+
+    period: str
+    root: str | None
+    closed_at: datetime
+
+    @classmethod
+    def of(cls, close) -> "CloseMark | None":
+        """The mark of a :class:`~ledger.core.records.CloseRecord` (None for None)."""
+        if close is None:
+            return None
+        return cls(period=close.period, root=close.root, closed_at=close.closed_at.astimezone(timezone.utc))
+
+    def to_json(self) -> dict:
+        return {"period": self.period, "root": self.root, "closed_at": self.closed_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, value: dict | None) -> "CloseMark | None":
+        if value is None:
+            return None
+        return cls(period=value["period"], root=value["root"],
+                   closed_at=datetime.fromisoformat(value["closed_at"]).astimezone(timezone.utc))
+
+    def describe(self) -> str:
+        """``2026-04 root 3fa2…`` (the whole root), as ``learnright sql`` names it."""
+        return f"{self.period} root {self.root or 'none (closed before ledger schema 7)'}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +116,8 @@ class Snapshot:
     last_entry_id: int
     chain_head: str
     tables: tuple[tuple[str, int], ...]
+    last_close: CloseMark | None = None
+    """The latest close (by period) the snapshot holds; None when it holds none."""
 
     @property
     def database(self) -> Path:
@@ -73,16 +127,19 @@ class Snapshot:
         return {
             "format": FORMAT, "snapshot_id": self.snapshot_id, "created_at": self.created_at.isoformat(),
             "last_entry_id": self.last_entry_id, "chain_head": self.chain_head,
+            "last_close": None if self.last_close is None else self.last_close.to_json(),
             "database": DATABASE, "tables": {name: rows for name, rows in self.tables},
             "parquet": {name: f"parquet/{name}.parquet" for name, _ in self.tables},
         }
 
 
-def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snapshot:
-    """Copies the ledger, as of one commit, into a new snapshot under ``directory``.
+def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime, keep_last: int = KEEP_LAST) -> Snapshot:
+    """Copies the ledger, as of one commit, into a new snapshot under ``directory``, then prunes.
 
     Safe to call from any thread of the process that owns ``ledger``: it works on its
-    own cursor. Publications are serialised.
+    own cursor. Publications (and their pruning) are serialised. Pruning keeps the newest
+    ``keep_last`` and the first snapshot that covers each close (:func:`prune_snapshots`);
+    a directory that cannot be pruned is logged and left for the next publish.
     """
     if now.tzinfo is None:
         raise SnapshotError(f"now must be timezone-aware UTC (got naive {now.isoformat()})")
@@ -105,6 +162,8 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
                 last_entry, head = (cursor.execute(
                     f"SELECT entry_id, entry_hash FROM {alias}.main.accruals ORDER BY entry_id DESC LIMIT 1"
                 ).fetchall() or [(0, "")])[0]
+                last_close = _last_close(cursor.execute(
+                    f"SELECT * FROM {alias}.main.period_closes ORDER BY period DESC LIMIT 1"))
                 names = [r[0] for r in cursor.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? ORDER BY table_name",
                     [alias],
@@ -131,7 +190,7 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
         snapshot_id = f"{now:%Y%m%dT%H%M%S%fZ}-e{last_entry}"
         final = directory / snapshot_id
         snapshot = Snapshot(snapshot_id=snapshot_id, directory=final, created_at=now, last_entry_id=last_entry,
-                            chain_head=head, tables=tuple(tables))
+                            chain_head=head, tables=tuple(tables), last_close=last_close)
         (work / MANIFEST).write_text(json.dumps(snapshot.manifest(), indent=2, sort_keys=True) + "\n")
         for path in work.rglob("*"):
             if path.is_file():
@@ -140,7 +199,33 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime) -> Snaps
         pointer = directory / ".LATEST.tmp"
         pointer.write_text(snapshot_id + "\n")
         pointer.replace(directory / "LATEST")
+        prune_snapshots(directory, keep_last=keep_last)
         return snapshot
+
+
+def _last_close(cursor) -> CloseMark | None:
+    """The mark of the one ``period_closes`` row ``cursor`` selected (``SELECT *``: ``root``
+    is absent from a ledger older than schema 7), or None without one."""
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    row = dict(zip([d[0] for d in cursor.description], rows[0]))
+    return CloseMark(period=row["period"], root=row.get("root"),
+                     closed_at=row["closed_at"].astimezone(timezone.utc))
+
+
+def _last_close_from_parquet(directory: Path) -> CloseMark | None:
+    """The last close of a snapshot whose manifest predates ``last_close``, read from its
+    ``period_closes`` Parquet file (not its DuckDB file: a query may hold that open with
+    other settings in this process)."""
+    path = directory / "parquet" / "period_closes.parquet"
+    if not path.exists():
+        return None
+    rows = pq.read_table(path).to_pylist()
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: r["period"])
+    return CloseMark(period=row["period"], root=row.get("root"), closed_at=row["closed_at"].astimezone(timezone.utc))
 
 
 def _copy_allowed(cursor, source: str, alias: str) -> None:
@@ -183,10 +268,12 @@ def read_snapshot(directory: Path, snapshot_id: str) -> Snapshot:
     manifest = json.loads(path.read_text())
     if manifest.get("format", 0) > FORMAT:
         raise SnapshotError(f"snapshot {path} has format {manifest['format']}; this Learnright reads up to {FORMAT}")
+    last_close = (CloseMark.from_json(manifest["last_close"]) if "last_close" in manifest
+                  else _last_close_from_parquet(path.parent))
     return Snapshot(
         snapshot_id=manifest["snapshot_id"], directory=path.parent,
         created_at=datetime.fromisoformat(manifest["created_at"]), last_entry_id=manifest["last_entry_id"],
-        chain_head=manifest["chain_head"], tables=tuple(manifest["tables"].items()),
+        chain_head=manifest["chain_head"], tables=tuple(manifest["tables"].items()), last_close=last_close,
     )
 
 
@@ -220,7 +307,8 @@ def covers(snapshot: Snapshot, ledger: Ledger) -> bool:
                for name in TABLES if name in present)
 
 
-def snapshot_for_query(path: Path, directory: Path, *, now: datetime) -> tuple[Snapshot, str]:
+def snapshot_for_query(path: Path, directory: Path, *, now: datetime,
+                       keep_last: int = KEEP_LAST) -> tuple[Snapshot, str]:
     """The snapshot an auditor's query of the ledger at ``path`` runs on, and why (:data:`CURRENT`,
     :data:`PUBLISHED` or :data:`HELD`).
 
@@ -238,7 +326,7 @@ def snapshot_for_query(path: Path, directory: Path, *, now: datetime) -> tuple[S
             latest = latest_snapshot(directory)
             if latest is not None and covers(latest, ledger):
                 return latest, CURRENT
-            return publish_snapshot(ledger, directory, now=now), PUBLISHED
+            return publish_snapshot(ledger, directory, now=now, keep_last=keep_last), PUBLISHED
     except LedgerLockedError as exc:
         latest = latest_snapshot(directory)
         if latest is None:
@@ -263,3 +351,125 @@ def list_snapshots(directory: Path) -> list[Snapshot]:
 
 def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def snapshot_after_close(ledger: Ledger, directory: Path, *, now: datetime,
+                         keep_last: int = KEEP_LAST) -> tuple[Snapshot, bool]:
+    """The latest snapshot if it covers ``ledger``'s latest close, else a new one; and whether it is new.
+
+    What keeps auditors off a snapshot older than the last close: the service's watcher
+    calls it when it sees a new close, and ``POST /v1/sql`` before each query. Checked and
+    published under the publishing lock, so two callers that find the same close missing
+    publish one snapshot, not two. Without any snapshot, one is published.
+    """
+    with _publishing:
+        latest = latest_snapshot(directory)
+        if latest is not None and latest.last_close == CloseMark.of(ledger.latest_close()):
+            return latest, False
+        return publish_snapshot(ledger, directory, now=now, keep_last=keep_last), True
+
+
+def retained(snapshots: Iterable[Snapshot], *, keep_last: int, latest_id: str | None) -> frozenset[str]:
+    """Ids of the snapshots retention keeps: the newest ``keep_last``, the first to cover each
+    close, and ``latest_id`` (the one ``LATEST`` names).
+
+    "First to cover each close": of the snapshots whose last close is the same close, the
+    oldest. A close no snapshot was published for between it and the next close is
+    covered first by the one kept for that next close. Snapshots are ordered by creation
+    time, then id.
+    """
+    ordered = sorted(snapshots, key=lambda s: (s.created_at, s.snapshot_id))
+    keep = {s.snapshot_id for s in ordered[max(0, len(ordered) - keep_last):]} if keep_last > 0 else set()
+    first: dict[CloseMark, str] = {}
+    for snapshot in ordered:
+        if snapshot.last_close is not None:
+            first.setdefault(snapshot.last_close, snapshot.snapshot_id)
+    keep |= set(first.values())
+    if latest_id is not None:
+        keep.add(latest_id)
+    return frozenset(keep)
+
+
+def prune_snapshots(directory: Path, *, keep_last: int) -> tuple[str, ...]:
+    """Deletes the snapshots :func:`retained` does not keep, except any a reader holds; returns the deleted ids.
+
+    A snapshot is deleted only under an exclusive ``flock`` of its manifest, which a reader
+    (:func:`holding`) prevents by holding a shared one; a held snapshot is left for the
+    next prune. It is renamed away first, so no reader can open it half-deleted. (A
+    process that opened a snapshot's files without holding it, e.g. ``duckdb -readonly``
+    on the path, keeps reading them after the deletion: Linux frees an unlinked file only
+    when its last descriptor closes. Such a reader should copy a snapshot it means to keep.)
+    """
+    directory = Path(directory)
+    pointer = directory / "LATEST"
+    latest_id = pointer.read_text().strip() if pointer.exists() else None
+    snapshots = list_snapshots(directory)
+    keep = retained(snapshots, keep_last=keep_last, latest_id=latest_id)
+    deleted = []
+    for snapshot in snapshots:
+        if snapshot.snapshot_id in keep:
+            continue
+        try:
+            fd = os.open(snapshot.directory / MANIFEST, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # pruned by another process meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # held by a reader
+            trash = directory / f".pruned-{uuid.uuid4().hex}"
+            os.rename(snapshot.directory, trash)
+            shutil.rmtree(trash)
+            deleted.append(snapshot.snapshot_id)
+        except OSError:  # logged; the snapshot stays and the next publish tries again
+            log.exception("pruning snapshot %s in %s failed", snapshot.snapshot_id, directory)
+        finally:
+            os.close(fd)
+    return tuple(deleted)
+
+
+@contextmanager
+def holding(pick: Callable[[], Snapshot | None]) -> Iterator[Snapshot | None]:
+    """Holds the snapshot ``pick`` returns against pruning for the block (a shared ``flock`` on its manifest).
+
+    If it was pruned between being picked and being held, ``pick`` is asked again (up to
+    :data:`HOLD_ATTEMPTS` times): picking the latest then gives the new latest. Yields None
+    when ``pick`` does.
+
+    Raises:
+        SnapshotError: the picked snapshot was pruned every time, or ``pick`` raised it.
+    """
+    for attempt in range(HOLD_ATTEMPTS):
+        try:
+            snapshot = pick()
+        except SnapshotError:
+            if attempt + 1 == HOLD_ATTEMPTS:
+                raise
+            continue  # LATEST moved on and its old snapshot was pruned between the two reads
+        if snapshot is None:
+            yield None
+            return
+        fd = _hold(snapshot)
+        if fd is not None:
+            break
+    else:
+        raise SnapshotError(f"snapshot {snapshot.snapshot_id} in {snapshot.directory.parent} was pruned while being"
+                            f" opened, {HOLD_ATTEMPTS} times in a row")
+    try:
+        yield snapshot
+    finally:
+        os.close(fd)
+
+
+def _hold(snapshot: Snapshot) -> int | None:
+    """A descriptor of ``snapshot``'s manifest under a shared ``flock``, or None if it is (being) pruned."""
+    try:
+        fd = os.open(snapshot.directory / MANIFEST, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_SH)  # waits out a prune that holds it; then it is gone
+    if os.fstat(fd).st_nlink == 0:
+        os.close(fd)
+        return None
+    return fd

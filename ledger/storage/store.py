@@ -26,14 +26,16 @@ from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
-                                 LedgerTotals, PlannedEntries, Publication, QuarantinedRecord, SignedStatement,
-                                 StatementDocument, StatementRecord, StatementRow, StatementSignature, TokenRow)
+                                 LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
+                                 SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
+                                 TokenRow)
 from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
 from ledger.storage.closes import CloseRepository
 from ledger.storage.connection import ChainTip, Db, connect
 from ledger.storage.ingest import IngestRepository
 from ledger.storage.licenses import LicenseRepository
+from ledger.storage.open_month import open_accruals
 from ledger.storage.period_inputs import PeriodInputRepository
 from ledger.storage.quarantine import QuarantineRepository
 from ledger.storage.sql import SqlRefusedError, check_select
@@ -240,6 +242,11 @@ class Ledger:
 
     def record_publications(self, published: Sequence[Publication], at: datetime) -> None:
         self._statements.record_publications(published, at)
+
+    # -- the open month ------------------------------------------------------------------
+
+    def open_accruals(self, holder_id: str | None = None) -> OpenAccruals:
+        return open_accruals(self._db, holder_id)
 
     # -- API tokens ----------------------------------------------------------------------
 

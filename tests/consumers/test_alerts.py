@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from ground.metrics import Metrics
+from ledger.core.records import LedgerTotals
 
 ALERTS = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
@@ -27,7 +29,11 @@ def rules() -> list[dict]:
 def exported() -> set[str]:
     """Every metric name the service exports, with the sample names of counters and histograms."""
     names: set[str] = set()
-    for family in text_string_to_metric_families(Metrics().exposition().decode()):
+    metrics = Metrics()
+    metrics.watch_outbox(lambda: 0)
+    metrics.watch_signing_key(ALERTS)
+    metrics.watch_ledger(lambda: LedgerTotals(accrued=(), last_closed_at=datetime(2026, 5, 3, tzinfo=timezone.utc)))
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
         if family.type == "counter":
@@ -56,3 +62,9 @@ def test_a_stalled_consumer_alerts():
     by_name = {rule["alert"]: rule for rule in rules()}
     assert "learnright_consumer_stalled" in by_name["LearnrightConsumerStalled"]["expr"]
     assert "learnright_consumer_last_commit_timestamp_seconds" in by_name["LearnrightConsumerNotCommitting"]["expr"]
+
+
+def test_every_alert_has_a_runbook():
+    runbook = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    for rule in rules():
+        assert f"### {rule['alert']}" in runbook, f"docs/operations.md has no runbook for {rule['alert']}"

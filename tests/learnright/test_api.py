@@ -281,3 +281,37 @@ def test_auditor_queries_past_the_concurrency_limit_get_429(served, monkeypatch)
     assert [a.status_code for a in answers] == [200, 200]
     monkeypatch.setattr(auditors, "run_query", real)
     assert client.post("/v1/sql", json=query, headers=auth(tokens["auditor"])).status_code == 200
+
+
+def test_an_sql_answer_names_its_snapshot_and_the_last_close_and_the_next_query_after_a_close_includes_it(served):
+    """Closed by hand on the served ledger, with no watcher running: the very next query answers from a
+    new snapshot that covers the close, and says so in headers and in the JSON body."""
+    from tests.learnright.books import close
+
+    client, tokens, _, ledger, clock = served
+    query = {"sql": "SELECT max(period) AS period FROM period_closes"}
+    before = client.post("/v1/sql", json=query, headers=auth(tokens["auditor"]))
+    april = ledger.get_close("2026-04")
+    assert before.headers["x-learnright-last-close"] == f"2026-04; root={april.root}"
+    body = before.json()
+    assert body["rows"] == [["2026-04"]] and body["truncated"] is False and body["columns"]
+    assert body["snapshot"] == {
+        "snapshot_id": before.headers["x-learnright-snapshot"], "created_at": T0.isoformat(),
+        "last_entry_id": int(before.headers["x-learnright-last-entry"]),
+        "last_close": {"period": "2026-04", "root": april.root,
+                       "closed_at": april.closed_at.astimezone(timezone.utc).isoformat()}}
+    assert before.headers["x-learnright-snapshot-created"] == T0.isoformat()
+    same = client.post("/v1/sql", json=query, headers=auth(tokens["auditor"]))
+    assert same.headers["x-learnright-snapshot"] == before.headers["x-learnright-snapshot"]  # no close: no new one
+
+    clock.now = T0 + timedelta(seconds=1)
+    close(ledger, "2026-05")
+    may = ledger.get_close("2026-05")
+    after = client.post("/v1/sql", json=query, headers=auth(tokens["auditor"]))
+    assert after.json()["rows"] == [["2026-05"]]
+    assert after.headers["x-learnright-last-close"] == f"2026-05; root={may.root}"
+    assert after.headers["x-learnright-snapshot"] != before.headers["x-learnright-snapshot"]
+    assert after.json()["snapshot"]["last_close"]["root"] == may.root
+    as_csv = client.post("/v1/sql", json={**query, "format": "csv"}, headers=auth(tokens["auditor"]))
+    assert as_csv.text.splitlines() == ['"period"', '"2026-05"']  # CSV and Arrow bodies stay the result alone
+    assert as_csv.headers["x-learnright-last-close"] == after.headers["x-learnright-last-close"]

@@ -7,15 +7,18 @@ import pytest
 from typer.testing import CliRunner
 
 from consumers.kafka_admin import ensure_topics
+from learnright.broker import free_port
 from learnright.cli import app
 from producers import UsageEmitter
 
 pytestmark = pytest.mark.broker
+
 runner = CliRunner()
 
 
 def test_kafka_up_status_down(tmp_path, monkeypatch):
     monkeypatch.setenv("LEARNRIGHT_BROKER__STATE_DIR", str(tmp_path / "kafka"))
+    monkeypatch.setenv("LEARNRIGHT_BROKER__PORT", str(free_port()))  # not the default 19092 a user's broker may hold
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     try:
         up = runner.invoke(app, ["kafka", "up"])

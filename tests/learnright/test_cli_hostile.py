@@ -142,8 +142,10 @@ def test_an_audit_query_answers_from_a_current_snapshot_and_names_it(ledger_with
     [snapshot] = list_snapshots(env)
     with Ledger.open(path, read_only=True) as ledger:
         assert snapshot.last_entry_id == ledger.last_entry_id == 6
+        root = ledger.get_close("2026-04").root
     assert first.stderr.strip() == (
-        f"answered from snapshot {snapshot.snapshot_id} (created {snapshot.created_at.isoformat()}, entries up to 6);"
+        f"answered from snapshot {snapshot.snapshot_id} (created {snapshot.created_at.isoformat()}, entries up to 6,"
+        f" last close 2026-04 root {root});"
         " published now: the latest snapshot did not hold all the ledger holds")
 
     # A token is not in a snapshot, so a new one does not make the latest one stale.
@@ -152,7 +154,8 @@ def test_an_audit_query_answers_from_a_current_snapshot_and_names_it(ledger_with
     again = runner.invoke(app, ["sql", "--db", str(path), query])
     assert again.exit_code == 0 and again.stdout == first.stdout
     assert again.stderr.strip() == (f"answered from snapshot {snapshot.snapshot_id}"
-                                    f" (created {snapshot.created_at.isoformat()}, entries up to 6)")
+                                    f" (created {snapshot.created_at.isoformat()}, entries up to 6,"
+                                    f" last close 2026-04 root {root})")
     assert list_snapshots(env) == [snapshot]
 
     # A new license version adds rows but no entry: the latest no longer holds all, so a new one answers.

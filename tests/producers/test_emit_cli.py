@@ -220,3 +220,30 @@ def test_a_broker_that_cannot_be_reached_still_ends_with_the_count_line_and_exit
     assert result.exit_code == 2, "could not run: not the exit code of rejected rows"
     assert re.search(r"usage.jsonl: 0 sent, 0 rejected \(\d rows, \d valid\)", result.stdout)
     assert f"error: cannot reach Kafka at {nowhere}" in result.stderr
+
+
+EVENTS_DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+README = EVENTS_DOC.parents[1] / "README.md"
+
+
+def test_the_documented_rows_of_each_event_type_are_sent_as_written(run, tmp_path):
+    """docs/events.md "JSON Lines rows", copied into a file byte for byte: every row is valid and arrives."""
+    section = EVENTS_DOC.read_text().split("### JSON Lines rows", 1)[1]
+    rows = re.search(r"```jsonl\n(.*?)```", section, re.S).group(1)
+    assert {json.loads(line)["type"] for line in rows.splitlines()} == {"training", "inference", "revenue", "correction"}
+    readme_rows = re.search(r"```jsonl\n(.*?)```", README.read_text(), re.S).group(1)
+    assert set(readme_rows.splitlines()) <= set(rows.splitlines()), "the README's row is one of these, unchanged"
+    path = tmp_path / "usage.jsonl"
+    path.write_text(rows)
+
+    result = run("emit", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "5 sent, 0 rejected (5 rows, 5 valid)" in result.stdout
+    landed = {r.record["event_id"]: r for r in read_topics(run.settings.kafka.bootstrap_servers,
+                                                              run.settings.kafka.topics.usage)}
+    assert {k: r.name for k, r in landed.items()} == {
+        "e1": "TrainingUsage", "e2": "InferenceUsage", "e3": "RevenueReport", "e4": "UsageCorrection",
+        "e5": "UsageCorrection"}
+    assert str(landed["e3"].record["revenue"]) == "1843.200000"  # the JSON number, exact
+    assert [str(a["weight"]) for a in landed["e2"].record["attributions"]] == ["0.700000", "0.300000"]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 
 from ledger.storage.snapshots import EXCLUDED, TABLES, publish_snapshot
 from ledger.storage.store import Ledger
 from ledger.services.tokens import AUDITOR, HOLDER, create_token, revoke_token
-from tests.learnright.books import book_two_holders
+from tests.learnright.books import book_two_holders, close
 
 T0 = datetime(2026, 6, 2, tzinfo=timezone.utc)
 
@@ -78,3 +81,99 @@ def test_a_query_gets_the_latest_snapshot_while_it_covers_the_ledger_and_a_new_o
         ledger.apply_licenses(license_book_text, "book.toml")  # rows, but no entry
     second, why = snapshot_for_query(path, directory, now=T0.replace(second=1))
     assert why == PUBLISHED and second != first and dict(second.tables)["license_versions"] == 3
+
+
+def test_retention_keeps_the_last_n_the_first_snapshot_after_each_close_and_latest():
+    """Ten snapshots a, b, ... j over three closes; keep_last=3.
+
+        a        no close yet               pruned: no close, not among the last three
+        b c d    last close 2026-03         b kept: the first to cover 2026-03
+        e f      last close 2026-04         e kept: the first to cover 2026-04
+        g h i j  last close 2026-05         g kept (first for 2026-05); h i j: the last three
+
+    ``LATEST`` is kept even when it is not among the newest by time (a clock set back).
+    """
+    from ledger.storage.snapshots import CloseMark, Snapshot, retained
+
+    def mark(period):
+        return CloseMark(period=period, root=f"root-{period}", closed_at=datetime(2026, 6, 1, tzinfo=timezone.utc))
+
+    closes = [None, "2026-03", "2026-03", "2026-03", "2026-04", "2026-04", "2026-05", "2026-05", "2026-05", "2026-05"]
+    snapshots = [Snapshot(snapshot_id=name, directory=Path("/nowhere") / name, created_at=T0.replace(second=n),
+                          last_entry_id=n, chain_head="", tables=(), last_close=period and mark(period))
+                 for n, (name, period) in enumerate(zip("abcdefghij", closes))]
+    assert retained(snapshots, keep_last=3, latest_id="j") == set("begij") | {"h"}
+    assert retained(reversed(snapshots), keep_last=1, latest_id="c") == set("begj") | {"c"}
+    assert retained(snapshots[:2], keep_last=5, latest_id="b") == {"a", "b"}
+
+
+def test_each_publish_prunes_to_the_last_n_plus_one_per_close_but_not_a_held_snapshot(tmp_path, license_book_text):
+    """keep_last=2; closes of 2026-05 and 2026-06 made between publishes (the book closed up to 2026-04).
+
+        s1 s2        last close 2026-04    s1 kept: first after 2026-04
+        s3 s4 s5     last close 2026-05    s3 kept; s4 is held by a reader until after s8
+        s6 s7 s8 s9  last close 2026-06    s6 kept; the last two
+    """
+    from ledger.storage.snapshots import holding, latest_snapshot, list_snapshots, read_snapshot
+
+    path, directory = book_two_holders(tmp_path / "ledger.duckdb", license_book_text), tmp_path / "snapshots"
+    published = {}
+    with Ledger.open(path) as ledger:
+        def publish(n):
+            published[n] = publish_snapshot(ledger, directory, now=T0.replace(second=n), keep_last=2)
+
+        publish(1)
+        publish(2)
+        close(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+        for n in (3, 4, 5):
+            publish(n)
+        with holding(lambda: read_snapshot(directory, published[4].snapshot_id)) as held:
+            assert held == published[4]
+            close(ledger, "2026-06", now=datetime(2026, 7, 1, tzinfo=timezone.utc))
+            for n in (6, 7, 8):
+                publish(n)
+            ids = {s.snapshot_id for s in list_snapshots(directory)}
+            assert ids == {published[n].snapshot_id for n in (1, 3, 4, 6, 7, 8)}
+            assert held.database.exists()  # the reader's snapshot is still there to read
+        publish(9)
+        closes = {n: ledger.get_close(p) for n, p in ((1, "2026-04"), (3, "2026-05"), (6, "2026-06"))}
+    remaining = list_snapshots(directory)
+    assert [s.snapshot_id for s in remaining] == [published[n].snapshot_id for n in (1, 3, 6, 8, 9)]
+    for n, close_record in closes.items():
+        assert published[n].last_close.period == close_record.period
+        assert published[n].last_close.root == close_record.root and close_record.root
+    assert latest_snapshot(directory) == published[9]
+    assert not [p for p in directory.iterdir() if p.name.startswith(".")]  # nothing left half-pruned
+
+
+def test_a_manifest_names_the_last_close_and_an_older_manifest_without_it_is_read_from_its_parquet(
+        tmp_path, license_book_text):
+    from ledger.storage.snapshots import MANIFEST, read_snapshot
+
+    path = book_two_holders(tmp_path / "ledger.duckdb", license_book_text)
+    with Ledger.open(path) as ledger:
+        snapshot = publish_snapshot(ledger, tmp_path / "snapshots", now=T0)
+        april = ledger.get_close("2026-04")
+    manifest = json.loads((snapshot.directory / MANIFEST).read_text())
+    assert manifest["last_close"] == {"period": "2026-04", "root": april.root,
+                                      "closed_at": april.closed_at.astimezone(timezone.utc).isoformat()}
+    old = {k: v for k, v in manifest.items() if k != "last_close"}  # as written before the field existed
+    (snapshot.directory / MANIFEST).chmod(0o644)
+    (snapshot.directory / MANIFEST).write_text(json.dumps(old))
+    again = read_snapshot(tmp_path / "snapshots", snapshot.snapshot_id)
+    assert again == snapshot and again.last_close.root == april.root
+
+
+def test_holding_the_latest_picks_again_when_the_one_it_picked_was_pruned(tmp_path, license_book_text):
+    """The race of a reader that read LATEST just before a publish moved it on and pruned the old one."""
+    from ledger.storage.snapshots import holding, latest_snapshot
+
+    path, directory = book_two_holders(tmp_path / "ledger.duckdb", license_book_text), tmp_path / "snapshots"
+    with Ledger.open(path) as ledger:
+        old = publish_snapshot(ledger, directory, now=T0)
+        close(ledger, "2026-05", now=datetime(2026, 6, 1, tzinfo=timezone.utc))
+        new = publish_snapshot(ledger, directory, now=T0.replace(second=1))
+    shutil.rmtree(old.directory)  # as a prune in another process would, after the reader picked it
+    picks = iter([old])
+    with holding(lambda: next(picks, None) or latest_snapshot(directory)) as held:
+        assert held == new

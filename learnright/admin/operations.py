@@ -1,0 +1,204 @@
+"""What each administered command does to a ledger, and the plain answer it gives.
+
+Each operation takes a ledger (the service's writer or a reader cursor, or the file the
+CLI opened itself), the :class:`Tools` it needs and JSON arguments, calls the service
+functions the CLI always called, and returns a JSON-able dict. The CLI prints that dict
+the same way whichever path produced it, so a command's output does not depend on
+whether a service was running.
+
+Guarantees:
+  * An operation marked ``writes`` runs only on the ledger's writer: through a running
+    service, queued onto its single writer; otherwise on the file opened for writing.
+  * Answers hold no secret but the one a ``tokens_create`` issues (shown once).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from consumers.batch import usage_limits
+from consumers.replay import replay_quarantine, retry_and_close
+from ground.errors import ConfigError, LearnrightError
+from ground.settings import Settings
+from learnright.admin.errors import error_to_json
+from ledger.core.money import at_minor_unit
+from ledger.core.signing import Signer
+from ledger.core.usage import UsageLimits
+from ledger.services.close import statement_file, write_period_files
+from ledger.services.tokens import AUDITOR, HOLDER, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
+from ledger.storage.snapshots import Snapshot, publish_snapshot
+from ledger.storage.store import Ledger
+from schemas import Catalog, default_catalog
+from schemas.registry import SchemaRegistry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tools:
+    """What replaying a record needs beyond the ledger: the consumer's decoders and limits."""
+
+    catalog: Catalog
+    registry: SchemaRegistry | None
+    limits: UsageLimits
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "Tools":
+        """As the consumer of ``settings`` would decode and bound a record."""
+        registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+        return cls(catalog=default_catalog(), registry=registry, limits=usage_limits(settings.consumer))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def tokens_create(ledger: Ledger, tools: Tools, *, auditor: bool, holder: str | None, expires_in: str | None,
+                  label: str = "") -> dict:
+    """Issues a token; the answer holds its secret, which is stored nowhere (only its SHA-256 is)."""
+    if auditor == bool(holder):
+        raise ConfigError("give exactly one of --holder H or --auditor")
+    lifetime = parse_duration(expires_in) if expires_in else None
+    issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder, now=_now(),
+                          expires_in=lifetime, label=label)
+    record = issued.record
+    return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
+            "expires_at": _iso(record.expires_at), "token": issued.token}
+
+
+def tokens_revoke(ledger: Ledger, tools: Tools, *, token_id: str) -> dict:
+    """Revokes from now on; refused at the API's next request (nothing caches a token)."""
+    record = revoke_token(ledger, token_id, now=_now())
+    return {"token_id": record.token_id, "revoked_at": _iso(record.revoked_at)}
+
+
+def _token_row(record: TokenRecord, now: datetime) -> dict:
+    return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
+            "state": record.state(now), "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
+            "label": record.label}
+
+
+def tokens_list(ledger: Ledger, tools: Tools) -> dict:
+    """Every token with its state now; never a secret."""
+    now = _now()
+    return {"tokens": [_token_row(record, now) for record in list_tokens(ledger)]}
+
+
+def licenses_apply(ledger: Ledger, tools: Tools, *, text: str, origin: str) -> dict:
+    """Applies a license document's text (the CLI reads the file; ``origin`` names it)."""
+    book, added = ledger.apply_licenses(text, origin)
+    return {"origin": origin, "added": added, "versions": len(book.versions), "sources": len(book.sources),
+            "holders": len(book.holders)}
+
+
+def statements_list(ledger: Ledger, tools: Tools, *, period: str | None = None, holder: str | None = None) -> dict:
+    """Closed statements; amounts as exact decimal strings, payable at the currency's minor unit."""
+    return {"statements": [
+        {"statement_id": r.statement_id, "period": r.period, "holder_id": r.holder_id, "currency": r.currency,
+         "accrued": f"{r.accrued.normalize():f}", "payable": f"{at_minor_unit(r.payable, r.currency):f}",
+         "carry_out": f"{r.carry_out.normalize():f}"}
+        for r in ledger.statement_rows(period=period, holder_id=holder)]}
+
+
+def statements_get(ledger: Ledger, tools: Tools, *, statement_id: str, format: str) -> dict:
+    """One statement's bytes (JSON: the signed file; CSV: lines then summary), base64 so they cross unchanged."""
+    from ledger.core.statements import render_csv
+
+    if format not in ("json", "csv"):
+        raise ConfigError(f"--format must be json or csv (got {format!r})")
+    found = ledger.statement_document(statement_id)
+    body = None if found is None else (
+        statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document)))
+    return {"found": body is not None, "body": None if body is None else base64.b64encode(body).decode()}
+
+
+def quarantine_list(ledger: Ledger, tools: Tools) -> dict:
+    """Open quarantined records: where they were read and why (not their bytes)."""
+    return {"records": [
+        {"quarantine_id": r.quarantine_id, "topic": r.topic, "partition": r.partition, "offset": r.offset,
+         "error_code": r.error_code, "error_class": r.error_class, "reason": r.reason}
+        for r in ledger.open_quarantine()]}
+
+
+def quarantine_replay(ledger: Ledger, tools: Tools, *, ids: list[int] | None = None, error: str | None = None) -> dict:
+    """Replays open quarantined records once (:func:`consumers.replay.replay_quarantine`)."""
+    outcome = replay_quarantine(ledger, ids or None, error=error, catalog=tools.catalog, registry=tools.registry,
+                                limits=tools.limits)
+    return {"attempted": outcome.attempted, "booked": outcome.booked, "duplicates": outcome.duplicates,
+            "still_quarantined": [
+                {"quarantine_id": s.quarantine_id, "error_code": s.error_code, "error_class": s.error_class,
+                 "reason": s.reason} for s in outcome.still_quarantined]}
+
+
+def _snapshot_view(snapshot: Snapshot) -> dict:
+    return {"snapshot_id": snapshot.snapshot_id, "database": str(snapshot.database),
+            "last_entry_id": snapshot.last_entry_id, "chain_head": snapshot.chain_head,
+            "parquet": str(snapshot.directory / "parquet")}
+
+
+def snapshot(ledger: Ledger, tools: Tools, *, directory: str, keep_last: int) -> dict:
+    """Publishes a snapshot of the ledger as it is now into ``directory`` (pruned to ``keep_last`` plus one per close)."""
+    return _snapshot_view(publish_snapshot(ledger, Path(directory), now=_now(), keep_last=keep_last))
+
+
+def close_month(ledger: Ledger, tools: Tools, *, period: str, now: datetime, signer: Signer, out: Path | None,
+                publish: Callable[[], object] | None, snapshots_dir: Path, keep_last: int) -> dict:
+    """Closes ``period`` as every close path does (retry the quarantine, close), then what follows a close.
+
+    The caller has booked what Kafka holds first, unless told not to. After the close:
+    the files (with ``out``), StatementClosed (``publish`` returns a
+    :class:`~consumers.publisher.PublishOutcome`), and a snapshot into ``snapshots_dir``
+    when something was closed, so auditors' next query covers it. A failure to write files
+    or publish leaves the close standing and is in the answer (``unwritten``, ``problem``).
+    """
+    retried, outcome = retry_and_close(ledger, period, now=now, signer=signer, catalog=tools.catalog,
+                                       registry=tools.registry, limits=tools.limits)
+    files: list[Path] = []
+    unwritten = problem = published = topic = None
+    if out is not None:
+        try:
+            files = write_period_files(ledger, period, out)
+        except LearnrightError as exc:  # the close stands and its events are still published
+            unwritten = error_to_json(exc)
+    if publish is not None:
+        try:
+            sent = publish()
+            published, topic = len(sent.published), sent.topic
+        except LearnrightError as exc:
+            problem = error_to_json(exc)
+    latest = None if outcome.already_closed else _snapshot_view(
+        publish_snapshot(ledger, snapshots_dir, now=_now(), keep_last=keep_last))
+    return {"period": period, "retried": {"attempted": retried.attempted, "booked": retried.booked,
+                                          "still_quarantined": len(retried.still_quarantined)},
+            "already_closed": outcome.already_closed, "closed_periods": list(outcome.closed_periods),
+            "statements": len(outcome.statement_ids), "files": [str(path) for path in files],
+            "unwritten": unwritten, "published": published, "topic": topic, "problem": problem,
+            "pending": len(ledger.unpublished_statements()), "snapshot": latest}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    run: Callable[..., dict]
+    writes: bool
+    """Whether it writes the ledger: queued onto the service's writer, or the file opened for writing."""
+
+
+OPERATIONS: dict[str, Operation] = {
+    "tokens_create": Operation(run=tokens_create, writes=True),
+    "tokens_revoke": Operation(run=tokens_revoke, writes=True),
+    "tokens_list": Operation(run=tokens_list, writes=False),
+    "licenses_apply": Operation(run=licenses_apply, writes=True),
+    "statements_list": Operation(run=statements_list, writes=False),
+    "statements_get": Operation(run=statements_get, writes=False),
+    "quarantine_list": Operation(run=quarantine_list, writes=False),
+    "quarantine_replay": Operation(run=quarantine_replay, writes=True),
+    "snapshot": Operation(run=snapshot, writes=True),
+}
+"""Every operation but the close, which catches up first and is the server's and CLI's own."""
