@@ -466,10 +466,14 @@ over REV's. Issue 11's bar: `current/REV` >= 0.95.
 """
 
 
+KEPT_HEADINGS = ("## Producing", "## The close", COMPARE_HEADING)
+"""Sections of the report written by hand or by ``--against``: ``make bench`` keeps them (and what follows)."""
+
+
 def compare_section(text: str) -> str:
-    """The part of a report from :data:`COMPARE_HEADING` on ('' when it has none)."""
-    at = f"\n{text}".find(f"\n{COMPARE_HEADING}\n")
-    return text[at:] if at >= 0 else ""
+    """The part of a report from its first kept section (:data:`KEPT_HEADINGS`) on ('' when it has none)."""
+    found = [at for heading in KEPT_HEADINGS if (at := f"\n{text}".find(f"\n{heading}\n")) >= 0]
+    return text[min(found):] if found else ""
 
 
 def write_compare_report(path: Path, comparison: Comparison) -> None:
@@ -487,6 +491,12 @@ def write_compare_report(path: Path, comparison: Comparison) -> None:
            f" | {uname.system} {uname.machine}, {os.cpu_count()} cores, Python {platform.python_version()} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else ""
-    if not compare_section(text):
+    at = f"\n{text}".find(f"\n{COMPARE_HEADING}\n")
+    if at < 0:
         text = f"{text.rstrip()}\n\n{_COMPARE_INTRO}" if text.strip() else _COMPARE_INTRO
-    path.write_text(f"{text.rstrip()}\n{row}\n")
+        at = f"\n{text}".find(f"\n{COMPARE_HEADING}\n")
+    before, section = text[:at], text[at:]
+    lines = section.rstrip("\n").split("\n")
+    last_row = max((n for n, line in enumerate(lines) if line.startswith("|")), default=len(lines) - 1)
+    lines.insert(last_row + 1, row)  # the row joins the table, ahead of any notes below it
+    path.write_text(before + "\n".join(lines) + "\n")

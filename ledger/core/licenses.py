@@ -115,6 +115,7 @@ class LicenseBook:
     _index: Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]] = field(
         default_factory=dict, repr=False
     )
+    _by_id: Mapping[tuple[str, int], LicenseVersion] = field(default_factory=dict, repr=False)
 
     def in_force_index(self) -> Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]]:
         """(source_id, platform_id or ANY_PLATFORM) -> (effective starts, versions), as
@@ -139,7 +140,10 @@ class LicenseBook:
         return max(candidates, key=lambda a: (a.effective_from, a.version), default=None)
 
     def version(self, license_id: str, version: int) -> LicenseVersion | None:
-        for candidate in self.versions:
+        """Version ``version`` of ``license_id``: a dict lookup (a close asks once per tier line)."""
+        if self._by_id or not self.versions:
+            return self._by_id.get((license_id, version))
+        for candidate in self.versions:  # a book made without build_book
             if candidate.license_id == license_id and candidate.version == version:
                 return candidate
         return None
@@ -159,9 +163,12 @@ def build_book(
     for key, items in grouped.items():
         items.sort(key=lambda v: (v.effective_from, v.version))
         index[key] = (tuple(v.effective_from for v in items), tuple(items))
+    by_id: dict[tuple[str, int], LicenseVersion] = {}
+    for version in versions:
+        by_id.setdefault((version.license_id, version.version), version)  # the first, as the scan found it
     return LicenseBook(
         holders=dict(holders), sources=dict(sources), versions=tuple(versions), agreements=tuple(agreements),
-        _index=index,
+        _index=index, _by_id=by_id,
     )
 
 

@@ -29,6 +29,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ from ledger.core.period_terms import PeriodLine, period_lines
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
 from ledger.core.statements import (
-    StatementLine, build_statement, canonical_bytes, content_hash, render_csv, render_json, to_document,
+    StatementLine, build_statement, canonical_bytes, render_csv, render_document, to_document,
 )
+from ledger.core.licenses import LicenseBook
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
 
@@ -111,13 +113,14 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
 
-def _period_entries(ledger: LedgerStore, period: str, watermark: int) -> tuple[tuple[PeriodLine, ...], list[tuple[str, str]]]:
+def _period_entries(ledger: LedgerStore, period: str, watermark: int,
+                    book: LicenseBook) -> tuple[tuple[PeriodLine, ...], list[tuple[str, str]]]:
     """The period lines of closing ``period`` and the revenue reports they settle."""
     revenues = ledger.unsettled_revenue(period)
     months = sorted({period, *(r.period for r in revenues)})
     lines = period_lines(
         period=period,
-        book=ledger.load_book(),
+        book=book,
         usage=ledger.usage_totals(months, watermark),
         training=ledger.model_training(period, watermark),
         revenues=revenues,
@@ -155,7 +158,7 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     book = ledger.load_book()
-    lines, settled = _period_entries(ledger, period, before)
+    lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, before)
     watermark = planned.last_entry_id
@@ -185,9 +188,11 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
             payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
             close_root=commitment.root,
         )
-        signature = signer.sign(canonical_bytes(to_document(statement)))
-        stored.append(SignedStatement(statement=statement, content_hash=content_hash(statement),
-                                      document=render_json(statement), signature=signature,
+        # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
+        document = to_document(statement)
+        canonical = canonical_bytes(document)
+        stored.append(SignedStatement(statement=statement, content_hash=hashlib.sha256(canonical).hexdigest(),
+                                      document=render_document(document), signature=signer.sign(canonical),
                                       key_fingerprint=signer.fingerprint))
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=len(stored),

@@ -13,6 +13,7 @@ Guarantees:
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Iterator, Sequence
 
@@ -23,7 +24,7 @@ from ledger.core.period_terms import PeriodLine
 from ledger.core.records import CloseCommitment, CloseRecord, HolderLine, PlannedEntries, SignedStatement, StreamHead
 from ledger.core.statements import StatementLine
 from ledger.errors import LedgerFileError
-from ledger.storage.arrow_rows import accruals_table
+from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.connection import ChainTip, Db
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
@@ -35,6 +36,25 @@ previous close (prior-period adjustments). Parameters: watermark, period, period
 
 CHUNK = 65_536
 """Digests fetched at a time while a close folds them."""
+
+
+def statements_table(statements: Sequence[SignedStatement], created_at: datetime) -> pa.Table:
+    """A close's signed statements as one Arrow batch of ``statements`` rows (one insert, not one per statement)."""
+    amounts = {name: pa.array([getattr(signed.statement, name) for signed in statements], DECIMAL)
+               for name in ("accrued", "carry_in", "payable", "carry_out")}
+    return pa.table({
+        "statement_id": [signed.statement.statement_id for signed in statements],
+        "period": [signed.statement.period for signed in statements],
+        "holder_id": [signed.statement.holder_id for signed in statements],
+        "currency": [signed.statement.currency for signed in statements],
+        "format_version": pa.array([signed.statement.format_version for signed in statements], pa.int32()),
+        **amounts,
+        "content_hash": [signed.content_hash for signed in statements],
+        "document": [signed.document.decode() for signed in statements],
+        "created_at": pa.array([created_at] * len(statements), TIMESTAMP),
+        "signature": [signed.signature for signed in statements],
+        "key_fingerprint": [signed.key_fingerprint for signed in statements],
+    })
 
 
 def _close(row: tuple) -> CloseRecord:
@@ -187,16 +207,9 @@ class CloseRepository:
             )
             if commitment is not None:
                 self._store_commitment(close.period, commitment)
-            for signed in statements:
-                s = signed.statement
-                con.execute(
-                    "INSERT INTO statements (statement_id, period, holder_id, currency, format_version, accrued,"
-                    " carry_in, payable, carry_out, content_hash, document, created_at, signature, key_fingerprint)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [s.statement_id, s.period, s.holder_id, s.currency, s.format_version, s.accrued, s.carry_in,
-                     s.payable, s.carry_out, signed.content_hash, signed.document.decode(), close.closed_at,
-                     signed.signature, signed.key_fingerprint],
-                )
+            rows = statements_table(tuple(statements), close.closed_at)
+            if rows.num_rows:
+                self.db.insert("statements", rows)
         if planned_values:
             self.tip.advance(batch_id=batch_id, last_entry=planned.last_entry_id)
 

@@ -204,3 +204,15 @@ def test_an_event_built_earlier_is_bounded_by_the_clock_when_it_is_sent(usage_se
     with emitter_for(usage_settings) as emitter:  # the default limits: within the hour
         emitter.send_event(event)
     assert [r.record["event_id"] for r in landed()] == ["soon"]
+
+
+def test_a_small_send_buffer_blocks_instead_of_dropping(usage_settings, landed):
+    """With room for 4 pending records, 60 sends wait for acknowledgements; every one lands once."""
+    with emitter_for(usage_settings, max_pending=4) as emitter:
+        for n in range(60):
+            emitter.training(**TRAINING | {"units": n + 1}, event_id=f"bp-{n}")
+            assert len(emitter._pending) <= 4
+        emitter.flush()
+        assert (emitter.sent, emitter.acknowledged) == (60, 60)
+    counts = Counter(r.record["event_id"] for r in landed())
+    assert counts == Counter({f"bp-{n}": 1 for n in range(60)})
