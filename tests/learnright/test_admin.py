@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -30,10 +29,7 @@ from learnright.cli import app
 from ledger.core.periods import period_of, period_start, previous_period
 from ledger.storage.store import Ledger
 from producers import UsageEmitter
-from consumers.scheduler import LedgerService
-from ledger.services.tokens import AUDITOR, create_token
-from learnright.server import serve
-from tests.learnright.test_serve import service_settings, total, wait_for
+from tests.learnright.test_serve import service_settings, serving, total, wait_for
 
 LEARNRIGHT = str(Path(sys.executable).with_name("learnright"))
 
@@ -63,25 +59,6 @@ currency = "JPY"
 training = { rate = 2, per = 1, unit = "items" }
 inference = { rate = 1 }
 """
-
-
-@contextmanager
-def running(settings, book: str, *, clock):
-    """`learnright serve` in a thread over a new ledger, its schedule at ``clock``; yields its URL and an auditor token."""
-    with Ledger.open(settings.db) as ledger:
-        ledger.apply_licenses(book, "book.toml")
-        auditor = create_token(ledger, role=AUDITOR, holder_id=None, now=datetime.now(timezone.utc)).token
-        service = LedgerService(settings, ledger, clock=clock)
-        listening: list[str] = []
-        thread = threading.Thread(target=serve, args=(settings, ledger, service),
-                                  kwargs={"on_listening": listening.append}, daemon=True)
-        thread.start()
-        url = wait_for(lambda: listening and listening[0], what="the HTTP API")
-        try:
-            yield url, auditor
-        finally:
-            service.stop()
-            thread.join(timeout=30)
 
 
 def cli(*args: str, db: Path) -> subprocess.CompletedProcess:
@@ -133,7 +110,7 @@ def test_a_running_service_is_administered_through_its_socket_while_it_ingests(m
     # The schedule stands at the 1st of this month, before the grace day: last month is not due, so
     # the service's own closes leave it open and it is closed below by hand.
     first_of_month = period_start(this_month)
-    with running(settings, license_book_text + MAPS, clock=lambda: first_of_month) as (url, auditor):
+    with serving(settings, license_book_text + MAPS, clock=lambda: first_of_month) as (_, url, auditor, _ledger):
         assert stat.S_IMODE(settings.admin_socket.stat().st_mode) == 0o600
         producer.start()
         try:

@@ -91,19 +91,27 @@ def service(make_settings, license_book_text, tmp_path):
 @contextmanager
 def running(settings, license_book_text):
     """`learnright serve` in a thread over a new ledger; yields its URL, an auditor token and the ledger."""
+    with serving(settings, license_book_text) as (_, url, auditor, ledger):
+        yield url, auditor, ledger
+
+
+@contextmanager
+def serving(settings, license_book_text, clock=None):
+    """`learnright serve` in a thread over a new ledger, its scheduler's clock ``clock`` (the wall clock
+    if None); yields the service, its URL, an auditor token and the ledger."""
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
         auditor = create_token(ledger, role=AUDITOR, holder_id=None, now=datetime.now(timezone.utc)).token
-        running = LedgerService(settings, ledger)
+        service = LedgerService(settings, ledger, clock=clock)
         listening: list[str] = []
-        thread = threading.Thread(target=serve, args=(settings, ledger, running),
+        thread = threading.Thread(target=serve, args=(settings, ledger, service),
                                   kwargs={"on_listening": listening.append}, daemon=True)
         thread.start()
         url = wait_for(lambda: listening and listening[0], what="the HTTP API")
         try:
-            yield url, auditor, ledger
+            yield service, url, auditor, ledger
         finally:
-            running.stop()
+            service.stop()
             thread.join(timeout=30)
 
 

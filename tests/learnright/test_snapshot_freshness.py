@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import httpx
@@ -19,14 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from consumers.kafka_admin import ensure_topics
-from consumers.scheduler import LedgerService
 from learnright.cli import app
-from learnright.server import serve
-from ledger.services.tokens import AUDITOR, create_token
 from ledger.storage.snapshots import latest_snapshot
-from ledger.storage.store import Ledger
 from tests.consumers.test_scheduler import emit_month
-from tests.learnright.test_serve import total, wait_for
+from tests.learnright.test_serve import serving, total, wait_for
 
 pytestmark = pytest.mark.broker
 RECONCILED = ("SELECT period, count(*) AS statements, count(*) FILTER (WHERE NOT balanced) AS unbalanced"
@@ -49,25 +43,6 @@ def settings(make_settings, tmp_path, monkeypatch):
         monkeypatch.setenv(f"LEARNRIGHT_{key}", str(value))
     ensure_topics(settings.kafka.bootstrap_servers, (*settings.kafka.topics.usage, settings.kafka.topics.dead_letter), 2)
     return settings
-
-
-@contextmanager
-def serving(settings, license_book_text, clock):
-    """`learnright serve` in a thread, its scheduler's clock ``clock``; yields the service, URL, auditor and ledger."""
-    with Ledger.open(settings.db) as ledger:
-        ledger.apply_licenses(license_book_text, "book.toml")
-        auditor = create_token(ledger, role=AUDITOR, holder_id=None, now=datetime.now(timezone.utc)).token
-        service = LedgerService(settings, ledger, clock=clock)
-        listening: list[str] = []
-        thread = threading.Thread(target=serve, args=(settings, ledger, service),
-                                  kwargs={"on_listening": listening.append}, daemon=True)
-        thread.start()
-        url = wait_for(lambda: listening and listening[0], what="the HTTP API")
-        try:
-            yield service, url, auditor, ledger
-        finally:
-            service.stop()
-            thread.join(timeout=30)
 
 
 def sql(url: str, auditor: str, query: str) -> httpx.Response:
