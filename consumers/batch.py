@@ -17,7 +17,8 @@ from ground.settings import ConsumerSettings
 from ledger.core.chain import stream_of
 from ledger.core.corrections import CorrectionError, apply_correction
 from ledger.core.licenses import LicenseBook
-from ledger.core.pricing import Accrual, price
+from ledger.core.pricing import Accrual, Priced, price_consented
+from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.records import EventRow, IngestBatch, ModelLineage, QuarantineRow
 from ledger.core.periods import period_of
 from ledger.core.usage import (DEFAULT_LIMITS, InferenceUsage, RevenueReport, TrainingUsage, UsageCorrection,
@@ -135,16 +136,16 @@ def _parse_records(
 
 
 def _priced(raw: RawRecord, event: UsageEvent, book: LicenseBook, booked: Mapping[tuple[str, str], tuple],
-            corrected: dict[tuple[str, str], str]) -> tuple[Accrual, ...]:
-    """The accruals of one new event; a correction is recorded in ``corrected``.
+            corrected: dict[tuple[str, str], str]) -> Priced:
+    """The accruals (and unlicensed uses) of one new event; a correction is recorded in ``corrected``.
 
     Raises:
         LearnrightError: the event cannot be priced or the correction applied (it is quarantined).
     """
     if isinstance(event, (TrainingUsage, InferenceUsage)):
-        return price(event, book)
+        return price_consented(event, book)
     if isinstance(event, RevenueReport):
-        return ()
+        return Priced()
     target = (event.platform_id, event.corrects_event_id)
     if target in corrected:
         raise CorrectionError(
@@ -156,7 +157,7 @@ def _priced(raw: RawRecord, event: UsageEvent, book: LicenseBook, booked: Mappin
             f" {event.platform_id}, not booked yet, at {_where(raw)}")
     priced = apply_correction(event, booked[target], book)
     corrected[target] = event.event_id
-    return priced
+    return Priced(accruals=priced)
 
 
 def _event_row(raw: RawRecord, event: UsageEvent, digest: str) -> EventRow:
@@ -183,6 +184,7 @@ def build_batch(
     (:class:`PendingCorrectionError`); replaying it after the original arrives applies it.
     Every accrual is keyed by its record (stream ``<topic>/<partition>``, position = offset),
     so a record replayed from quarantine books the same entries as if booked on arrival.
+    A use of a source whose consent ended is booked as unlicensed use, keyed the same way.
     """
     quarantined: list[QuarantineRow] = []
     candidates = _parse_records(records, catalog, registry, limits, quarantined)
@@ -193,6 +195,7 @@ def build_batch(
     seen: dict[tuple[str, str], str] = dict(known)
     events: list[EventRow] = []
     accruals: list[Accrual] = []
+    unlicensed: list[UnlicensedUse] = []
     revenues: list[tuple[RevenueReport, int]] = []
     lineage: list[ModelLineage] = []
     duplicates = 0
@@ -213,7 +216,8 @@ def build_batch(
             continue
         seen[key] = digest
         stream = stream_of(raw.topic, raw.partition)
-        accruals.extend(replace(accrual, stream=stream, position=raw.offset) for accrual in priced)
+        accruals.extend(replace(accrual, stream=stream, position=raw.offset) for accrual in priced.accruals)
+        unlicensed.extend(replace(use, stream=stream, position=raw.offset) for use in priced.unlicensed)
         if isinstance(event, RevenueReport):
             revenues.append((event, raw.offset))
         if isinstance(event, TrainingUsage) and event.base_model_id:
@@ -224,5 +228,5 @@ def build_batch(
     return IngestBatch(
         events=tuple(events), accruals=tuple(accruals), revenues=tuple(revenues),
         quarantined=tuple(quarantined), offsets=_next_offsets(records), duplicates=duplicates,
-        lineage=tuple(lineage),
+        lineage=tuple(lineage), unlicensed=tuple(unlicensed),
     )

@@ -11,8 +11,9 @@ Guarantees:
     InferenceUsage schema, single-object encoded, valid and within the usage limits
     (``occurred_at`` bounded by the record's timestamp, no source twice, at most
     :data:`NATIVE_MAX_ATTRIBUTIONS` attributions), priced by a license in force, without
-    fine-tune lineage. Every other record goes through :func:`build_batch` (the
-    reference path), which books or quarantines it with its exact reason.
+    fine-tune lineage, of a source whose consent cannot end (no ``effective_to``, no
+    revocation). Every other record goes through :func:`build_batch` (the reference
+    path), which books, books as unlicensed use or quarantines it with its exact reason.
   * The result equals the reference path's for the same records (tests compare them),
     apart from entry order within a batch: fast-path accruals come first.
   * When two records of a batch share an event key, or a fast-path event turns out to
@@ -160,8 +161,13 @@ def compile_pricer(book: LicenseBook, catalog: Catalog, limits: UsageLimits = DE
     if stale:
         log.warning("native fast path off: it reads other versions than the latest %s", ", ".join(stale))
         return None
+    # A source whose consent can end (effective_to, a revocation) is left to Python, which books
+    # a use after the end as unlicensed use.
+    ending = {v.source_id for v in book.versions if v.effective_to is not None} | {
+        r.source_id for r in book.revocations}
     index = [
-        (source_id, platform_id, [(utc_micros(start), _version_spec(v)) for start, v in zip(starts, versions)])
+        (source_id, platform_id, [(utc_micros(start), None if source_id in ending else _version_spec(v))
+                                  for start, v in zip(starts, versions)])
         for (source_id, platform_id), (starts, versions) in book.in_force_index().items()
     ]
     return native.Pricer(

@@ -130,7 +130,8 @@ def serve(settings: Settings, ledger: Ledger, service, *, on_listening=lambda ur
                     " it keeps reading them again from the ledger's offsets; see the service log")
         return None if consumer.consumer.assignment() else "the consumer has no partitions assigned yet"
 
-    app = create_app(ledger=ledger, settings=settings, metrics=consumer.metrics, readiness=readiness)
+    app = create_app(ledger=ledger, settings=settings, metrics=consumer.metrics, readiness=readiness,
+                     write=lambda job: service.submit(job).result())
     watcher = SnapshotOnClose(ledger, settings, consumer.metrics)
     admin = AdminServer(create_admin_app(service=service, ledger=ledger, settings=settings),
                         settings.admin_socket).start()

@@ -21,6 +21,20 @@ class NoLicenseError(PricingError):
     code = "no_license"
 
 
+class UnlicensedUseError(PricingError):
+    """The source had a license for the platform, but its consent ended (``effective_to`` or a revocation).
+
+    Batch building books such a use as unlicensed use (:mod:`ledger.core.unlicensed`), never
+    quarantines it: ``end`` says which version ended and why.
+    """
+
+    code = "unlicensed_use"
+
+    def __init__(self, message: str, end=None):
+        super().__init__(message)
+        self.end = end
+
+
 class LicenseFileError(ConfigError):
     """A license file is malformed; the message names the entry and the field."""
 

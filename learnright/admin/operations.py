@@ -30,7 +30,9 @@ from ledger.core.money import at_minor_unit
 from ledger.core.signing import Signer
 from ledger.core.usage import UsageLimits
 from ledger.services.close import statement_file, write_period_files
-from ledger.services.tokens import AUDITOR, HOLDER, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
+from ledger.services.consent import parse_instant, revocation_json, revoke_source, unlicensed_report
+from ledger.services.provenance import evidence_document, model_summary, platform_of
+from ledger.services.tokens import AUDITOR, HOLDER, PLATFORM, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
 from ledger.storage.snapshots import Snapshot, publish_snapshot
 from ledger.storage.store import Ledger
 from schemas import Catalog, default_catalog
@@ -61,16 +63,17 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def tokens_create(ledger: Ledger, tools: Tools, *, auditor: bool, holder: str | None, expires_in: str | None,
-                  label: str = "") -> dict:
+                  label: str = "", platform: str | None = None) -> dict:
     """Issues a token; the answer holds its secret, which is stored nowhere (only its SHA-256 is)."""
-    if auditor == bool(holder):
-        raise ConfigError("give exactly one of --holder H or --auditor")
+    if auditor + bool(holder) + bool(platform) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P)")
     lifetime = parse_duration(expires_in) if expires_in else None
-    issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder, now=_now(),
-                          expires_in=lifetime, label=label)
+    role = AUDITOR if auditor else PLATFORM if platform else HOLDER
+    issued = create_token(ledger, role=role, holder_id=holder, now=_now(), expires_in=lifetime, label=label,
+                          platform_id=platform)
     record = issued.record
     return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
-            "expires_at": _iso(record.expires_at), "token": issued.token}
+            "platform_id": record.platform_id, "expires_at": _iso(record.expires_at), "token": issued.token}
 
 
 def tokens_revoke(ledger: Ledger, tools: Tools, *, token_id: str) -> dict:
@@ -81,7 +84,7 @@ def tokens_revoke(ledger: Ledger, tools: Tools, *, token_id: str) -> dict:
 
 def _token_row(record: TokenRecord, now: datetime) -> dict:
     return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
-            "state": record.state(now), "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
+            "platform_id": record.platform_id, "state": record.state(now), "created_at": _iso(record.created_at), "expires_at": _iso(record.expires_at),
             "label": record.label}
 
 
@@ -96,6 +99,37 @@ def licenses_apply(ledger: Ledger, tools: Tools, *, text: str, origin: str) -> d
     book, added = ledger.apply_licenses(text, origin)
     return {"origin": origin, "added": added, "versions": len(book.versions), "sources": len(book.sources),
             "holders": len(book.holders)}
+
+
+def licenses_revoke(ledger: Ledger, tools: Tools, *, source_id: str, effective_at: str, reason: str,
+                    platform_id: str = "*", evidence_url: str | None = None,
+                    evidence_sha256: str | None = None) -> dict:
+    """An operator's revocation of a source (any holder's), from ``effective_at`` (ISO 8601 with a zone)."""
+    revocation = revoke_source(ledger, source_id=source_id, platform_id=platform_id,
+                               effective_at=parse_instant(effective_at, "--effective-at"), reason=reason,
+                               by="operator", now=_now(), evidence_url=evidence_url, evidence_sha256=evidence_sha256)
+    return revocation_json(revocation)
+
+
+def unlicensed_list(ledger: Ledger, tools: Tools, *, period: str | None = None) -> dict:
+    """Booked unlicensed use, grouped per month, holder, source, platform, model, kind and reason."""
+    return {"period": period, "unlicensed_use": unlicensed_report(ledger, period)}
+
+
+def models_evidence(ledger: Ledger, tools: Tools, *, model_id: str, platform_id: str | None = None,
+                    as_of: str | None = None) -> dict:
+    """The unsigned evidence document of a model (the CLI signs it with the statement key)."""
+    platform = platform_of(ledger, model_id, platform_id)
+    moment = parse_instant(as_of, "--as-of") if as_of else _now().replace(microsecond=0)
+    return {"evidence": evidence_document(ledger, platform_id=platform, model_id=model_id, as_of=moment)}
+
+
+def models_summary(ledger: Ledger, tools: Tools, *, model_id: str, platform_id: str | None = None,
+                   as_of: str | None = None) -> dict:
+    """The AI Act training-content summary draft of a model (the CLI renders it as Markdown or JSON)."""
+    platform = platform_of(ledger, model_id, platform_id)
+    moment = parse_instant(as_of, "--as-of") if as_of else _now().replace(microsecond=0)
+    return {"summary": model_summary(ledger, platform_id=platform, model_id=model_id, as_of=moment)}
 
 
 def statements_list(ledger: Ledger, tools: Tools, *, period: str | None = None, holder: str | None = None) -> dict:
@@ -195,6 +229,10 @@ OPERATIONS: dict[str, Operation] = {
     "tokens_revoke": Operation(run=tokens_revoke, writes=True),
     "tokens_list": Operation(run=tokens_list, writes=False),
     "licenses_apply": Operation(run=licenses_apply, writes=True),
+    "licenses_revoke": Operation(run=licenses_revoke, writes=True),
+    "unlicensed_list": Operation(run=unlicensed_list, writes=False),
+    "models_evidence": Operation(run=models_evidence, writes=False),
+    "models_summary": Operation(run=models_summary, writes=False),
     "statements_list": Operation(run=statements_list, writes=False),
     "statements_get": Operation(run=statements_get, writes=False),
     "quarantine_list": Operation(run=quarantine_list, writes=False),

@@ -6,8 +6,9 @@ logic. The service's single :class:`~ledger.storage.store.Ledger` owns the file;
 through a pool of readers, each on its own DuckDB cursor, made before any thread starts.
 
 Routes live in modules by audience: ``operators`` (health, readiness, metrics),
-``holders`` (statements, downloads, royalties, the signing key) and ``auditors`` (SQL,
-snapshots). ``auth`` holds the token dependencies, ``errors`` the JSON error answers,
+``holders`` (statements, downloads, royalties, the signing key), ``auditors`` (SQL,
+snapshots) and ``consent`` (a holder's revocations and unlicensed use, a platform's
+licensed-model evidence). ``auth`` holds the token dependencies, ``errors`` the JSON error answers,
 ``observe`` the request metrics and log, ``limits`` the request body's cap and deadline,
 ``downloads`` the ``Content-Disposition`` of files, ``context`` what the routes share.
 
@@ -29,8 +30,8 @@ from fastapi.staticfiles import StaticFiles
 import ground
 from ground.metrics import Metrics
 from ground.settings import Settings
-from learnright.api import auditors, holders, operators
-from learnright.api.context import ApiContext, ReaderPool
+from learnright.api import auditors, consent, holders, operators
+from learnright.api.context import ApiContext, ReaderPool, direct_writer
 from learnright.api.errors import install_error_handlers
 from learnright.api.limits import BodyLimits
 from learnright.api.observe import install_observer
@@ -48,8 +49,13 @@ def _now() -> datetime:
 
 
 def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
-               readiness: Callable[[], str | None] = lambda: None, now: Callable[[], datetime] = _now) -> FastAPI:
-    """The ASGI app over ``ledger``. ``readiness()`` returns None when ready, else why not."""
+               readiness: Callable[[], str | None] = lambda: None, now: Callable[[], datetime] = _now,
+               write: Callable | None = None) -> FastAPI:
+    """The ASGI app over ``ledger``. ``readiness()`` returns None when ready, else why not.
+
+    ``write(job)`` runs ``job(writer)`` on the ledger's single writer (the running service
+    queues it, :meth:`consumers.scheduler.LedgerService.submit`); by default on ``ledger``.
+    """
     app = FastAPI(title="Learnright", version=ground.__version__,
                   description="Usage-metered royalty ledger: statements for rights holders, SQL and snapshots for"
                               " auditors, metrics for operators. See docs/api.md.")
@@ -57,7 +63,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
     limits = SqlLimits.from_settings(settings.sql)
     app.state.context = ApiContext(settings=settings, metrics=metrics, pool=pool, limits=limits,
                                    sql_slots=threading.BoundedSemaphore(settings.sql.max_concurrent),
-                                   readiness=readiness, now=now)
+                                   readiness=readiness, now=now, write=write or direct_writer(ledger))
     metrics.watch_ledger(lambda: _ledger_state(pool))
     metrics.watch_outbox(lambda: _outbox_pending(pool))
     metrics.watch_signing_key(settings.signing_key)
@@ -66,7 +72,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.http.max_body_bytes, timeout_s=settings.http.body_timeout_s)
     install_observer(app, metrics)
-    for router in (operators.router, holders.router, auditors.router):
+    for router in (operators.router, holders.router, auditors.router, consent.router):
         app.include_router(router)
     app.get("/", include_in_schema=False)(root)
     app.mount("/app", StaticFiles(directory=WEB, html=True), name="app")

@@ -11,7 +11,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import Request
 
@@ -55,8 +55,22 @@ class ApiContext:
     readiness: Callable[[], str | None]
     """None when the service is ready, else why not."""
     now: Callable[[], datetime]
+    write: Callable[[Callable[[Ledger], Any]], Any] | None = None
+    """Runs a job on the ledger's single writer and returns its answer (a holder's revocation):
+    queued onto the running service's writer, or on the app's own ledger under a lock."""
 
 
 def context(request: Request) -> ApiContext:
     """The app's :class:`ApiContext` (a dependency: it adds nothing to the OpenAPI document)."""
     return request.app.state.context
+
+
+def direct_writer(ledger: Ledger) -> Callable[[Callable[[Ledger], Any]], Any]:
+    """Writes on ``ledger`` itself, one job at a time: for an app whose ledger no consumer writes (tests, tools)."""
+    lock = threading.Lock()
+
+    def write(job: Callable[[Ledger], Any]) -> Any:
+        with lock:
+            return job(ledger)
+
+    return write

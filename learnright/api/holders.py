@@ -14,7 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from learnright.api.auth import principal
+from learnright.api.auth import any_token, principal
 from learnright.api.context import ApiContext, context
 from learnright.api.downloads import content_disposition
 from learnright.api.errors import ApiError
@@ -40,8 +40,9 @@ def own_document(reader: Ledger, record: TokenRecord, statement_id: str) -> str:
 
 
 @router.get("/v1/me", summary="Who this token is.")
-def me(record: TokenRecord = Depends(principal)) -> dict:
+def me(record: TokenRecord = Depends(any_token)) -> dict:
     return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
+            **({"platform_id": record.platform_id} if record.platform_id else {}),
             "expires_at": record.expires_at.isoformat() if record.expires_at else None}
 
 

@@ -17,6 +17,8 @@ from learnright.cli.groups import DbOption, app, settings_for, tokens_app
 def tokens_create(
     holder: Optional[str] = typer.Option(None, "--holder", help="The rights holder whose statements it reads."),
     auditor: bool = typer.Option(False, "--auditor", help="An auditor token: SQL and snapshots, every holder."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="A platform token: the licensed-model evidence"
+                                           " and unlicensed use of this platform's own models."),
     expires_in: Optional[str] = typer.Option(None, "--expires-in", help="Lifetime, e.g. 90d, 12h, 2w (default: none)."),
     label: str = typer.Option("", "--label", help="A note to recognise the token by in `tokens list`."),
     db: Optional[Path] = DbOption,
@@ -29,12 +31,14 @@ def tokens_create(
     from ledger.services.tokens import parse_duration
 
     settings = settings_for(db)
-    if auditor == bool(holder):
-        raise ConfigError("give exactly one of --holder H or --auditor")
+    if auditor + bool(holder) + bool(platform) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P)")
     if expires_in:
         parse_duration(expires_in)  # refused here, before anything is asked of the ledger
-    issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label)
-    typer.echo(f"created {issued['token_id']} ({issued['role']}{' ' + issued['holder_id'] if issued['holder_id'] else ''},"
+    scope = {"platform": platform} if platform else {}  # only asked of a service that knows platform tokens
+    issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label, **scope)
+    owner = issued["holder_id"] or issued.get("platform_id")
+    typer.echo(f"created {issued['token_id']} ({issued['role']}{' ' + owner if owner else ''},"
                f" expires {issued['expires_at'] or 'never'}); shown once, keep it secret:", err=True)
     typer.echo(issued["token"])
 
@@ -50,13 +54,13 @@ def tokens_revoke(token_id: str, db: Optional[Path] = DbOption) -> None:
 
 @tokens_app.command("list")
 def tokens_list(db: Optional[Path] = DbOption) -> None:
-    """List tokens: id, role, holder, state, created, expires (never the secrets)."""
+    """List tokens: id, role, holder (or platform), state, created, expires (never the secrets)."""
     from learnright.admin.client import run
 
     records = run(settings_for(db), "tokens_list")["tokens"]
     typer.echo("token_id\trole\tholder\tstate\tcreated_at\texpires_at\tlabel")
     for r in records:
-        typer.echo(f"{r['token_id']}\t{r['role']}\t{r['holder_id'] or '-'}\t{r['state']}\t{r['created_at']}\t"
+        typer.echo(f"{r['token_id']}\t{r['role']}\t{r['holder_id'] or r.get('platform_id') or '-'}\t{r['state']}\t{r['created_at']}\t"
                    f"{r['expires_at'] or '-'}\t{r['label']}")
 
 

@@ -12,6 +12,9 @@ separated by tabs, each record type preceded once by a ``#`` line naming its col
   ``RU01``  one per statement line of the platform: which summary it belongs to, the
             statement, holder, source, model, kind, month (an earlier one on a
             prior-period adjustment), quantity, unit, rate, amount, license, description.
+  ``UL01``  one per unlicensed-use line of the platform (only in a report that has any,
+            after the details): uses of a source after its license ended or was revoked,
+            listed and never priced (:mod:`ledger.core.unlicensed`).
   ``FOOT``  one: counts of records (all, summary, detail) and the total per currency.
 
 Amounts are exact decimals as in the statements; the platform reconciles against them.
@@ -35,6 +38,9 @@ SUMMARY_COLUMNS = ("RecordType", "SummaryRecordId", "Currency", "UsageKind", "Nu
 DETAIL_COLUMNS = ("RecordType", "DetailRecordId", "SummaryRecordId", "StatementId", "RightsHolderId", "SourceId",
                   "ModelId", "UsageKind", "UsagePeriod", "PriorPeriodAdjustment", "Quantity", "Unit", "Rate", "Per",
                   "Amount", "Currency", "License", "Description")
+UNLICENSED_COLUMNS = ("RecordType", "UnlicensedRecordId", "StatementId", "RightsHolderId", "SourceId", "ModelId",
+                      "UsageKind", "UsagePeriod", "Quantity", "Unit", "NumberOfEvents", "Reason", "License",
+                      "RevocationId")
 FOOT_COLUMNS = ("RecordType", "NumberOfRecordsInFile", "NumberOfSummaryRecords", "NumberOfDetailRecords",
                 "TotalAmountPerCurrency")
 
@@ -67,7 +73,9 @@ def _record(values: Iterable[object]) -> str:
 
 
 def platforms(documents: Iterable[dict]) -> tuple[str, ...]:
-    return tuple(sorted({line["platform_id"] for document in documents for line in document["lines"]}))
+    """Every platform with a statement line or an unlicensed use in ``documents``."""
+    return tuple(sorted({line["platform_id"] for document in documents
+                         for line in (*document["lines"], *document.get("unlicensed_use", ()))}))
 
 
 def render_dsr(*, period: str, platform_id: str, documents: Iterable[dict], created_at: datetime,
@@ -108,10 +116,22 @@ def render_dsr(*, period: str, platform_id: str, documents: Iterable[dict], crea
             "Y" if line["prior_period_adjustment"] else "N", _number(line["quantity"]), line["unit"],
             _number(line["rate"]), line["per"], _number(line["amount"]), document["currency"], line["license"], line["description"],
         )))
+    unlicensed = sorted(
+        ((document, use) for document in documents for use in document.get("unlicensed_use", ())
+         if use["platform_id"] == platform_id),
+        key=lambda item: (item[0]["holder"]["id"], item[1]["period"], item[1]["source_id"], item[1]["model_id"],
+                          item[1]["kind"], item[1]["license"], item[1]["reason"], item[1]["revocation_id"]))
+    if unlicensed:
+        lines.append("#" + _record(UNLICENSED_COLUMNS))
+        for number, (document, use) in enumerate(unlicensed, start=1):
+            lines.append(_record((
+                "UL01", number, document["statement_id"], document["holder"]["id"], use["source_id"],
+                use["model_id"], use["kind"], use["period"], _number(use["quantity"]), use["unit"], use["events"],
+                use["reason"], use["license"], use["revocation_id"])))
     totals: dict[str, Decimal] = {}
     for (currency, _kind), (_count, total) in summaries.items():
         totals[currency] = totals.get(currency, Decimal(0)) + total
-    records = 1 + len(summaries) + len(details) + 1
+    records = 1 + len(summaries) + len(details) + len(unlicensed) + 1
     lines.append("#" + _record(FOOT_COLUMNS))
     lines.append(_record(("FOOT", records, len(summaries), len(details),
                           ";".join(f"{c}:{_number(totals[c])}" for c in sorted(totals)))))

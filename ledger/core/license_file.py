@@ -24,6 +24,7 @@ from ledger.core.licenses import (
     InferenceTerms,
     LicenseBook,
     LicenseVersion,
+    Revocation,
     Source,
     Tier,
     TrainingTerms,
@@ -52,9 +53,10 @@ def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
         sources = {s.source_id: s for s in (_source(item, holders) for item in _entries(data, "sources"))}
         versions = tuple(_license(item, sources) for item in _entries(data, "licenses"))
         agreements = tuple(_agreement(item) for item in _entries(data, "agreements"))
+        revocations = tuple(_revocation(item) for item in _entries(data, "revocations"))
     except ValidationError as exc:
         raise LicenseFileError(f"{origin}: {exc}") from exc
-    return build_book(holders, sources, versions, agreements)
+    return build_book(holders, sources, versions, agreements, revocations)
 
 
 # -- fields shared by every entry --------------------------------------------------------
@@ -81,12 +83,12 @@ def _version(item: Mapping[str, Any], where: str) -> int:
     return version
 
 
-def _effective_from(item: Mapping[str, Any], where: str) -> datetime:
-    """The entry's ``effective_from`` in UTC; a naive or missing one is refused."""
-    effective_from = item.get("effective_from")
+def _effective_from(item: Mapping[str, Any], where: str, key: str = "effective_from") -> datetime:
+    """The entry's ``effective_from`` (or other instant ``key``) in UTC; a naive or missing one is refused."""
+    effective_from = item.get(key)
     if not isinstance(effective_from, datetime) or effective_from.tzinfo is None:
         raise ValidationError(
-            f"{where}.effective_from", effective_from, "must be a TOML offset date-time such as 2026-01-01T00:00:00Z"
+            f"{where}.{key}", effective_from, "must be a TOML offset date-time such as 2026-01-01T00:00:00Z"
         )
     return effective_from.astimezone(timezone.utc)
 
@@ -155,6 +157,10 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
     pool = item.get("pool", False)
     if not isinstance(pool, bool):
         raise ValidationError(f"{where}.pool", pool, "must be true or false")
+    effective_to = _effective_from(item, where, "effective_to") if "effective_to" in item else None
+    if effective_to is not None and effective_to <= effective_from:
+        raise ValidationError(f"{where}.effective_to", effective_to.isoformat(),
+                              f"must be after effective_from ({effective_from.isoformat()})")
     terms = {
         "format": FORMAT_VERSION,
         "license_id": license_id,
@@ -175,6 +181,8 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         terms["minimum"] = {"monthly": str(minimum_monthly)}
     if pool:
         terms["pool"] = True
+    if effective_to is not None:
+        terms["effective_to"] = effective_to.isoformat()
     return LicenseVersion(
         license_id=license_id,
         version=version,
@@ -188,6 +196,7 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         terms=terms,
         minimum_monthly=minimum_monthly,
         pool=pool,
+        effective_to=effective_to,
     )
 
 
@@ -266,6 +275,47 @@ def _minimum(minimum: Any, platform_id: str, where: str) -> Decimal:
     if platform_id == ANY_PLATFORM:
         raise ValidationError(where, platform_id, "needs a license for one platform (platform = \"...\"), not \"*\"")
     return monthly
+
+
+# -- revocations -------------------------------------------------------------------------
+
+
+SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _revocation(item: Mapping[str, Any]) -> Revocation:
+    """A ``[[revocations]]`` entry: which source, for which platform, from when, why, by whom, on what evidence.
+
+    The source is checked against the whole book when the document is merged
+    (:func:`ledger.core.licenses.merge_books`): a revocation names a source of another file.
+    """
+    revocation_id = _str(item, "id", "revocations[]")
+    where = f"revocations[{revocation_id}]"
+    source_id = _str(item, "source", where)
+    platform_id = item.get("platform", ANY_PLATFORM)
+    if not isinstance(platform_id, str) or not platform_id.strip():
+        raise ValidationError(f"{where}.platform", platform_id, "must be a platform id or \"*\" (every platform)")
+    effective_at = _effective_from(item, where, "effective_at")
+    recorded_at = _effective_from(item, where, "recorded_at")
+    reason = _str(item, "reason", where)
+    revoked_by = _str(item, "by", where)
+    evidence_url = item.get("evidence_url")
+    if evidence_url is not None and (not isinstance(evidence_url, str) or not evidence_url.startswith(("https://", "http://"))):
+        raise ValidationError(f"{where}.evidence_url", evidence_url, "must be an http(s) URL")
+    evidence_sha256 = item.get("evidence_sha256")
+    if evidence_sha256 is not None and (not isinstance(evidence_sha256, str) or len(evidence_sha256) != 64
+                                        or not SHA256_HEX.issuperset(evidence_sha256)):
+        raise ValidationError(f"{where}.evidence_sha256", evidence_sha256, "must be 64 lower-case hex digits (SHA-256)")
+    if evidence_sha256 is not None and evidence_url is None:
+        raise ValidationError(f"{where}.evidence_sha256", evidence_sha256, "needs evidence_url: the hash of what?")
+    terms = {
+        "format": FORMAT_VERSION, "revocation_id": revocation_id, "source_id": source_id, "platform_id": platform_id,
+        "effective_at": effective_at.isoformat(), "recorded_at": recorded_at.isoformat(), "reason": reason,
+        "by": revoked_by, "evidence_url": evidence_url, "evidence_sha256": evidence_sha256,
+    }
+    return Revocation(revocation_id=revocation_id, source_id=source_id, platform_id=platform_id,
+                      effective_at=effective_at, reason=reason, revoked_by=revoked_by, recorded_at=recorded_at,
+                      evidence_url=evidence_url, evidence_sha256=evidence_sha256, content_hash=_content_hash(terms))
 
 
 # -- platform agreements -----------------------------------------------------------------

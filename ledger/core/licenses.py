@@ -6,6 +6,13 @@ any platform ``"*"``), the version with the latest ``effective_from`` not after 
 event. Nothing is edited: a new version supersedes an old one from its
 ``effective_from``. The license file that a book is read from is parsed in
 :mod:`ledger.core.license_file`.
+
+Consent can end (docs/licenses.md, "When consent ends"): a version with ``effective_to``
+is in force up to that instant only, and a :class:`Revocation` of the source (for one
+platform or all) ends every version that started before the revocation's
+``effective_at``. A version that starts after a revocation is new consent. Usage of a
+source whose consent ended is unlicensed use (:meth:`LicenseBook.consent_end` says
+why), which the ledger books apart from accruals and never prices.
 """
 
 from __future__ import annotations
@@ -81,6 +88,51 @@ class LicenseVersion:
     terms: Mapping[str, Any]
     minimum_monthly: Decimal | None = None
     pool: bool = False
+    effective_to: datetime | None = None
+    """The instant the version stops being in force (exclusive); None: until superseded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Revocation:
+    """A holder's withdrawal of consent for a source, on one platform or on all (``"*"``).
+
+    Appended as a license document of its own (never edited): it is part of the book
+    and of the book's hash, which every close commits to.
+    """
+
+    revocation_id: str
+    source_id: str
+    platform_id: str
+    effective_at: datetime
+    reason: str
+    revoked_by: str
+    recorded_at: datetime
+    evidence_url: str | None = None
+    evidence_sha256: str | None = None
+    content_hash: str = ""
+
+
+ENDED = "ended"
+REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentEnd:
+    """Why a source had a license for a platform that is no longer in force at an instant.
+
+    ``version`` is the version that would price the use had consent not ended; ``reason``
+    is :data:`ENDED` (its ``effective_to`` passed) or :data:`REVOKED` (``revocation``).
+    """
+
+    version: LicenseVersion
+    reason: str
+    since: datetime
+    revocation: Revocation | None = None
+
+    def describe(self) -> str:
+        if self.revocation is not None:
+            return f"revoked by {self.revocation.revocation_id} from {self.since.isoformat()}"
+        return f"license {self.version.license_id} v{self.version.version} ended at {self.since.isoformat()}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +164,8 @@ class LicenseBook:
     sources: Mapping[str, Source]
     versions: tuple[LicenseVersion, ...]
     agreements: tuple[AgreementVersion, ...] = ()
+    revocations: tuple[Revocation, ...] = ()
+    _revoked: Mapping[str, tuple[Revocation, ...]] = field(default_factory=dict, repr=False)
     _index: Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]] = field(
         default_factory=dict, repr=False
     )
@@ -123,7 +177,26 @@ class LicenseBook:
         return self._index
 
     def in_force(self, source_id: str, platform_id: str, at: datetime) -> LicenseVersion | None:
-        """The version pricing a use of ``source_id`` by ``platform_id`` at ``at``, if any."""
+        """The version pricing a use of ``source_id`` by ``platform_id`` at ``at``, if any.
+
+        None also when consent ended (``effective_to`` or a revocation): see :meth:`consent_end`.
+        """
+        version = self._started(source_id, platform_id, at)
+        if version is None or self._ended(version, platform_id, at) is not None:
+            return None
+        return version
+
+    def consent_end(self, source_id: str, platform_id: str, at: datetime) -> ConsentEnd | None:
+        """Why the license of ``source_id`` for ``platform_id`` is not in force at ``at``; None if it is or never was."""
+        version = self._started(source_id, platform_id, at)
+        return None if version is None else self._ended(version, platform_id, at)
+
+    def revocations_of(self, source_id: str) -> tuple[Revocation, ...]:
+        """The revocations of ``source_id``, by effective instant then id."""
+        return self._revoked.get(source_id, ())
+
+    def _started(self, source_id: str, platform_id: str, at: datetime) -> LicenseVersion | None:
+        """The latest version started at ``at``: the platform's own licenses first, else those for any platform."""
         for key in ((source_id, platform_id), (source_id, ANY_PLATFORM)):
             entry = self._index.get(key)
             if entry is None:
@@ -133,6 +206,19 @@ class LicenseBook:
             if position:
                 return versions[position - 1]
         return None
+
+    def _ended(self, version: LicenseVersion, platform_id: str, at: datetime) -> ConsentEnd | None:
+        """The earliest end of ``version``'s consent for ``platform_id`` at or before ``at``, if any."""
+        ends = []
+        if version.effective_to is not None and version.effective_to <= at:
+            ends.append(ConsentEnd(version=version, reason=ENDED, since=version.effective_to))
+        for revocation in self._revoked.get(version.source_id, ()):
+            if (revocation.platform_id in (platform_id, ANY_PLATFORM)
+                    and version.effective_from <= revocation.effective_at <= at):
+                ends.append(ConsentEnd(version=version, reason=REVOKED, since=revocation.effective_at,
+                                       revocation=revocation))
+                break  # ordered by effective_at: the first that applies is the earliest
+        return min(ends, key=lambda end: (end.since, end.reason), default=None)
 
     def agreement_in_force(self, platform_id: str, at: datetime) -> AgreementVersion | None:
         """The platform agreement of ``platform_id`` in force at ``at``: latest effective_from, then version."""
@@ -154,8 +240,9 @@ def build_book(
     sources: Mapping[str, Source],
     versions: tuple[LicenseVersion, ...],
     agreements: tuple[AgreementVersion, ...] = (),
+    revocations: tuple[Revocation, ...] = (),
 ) -> LicenseBook:
-    """Indexes versions by (source, platform), ordered by effective_from then version."""
+    """Indexes versions by (source, platform), ordered by effective_from then version, and revocations by source."""
     grouped: dict[tuple[str, str], list[LicenseVersion]] = {}
     for version in versions:
         grouped.setdefault((version.source_id, version.platform_id), []).append(version)
@@ -166,8 +253,14 @@ def build_book(
     by_id: dict[tuple[str, int], LicenseVersion] = {}
     for version in versions:
         by_id.setdefault((version.license_id, version.version), version)  # the first, as the scan found it
+    revoked: dict[str, list[Revocation]] = {}
+    for revocation in revocations:
+        revoked.setdefault(revocation.source_id, []).append(revocation)
     return LicenseBook(
         holders=dict(holders), sources=dict(sources), versions=tuple(versions), agreements=tuple(agreements),
+        revocations=tuple(revocations),
+        _revoked={source: tuple(sorted(items, key=lambda r: (r.effective_at, r.revocation_id)))
+                  for source, items in revoked.items()},
         _index=index, _by_id=by_id,
     )
 
@@ -176,13 +269,27 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
     """``old`` plus whatever ``new`` adds; a changed (license, version) is refused.
 
     Raises:
-        LicenseFileError: ``new`` redefines an existing license version differently.
+        LicenseFileError: ``new`` redefines an existing license version differently, or
+            revokes a source neither book declares.
     """
     added = _new_versions("license", "license_id", old.versions, new.versions)
     added_agreements = _new_versions("agreement", "agreement_id", old.agreements, new.agreements)
+    sources = {**old.sources, **new.sources}
+    known = {r.revocation_id: r for r in old.revocations}
+    added_revocations = []
+    for revocation in new.revocations:
+        if revocation.source_id not in sources:
+            raise LicenseFileError(f"revocation {revocation.revocation_id}: source {revocation.source_id!r}"
+                                   " is not declared by any applied license file")
+        existing = known.get(revocation.revocation_id)
+        if existing is None:
+            added_revocations.append(revocation)
+        elif existing.content_hash != revocation.content_hash:
+            raise LicenseFileError(f"revocation {revocation.revocation_id} already exists with other content;"
+                                   " revocations are never edited")
     return build_book(
-        {**old.holders, **new.holders}, {**old.sources, **new.sources}, old.versions + tuple(added),
-        old.agreements + tuple(added_agreements),
+        {**old.holders, **new.holders}, sources, old.versions + tuple(added),
+        old.agreements + tuple(added_agreements), old.revocations + tuple(added_revocations),
     )
 
 

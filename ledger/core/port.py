@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol, Sequence
 
+from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
@@ -32,6 +33,7 @@ from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseComm
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
+from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 
 EventKey = tuple[str, str]
@@ -150,6 +152,21 @@ class LedgerStore(Protocol):
                      commitment: CloseCommitment | None = None) -> None:
         """Stores a close, its planned entries, settled revenue, commitment and statements in one transaction."""
 
+    # -- unlicensed use ----------------------------------------------------------------------
+
+    def unlicensed_uses(self, period: str | None = None, *, platform_id: str | None = None,
+                        holder_id: str | None = None) -> list[UnlicensedUse]:
+        """Booked unlicensed uses (of one month, platform or holder), by month then log order."""
+
+    def unlicensed_for_close(self, period: str) -> list[UnlicensedUse]:
+        """The unlicensed uses the close of ``period`` lists: its month's and earlier months' not listed by an earlier close."""
+
+    def training_uses(self, platform_id: str, as_of: datetime | None = None) -> list[TrainingUse]:
+        """Priced training of each model of ``platform_id`` up to ``as_of``, per source and license version."""
+
+    def model_platforms(self, model_id: str) -> list[str]:
+        """The platforms that reported usage of a model named ``model_id``, sorted."""
+
     # -- statements ------------------------------------------------------------------------
 
     def statement_rows(self, period: str | None = None, holder_id: str | None = None) -> list[StatementRow]:
@@ -181,8 +198,8 @@ class LedgerStore(Protocol):
     # -- API tokens ------------------------------------------------------------------------
 
     def record_token(self, *, token_id: str, secret_sha256: str, role: str, holder_id: str | None, label: str,
-                     created_at: datetime, expires_at: datetime | None) -> None:
-        """Stores a token's hash (never its secret) and its expiry, in one transaction."""
+                     created_at: datetime, expires_at: datetime | None, platform_id: str | None = None) -> None:
+        """Stores a token's hash (never its secret), its expiry and a platform token's platform, in one transaction."""
 
     def record_token_change(self, token_id: str, change: str, effective_at: datetime, recorded_at: datetime) -> None:
         """Appends a change ('revoked', 'expires') to a token."""

@@ -6,14 +6,15 @@ the accrual scale (license parsing guarantees rate / per and rate x weight fit i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from ledger.errors import NoLicenseError, PricingError, UnknownSourceError
-from ledger.core.licenses import LicenseBook, LicenseVersion
+from ledger.errors import NoLicenseError, PricingError, UnknownSourceError, UnlicensedUseError
+from ledger.core.licenses import ConsentEnd, LicenseBook, LicenseVersion
 from ledger.core.money import LEDGER_LIMIT, wide_precision
 from ledger.core.periods import period_of
+from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import InferenceUsage, TrainingUsage
 
 TRAINING = "training"
@@ -61,6 +62,10 @@ def _license(book: LicenseBook, source_id: str, platform_id: str, at: datetime, 
     if source is None:
         raise UnknownSourceError(f"source {source_id!r} is not in any applied license file")
     version = book.in_force(source_id, platform_id, at)
+    if version is None and (end := book.consent_end(source_id, platform_id, at)) is not None:
+        raise UnlicensedUseError(
+            f"source {source_id!r} is not licensed to platform {platform_id!r} at {at.isoformat()}: {end.describe()}",
+            end)
     if version is None:
         raise NoLicenseError(
             f"no license for source {source_id!r} and platform {platform_id!r} is in force at {at.isoformat()}"
@@ -159,3 +164,59 @@ def price(event: TrainingUsage | InferenceUsage, book: LicenseBook) -> tuple[Acc
     if isinstance(event, TrainingUsage):
         return price_training(event, book)
     return price_inference(event, book)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Priced:
+    """What one usage event books: accruals for licensed uses, unlicensed uses for the rest."""
+
+    accruals: tuple[Accrual, ...] = ()
+    unlicensed: tuple[UnlicensedUse, ...] = ()
+
+
+def _unlicensed(end: ConsentEnd, *, event: TrainingUsage | InferenceUsage, line: int, kind: str, source_id: str,
+                holder_id: str, quantity: Decimal, unit: str) -> UnlicensedUse:
+    return UnlicensedUse(
+        platform_id=event.platform_id, event_id=event.event_id, line=line, kind=kind, source_id=source_id,
+        holder_id=holder_id, model_id=event.model_id, quantity=quantity, unit=unit, occurred_at=event.occurred_at,
+        period=period_of(event.occurred_at), reason=end.reason, license_id=end.version.license_id,
+        license_version=end.version.version, currency=end.version.currency,
+        revocation_id=end.revocation.revocation_id if end.revocation is not None else "")
+
+
+def price_consented(event: TrainingUsage | InferenceUsage, book: LicenseBook) -> Priced:
+    """Prices ``event`` like :func:`price`, booking a use whose consent ended as unlicensed instead.
+
+    A training event of a source whose license ended or was revoked is one unlicensed use;
+    an answer prices its licensed attributions and lists each one whose consent ended
+    as an unlicensed use of the same line number. An event using a source never
+    licensed to the platform is still refused (quarantined, and retried when a license
+    arrives).
+
+    Raises:
+        PricingError: as :func:`price`, for anything but ended consent.
+    """
+    if isinstance(event, TrainingUsage):
+        try:
+            return Priced(accruals=price_training(event, book))
+        except UnlicensedUseError as exc:
+            return Priced(unlicensed=(_unlicensed(
+                exc.end, event=event, line=0, kind=TRAINING, source_id=event.source_id,
+                holder_id=book.sources[event.source_id].holder_id, quantity=Decimal(event.units), unit=event.unit),))
+    ended = {}
+    for line, attribution in enumerate(event.attributions):
+        if attribution.source_id in book.sources:
+            end = book.consent_end(attribution.source_id, event.platform_id, event.occurred_at)
+            if end is not None:
+                ended[line] = end
+    if not ended:
+        return Priced(accruals=price_inference(event, book))
+    licensed = tuple(a for line, a in enumerate(event.attributions) if line not in ended)
+    lines = [line for line in range(len(event.attributions)) if line not in ended]
+    accruals = tuple(replace(accrual, line=lines[index]) for index, accrual in
+                     enumerate(price_inference(replace(event, attributions=licensed), book)))
+    return Priced(accruals=accruals, unlicensed=tuple(
+        _unlicensed(end, event=event, line=line, kind=INFERENCE, source_id=event.attributions[line].source_id,
+                    holder_id=book.sources[event.attributions[line].source_id].holder_id,
+                    quantity=event.attributions[line].weight, unit="answer")
+        for line, end in sorted(ended.items())))

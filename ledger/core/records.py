@@ -16,6 +16,7 @@ from typing import Mapping
 from ledger.core.period_terms import PeriodLine
 from ledger.core.pricing import Accrual
 from ledger.core.statements import Statement, StatementLine
+from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 
 # -- ingestion ----------------------------------------------------------------------------
@@ -83,6 +84,8 @@ class IngestBatch:
     offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
     duplicates: int = 0
     lineage: tuple[ModelLineage, ...] = ()
+    unlicensed: tuple[UnlicensedUse, ...] = ()
+    """Uses of sources whose consent ended (:mod:`ledger.core.unlicensed`): booked, never priced."""
     native: object | None = None
     """Rows the native fast path built (``learnright_native.Rows``); appended before the rest."""
 
@@ -309,6 +312,8 @@ class TokenRow:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    platform_id: str | None = None
+    """The platform of a ``platform`` token; None for the other scopes."""
 
 
 # -- the open month -----------------------------------------------------------------------------

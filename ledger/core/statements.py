@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 from ledger.core.cells import safe_text
 from ledger.core.money import round_to_minor, wide_precision
+from ledger.core.unlicensed import UnlicensedLine, statement_section
 
 # 2: lines carry ``description`` (how a period term was computed; empty for usage lines).
 # 3: the content hash is the SHA-256 of the canonical bytes (:func:`canonical_bytes`, RFC 8785
@@ -75,6 +76,9 @@ class Statement:
     close_root: str
     """The commitment of the close that built the statement (:func:`ledger.core.chain.close_root`)."""
     format_version: int = FORMAT_VERSION
+    unlicensed: tuple[UnlicensedLine, ...] = ()
+    """Uses of the holder's sources after consent ended (not money); the document's optional
+    ``unlicensed_use`` member, present only when this is non-empty."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +135,7 @@ def build_statement(
     carry_in: Decimal,
     payout_minimum: Decimal,
     close_root: str,
+    unlicensed: Iterable[UnlicensedLine] = (),
 ) -> Statement:
     ordered = tuple(
         sorted(lines, key=lambda l: (
@@ -152,6 +157,7 @@ def build_statement(
         payable=payable,
         carry_out=carry_out,
         close_root=close_root,
+        unlicensed=tuple(unlicensed),
     )
 
 
@@ -168,8 +174,12 @@ def _plain(amount: Decimal) -> str:
 
 
 def to_document(statement: Statement) -> dict:
-    """The statement as a JSON-ready document; amounts as strings, never floats."""
-    return {
+    """The statement as a JSON-ready document; amounts as strings, never floats.
+
+    ``unlicensed_use`` is added only when the statement lists unlicensed use, so the bytes
+    (and signature) of every statement without it are what they were before it existed.
+    """
+    document = {
         "format_version": statement.format_version,
         "statement_id": statement.statement_id,
         "period": statement.period,
@@ -203,6 +213,9 @@ def to_document(statement: Statement) -> dict:
         ],
         "ledger": {"close_root": statement.close_root},
     }
+    if statement.unlicensed:
+        document["unlicensed_use"] = statement_section(statement.unlicensed)
+    return document
 
 
 def render_json(statement: Statement) -> bytes:
@@ -303,8 +316,14 @@ def _csv_cell(column: str, value: object) -> object:
     return safe_text(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _unlicensed_text(use: dict) -> str:
+    how = f"revoked ({use['revocation_id']})" if use["reason"] == "revoked" else "license ended"
+    return f"unlicensed use, not priced: {how}; {use['events']} events"
+
+
 def render_csv(document: dict) -> bytes:
-    """A statement document as CSV: lines first, then summary rows (kind = summary).
+    """A statement document as CSV: lines first, then unlicensed use (kind = unlicensed_<kind>, no amount) if
+    any, then summary rows (kind = summary).
 
     Text cells that could start a spreadsheet formula are neutralized
     (:func:`ledger.core.cells.safe_text`); number columns are written as they are.
@@ -314,6 +333,13 @@ def render_csv(document: dict) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for line in document["lines"]:
         writer.writerow([_csv_cell(c, line.get(c, "")) for c in CSV_COLUMNS])
+    for use in document.get("unlicensed_use", ()):  # not money: no rate, per or amount
+        row = dict.fromkeys(CSV_COLUMNS, "")
+        row.update(period=use["period"], prior_period_adjustment=use["period"] != document["period"],
+                   source_id=use["source_id"], platform_id=use["platform_id"], model_id=use["model_id"],
+                   kind="unlicensed_" + use["kind"], unit=use["unit"], quantity=use["quantity"], entries=use["events"],
+                   license=use["license"], description=_unlicensed_text(use))
+        writer.writerow([_csv_cell(c, row[c]) for c in CSV_COLUMNS])
     for key in ("accrued", "carry_in", "payable", "carry_out"):
         summary = dict.fromkeys(CSV_COLUMNS, "")
         summary.update(period=document["period"], kind="summary", unit=key, amount=document["summary"][key])

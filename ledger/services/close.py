@@ -22,6 +22,9 @@ Guarantees:
   * Each statement is stored unpublished: its StatementClosed event is sent after the
     transaction commits, by :mod:`consumers.publisher`, which records what the broker
     acknowledged (an outbox; nothing is lost when the broker is down).
+  * Unlicensed use (:mod:`ledger.core.unlicensed`) is listed on the statement of its
+    holder and the ended license's currency, by the first close whose cut-off covers it;
+    a holder with nothing else that month gets a statement for it.
   * Each revenue report is settled by exactly one close: the first whose month is at
     or after the report's; a report arriving after its month closed is settled by the
     next close as a prior-period line.
@@ -50,6 +53,7 @@ from ledger.core.statements import (
     StatementLine, build_statement, canonical_bytes, render_csv, render_document, to_document,
 )
 from ledger.core.licenses import LicenseBook
+from ledger.core.unlicensed import by_holder_and_currency
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
 
@@ -175,6 +179,9 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
     for key, amount in carry.items():
         if amount != 0:
             grouped.setdefault(key, [])
+    unlicensed = by_holder_and_currency(ledger.unlicensed_for_close(period))
+    for key in unlicensed:
+        grouped.setdefault(key, [])
     stored: list[SignedStatement] = []
     for (holder_id, currency), lines in sorted(grouped.items()):
         holder = book.holders.get(holder_id)
@@ -187,6 +194,7 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
             carry_in=carry.get((holder_id, currency), Decimal(0)),
             payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
             close_root=commitment.root,
+            unlicensed=unlicensed.get((holder_id, currency), ()),
         )
         # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
         document = to_document(statement)

@@ -2,7 +2,9 @@
 
 Guarantees:
   * The secret is shown once, at creation; the ledger keeps only its SHA-256.
-  * A token belongs to one rights holder (``holder``) or is an ``auditor`` token.
+  * A token belongs to one rights holder (``holder``), to one platform (``platform``:
+    the licensed-model evidence of its own models, its own unlicensed use), or is an
+    ``auditor`` token. Platform tokens are isolated as holder tokens are.
   * Revocation and expiry are rows appended to ``api_token_changes``; nothing is
     updated, so the history of every token stays readable.
   * Authentication compares hashes in constant time and refuses an unknown, malformed,
@@ -26,6 +28,7 @@ from ledger.core.records import TokenRow
 
 HOLDER = "holder"
 AUDITOR = "auditor"
+PLATFORM = "platform"
 PREFIX = "lr"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -55,6 +58,8 @@ class TokenRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    platform_id: str | None = None
+    """The platform of a ``platform`` token; None for the other scopes."""
 
     def state(self, now: datetime) -> str:
         """``active``, ``expired`` or ``revoked`` at ``now``."""
@@ -90,22 +95,30 @@ def hash_secret(secret: str) -> str:
 
 
 def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: datetime,
-                 expires_in: timedelta | None = None, label: str = "") -> IssuedToken:
-    """Issues a token for ``holder_id`` (role ``holder``) or an auditor; stores its hash.
+                 expires_in: timedelta | None = None, label: str = "", platform_id: str | None = None) -> IssuedToken:
+    """Issues a token for ``holder_id`` (role ``holder``), ``platform_id`` (role ``platform``) or an auditor.
 
     Raises:
-        TokenError: unknown role, a holder token without a holder (or an auditor token with
-            one), or a holder the ledger's license book does not know.
+        TokenError: unknown role, a holder token without a holder (or another role with
+            one), a platform token without a platform (or another role with one), or a
+            holder the ledger's license book does not know.
     """
-    if role not in (HOLDER, AUDITOR):
-        raise TokenError(f"token role must be {HOLDER!r} or {AUDITOR!r} (got {role!r})")
+    if role not in (HOLDER, AUDITOR, PLATFORM):
+        raise TokenError(f"token role must be {HOLDER!r}, {PLATFORM!r} or {AUDITOR!r} (got {role!r})")
+    if role == PLATFORM:
+        if not platform_id or not platform_id.strip():
+            raise TokenError("a platform token needs --platform")
+        if holder_id:
+            raise TokenError(f"a platform token reads its platform's models; it takes no holder (got {holder_id!r})")
+    elif platform_id:
+        raise TokenError(f"a {role} token takes no platform (got {platform_id!r})")
     if role == HOLDER:
         if not holder_id:
             raise TokenError("a holder token needs --holder")
         if holder_id not in ledger.load_book().holders:
             known = ", ".join(sorted(ledger.load_book().holders)) or "none"
             raise TokenError(f"holder {holder_id!r} is not in the license book of {ledger.path} (known: {known})")
-    elif holder_id:
+    elif holder_id and role == AUDITOR:
         raise TokenError(f"an auditor token reads every holder; it takes no holder (got {holder_id!r})")
     if now.tzinfo is None:
         raise TokenError(f"now must be timezone-aware UTC (got naive {now.isoformat()})")
@@ -113,9 +126,10 @@ def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: 
     secret = secrets.token_urlsafe(32)
     expires_at = now + expires_in if expires_in is not None else None
     ledger.record_token(token_id=token_id, secret_sha256=hash_secret(secret), role=role, holder_id=holder_id,
-                        label=label, created_at=now, expires_at=expires_at)
+                        label=label, created_at=now, expires_at=expires_at,
+                        **({"platform_id": platform_id} if platform_id else {}))
     record = TokenRecord(token_id=token_id, role=role, holder_id=holder_id, label=label, created_at=now,
-                         expires_at=expires_at, revoked_at=None)
+                         expires_at=expires_at, revoked_at=None, platform_id=platform_id)
     return IssuedToken(record=record, token=f"{PREFIX}.{token_id}.{secret}")
 
 
@@ -172,4 +186,5 @@ def _record(ledger: LedgerStore, token_id: str) -> TokenRecord | None:
 
 def _to_record(row: TokenRow) -> TokenRecord:
     return TokenRecord(token_id=row.token_id, role=row.role, holder_id=row.holder_id, label=row.label,
-                       created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at)
+                       created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+                       platform_id=row.platform_id)

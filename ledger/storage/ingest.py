@@ -26,6 +26,7 @@ from ledger.errors import DuplicateEventError, EntryOriginError
 from ledger.storage.arrow_rows import (TIMESTAMP, accruals_table, events_table, native_accruals_table,
                                        native_events_table, quarantine_table, revenue_table)
 from ledger.storage.connection import ChainTip, Db, now
+from ledger.storage.unlicensed import unlicensed_table
 
 ENTRY_KEY_SQL = ("CASE WHEN {a}.stream IS NULL THEN 'entry:' || {a}.entry_id"
                  " ELSE {a}.stream || '@' || {a}.position || '#' || {a}.line END")
@@ -168,6 +169,8 @@ class IngestRepository:
                 "occurred_at": pa.array([m.occurred_at for m in batch.lineage], TIMESTAMP),
                 "batch_id": pa.array([batch_id] * len(batch.lineage), pa.int64()),
             }))
+        if batch.unlicensed:
+            insert("unlicensed_use", unlicensed_table(batch.unlicensed, batch_id))
         if batch.quarantined:
             insert("quarantine", quarantine_table(batch.quarantined, self.tip.last_quarantine + 1, batch_id, at))
         if batch.offsets:

@@ -279,6 +279,42 @@ MIGRATIONS: dict[int, str] = {
                reverses_entry_key
         FROM accruals;
     """,
+    # Unlicensed use (ledger.core.unlicensed): uses of a source whose license ended or was
+    # revoked, booked with their record's identity in the batch's transaction, never priced.
+    # Revocations themselves are license documents (license_documents), so the book hash
+    # every close commits to covers them. A platform token (scope "platform") has its platform in
+    # api_token_platforms (a token table: never in a snapshot).
+    8: """
+    CREATE TABLE unlicensed_use (
+        stream VARCHAR NOT NULL,
+        position BIGINT NOT NULL,
+        line INTEGER NOT NULL,
+        topic VARCHAR NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        batch_id BIGINT NOT NULL,
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        source_id VARCHAR NOT NULL,
+        holder_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        quantity DECIMAL(38, 12) NOT NULL,
+        unit VARCHAR NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        period VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        license_id VARCHAR NOT NULL,
+        license_version INTEGER NOT NULL,
+        currency VARCHAR NOT NULL,
+        revocation_id VARCHAR NOT NULL,
+        PRIMARY KEY (stream, position, line)
+    );
+    CREATE TABLE api_token_platforms (
+        token_id VARCHAR PRIMARY KEY,
+        platform_id VARCHAR NOT NULL
+    );
+    """,
 }
 
 LATEST = max(MIGRATIONS)

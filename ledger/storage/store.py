@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 import duckdb
 
+from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
@@ -29,6 +30,7 @@ from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseComm
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
+from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
 from ledger.storage.closes import CloseRepository
@@ -41,6 +43,8 @@ from ledger.storage.quarantine import QuarantineRepository
 from ledger.storage.sql import SqlRefusedError, check_select
 from ledger.storage.statements import StatementRepository
 from ledger.storage.tokens import TokenRepository
+from ledger.storage.provenance import ProvenanceRepository
+from ledger.storage.unlicensed import UnlicensedRepository
 
 
 class Ledger:
@@ -59,6 +63,8 @@ class Ledger:
         self._statements = StatementRepository(self._db)
         self._tokens = TokenRepository(self._db)
         self._audit = AuditRepository(self._db)
+        self._unlicensed = UnlicensedRepository(self._db)
+        self._provenance = ProvenanceRepository(self._db)
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False) -> "Ledger":
@@ -220,6 +226,21 @@ class Ledger:
     def unsettled_revenue(self, through: str) -> list[RevenueReport]:
         return self._period_inputs.unsettled_revenue(through)
 
+    # -- unlicensed use ------------------------------------------------------------------
+
+    def unlicensed_uses(self, period: str | None = None, *, platform_id: str | None = None,
+                        holder_id: str | None = None) -> list[UnlicensedUse]:
+        return self._unlicensed.unlicensed_uses(period, platform_id=platform_id, holder_id=holder_id)
+
+    def unlicensed_for_close(self, period: str) -> list[UnlicensedUse]:
+        return self._unlicensed.unlicensed_for_close(period)
+
+    def training_uses(self, platform_id: str, as_of: datetime | None = None) -> list[TrainingUse]:
+        return self._provenance.training_uses(platform_id, as_of)
+
+    def model_platforms(self, model_id: str) -> list[str]:
+        return self._provenance.model_platforms(model_id)
+
     # -- statements ----------------------------------------------------------------------
 
     def statement_rows(self, period: str | None = None, holder_id: str | None = None) -> list[StatementRow]:
@@ -251,9 +272,9 @@ class Ledger:
     # -- API tokens ----------------------------------------------------------------------
 
     def record_token(self, *, token_id: str, secret_sha256: str, role: str, holder_id: str | None, label: str,
-                     created_at: datetime, expires_at: datetime | None) -> None:
+                     created_at: datetime, expires_at: datetime | None, platform_id: str | None = None) -> None:
         self._tokens.record_token(token_id=token_id, secret_sha256=secret_sha256, role=role, holder_id=holder_id,
-                                  label=label, created_at=created_at, expires_at=expires_at)
+                                  label=label, created_at=created_at, expires_at=expires_at, platform_id=platform_id)
 
     def record_token_change(self, token_id: str, change: str, effective_at: datetime, recorded_at: datetime) -> None:
         self._tokens.record_token_change(token_id, change, effective_at, recorded_at)

@@ -1,4 +1,7 @@
-"""API tokens in the ledger file: hashes only, and their changes appended, never updated."""
+"""API tokens in the ledger file: hashes only, and their changes appended, never updated.
+
+A platform token's platform is a row of ``api_token_platforms``, written with the token.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +12,20 @@ from ledger.storage.connection import Db
 
 
 class TokenRepository:
-    """The ``api_tokens`` and ``api_token_changes`` tables."""
+    """The ``api_tokens``, ``api_token_changes`` and ``api_token_platforms`` tables."""
 
     def __init__(self, db: Db):
         self.db = db
 
     def record_token(self, *, token_id: str, secret_sha256: str, role: str, holder_id: str | None, label: str,
-                     created_at: datetime, expires_at: datetime | None) -> None:
+                     created_at: datetime, expires_at: datetime | None, platform_id: str | None = None) -> None:
         """Stores an API token's hash (never the secret) and its expiry, in one transaction."""
         con = self.db.con
         with self.db.transaction():
             con.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?)",
                         [token_id, secret_sha256, role, holder_id, label, created_at])
+            if platform_id is not None:
+                con.execute("INSERT INTO api_token_platforms VALUES (?, ?)", [token_id, platform_id])
             if expires_at is not None:
                 con.execute("INSERT INTO api_token_changes VALUES (?, 'expires', ?, ?)",
                             [token_id, expires_at, created_at])
@@ -39,8 +44,9 @@ class TokenRepository:
             """
             SELECT t.token_id, t.secret_sha256, t.role, t.holder_id, t.label, t.created_at,
                    arg_max(c.effective_at, c.recorded_at) FILTER (WHERE c.change = 'expires'),
-                   min(c.effective_at) FILTER (WHERE c.change = 'revoked')
+                   min(c.effective_at) FILTER (WHERE c.change = 'revoked'), p.platform_id
             FROM api_tokens t LEFT JOIN api_token_changes c USING (token_id)
+            LEFT JOIN api_token_platforms p USING (token_id)
             WHERE (? IS NULL OR t.token_id = ?)
             GROUP BY ALL ORDER BY t.created_at, t.token_id
             """,
@@ -48,6 +54,6 @@ class TokenRepository:
         )
         return [
             TokenRow(token_id=tid, secret_sha256=secret_sha256, role=role, holder_id=holder_id, label=label,
-                     created_at=created_at, expires_at=expires_at, revoked_at=revoked_at)
-            for tid, secret_sha256, role, holder_id, label, created_at, expires_at, revoked_at in rows
+                     created_at=created_at, expires_at=expires_at, revoked_at=revoked_at, platform_id=platform_id)
+            for tid, secret_sha256, role, holder_id, label, created_at, expires_at, revoked_at, platform_id in rows
         ]
