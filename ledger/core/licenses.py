@@ -191,10 +191,6 @@ class LicenseBook:
         version = self._started(source_id, platform_id, at)
         return None if version is None else self._ended(version, platform_id, at)
 
-    def revocations_of(self, source_id: str) -> tuple[Revocation, ...]:
-        """The revocations of ``source_id``, by effective instant then id."""
-        return self._revoked.get(source_id, ())
-
     def _started(self, source_id: str, platform_id: str, at: datetime) -> LicenseVersion | None:
         """The latest version started at ``at``: the platform's own licenses first, else those for any platform."""
         for key in ((source_id, platform_id), (source_id, ANY_PLATFORM)):

@@ -4,7 +4,8 @@ Pure: a statement document (and the values of its signed envelope) in, PDF bytes
 rendered with reportlab in invariant mode, so the same statement gives the same bytes.
 Order: who, which month and currency; the summary (accrued, carry in, payable, carry
 out); the summary per source; the lines of the month, each period term with how it was
-computed; prior-period adjustments, each naming its month; then how to check the file
+computed; prior-period adjustments, each naming its month; unlicensed use (usage after
+consent ended, never priced), when the statement lists any; then how to check the file
 (content hash, the close root - or, for statements of format 4 and before, the chain
 head and last entry at close - key fingerprint and signature).
 Amounts are shown exactly, with at least the currency's minor unit of decimals.
@@ -170,6 +171,21 @@ def render_pdf(document: dict, *, content_hash: str, key_fingerprint: str, signa
                                " statements are unchanged, and these lines are settled here.", _SMALL))
         story.append(Spacer(1, 2 * mm))
         story.append(_lines_table(prior, currency, with_period=True))
+
+    unlicensed = document.get("unlicensed_use", ())
+    if unlicensed:
+        story.append(Paragraph("Unlicensed use (not priced)", _H2))
+        story.append(Paragraph("Usage of your sources after their license ended or you revoked it. It is not paid"
+                               " and not money; it is listed here, and on the platform's usage report, so that you"
+                               " can act on it.", _SMALL))
+        story.append(Spacer(1, 2 * mm))
+        rows = [["Month", "Source", "Platform", "Model", "Kind", "Quantity", "Events", "Why"]]
+        for use in unlicensed:
+            why = f"revoked ({use['revocation_id']})" if use["reason"] == "revoked" else f"{use['license']} ended"
+            rows.append([Paragraph(_escape(str(cell)), _CELL) for cell in (
+                use["period"], use["source_id"], use["platform_id"], use["model_id"], use["kind"],
+                f"{quantity_text(use['quantity'])} {use['unit']}", use["events"], why)])
+        story.append(_grid(rows, [16 * mm, 26 * mm, 20 * mm, 24 * mm, 17 * mm, 30 * mm, 13 * mm, 28 * mm]))
 
     ledger = ledger_section(document)
     covers = (f"Close root {ledger.close_root}." if ledger.close_root is not None

@@ -193,3 +193,16 @@ def test_revocations_are_committed_by_the_book_hash_and_applied_once(revoked_led
                   by="operator", now=at(4, 10))
     assert ledger.book_hash() != before
     assert again.evidence_sha256 == "ab" * 32
+
+
+def test_the_pdf_statement_lists_unlicensed_use_only_when_there_is_some(revoked_ledger, tmp_path):
+    from ledger.services.close import statement_pdf
+    from tests.ledger.core.test_pdf import flat, pages
+
+    ledger, _ = revoked_ledger
+    close_period(ledger, "2026-04", now=at(5, 2), signer=SIGNER)
+    ids = {(r.holder_id, r.currency): r.statement_id for r in ledger.statement_rows(period="2026-04")}
+    ann, _ = pages(statement_pdf(ledger, ids[("h-ann", "USD")]), tmp_path, "ann")
+    bah, _ = pages(statement_pdf(ledger, ids[("h-bah", "BHD")]), tmp_path, "bah")
+    assert "Unlicensed use (not priced)" in flat(" ".join(ann)) and "900,000 tokens" in flat(" ".join(ann))
+    assert "Unlicensed use" not in flat(" ".join(bah))
