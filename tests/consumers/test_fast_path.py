@@ -568,3 +568,37 @@ def test_native_digests_are_pythons_for_any_text_and_place(odd_ledger, texts, pa
     event("booked natively")
     assert [a.position for a in accruals] == [offset]
     assert split(rows.digests()) == chain.digest_accruals(accruals)
+
+
+ENDING = BOOK + """
+[[revocations]]
+id = "rv-novels-orbit"
+source = "src-novels"
+platform = "orbit"
+effective_at = 2026-02-15T00:00:00Z
+recorded_at = 2026-02-01T00:00:00Z
+reason = "withdrawn"
+by = "holder:h-ann"
+
+[[licenses]]
+id = "lic-photos"
+version = 9
+source = "src-photos"
+effective_from = 2026-03-01T00:00:00Z
+effective_to = 2026-04-01T00:00:00Z
+currency = "JPY"
+training = { rate = 5, per = 1, unit = "items" }
+inference = { rate = 1 }
+"""
+
+
+def test_uses_after_consent_ended_are_left_to_python_and_booked_unlicensed_alike(tmp_path):
+    fetches = [("t.usage.training", 0, 0, fetch(corpus(11, 300)))]
+    reference, fast, batch = both_paths(tmp_path, fetches, book=ENDING)
+    for table in reference:
+        assert fast[table] == reference[table], table
+    assert batch.native is not None and batch.native.event_count > 0  # sources whose consent cannot end
+    assert {u.reason for u in batch.unlicensed} == {"ended", "revoked"}  # booked by Python, never natively
+    with Ledger.open(tmp_path / "reference.duckdb", read_only=True) as reference_ledger:
+        with Ledger.open(tmp_path / "fast.duckdb", read_only=True) as fast_ledger:
+            assert fast_ledger.unlicensed_uses() == reference_ledger.unlicensed_uses() != []
