@@ -165,7 +165,7 @@ class LedgerStore(Protocol):
         """Priced training of each model of ``platform_id`` up to ``as_of``, per source and license version."""
 
     def model_platforms(self, model_id: str) -> list[str]:
-        """The platforms that reported usage of a model named ``model_id``, sorted."""
+        """The platforms that reported usage of a model named ``model_id`` (or named it as a base), sorted."""
 
     # -- statements ------------------------------------------------------------------------
 

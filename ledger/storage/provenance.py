@@ -40,6 +40,7 @@ class ProvenanceRepository:
                 for model, source, holder, license_id, version, unit, units, events, first, last in rows]
 
     def model_platforms(self, model_id: str) -> list[str]:
-        """The platforms that reported usage of a model named ``model_id``."""
-        return [p for (p,) in self.db.rows("SELECT DISTINCT platform_id FROM usage_events WHERE model_id = ?"
-                                           " ORDER BY 1", [model_id])]
+        """The platforms that reported usage of a model named ``model_id``, or named it as a fine-tune's base."""
+        return [p for (p,) in self.db.rows(
+            "SELECT platform_id FROM usage_events WHERE model_id = ?"
+            " UNION SELECT platform_id FROM model_lineage WHERE base_model_id = ? ORDER BY 1", [model_id, model_id])]
