@@ -94,8 +94,8 @@ def revoke_source(ledger: LedgerStore, *, source_id: str, effective_at: datetime
     source = book.sources.get(source_id)
     if source is None or (holder_id is not None and source.holder_id != holder_id):
         raise UnknownRevocationSourceError(f"no source {source_id!r}")
-    recorded_at = now.replace(microsecond=0)
-    effective = effective_at.astimezone(now.tzinfo)
+    recorded_at = now.astimezone(timezone.utc).replace(microsecond=0)
+    effective = effective_at.astimezone(timezone.utc)
     request = json.dumps([source_id, platform_id, effective.isoformat(), reason, by, evidence_url, evidence_sha256])
     revocation_id = "rv_" + hashlib.sha256(request.encode()).hexdigest()[:20]
     existing = next((r for r in book.revocations if r.revocation_id == revocation_id), None)
