@@ -136,7 +136,7 @@ def _parse_records(
 
 
 def _priced(raw: RawRecord, event: UsageEvent, book: LicenseBook, booked: Mapping[tuple[str, str], tuple],
-            corrected: dict[tuple[str, str], str]) -> Priced:
+            corrected: dict[tuple[str, str], str], known: Mapping[tuple[str, str], str]) -> Priced:
     """The accruals (and unlicensed uses) of one new event; a correction is recorded in ``corrected``.
 
     Raises:
@@ -151,6 +151,11 @@ def _priced(raw: RawRecord, event: UsageEvent, book: LicenseBook, booked: Mappin
         raise CorrectionError(
             f"correction {event.event_id}: event {event.corrects_event_id} was already corrected by"
             f" {corrected[target]} at {_where(raw)}")
+    if target not in booked and target in known:
+        raise CorrectionError(
+            f"correction {event.event_id}: event {event.corrects_event_id} of platform {event.platform_id} is"
+            f" booked without priced entries (unlicensed use, or a revenue report): there is nothing to correct,"
+            f" at {_where(raw)}")
     if target not in booked:
         raise PendingCorrectionError(
             f"correction {event.event_id} waits for event {event.corrects_event_id} of platform"
@@ -188,8 +193,9 @@ def build_batch(
     """
     quarantined: list[QuarantineRow] = []
     candidates = _parse_records(records, catalog, registry, limits, quarantined)
-    known = ledger.known_events([(e.platform_id, e.event_id) for _, e, _ in candidates])
     targets = [(e.platform_id, e.corrects_event_id) for _, e, _ in candidates if isinstance(e, UsageCorrection)]
+    # One probe for the batch's events and the events its corrections name (booked before this batch).
+    known = ledger.known_events(list(dict.fromkeys([(e.platform_id, e.event_id) for _, e, _ in candidates] + targets)))
     booked = ledger.booked_entries(targets)
     corrected = dict(ledger.corrections_of(targets))
     seen: dict[tuple[str, str], str] = dict(known)
@@ -210,7 +216,7 @@ def build_batch(
                     f" content (hash {seen[key][:12]}, now {digest[:12]}) at {_where(raw)}"), event))
             continue
         try:
-            priced = _priced(raw, event, book, booked, corrected)
+            priced = _priced(raw, event, book, booked, corrected, known)
         except LearnrightError as exc:
             quarantined.append(_quarantine_row(raw, exc, event))
             continue

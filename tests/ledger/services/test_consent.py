@@ -206,3 +206,16 @@ def test_the_pdf_statement_lists_unlicensed_use_only_when_there_is_some(revoked_
     bah, _ = pages(statement_pdf(ledger, ids[("h-bah", "BHD")]), tmp_path, "bah")
     assert "Unlicensed use (not priced)" in flat(" ".join(ann)) and "900,000 tokens" in flat(" ".join(ann))
     assert "Unlicensed use" not in flat(" ".join(bah))
+
+
+def test_a_correction_of_an_unlicensed_event_is_refused_with_its_reason_not_left_pending(revoked_ledger):
+    from ledger.core.usage import UsageCorrection
+
+    ledger, _ = revoked_ledger
+    void = UsageCorrection(event_id="c1", platform_id="orbit", corrects_event_id="t2", action="VOID",
+                           occurred_at=at(4, 26), reason="duplicate run")
+    record = RawRecord(topic="usage", partition=0, offset=9, timestamp=int(at(4, 26).timestamp() * 1000), key=None,
+                       value=encode_event(void, CATALOG))
+    (refused,) = build_batch([record], ledger.load_book(), ledger, CATALOG).quarantined
+    assert refused.error_code == "correction_invalid"  # terminal: not retried at every close as a pending one is
+    assert "booked without priced entries (unlicensed use" in refused.reason
