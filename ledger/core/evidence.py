@@ -87,9 +87,11 @@ def _num(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _span(items: Sequence) -> tuple[str, str]:
-    return (_iso(min(i.first_use if isinstance(i, TrainingUse) else i.occurred_at for i in items)),
-            _iso(max(i.last_use if isinstance(i, TrainingUse) else i.occurred_at for i in items)))
+def _span(licensed: Sequence[TrainingUse], refused: Sequence[UnlicensedUse]) -> tuple[str, str]:
+    """The first and last use among ``licensed`` (summed rows) and ``refused`` (single uses), as ISO 8601."""
+    firsts = [u.first_use for u in licensed] + [u.occurred_at for u in refused]
+    lasts = [u.last_use for u in licensed] + [u.occurred_at for u in refused]
+    return _iso(min(firsts)), _iso(max(lasts))
 
 
 def _sources(uses: Sequence[TrainingUse], unlicensed: Sequence[UnlicensedUse],
@@ -104,7 +106,7 @@ def _sources(uses: Sequence[TrainingUse], unlicensed: Sequence[UnlicensedUse],
     for source_id in sorted(by_source):
         licensed, refused = by_source[source_id]
         holder_id = (licensed or refused)[0].holder_id
-        first, last = _span([*licensed, *refused])
+        first, last = _span(licensed, refused)
         licenses = [
             {"license": f"{u.license_id} v{u.license_version}", "unit": u.unit, "units": _num(u.units),
              "events": u.events, "first_use": _iso(u.first_use), "last_use": _iso(u.last_use)}
@@ -117,7 +119,7 @@ def _sources(uses: Sequence[TrainingUse], unlicensed: Sequence[UnlicensedUse],
         unlicensed_entries = [
             {"reason": reason, "license": f"{license_id} v{version}", "revocation_id": revocation_id, "unit": unit,
              "units": _num(sum((u.quantity for u in items), Decimal(0))), "events": len({u.event_id for u in items}),
-             "first_use": _span(items)[0], "last_use": _span(items)[1]}
+             "first_use": _span((), items)[0], "last_use": _span((), items)[1]}
             for (reason, license_id, version, revocation_id, unit), items in sorted(grouped.items())
         ]
         entries.append({
