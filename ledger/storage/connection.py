@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -176,9 +176,12 @@ class ChainTip:
         return ChainTip(db)
 
     @contextmanager
-    def booking(self) -> Iterator[None]:
+    def booking(self, partitions: Iterable[tuple[str, int]] = ()) -> Iterator[None]:
         """Around numbering and committing an append: nothing to exclude with one writer."""
         yield
+
+    def check_fence(self, db: Db, starts: Mapping[tuple[str, int], int]) -> None:
+        """Nothing to check: the one writer's consumer seeks to the file's offsets itself."""
 
     @contextmanager
     def closing(self) -> Iterator[None]:

@@ -109,6 +109,8 @@ class IngestRepository:
             DuplicateEventError: a fast-path event is booked already (nothing was appended);
                 the reference path, which probes the ledger, must build the batch.
             EntryOriginError: an accrual has no stream (nothing was appended).
+            StaleBatchError: another writer booked one of the batch's partitions past where the
+                batch starts (a lake; nothing was appended).
         """
         for accrual in batch.accruals:
             if not accrual.stream:
@@ -119,7 +121,7 @@ class IngestRepository:
         native_accruals = native.accrual_count if native is not None else 0
         values = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in batch.accruals]
         at = now()
-        with self.tip.booking():
+        with self.tip.booking(partitions=batch.starts):
             reserved = self.tip.reserve(entries=native_accruals + len(values), quarantined=len(batch.quarantined))
             self._commit(batch, reserved, values, at)
             self.tip.advance(reserved)
@@ -135,6 +137,7 @@ class IngestRepository:
         digested = self._aside().submit(native.digests) if native_accruals else None
         try:
             with self.db.transaction():
+                self.tip.check_fence(self.db, batch.starts)
                 if native is not None and native.event_count:
                     self.db.insert("usage_events", native_events_table(native, batch_id))
                     self.tip.check_unique_events(self.db, batch_id)

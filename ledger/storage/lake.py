@@ -23,14 +23,15 @@ Guarantees:
 from __future__ import annotations
 
 import re
+import zlib
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 import duckdb
 import psycopg
 
 from ground.settings import LakeLocation, mask_secrets
-from ledger.errors import DuplicateEventError, LedgerFileError
+from ledger.errors import DuplicateEventError, LedgerFileError, StaleBatchError
 from ledger.storage import extensions
 from ledger.storage.connection import Db, Reservation
 from ledger.storage.migrations import migrate
@@ -96,6 +97,11 @@ def current_snapshot(db: Db) -> int:
     return db.value(f"SELECT id FROM ducklake_current_snapshot('{CATALOG}')")
 
 
+def partition_lock(topic: str, partition: int) -> tuple[int, int]:
+    """The advisory lock (two int4 keys) of one partition: its writer holds it from fence to commit."""
+    return zlib.crc32(topic.encode()) - 2**31, partition
+
+
 class LakeTip:
     """Row numbering and coordination of one writer among several (see the module's guarantees).
 
@@ -144,14 +150,46 @@ class LakeTip:
         return LakeTip(db, self.location, read_only=True)
 
     @contextmanager
-    def booking(self) -> Iterator[None]:
-        """Holds the shared lock around taking numbers and committing them (a close waits for it)."""
+    def booking(self, partitions: Iterable[tuple[str, int]] = ()) -> Iterator[None]:
+        """Holds the shared lock around taking numbers and committing them (a close waits for it),
+        and each of ``partitions``' own lock, so the fence checked inside stays true until the commit."""
         pg = self._writer()
+        keys = sorted({partition_lock(topic, partition) for topic, partition in partitions})  # one order: no deadlock
         pg.execute("SELECT pg_advisory_lock_shared(%s)", [LOCK_KEY])
         try:
-            yield
+            for key in keys:
+                pg.execute("SELECT pg_advisory_lock(%s, %s)", key)
+            try:
+                yield
+            finally:
+                for key in reversed(keys):
+                    pg.execute("SELECT pg_advisory_unlock(%s, %s)", key)
         finally:
             pg.execute("SELECT pg_advisory_unlock_shared(%s)", [LOCK_KEY])
+
+    def check_fence(self, db: Db, starts: Mapping[tuple[str, int], int]) -> None:
+        """Refuses a batch that starts before what the lake has booked of one of its partitions.
+
+        Runs first in the batch's transaction, under the partitions' locks (:meth:`booking`),
+        so the offsets read are the latest committed and stay so until this batch commits.
+        A writer that lost a partition in a rebalance but still holds records it read
+        (a zombie) is refused here instead of booking them a second time.
+
+        Raises:
+            StaleBatchError: the lake holds a later offset for one of the batch's partitions.
+        """
+        if not starts:
+            return
+        stored = dict(((topic, partition), offset) for topic, partition, offset in db.rows(
+            "SELECT topic, kafka_partition, max(next_offset) FROM consumer_offsets"
+            " WHERE topic IN (SELECT unnest(?)) GROUP BY ALL", [sorted({topic for topic, _ in starts})]))
+        behind = sorted((tp, start, stored[tp]) for tp, start in starts.items() if stored.get(tp, 0) > start)
+        if behind:
+            (topic, partition), start, booked = behind[0]
+            raise StaleBatchError(
+                f"{topic}/{partition}: this batch starts at offset {start} but the lake has booked up to {booked}"
+                f" (another writer took the partition in a rebalance); {len(behind)} partition(s) behind,"
+                " nothing appended, reading again from the lake's offsets")
 
     @contextmanager
     def closing(self) -> Iterator[None]:
