@@ -205,9 +205,9 @@ class CloseRepository:
                     }))
                 con = self.db.con
                 con.execute(
-                    f"INSERT INTO period_closes ({_CLOSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO period_closes ({_CLOSE_COLUMNS}, lake_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements,
-                     close.root, close.book_hash],
+                     close.root, close.book_hash, self.tip.snapshot(self.db)],
                 )
                 if commitment is not None:
                     self._store_commitment(close.period, commitment)

@@ -217,6 +217,10 @@ class ChainTip:
             self.last_entry = reservation.last_entry
             write_anchor(self.path, self.last_entry)
 
+    def snapshot(self, db: Db) -> int | None:
+        """The storage's snapshot id that reads see now: none for a file."""
+        return None
+
     def recorded_anchor(self) -> ChainAnchor | None:
         """What the anchor file beside the ledger records of its end, if there is one."""
         return read_anchor(self.path)

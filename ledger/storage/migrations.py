@@ -280,6 +280,10 @@ MIGRATIONS: dict[int, str] = {
                reverses_entry_key
         FROM accruals;
     """,
+    # 10: the lake snapshot a close read (NULL in a ledger file), for auditors' queries at a close.
+    10: """
+    ALTER TABLE period_closes ADD COLUMN lake_snapshot BIGINT;
+    """,
 }
 
 LATEST = max(MIGRATIONS)
@@ -303,11 +307,13 @@ A class name not listed reads as ``internal``.
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
-            dialect: Callable[[str], str] = lambda ddl: ddl) -> None:
+            dialect: Callable[[str], list[str]] = lambda ddl: [ddl]) -> None:
     """Applies every migration the ledger lacks, each in its own transaction, by number.
 
     ``path`` names the ledger in messages; ``dialect`` rewrites each migration's DDL for
-    the storage (a lake's has no constraints: :func:`ledger.storage.lake.lake_dialect`).
+    the storage as scripts run in order, each in its own transaction, the last with the
+    version row (a lake's has no constraints and its tokens apart:
+    :func:`ledger.storage.lake.lake_dialect`).
 
     Raises:
         LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
@@ -330,7 +336,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
     if read_only:
         raise LedgerFileError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
     for version in missing:
+        *first, last = dialect(MIGRATIONS[version])
+        for script in first:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(script)
+            con.execute("COMMIT")
         con.execute("BEGIN TRANSACTION")
-        con.execute(dialect(MIGRATIONS[version]))
+        con.execute(last)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, datetime.now(timezone.utc), ground.__version__])
         con.execute("COMMIT")

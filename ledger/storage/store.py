@@ -35,7 +35,7 @@ from ledger.storage.closes import CloseRepository
 from ground.settings import LakeLocation
 from ledger.storage.connection import ChainTip, Db, connect
 from ledger.storage.ingest import IngestRepository
-from ledger.storage.lake import SESSION, LakeTip, connect_lake
+from ledger.storage.lake import SESSION, LakeTip, open_lake
 from ledger.storage.licenses import LicenseRepository
 from ledger.storage.open_month import open_accruals
 from ledger.storage.period_inputs import PeriodInputRepository
@@ -77,8 +77,8 @@ class Ledger:
             LedgerVersionError: the file was written by a newer Learnright.
         """
         if isinstance(path, LakeLocation):
-            con = connect_lake(path, read_only)
-            ledger = cls(con, path, read_only, tip=LakeTip(Db(con, path), path, read_only))
+            con, tip = open_lake(path, read_only)
+            ledger = cls(con, path, read_only, tip=tip)
             ledger._db.session = SESSION
             return ledger
         path = Path(path)

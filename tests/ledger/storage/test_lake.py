@@ -10,25 +10,33 @@ import threading
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from ledger.core.records import IngestBatch
 from ledger.errors import StaleBatchError
 from ledger.storage.lake import LOCK_KEY, lake_dialect
 from ledger.storage.store import Ledger
+from learnright.cli import app
+from tests.learnright.books import NOW, book_two_holders
 
 
-def test_the_lake_dialect_drops_keys_and_unique_constraints_and_keeps_the_rest():
+def test_the_lake_dialect_drops_keys_and_unique_constraints_and_puts_tokens_apart():
     ddl = """CREATE TABLE t (
         a INTEGER PRIMARY KEY,
         b VARCHAR NOT NULL UNIQUE,
         c DECIMAL(38, 12) NOT NULL,
         PRIMARY KEY (a, b)
-    );"""
-    assert lake_dialect(ddl) == """CREATE TABLE t (
-        a INTEGER,
-        b VARCHAR NOT NULL,
-        c DECIMAL(38, 12) NOT NULL
-    );"""
+    );
+    CREATE TABLE api_tokens (token_id VARCHAR PRIMARY KEY, secret_sha256 VARCHAR NOT NULL UNIQUE);
+    ALTER TABLE api_tokens ADD COLUMN scope VARCHAR;
+    CREATE VIEW v AS SELECT a FROM t;
+    """
+    assert lake_dialect(ddl) == [
+        "CREATE TABLE IF NOT EXISTS lake_access.main.api_tokens (token_id VARCHAR, secret_sha256 VARCHAR NOT NULL);\n"
+        "ALTER TABLE lake_access.main.api_tokens ADD COLUMN IF NOT EXISTS scope VARCHAR;",
+        "CREATE TABLE t (\n        a INTEGER,\n        b VARCHAR NOT NULL,\n        c DECIMAL(38, 12) NOT NULL\n    );\n"
+        "CREATE VIEW v AS SELECT a FROM t;",
+    ]
 
 
 def offsets_batch(start: int, end: int) -> IngestBatch:
@@ -66,3 +74,33 @@ def test_an_append_waits_for_a_close_and_is_numbered_after_it(lake_location, pos
             assert done == []
         thread.join()
         assert done[0].batch_id > watermark_batch
+
+
+@pytest.mark.postgres
+def test_auditors_query_the_lake_as_a_close_left_it_and_never_reach_the_tokens(lake_location, license_book_text):
+    book_two_holders(lake_location, license_book_text)  # closes February, March and April in turn
+    with Ledger.open(lake_location) as ledger:
+        ledger.record_token(token_id="tok-1", secret_sha256="f" * 64, role="auditor", holder_id=None, label="audit",
+                            created_at=NOW, expires_at=None)
+        assert [row.token_id for row in ledger.token_rows()] == ["tok-1"]  # the ledger's own processes see it
+    env = {"LEARNRIGHT_LEDGER__URL": lake_location.url, "LEARNRIGHT_LEDGER__DATA_PATH": str(lake_location.data_path)}
+
+    def sql(query: str):
+        return CliRunner().invoke(app, ["sql", query, "--at-close", "2026-03"], env=env)
+
+    answered = sql("SELECT period, count(*) AS entries FROM accruals GROUP BY ALL ORDER BY ALL")
+    assert answered.exit_code == 0, answered.output
+    assert answered.stdout.splitlines() == ['"period","entries"', '"2026-02",2', '"2026-03",2']  # April was booked after
+    assert "at the close of 2026-03" in answered.stderr
+    closes = sql("SELECT string_agg(period, ' ' ORDER BY period) FROM period_closes")
+    assert closes.stdout.splitlines()[1] == '"2026-02 2026-03"'
+    for query in ("SELECT * FROM api_tokens", "SELECT * FROM lake_access.api_tokens",
+                  "SELECT * FROM postgres_query('__ducklake_metadata_lake', 'SELECT * FROM learnright_access.counters')",
+                  "SELECT * FROM read_parquet('" + str(lake_location.data_path) + "-access/**/*.parquet')"):
+        refused = sql(query)
+        assert refused.exit_code != 0, (query, refused.output)
+        assert "tok-1" not in refused.output and "f" * 64 not in refused.output
+    missing = sql("SELECT 1")
+    assert missing.exit_code == 0
+    unknown = CliRunner().invoke(app, ["sql", "SELECT 1", "--at-close", "2026-09"], env=env)
+    assert unknown.exit_code != 0 and "2026-09" in unknown.output and "2026-02, 2026-03, 2026-04" in unknown.output
