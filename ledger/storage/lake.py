@@ -154,6 +154,18 @@ def ensure_auditor_role(pg: psycopg.Connection, role: str = AUDITOR_ROLE) -> Non
     pg.execute(f'REVOKE ALL ON SCHEMA {ACCESS_SCHEMA} FROM PUBLIC')
 
 
+def closed_periods(location: LakeLocation) -> list[str]:
+    """The periods closed in the lake, as the auditor role reads them."""
+    con = duckdb.connect(config=extensions.OFFLINE)
+    try:
+        extensions.load(con, "postgres_scanner", "ducklake")
+        _attach(con, auditor_location(location).url, CATALOG, location.data_path, "READ_ONLY")
+        return [period for (period,) in con.execute(f"SELECT period FROM {CATALOG}.period_closes ORDER BY period")
+                .fetchall()]
+    finally:
+        con.close()
+
+
 def lake_sandbox(location: LakeLocation, period: str, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     """An auditor's connection to the lake as the close of ``period`` committed it, sandboxed.
 

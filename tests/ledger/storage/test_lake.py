@@ -10,9 +10,14 @@ import threading
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from ground.metrics import Metrics
+from ground.settings import LedgerSettings, Settings
+from learnright.api import create_app
 from ledger.core.records import IngestBatch
+from ledger.services.tokens import AUDITOR, HOLDER, create_token
 from ledger.errors import StaleBatchError
 from ledger.storage.lake import LOCK_KEY, lake_dialect
 from ledger.storage.store import Ledger
@@ -104,3 +109,30 @@ def test_auditors_query_the_lake_as_a_close_left_it_and_never_reach_the_tokens(l
     assert missing.exit_code == 0
     unknown = CliRunner().invoke(app, ["sql", "SELECT 1", "--at-close", "2026-09"], env=env)
     assert unknown.exit_code != 0 and "2026-09" in unknown.output and "2026-02, 2026-03, 2026-04" in unknown.output
+
+
+@pytest.mark.postgres
+def test_the_api_answers_auditors_at_a_lake_close_and_the_same_server_serves_holders_from_the_lake(
+        lake_location, license_book_text, tmp_path):
+    book_two_holders(lake_location, license_book_text)
+    settings = Settings().model_copy(update={
+        "ledger": LedgerSettings(url=lake_location.url, data_path=lake_location.data_path),
+        "snapshots_dir": tmp_path / "snapshots", "signing_key": tmp_path / "no-key.pem"})
+    with Ledger.open(lake_location) as ledger:
+        auditor = create_token(ledger, role=AUDITOR, holder_id=None, now=NOW).token
+        holder = create_token(ledger, role=HOLDER, holder_id="h-ann", now=NOW).token
+        with TestClient(create_app(ledger=ledger, settings=settings, metrics=Metrics())) as client:
+            def ask(token: str, **body: object):
+                return client.post("/v1/sql", headers={"Authorization": f"Bearer {token}"}, json=body)
+
+            answered = ask(auditor, sql="SELECT count(*) AS closes FROM period_closes", at_close="2026-02")
+            assert answered.status_code == 200, answered.text
+            assert answered.json()["rows"] == [[1]] and answered.json()["at_close"] == "2026-02"
+            assert answered.headers["X-Learnright-At-Close"] == "2026-02"
+            missing = ask(auditor, sql="SELECT 1", at_close="2026-09")
+            assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+            assert ask(holder, sql="SELECT 1", at_close="2026-02").status_code == 403
+            refused = ask(auditor, sql="SELECT * FROM api_tokens", at_close="2026-02")
+            assert (refused.status_code, refused.json()["error"]) == (400, "refused")
+            listed = client.get("/v1/statements", headers={"Authorization": f"Bearer {holder}"}).json()["statements"]
+            assert {s["holder_id"] for s in listed} == {"h-ann"} and len(listed) == 3
