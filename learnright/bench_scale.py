@@ -48,8 +48,11 @@ VARIANTS = (Variant(name="ingest-file", writers=1, lake=False),
 
 
 @contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL (Debian's package) under ``workdir``: yields its maintenance connection string."""
+def postgres_server(workdir: Path, dsn: str | None = None) -> Iterator[str]:
+    """The server of ``dsn``, or a throwaway PostgreSQL (Debian's package) under ``workdir``: yields its connection string."""
+    if dsn is not None:
+        yield dsn
+        return
     from learnright import postgres
 
     state_dir = workdir / "postgres"
@@ -118,12 +121,15 @@ def consume_round(settings: Settings, variant: Variant, events: int, workdir: Pa
 
 
 def run_scale(settings: Settings, *, events: int, rounds: int, report: Path | None,
-              echo: Callable[[str], None] = print) -> tuple[BenchResult, ...]:
-    """Runs every variant ``rounds`` times in turn; prints one ``bench`` line each (best round)."""
+              echo: Callable[[str], None] = print, postgres_dsn: str | None = None) -> tuple[BenchResult, ...]:
+    """Runs every variant ``rounds`` times in turn; prints one ``bench`` line each (best round).
+
+    ``postgres_dsn`` names a server to create the lakes' catalogs on; without it one is started.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-scale-"))
     try:
         with filled_topics(settings, workdir, events, echo, partitions=SCALE_PARTITIONS) as filled, \
-                postgres_server(workdir) as dsn:
+                postgres_server(workdir, postgres_dsn) as dsn:
             seconds: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
             for n in range(rounds):
                 for variant in VARIANTS:
