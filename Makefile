@@ -9,7 +9,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 # rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help lock setup kafka-jars browser demo test test-unit schema-check lint-imports bench bench-compare clean
+.PHONY: help lock setup kafka-jars browser demo test test-unit test-chaos schema-check lint-imports bench bench-compare bench-scale clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,12 @@ bench: setup kafka-jars ## Measure ingestion against raw Kafka consumption (1M e
 REV ?= HEAD~1
 bench-compare: setup kafka-jars ## Ingest side by side against git revision REV (default HEAD~1); adds a row to docs/benchmarks.md
 	$(BIN)/learnright bench --against '$(REV)'
+
+bench-scale: setup kafka-jars postgres ## Ingest into a file, a lake with 1 writer and with 2, side by side; writes docs/scaling.md
+	$(BIN)/learnright bench-scale
+
+test-chaos: setup kafka-jars postgres ## The chaos test at the issue's full size: 200,000 events, 3 brokers, 3 writers
+	LEARNRIGHT_CHAOS_EVENTS=200000 $(BIN)/pytest -q tests/consumers/test_chaos.py
 
 test-unit: setup ## Run only the tests that need no broker
 	$(BIN)/pytest -q -m 'not broker'

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -123,6 +123,16 @@ class _SeekToLedger(ConsumerRebalanceListener):
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
+
+
+def _starts(items: list[RawRecord | FetchBlock]) -> dict[tuple[str, int], int]:
+    """The offset each partition's records in a batch start at (a fetch block's: where it was read from)."""
+    starts: dict[tuple[str, int], int] = {}
+    for item in items:
+        first = item.min_offset if isinstance(item, FetchBlock) else item.offset
+        key = (item.topic, item.partition)
+        starts[key] = min(starts.get(key, first), first)
+    return starts
 
 
 def partition_lags(consumer: KafkaConsumer) -> dict[tuple[str, int], int]:
@@ -390,14 +400,15 @@ class LedgerConsumer:
         ``rows`` are the batch's native rows built on the polling thread, priced by ``book``.
         """
         book = book if book is not None else self.ledger.load_book()
-        batch = self.builder.build(records, book, self.ledger, rows, prebuilt=self.native)
+        starts = _starts(records)
+        batch = replace(self.builder.build(records, book, self.ledger, rows, prebuilt=self.native), starts=starts)
         sent = self._dead_letter(batch, set())
         started = time.perf_counter()
         try:
             self.ledger.append_batch(batch)
         except DuplicateEventError as exc:  # a redelivered event: the reference path sorts it out
             log.info("rebuilding a batch through the reference path: %s", exc)
-            batch = self.builder.reference(records, book, self.ledger)
+            batch = replace(self.builder.reference(records, book, self.ledger), starts=starts)
             self._dead_letter(batch, sent)
             self.ledger.append_batch(batch)
         size = sum(_size(item) for item in records)

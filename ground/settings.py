@@ -8,6 +8,8 @@ project starts none of its own.
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
@@ -112,6 +114,47 @@ def default_admin_socket(db: Path) -> Path:
     return db.with_name(db.name + ".admin.sock")
 
 
+class LedgerSettings(BaseModel):
+    url: str | None = None
+    """A lake instead of the file ``db``: ``ducklake:postgres:dbname=... host=... port=...`` (a DuckLake
+    catalog in PostgreSQL, several writers); unset: the embedded DuckDB file ``db``."""
+    data_path: Path | None = None
+    """Where a lake's Parquet files are: a path every writer shares (required with ``url``)."""
+
+    @model_validator(mode="after")
+    def _lake_needs_data(self) -> "LedgerSettings":
+        if self.url is not None:
+            if not self.url.startswith("ducklake:"):
+                raise ValueError(f"ledger.url must start with 'ducklake:' (ducklake:postgres:dbname=... host=...);"
+                                 f" got {mask_secrets(self.url)!r}")
+            if self.data_path is None:
+                raise ValueError("ledger.url names a lake, so ledger.data_path (LEARNRIGHT_LEDGER__DATA_PATH) must"
+                                 " say where its Parquet files are")
+        return self
+
+
+def mask_secrets(url: str) -> str:
+    """A connection string fit for messages and logs: any ``password=`` value is masked."""
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    """A DuckLake ledger: its catalog (``ducklake:postgres:<libpq string>``) and its Parquet data path."""
+
+    url: str
+    data_path: Path
+
+    def __str__(self) -> str:
+        return f"{mask_secrets(self.url)} (data {self.data_path})"
+
+    @property
+    def catalog_dsn(self) -> str | None:
+        """The libpq string of a PostgreSQL catalog (what the cluster-wide locks connect to); None otherwise."""
+        prefix = "ducklake:postgres:"
+        return self.url[len(prefix):] if self.url.startswith(prefix) else None
+
+
 class AdminSettings(BaseModel):
     socket: Path | None = None
     """Unix socket of the running service's admin interface (mode 0600); unset: ``<db>.admin.sock`` beside the ledger."""
@@ -148,6 +191,15 @@ class Settings(BaseSettings):
     """Where read-only snapshots of the ledger are published for auditors."""
     snapshots: SnapshotSettings = SnapshotSettings()
     admin: AdminSettings = AdminSettings()
+    ledger: LedgerSettings = LedgerSettings()
+
+    @property
+    def ledger_at(self) -> "Path | LakeLocation":
+        """Where the ledger is: the file :attr:`db`, or the lake of ``ledger.url`` when that is set."""
+        if self.ledger.url is not None:
+            assert self.ledger.data_path is not None  # LedgerSettings refuses a lake without one
+            return LakeLocation(url=self.ledger.url, data_path=self.ledger.data_path)
+        return self.db
 
     @property
     def admin_socket(self) -> Path:

@@ -154,7 +154,8 @@ def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
 
 
 @contextmanager
-def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable[[str], None]) -> Iterator[Settings]:
+def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable[[str], None],
+                  partitions: int = 2) -> Iterator[Settings]:
     """Yields ``settings`` pointed at fresh usage topics holding ``events`` events.
 
     Without a configured broker one is started under ``workdir`` and stopped on the way out.
@@ -167,8 +168,9 @@ def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable
                               heap="1g")
             settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": state.bootstrap_servers})})
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
-            "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}", "partitions": 2})})
-        ensure_topics(settings.kafka.bootstrap_servers, (*settings.kafka.topics.usage, settings.kafka.topics.dead_letter), 2)
+            "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}", "partitions": partitions})})
+        ensure_topics(settings.kafka.bootstrap_servers, (*settings.kafka.topics.usage, settings.kafka.topics.dead_letter),
+                      partitions)
         started = time.perf_counter()
         fill(settings, events, "2026-10")
         echo(f"filled {events} events in {time.perf_counter() - started:.1f}s")

@@ -63,6 +63,14 @@ class DuplicateEventError(Terminal, LedgerError):
     code = "duplicate_event"
 
 
+class StaleBatchError(Transient, LedgerError):
+    """A batch starts before what the ledger has booked of one of its partitions: another writer
+    booked those records after this one read them (a rebalance). Nothing was appended; the
+    consumer reads again from the ledger's offsets."""
+
+    code = "stale_batch"
+
+
 class EntryOriginError(Terminal, LedgerError):
     """An entry to append has no origin in the log (no stream): its identity and digest would collide."""
 

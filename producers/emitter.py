@@ -68,16 +68,15 @@ class DeliveryError(TransientError):
 
 
 def partition_key(event: UsageEvent) -> bytes:
-    """Training by source (keeps a source's usage in order); others by their subject."""
-    if event.kind == "training":
-        key = event.source_id
-    elif event.kind == "inference":
-        key = event.attributions[0].source_id
-    elif event.kind == "revenue":
-        key = event.model_id
-    else:
-        key = event.corrects_event_id
-    return key.encode()
+    """The record key that keeps every rule about one event inside one partition: ``<platform>/<event id>``.
+
+    A redelivery and a conflicting resend of an event share its id, so one partition (one
+    ledger writer) sees both and decides; every correction of an event is keyed by the id of
+    the event it corrects, so the corrections of one event meet in one partition of the
+    corrections topic and one writer decides which applies (docs/scaling.md, "Partition keys").
+    """
+    subject = event.corrects_event_id if event.kind == "correction" else event.event_id
+    return f"{event.platform_id}/{subject}".encode()
 
 
 class UsageEmitter:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from learnright import broker
-from ground.settings import Settings
+from ground.settings import LakeLocation, Settings
 
 BOOK = """
 format = 1
@@ -96,3 +96,32 @@ def make_settings(kafka_bootstrap: str, tmp_path: Path):
         })
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real PostgreSQL server for the whole session (Debian's package, started by the project).
+
+    LEARNRIGHT_TEST_POSTGRES_DSN (a libpq string of a server's maintenance database) overrides it.
+    """
+    if os.environ.get("LEARNRIGHT_TEST_POSTGRES_DSN"):
+        yield os.environ["LEARNRIGHT_TEST_POSTGRES_DSN"]
+        return
+    from learnright import postgres
+    state_dir = tmp_path_factory.mktemp("postgres")
+    state = postgres.up(state_dir)
+    try:
+        yield state.maintenance_dsn
+    finally:
+        postgres.down(state_dir)
+
+
+@pytest.fixture
+def lake_location(postgres_dsn: str, tmp_path: Path) -> LakeLocation:
+    """A fresh lake of this test's own: a new catalog database on the session's server, Parquet under tmp_path."""
+    import psycopg
+    name = f"lake_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    catalog = " ".join(part for part in postgres_dsn.split() if not part.startswith("dbname="))
+    return LakeLocation(url=f"ducklake:postgres:dbname={name} {catalog}", data_path=tmp_path / "lake")

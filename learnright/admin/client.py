@@ -91,5 +91,5 @@ def run(settings: Settings, operation: str, **args: object) -> dict:
         with client:
             return client.call(operation, args)
     found = OPERATIONS[operation]
-    with Ledger.open(settings.db, read_only=not found.writes) as ledger:
+    with Ledger.open(settings.ledger_at, read_only=not found.writes) as ledger:
         return found.run(ledger, Tools.for_settings(settings), **args)

@@ -19,7 +19,7 @@ from learnright.api.downloads import content_disposition
 from learnright.api.errors import ApiError
 from ledger.services.tokens import TokenRecord
 from ledger.storage.snapshots import (Snapshot, SnapshotError, holding, list_snapshots, publish_snapshot, read_snapshot,
-                                      snapshot_after_close)
+                                      snapshot_after_close, snapshot_at_close)
 from ledger.storage.sql import FORMATS, SqlRefusedError, SqlTimeoutError, SqlTooLargeError, run_query, strip_paths
 
 log = logging.getLogger("learnright.http")
@@ -33,6 +33,10 @@ SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 class SqlRequest(BaseModel):
     sql: str = Field(..., description="Exactly one SELECT (DuckDB SQL).", examples=["SELECT * FROM audit_reconciliation"])
     format: Literal["json", "csv", "arrow"] = Field("json", description="json, csv or arrow (Arrow IPC stream).")
+    at_close: str | None = Field(None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"],
+                                 description="Answer as the close of this period left the ledger: a lake at that"
+                                             " close's snapshot (DuckLake time travel), a file at the snapshot"
+                                             " published at that close. 404 when the period has no close.")
 
 
 async def sql_request(request: Request, record: TokenRecord = Depends(auditor)) -> SqlRequest:
@@ -66,15 +70,12 @@ def sql(body: SqlRequest = Depends(sql_request), record: TokenRecord = Depends(a
                        f"{ctx.settings.sql.max_concurrent} auditor queries are running; retry shortly",
                        {"Retry-After": str(SQL_RETRY_AFTER_S)})
     try:
-        with holding(lambda: _after_last_close(ctx)) as snapshot:  # not pruned while the query reads it
-            try:
-                result = run_query(snapshot.database, body.sql, ctx.limits, fmt=body.format)
-            except SqlTimeoutError as exc:
-                raise ApiError(408, "time_limit", str(exc)) from exc
-            except SqlTooLargeError as exc:
-                raise ApiError(400, "too_large", str(exc)) from exc
-            except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
-                raise ApiError(400, "refused", strip_paths(str(exc))) from exc
+        location = ctx.settings.ledger_at
+        if body.at_close is not None and not isinstance(location, Path):
+            return _at_lake_close(body, record, ctx, location)
+        pick = (lambda: _at_file_close(ctx, body.at_close)) if body.at_close else (lambda: _after_last_close(ctx))
+        with holding(pick) as snapshot:  # not pruned while the query reads it
+            result = _answer(lambda: run_query(snapshot.database, body.sql, ctx.limits, fmt=body.format))
     finally:
         ctx.sql_slots.release()
     log.info("auditor query", extra={"token_id": record.token_id, "snapshot": snapshot.snapshot_id,
@@ -89,6 +90,44 @@ def sql(body: SqlRequest = Depends(sql_request), record: TokenRecord = Depends(a
         "X-Learnright-Snapshot-Created": snapshot.created_at.isoformat(),
         "X-Learnright-Last-Entry": str(snapshot.last_entry_id),
         "X-Learnright-Last-Close": "none" if last is None else f"{last.period}; root={last.root or 'none'}",
+        "X-Learnright-Truncated": "true" if result.truncated else "false",
+    })
+
+
+def _answer(run):
+    """Runs an auditor's query; its refusals as the API answers them."""
+    try:
+        return run()
+    except SqlTimeoutError as exc:
+        raise ApiError(408, "time_limit", str(exc)) from exc
+    except SqlTooLargeError as exc:
+        raise ApiError(400, "too_large", str(exc)) from exc
+    except SqlRefusedError as exc:  # DuckDB's message is kept for the auditor, without filesystem paths
+        raise ApiError(400, "refused", strip_paths(str(exc))) from exc
+
+
+def _at_file_close(ctx: ApiContext, period: str) -> Snapshot:
+    try:
+        return snapshot_at_close(ctx.settings.snapshots_dir, period)
+    except SnapshotError as exc:
+        raise ApiError(404, "not_found", f"no snapshot was published at a close of {period}") from exc
+
+
+def _at_lake_close(body: SqlRequest, record: TokenRecord, ctx: ApiContext, location) -> Response:
+    """Answers from the lake as the close of ``body.at_close`` committed it (time travel)."""
+    from ledger.storage.lake import closed_periods, lake_sandbox
+
+    if body.at_close not in closed_periods(location):
+        raise ApiError(404, "not_found", f"no close of {body.at_close} in the ledger")
+    result = _answer(lambda: run_query(Path("lake"), body.sql, ctx.limits, fmt=body.format,
+                                       connect=lambda: lake_sandbox(location, body.at_close, ctx.limits)))
+    log.info("auditor query", extra={"token_id": record.token_id, "at_close": body.at_close,
+                                     "rows": result.table.num_rows, "sql": body.sql[:2000]})
+    content = result.body
+    if body.format == "json":
+        content = content[:content.rindex(b"}")] + b', "at_close": ' + json.dumps(body.at_close).encode() + b"}\n"
+    return Response(content, media_type=FORMATS[body.format], headers={
+        "X-Learnright-At-Close": body.at_close,
         "X-Learnright-Truncated": "true" if result.truncated else "false",
     })
 

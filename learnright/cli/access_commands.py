@@ -73,6 +73,9 @@ def sql_command(
         None, "--snapshot", help="Query this snapshot id, or 'latest' (default: the latest snapshot if it holds all"
                                  " the ledger holds, else a new one published first; while the service holds the"
                                  " ledger, the latest)."),
+    at_close: Optional[str] = typer.Option(
+        None, "--at-close", help="Query the ledger as the close of this period (YYYY-MM) left it: a lake at that"
+                                 " close's snapshot (DuckLake time travel), a file at the snapshot published then."),
     db: Optional[Path] = DbOption,
 ) -> None:
     """Run one read-only SELECT on a snapshot of the ledger, as an auditor (sandboxed: no files, no network,
@@ -88,6 +91,19 @@ def sql_command(
     limits = SqlLimits.from_settings(settings.sql)
     if format not in ("csv", "json", "arrow"):
         raise ConfigError(f"--format must be csv, json or arrow (got {format!r})")
+    if at_close is not None:
+        if snapshot is not None:
+            raise ConfigError("--at-close and --snapshot each pick what answers; give one of them")
+        location = settings.ledger_at
+        if not isinstance(location, Path):  # a lake: time travel to the close's snapshot
+            from ledger.storage.lake import lake_sandbox
+            result = run_query(Path(str(location)), query, limits,
+                               connect=lambda: lake_sandbox(location, at_close, limits))
+            typer.echo(f"answered from the lake {location} at the close of {at_close}", err=True)
+            _write(result, format, limits, out)
+            return
+        from ledger.storage.snapshots import snapshot_at_close
+        snapshot = snapshot_at_close(settings.snapshots_dir, at_close).snapshot_id
     why = None
     if snapshot is None:
         picked, why = snapshot_for_query(settings.db, settings.snapshots_dir, now=datetime.now(timezone.utc),
@@ -107,6 +123,13 @@ def sql_command(
     close = "no close yet" if found.last_close is None else f"last close {found.last_close.describe()}"
     typer.echo(f"answered from snapshot {found.snapshot_id} (created {found.created_at.isoformat()}, entries up to"
                f" {found.last_entry_id}, {close}){note}", err=True)
+    _write(result, format, limits, out)
+
+
+def _write(result, format: str, limits, out: Optional[Path]) -> None:
+    """Renders an auditor's answer to ``out`` or stdout; notes a cut on stderr."""
+    from ledger.storage.sql import render
+
     body = render(result, format)
     if result.truncated:
         typer.echo(f"note: cut at the row limit of {limits.row_limit} rows", err=True)

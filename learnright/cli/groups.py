@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from ground.errors import LearnrightError
-from ground.settings import Settings
+from ground.settings import LedgerSettings, Settings
 
 
 class LearnrightGroup(TyperGroup):
@@ -53,6 +53,9 @@ DbOption = typer.Option(None, "--db", help="Ledger file (default ./var/ledger.du
 
 
 def settings_for(db: Optional[Path] = None) -> Settings:
-    """The settings from the environment, with ``--db`` in place of the ledger file when given."""
+    """The settings from the environment, with ``--db`` in place of the ledger when given.
+
+    ``--db`` names a ledger file, so it also sets a lake (``ledger.url``) aside.
+    """
     settings = Settings()
-    return settings.model_copy(update={"db": db}) if db is not None else settings
+    return settings.model_copy(update={"db": db, "ledger": LedgerSettings()}) if db is not None else settings

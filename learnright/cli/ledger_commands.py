@@ -66,7 +66,7 @@ def licenses_import_rsl(
         result = import_rsl(text, str(file), options)
         _write_license_toml(result, out)
     else:
-        with Ledger.open(settings_for(db).db) as ledger:
+        with Ledger.open(settings_for(db).ledger_at) as ledger:
             # Restate the ledger's holder and source as they are: applying replaces them.
             known = ledger.load_book()
             options = dataclasses.replace(options, holder=known.holders.get(holder), source=known.sources.get(source))
@@ -147,7 +147,7 @@ def consume(
     from ledger.storage.store import Ledger
 
     settings = with_bootstrap(settings_for(db))
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings.ledger_at) as ledger:
         consumer = LedgerConsumer(settings, ledger)
         signal.signal(signal.SIGTERM, lambda *_: consumer.stop_event.set())
         try:
@@ -155,7 +155,7 @@ def consume(
         finally:
             consumer.close()
     typer.echo(f"consumed {stats.records} records: {stats.accepted} accepted ({stats.accruals} accruals), "
-               f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, into {settings.db}")
+               f"{stats.duplicates} duplicates, {stats.quarantined} quarantined, into {settings.ledger_at}")
 
 
 @app.command()
@@ -173,12 +173,12 @@ def serve(db: Optional[Path] = DbOption) -> None:
 
     configure_json_logging()
     settings = with_bootstrap(settings_for(db))
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings.ledger_at) as ledger:
         service = LedgerService(settings, ledger)
         signal.signal(signal.SIGTERM, lambda *_: service.stop())
         signal.signal(signal.SIGINT, lambda *_: service.stop())
         serve_all(settings, ledger, service, on_listening=lambda url: typer.echo(
-            f"serving {settings.db} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
+            f"serving {settings.ledger_at} from {settings.kafka.bootstrap_servers}; API and holder page at {url}"
             " (docs at /docs); Ctrl-C stops"))
 
 
@@ -228,7 +228,7 @@ def close(
     else:
         signer = load_or_create_key(settings.signing_key)
         now = datetime.now(timezone.utc)
-        with Ledger.open(settings.db) as ledger:
+        with Ledger.open(settings.ledger_at) as ledger:
             if closes_now(ledger, period, now):
                 typer.echo(_catch_up(settings, ledger, catch_up))
             answer = close_month(
@@ -309,14 +309,14 @@ def rebuild(
                    " key (signatures are not compared; content hashes and roots are)")
     with tempfile.TemporaryDirectory(prefix="learnright-rebuild-") as scratch_dir:
         target = into or Path(scratch_dir) / "rebuild.duckdb"
-        with Ledger.open(settings.db, read_only=True) as live, Ledger.open(target) as scratch:
+        with Ledger.open(settings.ledger_at, read_only=True) as live, Ledger.open(target) as scratch:
             report = rebuild_ledger(settings, live, scratch, signer)
     for check in report.closes:
         for line in check.lines():
             typer.secho(line, fg=typer.colors.RED if check.verdict == DIVERGES else None)
     diverged = sum(check.verdict == DIVERGES for check in report.closes)
     closes = f"{len(report.closes)} close" + ("" if len(report.closes) == 1 else "s")
-    typer.echo(f"{settings.db}: {closes} rebuilt from {report.records} records"
+    typer.echo(f"{settings.ledger_at}: {closes} rebuilt from {report.records} records"
                f" ({', '.join(settings.kafka.topics.usage)}): {diverged} diverge"
                + (f"; scratch ledger kept at {into}" if into else ""))
     if report.diverged:
@@ -367,12 +367,12 @@ def verify_command(db: Optional[Path] = DbOption) -> None:
     from ledger.services.verify import verify
 
     settings = settings_for(db)
-    with Ledger.open(settings.db, read_only=True) as ledger:
+    with Ledger.open(settings.ledger_at, read_only=True) as ledger:
         report = verify(ledger)
     for problem in report.problems:
         typer.secho(f"FAIL {problem}", fg=typer.colors.RED)
     verdict = "OK" if report.ok else f"{len(report.problems)} problems"
-    typer.echo(f"{settings.db}: {report.entries} entries, {report.closes} closes, last close root"
+    typer.echo(f"{settings.ledger_at}: {report.entries} entries, {report.closes} closes, last close root"
                f" {report.root or '-'}, {report.statements} statements: {verdict}")
     if not report.ok:
         raise typer.Exit(1)

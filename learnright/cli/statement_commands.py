@@ -49,7 +49,7 @@ def statements_get(
     found = run(settings, "statements_get", statement_id=statement_id, format=format)
     body = base64.b64decode(found["body"]) if found["found"] else None
     if body is None:
-        typer.secho(f"error: no statement {statement_id!r} in {settings.db}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: no statement {statement_id!r} in {settings.ledger_at}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     if out:
         out.write_bytes(body)
@@ -100,7 +100,7 @@ def statements_publish(db: Optional[Path] = DbOption) -> None:
     from ledger.storage.store import Ledger
 
     settings = settings_for(db)
-    with Ledger.open(settings.db) as ledger:
+    with Ledger.open(settings.ledger_at) as ledger:
         outcome = publish_statements(ledger, settings, bootstrap=bootstrap_servers)
     typer.echo(f"published {len(outcome.published)} StatementClosed events to {outcome.topic}")
 

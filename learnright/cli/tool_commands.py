@@ -30,6 +30,18 @@ def bench(
         run_bench(settings_for(), events=events, rounds=rounds, report=target, echo=typer.echo)
 
 
+@app.command("bench-scale")
+def bench_scale(
+    events: int = typer.Option(200_000, help="Usage events to fill the topics with."),
+    rounds: int = typer.Option(2, help="Rounds of the three variants in turn; the best of each counts."),
+    report: str = typer.Option("docs/scaling.md", help="Where to write the figures ('' for nowhere)."),
+) -> None:
+    """Ingest into one ledger file, a lake with one writer and a lake with two, side by side (needs PostgreSQL)."""
+    from learnright.bench_scale import run_scale
+
+    run_scale(settings_for(), events=events, rounds=rounds, report=Path(report) if report else None, echo=typer.echo)
+
+
 @app.command()
 def demo(
     events: int = typer.Option(20_000, help="Synthetic events to emit."),

@@ -14,7 +14,8 @@ What every implementation guarantees:
     own digest (:mod:`ledger.core.chain`); rows are numbered without gaps in this
     ledger's booking order, and ``last_entry_id`` is the last row number after the last
     commit (a local watermark, never hashed or signed).
-  * One writer: a second writing process is refused (``LedgerLockedError``).
+  * A ledger file has one writer: a second writing process is refused (``LedgerLockedError``).
+    A lake has several, each booking its own partitions; a close holds :meth:`closing`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import ContextManager, Iterable, Iterator, Protocol, Sequence
 
 from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
@@ -50,6 +51,13 @@ class LedgerStore(Protocol):
     @property
     def last_entry_id(self) -> int:
         """The id of the last entry (0 when there is none)."""
+
+    @property
+    def gap_free(self) -> bool:
+        """Whether row numbers run without gaps (a file); a lake's writers may leave some unused."""
+
+    def closing(self) -> ContextManager[None]:
+        """Held around a whole close: no other process appends or closes meanwhile (nothing to hold on one file)."""
 
     def reader(self) -> "LedgerStore":
         """A read view for another thread of this process; the writer keeps the file."""

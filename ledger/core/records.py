@@ -82,6 +82,9 @@ class IngestBatch:
     revenues: tuple[tuple[RevenueReport, int], ...] = ()
     quarantined: tuple[QuarantineRow, ...] = ()
     offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    starts: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    """The offset each partition's records start at, when read from Kafka: a ledger of several
+    writers refuses the batch if it has booked that partition past it (``StaleBatchError``)."""
     duplicates: int = 0
     lineage: tuple[ModelLineage, ...] = ()
     unlicensed: tuple[UnlicensedUse, ...] = ()

@@ -96,6 +96,12 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     ends = period_end(period)
     if now < ends:
         raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
+    with ledger.closing():  # one close at a time, and no append meanwhile, in a cluster of writers
+        return _close_through(ledger, period, now=now, signer=signer)
+
+
+def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
+    """Closes ``period`` and every earlier open month (the caller holds ``ledger.closing()``)."""
     existing = ledger.get_close(period)
     if existing is not None:
         return CloseOutcome(

@@ -53,8 +53,11 @@ def verify(ledger: LedgerStore) -> VerifyReport:
     gap = broken_link = changed = False
     for entry in ledger.chain_entries():
         entry_id = entry.entry_id
-        if not gap and entry_id != expected_id:
+        if not gap and ledger.gap_free and entry_id != expected_id:
             problems.append(f"entry rows jump from {expected_id - 1} to {entry_id}: entries are missing")
+            gap = True
+        elif not gap and entry_id < expected_id:  # a lake's numbers may skip (numbers taken, not used), never repeat
+            problems.append(f"entry row {entry_id} comes again after row {expected_id - 1}: entries are duplicated")
             gap = True
         where = f"entry {entry.key} (row {entry_id})"
         if entry.format == chain.CHAIN_FORMAT_V2:

@@ -23,7 +23,7 @@ class AuditRepository:
     def chain_entries(self) -> Iterator[ChainEntry]:
         """Every entry as stored, in row order, on a cursor of its own (read in chunks)."""
         v3 = len(chain.ENTRY_FIELDS)
-        cursor = self.db.con.cursor()
+        cursor = self.db.cursor()
         try:
             cursor.execute(
                 f"SELECT {', '.join(chain.ENTRY_FIELDS)}, {', '.join(chain.ENTRY_FIELDS_V2)}, entry_hash"
@@ -42,7 +42,7 @@ class AuditRepository:
             cursor.close()
 
     def chain_anchors(self) -> list[ChainAnchor]:
-        """The chain's end as the last batch with entries and the anchor file beside the ledger record it."""
+        """The chain's end as the last batch with entries records it (the file's tip adds its anchor file)."""
         anchors = [
             ChainAnchor(where=f"batch {batch_id}", last_entry_id=entry_id, chain_head=head)
             for batch_id, head, entry_id in self.db.rows(
@@ -51,8 +51,7 @@ class AuditRepository:
             )
             if entry_id is not None
         ]
-        recorded = read_anchor(self.db.path)
-        return anchors + ([recorded] if recorded is not None else [])
+        return anchors
 
     def totals(self) -> LedgerTotals:
         """Accrued amounts per currency (every entry) and the time of the latest close."""

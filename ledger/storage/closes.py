@@ -133,7 +133,7 @@ class CloseRepository:
         stream = chain.close_stream(period)
         keyed = tuple(replace(line, stream=stream, position=index) for index, line in enumerate(lines))
         values = tuple(tuple(getattr(line, name) for name in chain.ENTRY_FIELDS) for line in keyed)
-        first = self.tip.last_entry + 1
+        first = self.tip.next_entry(len(lines))
         return PlannedEntries(lines=keyed, values=values, hashes=tuple(map(chain.digest, values)),
                               first_entry_id=first, last_entry_id=first + len(lines) - 1)
 
@@ -150,7 +150,7 @@ class CloseRepository:
         An entry stored before format 3 has no stream from the log: it folds into stream
         ``legacy`` by its row number, with its format-2 hash.
         """
-        cursor = self.db.con.cursor()
+        cursor = self.db.cursor()
         try:
             cursor.execute(
                 f"SELECT coalesce(stream, 'legacy') AS s, entry_hash FROM accruals WHERE {_COVERED}"
@@ -189,36 +189,36 @@ class CloseRepository:
             LedgerFileError: ``planned`` was numbered before another append took its rows.
         """
         planned_values = planned.values if planned is not None else ()
-        batch_id = self.tip.last_batch + 1
-        with self.db.transaction():
+        with self.tip.booking():
+            reserved = self.tip.reserve(entries=0)
             if planned_values:
-                self._append_planned(planned, batch_id, close)
-            if settled_revenue:
-                self.db.insert("revenue_settlements", pa.table({
-                    "platform_id": [platform for platform, _ in settled_revenue],
-                    "event_id": [event for _, event in settled_revenue],
-                    "close_period": [close.period] * len(settled_revenue),
-                }))
-            con = self.db.con
-            con.execute(
-                f"INSERT INTO period_closes ({_CLOSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements, close.root,
-                 close.book_hash],
-            )
-            if commitment is not None:
-                self._store_commitment(close.period, commitment)
-            rows = statements_table(tuple(statements), close.closed_at)
-            if rows.num_rows:
-                self.db.insert("statements", rows)
-        if planned_values:
-            self.tip.advance(batch_id=batch_id, last_entry=planned.last_entry_id)
+                self.tip.check_planned(planned.first_entry_id)
+                reserved = replace(reserved, first_entry=planned.first_entry_id, entries=len(planned_values))
+            with self.db.transaction():
+                if planned_values:
+                    self._append_planned(planned, reserved.batch_id, close)
+                if settled_revenue:
+                    self.db.insert("revenue_settlements", pa.table({
+                        "platform_id": [platform for platform, _ in settled_revenue],
+                        "event_id": [event for _, event in settled_revenue],
+                        "close_period": [close.period] * len(settled_revenue),
+                    }))
+                con = self.db.con
+                con.execute(
+                    f"INSERT INTO period_closes ({_CLOSE_COLUMNS}, lake_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements,
+                     close.root, close.book_hash, self.tip.snapshot(self.db)],
+                )
+                if commitment is not None:
+                    self._store_commitment(close.period, commitment)
+                rows = statements_table(tuple(statements), close.closed_at)
+                if rows.num_rows:
+                    self.db.insert("statements", rows)
+            if planned_values:
+                self.tip.advance(reserved)
 
     def _append_planned(self, planned: PlannedEntries, batch_id: int, close: CloseRecord) -> None:
         """Appends a close's period entries as one batch (inside the caller's transaction)."""
-        if planned.first_entry_id != self.tip.last_entry + 1:
-            raise LedgerFileError(
-                f"planned entries start at {planned.first_entry_id} but the ledger ends at {self.tip.last_entry}"
-            )
         self.db.insert("accruals", accruals_table(planned.values, planned.hashes, batch_id, planned.first_entry_id))
         self.db.con.execute(
             "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",

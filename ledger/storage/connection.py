@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -75,9 +76,18 @@ class Db:
     swapping it (a test injecting a crash) reaches all of them.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: object, session: tuple[str, ...] = ()):
         self.con = con
         self.path = path
+        self.session = session
+        """Statements that set up a connection of this ledger (a lake's ``USE``); replayed on each cursor."""
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of the connection for another thread or a streamed read, set up as the connection is."""
+        cursor = self.con.cursor()
+        for statement in self.session:
+            cursor.execute(statement)
+        return cursor
 
     def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
@@ -127,12 +137,33 @@ class Db:
             self.con.unregister("_probe_keys")
 
 
-class ChainTip:
-    """The ends of the ledger as of this process's last commit: last row number, batch, quarantine id.
+@dataclass(frozen=True)
+class Reservation:
+    """Numbers taken for one append: its batch id, its entries' and its quarantined records' first row numbers."""
 
-    Read from the file on open and advanced by the code that commits (ingest, close), so
-    numbering the next rows never asks the file again. Row numbers are local to this file.
+    batch_id: int
+    first_entry: int
+    entries: int
+    first_quarantine: int
+    quarantined: int
+
+    @property
+    def last_entry(self) -> int:
+        return self.first_entry + self.entries - 1
+
+
+class ChainTip:
+    """Row numbering and coordination of a ledger file's one writer.
+
+    Numbers are read from the file on open and advanced by the code that commits (ingest,
+    close), so numbering the next rows never asks the file again; they are local to this
+    file and gap-free. One writer holds the file, so :meth:`booking` and :meth:`closing`
+    have nothing to exclude. The lake's tip (:class:`ledger.storage.lake.LakeTip`) has the
+    same interface and coordinates several writers.
     """
+
+    gap_free = True
+    """Row numbers have no gaps (a lake's may: a writer's aborted commit leaves its numbers unused)."""
 
     def __init__(self, db: Db):
         self.last_entry: int = db.value("SELECT coalesce(max(entry_id), 0) FROM accruals")
@@ -140,14 +171,62 @@ class ChainTip:
         self.last_quarantine: int = db.value("SELECT coalesce(max(quarantine_id), 0) FROM quarantine")
         self.path = db.path
 
-    def advance(self, *, batch_id: int, last_entry: int, quarantined: int = 0) -> None:
-        """Moves the tip past a committed batch; rewrites the anchor file when entries were added."""
-        added_entries = last_entry != self.last_entry
-        self.last_batch = batch_id
-        self.last_quarantine += quarantined
-        self.last_entry = last_entry
-        if added_entries:
-            write_anchor(self.path, last_entry)
+    def for_reader(self, db: Db) -> "ChainTip":
+        """The tip a read view on ``db`` (another thread's cursor) keeps."""
+        return ChainTip(db)
+
+    @contextmanager
+    def booking(self, partitions: Iterable[tuple[str, int]] = ()) -> Iterator[None]:
+        """Around numbering and committing an append: nothing to exclude with one writer."""
+        yield
+
+    def check_fence(self, db: Db, starts: Mapping[tuple[str, int], int]) -> None:
+        """Nothing to check: the one writer's consumer seeks to the file's offsets itself."""
+
+    @contextmanager
+    def closing(self) -> Iterator[None]:
+        """Around a whole close: nothing to exclude with one writer."""
+        yield
+
+    def reserve(self, *, entries: int, quarantined: int = 0) -> Reservation:
+        """The numbers the next append gets; taken for good only by :meth:`advance` after its commit."""
+        return Reservation(batch_id=self.last_batch + 1, first_entry=self.last_entry + 1, entries=entries,
+                           first_quarantine=self.last_quarantine + 1, quarantined=quarantined)
+
+    def next_entry(self, entries: int) -> int:
+        """The first row number ``entries`` planned entries get if appended next (nothing is taken)."""
+        return self.last_entry + 1
+
+    def check_planned(self, first_entry: int) -> None:
+        """Refuses planned entries numbered before another append took their rows."""
+        if first_entry != self.last_entry + 1:
+            raise LedgerFileError(f"planned entries start at {first_entry} but the ledger ends at {self.last_entry}")
+
+    def check_unique_events(self, db: Db, batch_id: int) -> None:
+        """Nothing to check: the file's primary key refuses a booked event inside the insert."""
+
+    def committed_through(self, db: Db) -> int:
+        """The last row number committed (what a close covers up to)."""
+        return self.last_entry
+
+    def advance(self, reservation: Reservation) -> None:
+        """Moves the tip past a committed append; rewrites the anchor file when entries were added."""
+        self.last_batch = reservation.batch_id
+        self.last_quarantine += reservation.quarantined
+        if reservation.entries:
+            self.last_entry = reservation.last_entry
+            write_anchor(self.path, self.last_entry)
+
+    def snapshot(self, db: Db) -> int | None:
+        """The storage's snapshot id that reads see now: none for a file."""
+        return None
+
+    def recorded_anchor(self) -> ChainAnchor | None:
+        """What the anchor file beside the ledger records of its end, if there is one."""
+        return read_anchor(self.path)
+
+    def close(self) -> None:
+        """Nothing held outside the file."""
 
 
 def anchor_path(db: Path) -> Path:

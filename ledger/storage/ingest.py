@@ -25,7 +25,7 @@ from ledger.core.records import BatchResult, IngestBatch
 from ledger.errors import DuplicateEventError, EntryOriginError
 from ledger.storage.arrow_rows import (TIMESTAMP, accruals_table, events_table, native_accruals_table,
                                        native_events_table, quarantine_table, revenue_table)
-from ledger.storage.connection import ChainTip, Db, now
+from ledger.storage.connection import ChainTip, Db, Reservation, now
 from ledger.storage.unlicensed import unlicensed_table
 
 ENTRY_KEY_SQL = ("CASE WHEN {a}.stream IS NULL THEN 'entry:' || {a}.entry_id"
@@ -110,30 +110,42 @@ class IngestRepository:
             DuplicateEventError: a fast-path event is booked already (nothing was appended);
                 the reference path, which probes the ledger, must build the batch.
             EntryOriginError: an accrual has no stream (nothing was appended).
+            StaleBatchError: another writer booked one of the batch's partitions past where the
+                batch starts (a lake; nothing was appended).
         """
         for accrual in batch.accruals:
             if not accrual.stream:
                 raise EntryOriginError(
                     f"entry {accrual.platform_id}/{accrual.event_id} line {accrual.line} has no stream: every entry"
                     " is keyed by the record that produced it (consumers.batch.build_batch sets it)")
-        tip = self.tip
-        batch_id = tip.last_batch + 1
-        first = tip.last_entry + 1
+        native = batch.native
+        native_accruals = native.accrual_count if native is not None else 0
+        values = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in batch.accruals]
+        at = now()
+        with self.tip.booking(partitions=batch.starts):
+            reserved = self.tip.reserve(entries=native_accruals + len(values), quarantined=len(batch.quarantined))
+            self._commit(batch, reserved, values, at)
+            self.tip.advance(reserved)
+        return BatchResult(batch_id=reserved.batch_id, first_entry_id=reserved.first_entry,
+                           last_entry_id=reserved.first_entry + reserved.entries - 1)
+
+    def _commit(self, batch: IngestBatch, reserved: Reservation, values: list[tuple], at: datetime) -> None:
+        """Writes a batch with the numbers reserved for it, in one transaction."""
+        batch_id, first = reserved.batch_id, reserved.first_entry
         native = batch.native
         native_accruals = native.accrual_count if native is not None else 0
         # The native digests are computed (outside the GIL) while DuckDB appends the events.
         digested = self._aside().submit(native.digests) if native_accruals else None
-        python_first = first + native_accruals
-        values = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in batch.accruals]
-        at = now()
         try:
             with self.db.transaction():
+                self.tip.check_fence(self.db, batch.starts)
                 if native is not None and native.event_count:
                     self.db.insert("usage_events", native_events_table(native, batch_id))
+                    self.tip.check_unique_events(self.db, batch_id)
                 if digested is not None:
                     self.db.insert("accruals", native_accruals_table(native, first, digested.result(), batch_id))
                 hashes = chain.digest_accruals(batch.accruals)
-                self._append_rows(batch, batch_id, python_first, values, hashes, at)
+                self._append_rows(batch, reserved, first + native_accruals, values, hashes, at)
                 self.db.con.execute(
                     "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [batch_id, at, batch.event_count, native_accruals + len(values), len(batch.quarantined),
@@ -146,14 +158,12 @@ class IngestRepository:
         finally:
             if digested is not None and not digested.cancel():
                 digested.exception()  # waits: the digests never run on past their batch
-        tip.advance(batch_id=batch_id, last_entry=first + native_accruals + len(values) - 1,
-                    quarantined=len(batch.quarantined))
-        return BatchResult(batch_id=batch_id, first_entry_id=first, last_entry_id=tip.last_entry)
 
-    def _append_rows(self, batch: IngestBatch, batch_id: int, first_entry_id: int, values: list[tuple],
+    def _append_rows(self, batch: IngestBatch, reserved: Reservation, first_entry_id: int, values: list[tuple],
                      hashes: list[str], at: datetime) -> None:
         """Inserts the batch's Python-built rows and offsets (inside the caller's transaction)."""
         insert = self.db.insert
+        batch_id = reserved.batch_id
         if batch.events:
             insert("usage_events", events_table(batch.events, batch_id))
         if values:
@@ -172,7 +182,7 @@ class IngestRepository:
         if batch.unlicensed:
             insert("unlicensed_use", unlicensed_table(batch.unlicensed, batch_id))
         if batch.quarantined:
-            insert("quarantine", quarantine_table(batch.quarantined, self.tip.last_quarantine + 1, batch_id, at))
+            insert("quarantine", quarantine_table(batch.quarantined, reserved.first_quarantine, batch_id, at))
         if batch.offsets:
             insert("consumer_offsets", pa.table({
                 "batch_id": pa.array([batch_id] * len(batch.offsets), pa.int64()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -315,6 +316,10 @@ MIGRATIONS: dict[int, str] = {
         platform_id VARCHAR NOT NULL
     );
     """,
+    # 10: the lake snapshot a close read (NULL in a ledger file), for auditors' queries at a close.
+    10: """
+    ALTER TABLE period_closes ADD COLUMN lake_snapshot BIGINT;
+    """,
 }
 
 LATEST = max(MIGRATIONS)
@@ -337,8 +342,14 @@ A class name not listed reads as ``internal``.
 """
 
 
-def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
-    """Applies every migration the file lacks, each in its own transaction, by number.
+def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
+            dialect: Callable[[str], list[str]] = lambda ddl: [ddl]) -> None:
+    """Applies every migration the ledger lacks, each in its own transaction, by number.
+
+    ``path`` names the ledger in messages; ``dialect`` rewrites each migration's DDL for
+    the storage as scripts run in order, each in its own transaction, the last with the
+    version row (a lake's has no constraints and its tokens apart:
+    :func:`ledger.storage.lake.lake_dialect`).
 
     Raises:
         LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
@@ -346,6 +357,7 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None
     """
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        " AND table_catalog = current_database()"
     ).fetchall()[0][0]
     applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()} if has_table else set()
     current = max(applied, default=0)
@@ -360,7 +372,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None
     if read_only:
         raise LedgerFileError(f"ledger file {path} lacks schema versions {missing} and needs migrating; open it for writing first")
     for version in missing:
+        *first, last = dialect(MIGRATIONS[version])
+        for script in first:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(script)
+            con.execute("COMMIT")
         con.execute("BEGIN TRANSACTION")
-        con.execute(MIGRATIONS[version])
+        con.execute(last)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, datetime.now(timezone.utc), ground.__version__])
         con.execute("COMMIT")

@@ -349,6 +349,21 @@ def list_snapshots(directory: Path) -> list[Snapshot]:
             if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()]
 
 
+def snapshot_at_close(directory: Path, period: str) -> Snapshot:
+    """The first snapshot whose last close is ``period``: the ledger file as that close left it
+    (the service publishes one right after each close, and retention keeps it).
+
+    Raises:
+        SnapshotError: no snapshot holds ``period`` as its last close.
+    """
+    found = [s for s in list_snapshots(directory) if s.last_close is not None and s.last_close.period == period]
+    if not found:
+        closes = sorted({s.last_close.period for s in list_snapshots(directory) if s.last_close is not None})
+        raise SnapshotError(f"no snapshot in {directory} was published at the close of {period!r}"
+                            f" (snapshots at closes: {', '.join(closes) or 'none'})")
+    return min(found, key=lambda s: (s.created_at, s.snapshot_id))
+
+
 def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 

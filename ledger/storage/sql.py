@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -176,15 +177,20 @@ def _query_node_types(tree: object) -> set[str]:
     return types
 
 
+def spill_directory(source: str, limits: SqlLimits) -> Path:
+    """One spill directory per queried source: DuckDB lets a query read its own spill
+    directory even with external access off, so it must hold nothing of another source."""
+    spill = Path(limits.temp_directory) / hashlib.sha256(source.encode()).hexdigest()[:16]
+    spill.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return spill
+
+
 def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     """A read-only connection to ``path`` with external access off and the configuration locked."""
     if not Path(path).exists():
         raise SqlRefusedError(f"no DuckDB file at {path} to query")
     try:
-        # One spill directory per queried file: DuckDB lets a query read its own spill
-        # directory even with external access off, so it must hold nothing of another file.
-        spill = Path(limits.temp_directory) / hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
-        spill.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spill = spill_directory(str(Path(path).resolve()), limits)
         # External access is turned off right after connecting (below): DuckDB refuses a
         # temp_directory in the same configuration that disables it.
         con = duckdb.connect(str(path), read_only=True, config={
@@ -216,8 +222,12 @@ def sandbox(path: Path, limits: SqlLimits) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -> SqlResult:
+def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None,
+              connect: Callable[[], duckdb.DuckDBPyConnection] | None = None) -> SqlResult:
     """Runs one checked SELECT on ``path`` (read-only, sandboxed) within ``limits``.
+
+    ``connect``, when given, opens the sandbox instead (a lake at a close:
+    :func:`ledger.storage.lake.lake_sandbox`); ``path`` then only names the source.
 
     With ``fmt``, the result is rendered too (``SqlResult.body``), batch by batch, and the
     time and byte limits are checked after each batch of the rendering as well: a limit
@@ -234,7 +244,7 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None) -
                               " bytes; send a shorter query")
     started = time.monotonic()
     query = check_select(sql)
-    con = sandbox(path, limits)
+    con = connect() if connect is not None else sandbox(path, limits)
     timer = threading.Timer(max(0.0, limits.time_limit_s - (time.monotonic() - started)), con.interrupt)
     timer.daemon = True
     timer.start()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import ContextManager, Iterable, Iterator, Sequence
 
 import duckdb
 
@@ -34,8 +34,10 @@ from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
 from ledger.storage.closes import CloseRepository
+from ground.settings import LakeLocation
 from ledger.storage.connection import ChainTip, Db, connect
 from ledger.storage.ingest import IngestRepository
+from ledger.storage.lake import SESSION, LakeTip, open_lake
 from ledger.storage.licenses import LicenseRepository
 from ledger.storage.open_month import open_accruals
 from ledger.storage.period_inputs import PeriodInputRepository
@@ -50,11 +52,12 @@ from ledger.storage.unlicensed import UnlicensedRepository
 class Ledger:
     """An open ledger file. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: "Path | LakeLocation", read_only: bool,
+                 tip: "ChainTip | LakeTip | None" = None):
         self._db = Db(con, path)
         self.path = path
         self.read_only = read_only
-        self._tip = ChainTip(self._db)
+        self._tip = tip if tip is not None else ChainTip(self._db)
         self._licenses = LicenseRepository(self._db)
         self._ingest = IngestRepository(self._db, self._tip)
         self._quarantine = QuarantineRepository(self._db)
@@ -67,14 +70,23 @@ class Ledger:
         self._provenance = ProvenanceRepository(self._db)
 
     @classmethod
-    def open(cls, path: str | Path, *, read_only: bool = False) -> "Ledger":
-        """Opens (creating, unless read-only) and migrates the ledger at ``path``.
+    def open(cls, path: "str | Path | LakeLocation", *, read_only: bool = False) -> "Ledger":
+        """Opens (creating, unless read-only) and migrates the ledger at ``path``: a file, or a lake.
+
+        The one place the storage is chosen: a :class:`ground.settings.LakeLocation` opens a
+        DuckLake ledger (:mod:`ledger.storage.lake`) with the same repositories and SQL,
+        numbered and coordinated for several writers; a path opens the DuckDB file.
 
         Raises:
             LedgerLockedError: another process holds the file as writer.
             LedgerFileError: the file is missing (read-only), cannot be opened or needs migrating (read-only).
             LedgerVersionError: the file was written by a newer Learnright.
         """
+        if isinstance(path, LakeLocation):
+            con, tip = open_lake(path, read_only)
+            ledger = cls(con, path, read_only, tip=tip)
+            ledger._db.session = SESSION
+            return ledger
         path = Path(path)
         return cls(connect(path, read_only), path, read_only)
 
@@ -86,6 +98,7 @@ class Ledger:
 
     def close(self) -> None:
         self._ingest.close()
+        self._tip.close()
         self._db.con.close()
 
     @property
@@ -103,7 +116,10 @@ class Ledger:
         The file stays owned by this instance (its single writer); a DuckDB connection
         must not be shared between threads, a cursor per thread may.
         """
-        return Ledger(self._db.con.cursor(), self.path, read_only=True)
+        cursor = self._db.cursor()
+        reader = Ledger(cursor, self.path, read_only=True, tip=self._tip.for_reader(Db(cursor, self.path)))
+        reader._db.session = self._db.session
+        return reader
 
     # -- ad-hoc reads (this adapter only; not part of the port) --------------------------
 
@@ -132,7 +148,14 @@ class Ledger:
 
     @property
     def last_entry_id(self) -> int:
-        return self._tip.last_entry
+        return self._tip.committed_through(self._db)
+
+    @property
+    def gap_free(self) -> bool:
+        return self._tip.gap_free
+
+    def closing(self) -> ContextManager[None]:
+        return self._tip.closing()
 
     # -- licenses ------------------------------------------------------------------------
 
@@ -288,7 +311,8 @@ class Ledger:
         return self._audit.chain_entries()
 
     def chain_anchors(self) -> list[ChainAnchor]:
-        return self._audit.chain_anchors()
+        recorded = self._tip.recorded_anchor()
+        return self._audit.chain_anchors() + ([recorded] if recorded is not None else [])
 
     def totals(self) -> LedgerTotals:
         return self._audit.totals()

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import random
 import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from kafka import KafkaProducer
 from typer.testing import CliRunner
 
 from consumers.kafka_admin import ensure_topics
-from ground.settings import Settings
+from ground.settings import LakeLocation, LedgerSettings, Settings
 from learnright.cli import app
 from ledger.storage.connection import anchor_path
 from ledger.storage.store import Ledger
@@ -209,3 +210,55 @@ def test_a_consumer_killed_at_20_seeded_points_and_restarted_does_not_show(refer
     outcome = finish(settings)
     assert kills >= KILLS // 2, f"only {kills} of {KILLS} runs were killed before the log was drained"
     assert_identical(reference, outcome)
+
+
+# -- the same log into a lake (DuckLake, PostgreSQL catalog) -------------------------------
+
+def lake_settings(log_settings: Settings, location: LakeLocation) -> Settings:
+    """Settings of a lake ledger at ``location`` with a consumer group of its own."""
+    return own_ledger(log_settings, location.data_path).model_copy(update={
+        "ledger": LedgerSettings(url=location.url, data_path=location.data_path)})
+
+
+@pytest.mark.postgres
+def test_a_lake_ledger_gives_the_files_of_the_single_file_ledger(reference, log_settings, lake_location):
+    """One writer into DuckLake: same entries, roots, verify report and statement bytes as the file."""
+    settings = lake_settings(log_settings, lake_location)
+    with Ledger.open(settings.ledger_at) as ledger:
+        ledger.apply_licenses(BOOK, "book.toml")
+        consume_all(settings, ledger)
+        ledger.apply_licenses(LATE_BOOK, "late.toml")
+        close_months(ledger)
+        outcome = outcome_of(ledger, lake_location.data_path.parent / "files", PLAN)
+    assert differences(reference[0], outcome) == []
+
+
+@pytest.mark.postgres
+def test_two_lake_writers_in_one_group_give_the_files_of_the_single_file_ledger(reference, log_settings, lake_location):
+    """Two writers share the partitions (one consumer group, small batches, so they hand partitions
+    over as they join and leave); whatever the interleaving, the lake shows what one file shows."""
+    settings = lake_settings(log_settings, lake_location)
+    settings = settings.model_copy(update={"consumer": settings.consumer.model_copy(update={"max_batch": 7, "max_poll": 7})})
+    with Ledger.open(settings.ledger_at) as ledger:
+        ledger.apply_licenses(BOOK, "book.toml")
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with Ledger.open(settings.ledger_at) as own:
+                consume_all(settings, own)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, name=f"writer-{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with Ledger.open(settings.ledger_at) as ledger:
+        consume_all(settings, ledger)  # whatever a writer leaving early left behind
+        ledger.apply_licenses(LATE_BOOK, "late.toml")
+        close_months(ledger)
+        outcome = outcome_of(ledger, lake_location.data_path.parent / "files", PLAN)
+    assert differences(reference[0], outcome) == []

@@ -42,3 +42,23 @@ def test_make_bench_keeps_the_rows_of_bench_against(tmp_path):
     text = report.read_text()
     assert "old figures" not in text and "| ingest" in text
     assert text.endswith(rows)
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_bench_scale_smoke_prints_the_three_variants_and_rewrites_only_its_part_of_the_report(
+        kafka_bootstrap, postgres_dsn, tmp_path):
+    from learnright.bench_scale import BEGIN, END, run_scale
+
+    settings = Settings()
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": kafka_bootstrap})})
+    report = tmp_path / "scaling.md"
+    report.write_text(f"# Scaling\n\nplan\n\n{BEGIN}\nold figures\n{END}\n\nmore plan\n")
+    lines = []
+    results = run_scale(settings, events=300, rounds=1, report=report, echo=lines.append, postgres_dsn=postgres_dsn)
+    assert [r.name for r in results] == ["ingest-file", "ingest-lake-1-writer", "ingest-lake-2-writers"]
+    for name in ("ingest-file", "ingest-lake-1-writer", "ingest-lake-2-writers"):
+        assert any(re.fullmatch(rf"bench {name} ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
+    text = report.read_text()
+    assert "old figures" not in text and "| ingest-lake-2-writers | 300 |" in text
+    assert text.startswith("# Scaling\n\nplan\n\n") and text.endswith(f"{END}\n\nmore plan\n")
