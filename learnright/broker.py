@@ -420,7 +420,8 @@ def start_node(state_dir: Path, node_id: int, timeout_s: float = 90.0) -> Broker
     """Starts node ``node_id`` of the cluster in ``state_dir`` again, with its data and ports (or returns it running).
 
     Returns once the node answers and counts itself an unfenced broker; it then catches
-    up on the partitions it replicates in the background, before rejoining their ISR.
+    up on the partitions it replicates in the background, before rejoining their ISR
+    (:func:`wait_in_sync` waits for that).
 
     Raises:
         ConfigError: ``state_dir`` holds no cluster, or the cluster has no such node.
@@ -474,6 +475,39 @@ def wait_ready(bootstrap_servers: str, timeout_s: float, *, pids: tuple[int, ...
             last = exc
         time.sleep(0.5)
     raise BrokerError(f"Kafka at {bootstrap_servers} not ready after {timeout_s:.0f}s: {last}")
+
+
+def wait_in_sync(bootstrap_servers: str, timeout_s: float = 60.0) -> None:
+    """Waits until every partition of every topic has all its replicas in sync (none under-replicated).
+
+    After :func:`start_node` the node catches up in the background; call this before
+    stopping another node, so that the cluster never has fewer copies than it should.
+
+    Raises:
+        BrokerError: partitions were still under-replicated after ``timeout_s`` (they are named).
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    lagging: object = "not asked yet"
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000,
+                                     bootstrap_timeout_ms=2000, reconnect_backoff_max_ms=500)
+            try:
+                topics = admin.describe_topics()
+            finally:
+                admin.close()
+            lagging = sorted(f"{topic['name']}-{partition['partition_index']}" for topic in topics
+                             for partition in topic["partitions"]
+                             if set(partition["isr_nodes"]) != set(partition["replica_nodes"]))
+            if not lagging:
+                return
+        except (KafkaError, OSError) as exc:
+            lagging = exc
+        time.sleep(0.5)
+    raise BrokerError(f"Kafka at {bootstrap_servers}: partitions not in sync after {timeout_s:.0f}s: {lagging}")
 
 
 def down(state_dir: Path, timeout_s: float = 30.0) -> bool:

@@ -131,6 +131,7 @@ def test_a_stopped_node_leaves_acks_all_writes_working_and_rejoins(cluster, cli_
 
     assert restarted.bootstrap_servers == cluster.node(1).address
     assert all(node.running for node in broker.node_statuses(cluster.state_dir))
+    broker.wait_in_sync(cluster.bootstrap_servers)  # node 1 caught up: every partition has 3 replicas in sync
     assert read_all(cluster.bootstrap_servers, topic, 2, 3) == [b"before", b"while-down-0", b"while-down-1"]
 
 
