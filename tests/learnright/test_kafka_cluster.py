@@ -19,8 +19,6 @@ from ground.settings import Settings
 from learnright import broker
 from learnright.cli import app
 
-pytestmark = pytest.mark.broker
-
 runner = CliRunner()
 
 
@@ -83,6 +81,7 @@ def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list
         consumer.close()
 
 
+@pytest.mark.broker
 def test_kafka_up_nodes_3_creates_the_usage_topics_with_3_replicas_2_in_sync(cluster, cli_env):
     """`kafka up --nodes 3` on the running cluster keeps it and creates the usage topics on it, replicated."""
     up = runner.invoke(app, ["kafka", "up", "--nodes", "3"])
@@ -105,6 +104,7 @@ def test_kafka_up_nodes_3_creates_the_usage_topics_with_3_replicas_2_in_sync(clu
         broker.up(cluster.state_dir, version=cluster.kafka_version, cache_dir=Settings().broker.cache_dir)
 
 
+@pytest.mark.broker
 def test_a_stopped_node_leaves_acks_all_writes_working_and_rejoins(cluster, cli_env):
     """min.insync.replicas=2 of 3: with one node down an acks=all write still succeeds; the node comes back."""
     topic = f"{cli_env}-replicated"
