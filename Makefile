@@ -9,7 +9,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 # rustup installs cargo here; a non-login shell (CI) may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help lock setup kafka-jars browser demo test test-unit test-chaos schema-check lint-imports bench bench-compare bench-scale clean
+.PHONY: help lock setup kafka-jars postgres browser demo test test-unit test-chaos schema-check lint-imports bench bench-compare bench-scale clean
 
 help: ## List every target with one line each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ $(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.t
 kafka-jars: setup ## Resolve the pinned Kafka broker jars with Maven (cached in ~/.cache/learnright)
 	$(BIN)/python -c 'from ground.settings import Settings; from learnright.broker import ensure_jars; s = Settings(); print(ensure_jars(s.broker.kafka_version, s.broker.cache_dir))'
 
+# Debian's postgresql-<major> puts initdb, pg_ctl and psql in /usr/lib/postgresql/<major>/bin (learnright/postgres.py).
+postgres: ## Install Debian's postgresql for `learnright postgres up` and its tests (apt-get, as root) unless a server is there
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(call APT_INSTALL,postgresql); }
+
 demo: setup kafka-jars ## Run the main job end to end on a real broker; statements land in var/demo/statements
 	$(BIN)/learnright demo
 
@@ -49,7 +53,7 @@ browser: ## Install Debian's chromium for the holder page tests with apt-get (ro
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
 	  else echo "make browser: install chromium (apt-get install -y chromium), or run make test SKIP_BROWSER=1" >&2; exit 1; fi; fi
 
-test: browser setup kafka-jars schema-check lint-imports deploy-tools ## Run the whole suite against a real Kafka broker; first installs chromium with apt (root or sudo) unless SKIP_BROWSER=1
+test: browser setup kafka-jars postgres schema-check lint-imports deploy-tools ## Run the whole suite against a real Kafka broker; first installs chromium with apt (root or sudo) unless SKIP_BROWSER=1
 	SKIP_BROWSER='$(SKIP_BROWSER)' $(BIN)/pytest -q
 
 # Tools of the deploy/ tests (tests/deploy): promtool and Prometheus, docker compose, kubeconform.
@@ -96,8 +100,8 @@ bench-scale: setup kafka-jars postgres ## Ingest into a file, a lake with 1 writ
 test-chaos: setup kafka-jars postgres ## The chaos test at the issue's full size: 200,000 events, 3 brokers, 3 writers
 	LEARNRIGHT_CHAOS_EVENTS=200000 $(BIN)/pytest -q tests/consumers/test_chaos.py
 
-test-unit: setup ## Run only the tests that need no broker
-	$(BIN)/pytest -q -m 'not broker'
+test-unit: setup ## Run only the tests that need no broker and no PostgreSQL
+	$(BIN)/pytest -q -m 'not broker and not postgres'
 
 clean: ## Remove the virtualenv and local ledger, broker and demo state
 	rm -rf $(VENV) var .pytest_cache .hypothesis .import_linter_cache *.egg-info native/target

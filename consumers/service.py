@@ -172,7 +172,9 @@ class LedgerConsumer:
         self.stop_event = threading.Event()
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
-        ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions)
+        ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions,
+                      replication_factor=settings.kafka.replication_factor,
+                      min_insync_replicas=settings.kafka.min_insync_replicas)
         try:
             self.consumer = KafkaConsumer(
                 bootstrap_servers=bootstrap,

@@ -87,6 +87,12 @@ class BrokerError(TransientError):
     code = "broker_unavailable"
 
 
+class PostgresServerError(TransientError):
+    """The project's own PostgreSQL (`learnright postgres up`) could not be started, reached or stopped."""
+
+    code = "postgres_server_unavailable"
+
+
 class ValidationError(TerminalError):
     """An input value breaks the contract; ``field`` and ``value`` say which.
 

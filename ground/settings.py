@@ -27,6 +27,12 @@ class KafkaSettings(BaseModel):
     """Partitions of each usage topic when the project creates it."""
     client_id: str = "learnright"
     """Client id reported to the broker."""
+    replication_factor: int | None = Field(None, ge=1)
+    """Replicas of each usage and dead-letter topic the project creates; unset: the cluster's
+    default.replication.factor (1 on `learnright kafka up`, 3 on `kafka up --nodes 3`)."""
+    min_insync_replicas: int | None = Field(None, ge=1)
+    """min.insync.replicas set on each usage and dead-letter topic the project creates; unset: the
+    cluster's (1 on `learnright kafka up`, 2 on `kafka up --nodes 3`)."""
 
     @property
     def topics(self) -> Topics:
@@ -34,7 +40,7 @@ class KafkaSettings(BaseModel):
 
 
 class BrokerSettings(BaseModel):
-    kafka_version: str = "3.9.1"
+    kafka_version: str = "4.4.0"
     """Apache Kafka version whose jars Maven resolves (deploy/kafka/pom.xml)."""
     cache_dir: Path = Path.home() / ".cache" / "learnright"
     """Where the jars are kept, outside the source tree."""
@@ -42,10 +48,28 @@ class BrokerSettings(BaseModel):
     """Broker data, config, logs and pid file of `learnright kafka up`."""
     port: int = Field(19092, ge=0, le=65535)
     """Port `learnright kafka up` listens on (127.0.0.1), fixed so that clients know it (0: any free port)."""
+    nodes: int = Field(1, ge=1, le=9)
+    """Nodes `learnright kafka up` starts (--nodes): 1, a single broker; 3, a cluster whose topics keep
+    3 replicas, 2 of them in sync (each node broker and controller, node i on port + i - 1)."""
     heap: str = "512m"
-    """JVM heap of the broker."""
+    """JVM heap of the broker (of each node of a cluster)."""
     start_timeout_s: float = 90.0
     """How long to wait for the broker to answer before giving up."""
+
+
+class PostgresSettings(BaseModel):
+    state_dir: Path = Path("var/postgres")
+    """Data, config, log and state file of `learnright postgres up`, a throwaway cluster on 127.0.0.1."""
+    port: int = Field(15432, ge=0, le=65535)
+    """Port `learnright postgres up` listens on (127.0.0.1), fixed so that clients know it (0: any free port)."""
+    database: str = Field("learnright", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """Database created for the ledger (its DuckLake catalog)."""
+    user: str = Field("learnright", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """Superuser role of the cluster, trusted from 127.0.0.1 without a password."""
+    bin_dir: Path | None = None
+    """Where initdb, pg_ctl and psql are; unset: Debian's /usr/lib/postgresql/<newest major>/bin."""
+    start_timeout_s: float = Field(60.0, gt=0)
+    """How long to wait for the server to accept connections before giving up."""
 
 
 class ConsumerSettings(BaseModel):
@@ -184,6 +208,7 @@ class Settings(BaseSettings):
     """Confluent-compatible schema registry; when set, Confluent-framed records are read (and emit writes them)."""
     kafka: KafkaSettings = KafkaSettings()
     broker: BrokerSettings = BrokerSettings()
+    postgres: PostgresSettings = PostgresSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     http: HttpSettings = HttpSettings()
     sql: SqlSettings = SqlSettings()

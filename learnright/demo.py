@@ -92,7 +92,9 @@ def _demo_settings(settings: Settings, db: Path, bootstrap: str) -> Settings:
         "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap, "topic_prefix": topics_prefix}),
     })
     topics = settings.kafka.topics
-    ensure_topics(bootstrap, (*topics.usage, topics.dead_letter), settings.kafka.partitions)
+    ensure_topics(bootstrap, (*topics.usage, topics.dead_letter), settings.kafka.partitions,
+                  replication_factor=settings.kafka.replication_factor,
+                  min_insync_replicas=settings.kafka.min_insync_replicas)
     return settings
 
 

@@ -12,16 +12,17 @@ def bootstrap_servers(settings: Settings) -> str:
 
     The project broker's address is the one it recorded when it started (its state
     directory's ``broker.json``): 127.0.0.1 and ``broker.port`` for `learnright kafka up`,
-    the same address the README's SDK example falls back to.
+    the same address the README's SDK example falls back to. Of a cluster
+    (`kafka up --nodes 3`), the addresses of the nodes that run.
 
     Raises:
         BrokerError: neither is available.
     """
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
-    state = broker.read_state(settings.broker.state_dir.resolve())
-    if state is not None and broker.is_alive(state.pid):
-        return state.bootstrap_servers
+    running = broker.running_bootstrap(settings.broker.state_dir)
+    if running is not None:
+        return running
     raise BrokerError(
         f"no Kafka broker: run `learnright kafka up` (it listens on 127.0.0.1:{settings.broker.port}),"
         " or set KAFKA_BOOTSTRAP_SERVERS to use an existing one"

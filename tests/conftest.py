@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -108,12 +110,14 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
         yield os.environ["LEARNRIGHT_TEST_POSTGRES_DSN"]
         return
     from learnright import postgres
-    state_dir = tmp_path_factory.mktemp("postgres")
-    state = postgres.up(state_dir)
+    parent = Path(tempfile.mkdtemp(prefix="learnright-pg-session-"))
+    parent.chmod(0o755)  # as root, the server runs as Debian's postgres user, which cannot enter pytest's 0700 dirs
+    state = postgres.up(parent / "pg")
     try:
-        yield state.maintenance_dsn
+        yield state.dsn
     finally:
-        postgres.down(state_dir)
+        postgres.down(parent / "pg")
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -36,13 +36,17 @@ class LearnrightGroup(TyperGroup):
 
 app = typer.Typer(help="Learnright: usage-metered royalty ledger.", no_args_is_help=True, pretty_exceptions_enable=False,
                   cls=LearnrightGroup)
-kafka_app = typer.Typer(help="Run the project's own Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)
+kafka_app = typer.Typer(help="Run the project's own Kafka broker, or a cluster of them (KRaft, 127.0.0.1).",
+                        no_args_is_help=True)
+postgres_app = typer.Typer(help="Run a throwaway PostgreSQL cluster (Debian's, 127.0.0.1) for the ledger's catalog.",
+                           no_args_is_help=True)
 licenses_app = typer.Typer(help="Apply license files to the ledger.", no_args_is_help=True)
 statements_app = typer.Typer(help="List, fetch and verify closed statements.", no_args_is_help=True)
 keys_app = typer.Typer(help="The Ed25519 key that signs statements.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Inspect and replay records that could not be booked.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for rights holders and auditors (stored as hashes).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(postgres_app, name="postgres")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(statements_app, name="statements")
 app.add_typer(keys_app, name="keys")

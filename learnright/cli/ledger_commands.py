@@ -116,7 +116,9 @@ def emit(
 
     def connect() -> UsageEmitter:
         servers = bootstrap_servers(settings)
-        ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions)
+        ensure_topics(servers, settings.kafka.topics.usage, settings.kafka.partitions,
+                      replication_factor=settings.kafka.replication_factor,
+                      min_insync_replicas=settings.kafka.min_insync_replicas)
         return UsageEmitter(servers, topics=settings.kafka.topics, schema_registry_url=schema_registry_url,
                             limits=limits)
 

@@ -36,7 +36,7 @@ def test_docker_compose_accepts_the_compose_file_with_every_service():
     assert answer.returncode == 0, answer.stderr
     services = yaml.safe_load(answer.stdout)["services"]
     assert set(services) == {"kafka", "postgres", "ledger", "prometheus", "grafana"}
-    assert services["kafka"]["image"] == "apache/kafka:3.9.1"  # the broker version ground/settings.py pins
+    assert services["kafka"]["image"] == "apache/kafka:4.4.0"  # the broker version ground/settings.py pins
 
 
 def test_the_compose_kafka_is_the_pinned_broker_version():
