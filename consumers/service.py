@@ -393,8 +393,14 @@ class LedgerConsumer:
         return True
 
     def _drained(self, assignment) -> bool:
-        ends = self.consumer.end_offsets(list(assignment))
-        return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
+        """Whether every assigned partition is read to its end; not drained while the broker cannot say
+        (a leader moving, a broker restarting): the consumer keeps polling and asks again."""
+        try:
+            ends = self.consumer.end_offsets(list(assignment))
+            return all(self.consumer.position(tp) >= ends[tp] for tp in assignment)
+        except KafkaError as exc:
+            log.warning("cannot read the end offsets of %d partitions yet (%s); polling on", len(assignment), exc)
+            return False
 
     def apply(self, records: list[RawRecord | FetchBlock], book: LicenseBook | None = None, rows=None) -> IngestBatch:
         """Prices and appends one batch; dead-letters its rejects first (runs on the writer thread).
