@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
+from ledger.core.distribution_rules import DistributionRule, Member, rules_of
 from ledger.errors import LicenseFileError
 
 ANY_PLATFORM = "*"
@@ -26,6 +27,12 @@ class Holder:
     holder_id: str
     name: str
     payout_minimum: Mapping[str, Decimal] = field(default_factory=dict)
+    members: Mapping[str, Member] = field(default_factory=dict)
+    """Non-empty for a collective (see :mod:`ledger.core.collectives`): its members by id."""
+
+    @property
+    def is_collective(self) -> bool:
+        return bool(self.members)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +119,8 @@ class LicenseBook:
     sources: Mapping[str, Source]
     versions: tuple[LicenseVersion, ...]
     agreements: tuple[AgreementVersion, ...] = ()
+    distributions: tuple[DistributionRule, ...] = ()
+    """Every version of every collective's distribution rule."""
     _index: Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]] = field(
         default_factory=dict, repr=False
     )
@@ -139,6 +148,18 @@ class LicenseBook:
         candidates = [a for a in self.agreements if a.platform_id == platform_id and a.effective_from <= at]
         return max(candidates, key=lambda a: (a.effective_from, a.version), default=None)
 
+    def distribution_rules(self, collective_id: str) -> tuple[DistributionRule, ...]:
+        """The rule versions of ``collective_id``, ordered by effective_from then version."""
+        return rules_of(self.distributions, collective_id)
+
+    def member_of(self, member_id: str) -> tuple[Holder, Member] | None:
+        """The collective ``member_id`` belongs to and the member; None if no collective has it."""
+        for holder in self.holders.values():
+            member = holder.members.get(member_id)
+            if member is not None:
+                return holder, member
+        return None
+
     def version(self, license_id: str, version: int) -> LicenseVersion | None:
         """Version ``version`` of ``license_id``: a dict lookup (a close asks once per tier line)."""
         if self._by_id or not self.versions:
@@ -154,6 +175,7 @@ def build_book(
     sources: Mapping[str, Source],
     versions: tuple[LicenseVersion, ...],
     agreements: tuple[AgreementVersion, ...] = (),
+    distributions: tuple[DistributionRule, ...] = (),
 ) -> LicenseBook:
     """Indexes versions by (source, platform), ordered by effective_from then version."""
     grouped: dict[tuple[str, str], list[LicenseVersion]] = {}
@@ -168,7 +190,7 @@ def build_book(
         by_id.setdefault((version.license_id, version.version), version)  # the first, as the scan found it
     return LicenseBook(
         holders=dict(holders), sources=dict(sources), versions=tuple(versions), agreements=tuple(agreements),
-        _index=index, _by_id=by_id,
+        distributions=tuple(distributions), _index=index, _by_id=by_id,
     )
 
 
@@ -180,9 +202,11 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
     """
     added = _new_versions("license", "license_id", old.versions, new.versions)
     added_agreements = _new_versions("agreement", "agreement_id", old.agreements, new.agreements)
+    added_rules = _new_versions("distribution rule of collective", "collective_id", old.distributions,
+                                new.distributions)
     return build_book(
         {**old.holders, **new.holders}, {**old.sources, **new.sources}, old.versions + tuple(added),
-        old.agreements + tuple(added_agreements),
+        old.agreements + tuple(added_agreements), old.distributions + tuple(added_rules),
     )
 
 
