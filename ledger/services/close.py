@@ -52,6 +52,7 @@ from ledger.core.statements import (
 from ledger.core.licenses import LicenseBook
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
+from ledger.services.distributions import collective_portions, distribute_collective, sign_member_statements
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,6 +177,11 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
         if amount != 0:
             grouped.setdefault(key, [])
     stored: list[SignedStatement] = []
+    # Collectives only (holders with members): their split, an optional section of their statements.
+    portions = collective_portions(ledger, book, period, before, previous.last_entry_id if previous else 0,
+                                   planned.lines) if any(h.members for h in book.holders.values()) else {}
+    member_carry = ledger.member_carry_ins(period) if portions else {}
+    distributions = []
     for (holder_id, currency), lines in sorted(grouped.items()):
         holder = book.holders.get(holder_id)
         statement = build_statement(
@@ -190,10 +196,19 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
         )
         # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
         document = to_document(statement)
+        distribution = None
+        if holder is not None and holder.members:
+            distribution, document["distribution"] = distribute_collective(
+                ledger, book, holder, statement, portions.get((holder_id, currency), []))
         canonical = canonical_bytes(document)
-        stored.append(SignedStatement(statement=statement, content_hash=hashlib.sha256(canonical).hexdigest(),
+        digest = hashlib.sha256(canonical).hexdigest()
+        stored.append(SignedStatement(statement=statement, content_hash=digest,
                                       document=render_document(document), signature=signer.sign(canonical),
                                       key_fingerprint=signer.fingerprint))
+        if distribution is not None:
+            distributions.append(sign_member_statements(
+                distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
+                collective_content_hash=digest, carry=member_carry, close_root=commitment.root, signer=signer))
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=len(stored),
                     root=commitment.root, book_hash=commitment.book_hash),
@@ -201,6 +216,7 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
         planned=planned,
         settled_revenue=settled,
         commitment=commitment,
+        distributions=distributions,
     )
     return tuple(s.statement.statement_id for s in stored)
 
