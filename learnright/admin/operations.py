@@ -30,7 +30,7 @@ from ledger.core.money import at_minor_unit
 from ledger.core.signing import Signer
 from ledger.core.usage import UsageLimits
 from ledger.services.close import statement_file, write_period_files
-from ledger.services.tokens import AUDITOR, HOLDER, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
+from ledger.services.tokens import AUDITOR, HOLDER, MEMBER, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
 from ledger.storage.snapshots import Snapshot, publish_snapshot
 from ledger.storage.store import Ledger
 from schemas import Catalog, default_catalog
@@ -61,12 +61,13 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def tokens_create(ledger: Ledger, tools: Tools, *, auditor: bool, holder: str | None, expires_in: str | None,
-                  label: str = "") -> dict:
+                  label: str = "", member: str | None = None) -> dict:
     """Issues a token; the answer holds its secret, which is stored nowhere (only its SHA-256 is)."""
-    if auditor == bool(holder):
-        raise ConfigError("give exactly one of --holder H or --auditor")
+    if [auditor, bool(holder), bool(member)].count(True) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor or --member M")
     lifetime = parse_duration(expires_in) if expires_in else None
-    issued = create_token(ledger, role=AUDITOR if auditor else HOLDER, holder_id=holder, now=_now(),
+    role = AUDITOR if auditor else MEMBER if member else HOLDER
+    issued = create_token(ledger, role=role, holder_id=member or holder, now=_now(),
                           expires_in=lifetime, label=label)
     record = issued.record
     return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,

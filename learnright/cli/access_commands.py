@@ -17,6 +17,8 @@ from learnright.cli.groups import DbOption, app, settings_for, tokens_app
 def tokens_create(
     holder: Optional[str] = typer.Option(None, "--holder", help="The rights holder whose statements it reads."),
     auditor: bool = typer.Option(False, "--auditor", help="An auditor token: SQL and snapshots, every holder."),
+    member: Optional[str] = typer.Option(None, "--member",
+                                         help="A member of a collective: reads only its own distribution statements."),
     expires_in: Optional[str] = typer.Option(None, "--expires-in", help="Lifetime, e.g. 90d, 12h, 2w (default: none)."),
     label: str = typer.Option("", "--label", help="A note to recognise the token by in `tokens list`."),
     db: Optional[Path] = DbOption,
@@ -29,11 +31,12 @@ def tokens_create(
     from ledger.services.tokens import parse_duration
 
     settings = settings_for(db)
-    if auditor == bool(holder):
-        raise ConfigError("give exactly one of --holder H or --auditor")
+    if [auditor, bool(holder), bool(member)].count(True) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor or --member M")
     if expires_in:
         parse_duration(expires_in)  # refused here, before anything is asked of the ledger
-    issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label)
+    issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label,
+                 **({"member": member} if member else {}))
     typer.echo(f"created {issued['token_id']} ({issued['role']}{' ' + issued['holder_id'] if issued['holder_id'] else ''},"
                f" expires {issued['expires_at'] or 'never'}); shown once, keep it secret:", err=True)
     typer.echo(issued["token"])

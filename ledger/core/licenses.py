@@ -177,7 +177,20 @@ def build_book(
     agreements: tuple[AgreementVersion, ...] = (),
     distributions: tuple[DistributionRule, ...] = (),
 ) -> LicenseBook:
-    """Indexes versions by (source, platform), ordered by effective_from then version."""
+    """Indexes versions by (source, platform), ordered by effective_from then version.
+
+    Raises:
+        LicenseFileError: a member id is also a holder's id or a member of another collective
+            (a member token names its member by id alone, so ids must be unambiguous).
+    """
+    seen: dict[str, str] = {}
+    for holder in holders.values():
+        for member_id in holder.members:
+            if member_id in holders or member_id in seen:
+                other = f"holder {member_id}" if member_id in holders else f"a member of collective {seen[member_id]}"
+                raise LicenseFileError(f"member {member_id} of collective {holder.holder_id} is also {other};"
+                                       " member ids must differ from every holder and member id")
+            seen[member_id] = holder.holder_id
     grouped: dict[tuple[str, str], list[LicenseVersion]] = {}
     for version in versions:
         grouped.setdefault((version.source_id, version.platform_id), []).append(version)

@@ -2,7 +2,9 @@
 
 Guarantees:
   * The secret is shown once, at creation; the ledger keeps only its SHA-256.
-  * A token belongs to one rights holder (``holder``) or is an ``auditor`` token.
+  * A token belongs to one rights holder (``holder``), to one member of a collective
+    (``member``: its ``holder_id`` is the member id, and it reads only that member's
+    distribution statements), or is an ``auditor`` token.
   * Revocation and expiry are rows appended to ``api_token_changes``; nothing is
     updated, so the history of every token stays readable.
   * Authentication compares hashes in constant time and refuses an unknown, malformed,
@@ -26,6 +28,7 @@ from ledger.core.records import TokenRow
 
 HOLDER = "holder"
 AUDITOR = "auditor"
+MEMBER = "member"
 PREFIX = "lr"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -97,9 +100,14 @@ def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: 
         TokenError: unknown role, a holder token without a holder (or an auditor token with
             one), or a holder the ledger's license book does not know.
     """
-    if role not in (HOLDER, AUDITOR):
-        raise TokenError(f"token role must be {HOLDER!r} or {AUDITOR!r} (got {role!r})")
-    if role == HOLDER:
+    if role not in (HOLDER, AUDITOR, MEMBER):
+        raise TokenError(f"token role must be {HOLDER!r}, {MEMBER!r} or {AUDITOR!r} (got {role!r})")
+    if role == MEMBER:
+        if not holder_id:
+            raise TokenError("a member token needs --member")
+        if ledger.load_book().member_of(holder_id) is None:
+            raise TokenError(f"member {holder_id!r} is not a member of any collective in the license book of {ledger.path}")
+    elif role == HOLDER:
         if not holder_id:
             raise TokenError("a holder token needs --holder")
         if holder_id not in ledger.load_book().holders:
