@@ -40,7 +40,7 @@ from pathlib import Path
 from ledger.core import chain
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
-from ledger.core.filenames import check_distinct, statement_file_name, usage_report_name
+from ledger.core.filenames import check_distinct, member_statement_file_name, statement_file_name, usage_report_name
 from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine, period_lines
@@ -52,7 +52,9 @@ from ledger.core.statements import (
 from ledger.core.licenses import LicenseBook
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
-from ledger.services.distributions import collective_portions, distribute_collective, sign_member_statements
+from ledger.services.distributions import (
+    collective_portions, distribute_collective, member_statement_file, sign_member_statements,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,7 +259,8 @@ class PlannedFile:
 
 
 def write_statement_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
-    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``.
+    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``,
+    and every member distribution statement as ``<period>_<collective>_<member>_<currency>`` likewise.
 
     Raises:
         FileNameClashError: two statements would get one file name; nothing was written.
@@ -288,7 +291,7 @@ def write_period_files(ledger: LedgerStore, period: str, directory: Path) -> lis
 
 
 def statement_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
-    """The signed JSON, the CSV and the PDF of every statement of ``period``, not yet rendered."""
+    """The signed JSON, the CSV and the PDF of every statement (and member statement) of ``period``, not yet rendered."""
     planned = []
     for row in ledger.statement_rows(period=period):
         renderers = {
@@ -300,6 +303,13 @@ def statement_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
                                 holds=f"the {ext} of statement {row.statement_id} (holder {row.holder_id!r},"
                                       f" {row.currency!r})")
                     for ext, render in renderers.items()]
+    for member in ledger.member_statements(period=period):  # collectives' members only
+        planned += [PlannedFile(name=member_statement_file_name(period, member.collective_id, member.member_id,
+                                                                member.currency, ext),
+                                render=lambda sid=member.statement_id, ext=ext: member_statement_file(ledger, sid, ext),
+                                holds=f"the {ext} of member statement {member.statement_id} (member"
+                                      f" {member.member_id!r} of {member.collective_id!r}, {member.currency!r})")
+                    for ext in ("json", "csv", "pdf")]
     return planned
 
 

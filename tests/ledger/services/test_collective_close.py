@@ -143,3 +143,13 @@ def test_collective_statement_shows_the_split_and_the_audit_view_reconciles(ledg
     assert ledger.query("SELECT count(*) FROM audit_distribution_rules") == [(2,)]
     assert ledger.query("SELECT member_id FROM audit_collective_members ORDER BY 1") == [("m-eva",), ("m-finn",)]
     assert verify(ledger).ok
+
+
+def test_the_month_files_include_each_members_statement_and_they_verify(ledger, tmp_path):
+    from ledger.services.close import write_period_files
+
+    written = {p.name for p in write_period_files(ledger, "2026-04", tmp_path / "out")}
+    for member in ("m-eva", "m-finn"):
+        assert {f"2026-04_cmo-duo_{member}_USD.{ext}" for ext in ("json", "csv", "pdf")} <= written
+        data = (tmp_path / "out" / f"2026-04_cmo-duo_{member}_USD.json").read_bytes()
+        assert verify_envelope(data, SIGNER.key.public_key(), member).holder_id == member
