@@ -250,15 +250,27 @@ def test_a_changed_member_statement_fails_verification():
         verify_envelope(tampered, SIGNER.key.public_key(), "tampered.json")
 
 
-def test_member_pdf_and_csv_show_fee_and_deductions():
+def pdf_text(envelope: dict) -> str:
+    import pypdfium2 as pdfium
+
+    pdf = render_pdf(envelope["statement"], content_hash=envelope["content_hash"],
+                     key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
+    return " ".join(page.get_textpage().get_text_range() for page in pdfium.PdfDocument(pdf))
+
+
+def test_member_pdf_and_csv_show_fee_and_deductions_each_on_its_own_line():
     files = close_golden_book()
     csv_text = files["2026-04_cmo-north_m-ana_EUR.csv"].decode()
     assert "2026-04,,,,,distribution,management_fee,,,,10.066666666667,,," in csv_text
     assert "2026-04,,,,,distribution,deduction:cultural fund,,,,3.020000000000,,," in csv_text
-    envelope = json.loads(files["2026-04_cmo-north_m-ana_EUR.json"])
-    pdf = render_pdf(envelope["statement"], content_hash=envelope["content_hash"],
-                     key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
-    assert pdf.startswith(b"%PDF")
+    member = " ".join(pdf_text(json.loads(files["2026-04_cmo-north_m-ana_EUR.json"])).split())
+    for shown in ("Distribution by Northern Rights Collective", "Management fee -10.066666666667",
+                  "Deduction: cultural fund -3.02", "Net, accrued to you this period 137.913333333333"):
+        assert shown in member, shown
+    collective = " ".join(pdf_text(json.loads(files["2026-04_cmo-north_EUR.json"])).split())
+    for shown in ("Distribution to members", "Management fee (capped at 20.00) 20.00",
+                  "Undistributed this period 13.70", "Undistributed of 2026-02, held 2 month(s) 5.50"):
+        assert shown in collective, shown
 
 
 # -- the property ------------------------------------------------------------------------
