@@ -28,7 +28,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -164,6 +164,9 @@ class LedgerStore(Protocol):
 
     def held_undistributed(self, collective_id: str, currency: str, before: str) -> list[HeldUndistributed]:
         """The undistributed income of each earlier period of a collective in ``currency``."""
+
+    def collective_distributions(self) -> list[DistributionRecord]:
+        """Every stored distribution of a collective's period and currency."""
 
     def member_statement(self, statement_id: str) -> MemberStatementRecord | None:
         """One stored member distribution statement; None if there is none."""

@@ -428,6 +428,20 @@ class ClosedDistribution:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DistributionRecord:
+    """A stored distribution: one collective's split of one period and currency."""
+
+    period: str
+    collective_id: str
+    currency: str
+    statement_id: str
+    accrued: Decimal
+    management_fee: Decimal
+    deductions: Decimal
+    undistributed: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MemberStatementRecord:
     """A stored member distribution statement."""
 

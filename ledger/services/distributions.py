@@ -98,6 +98,52 @@ def sign_member_statements(*, distribution: Distribution, holder: Holder, collec
                               members=tuple(signed))
 
 
+def distribution_problems(ledger: LedgerStore) -> list[str]:
+    """What does not reconcile in the collectives' distributions (``learnright verify``).
+
+    For each distribution: members' nets + fee + deductions + undistributed == the
+    collective statement's accrued amount. For each member statement: its document hashes
+    to its stored content hash and states its stored totals; payable + carry out == net +
+    carry in; its carry in is the carry out of the member's previous statement in that
+    currency; it names its collective statement's content hash.
+    """
+    problems = []
+    members = ledger.member_statements()
+    nets: dict[tuple[str, str, str], Decimal] = {}
+    for m in members:
+        key = (m.period, m.collective_id, m.currency)
+        nets[key] = nets.get(key, Decimal(0)) + m.net
+    for d in ledger.collective_distributions():
+        found = ledger.statement_document(d.statement_id)
+        accrued = Decimal(json.loads(found.document)["summary"]["accrued"]) if found else None
+        total = nets.get((d.period, d.collective_id, d.currency), Decimal(0)) + d.management_fee + d.deductions \
+            + d.undistributed
+        if accrued != total:
+            problems.append(f"distribution of {d.collective_id} {d.period} {d.currency}: members' nets, fee,"
+                            f" deductions and undistributed sum to {total}, its statement accrues {accrued}")
+    previous: dict[tuple[str, str, str], Decimal] = {}
+    for m in members:  # ordered by period
+        where = f"member statement {m.statement_id} ({m.period}, {m.member_id} of {m.collective_id}, {m.currency})"
+        document = json.loads(m.document)
+        if hashlib.sha256(canonical_bytes(document)).hexdigest() != m.content_hash:
+            problems.append(f"{where}: its document does not hash to its stored content hash")
+        summary = {name: Decimal(document["summary"][name]) for name in ("accrued", "carry_in", "payable", "carry_out")}
+        if summary != {"accrued": m.net, "carry_in": m.carry_in, "payable": m.payable, "carry_out": m.carry_out}:
+            problems.append(f"{where}: its document's summary differs from its stored totals")
+        if m.payable + m.carry_out != m.net + m.carry_in:
+            problems.append(f"{where}: payable {m.payable} + carry out {m.carry_out} != net {m.net}"
+                            f" + carry in {m.carry_in}")
+        key = (m.collective_id, m.member_id, m.currency)
+        if m.carry_in != previous.get(key, Decimal(0)):
+            problems.append(f"{where}: carry in {m.carry_in} but the previous statement carried out"
+                            f" {previous.get(key, Decimal(0))}")
+        previous[key] = m.carry_out
+        collective = ledger.statement_document(document["collective"]["statement_id"])
+        if collective is None or collective.content_hash != document["collective"]["content_hash"]:
+            problems.append(f"{where}: the collective statement it names is missing or has another content hash")
+    return problems
+
+
 def member_statement_file(ledger: LedgerStore, statement_id: str, fmt: str = "json") -> bytes | None:
     """A member's distribution statement as its signed JSON file, CSV or PDF; None if there is none."""
     found = ledger.member_statement(statement_id)

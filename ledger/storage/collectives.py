@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ledger.core.collectives import AccrualPortion, HeldUndistributed
 from ledger.core.licenses import LicenseBook
-from ledger.core.records import ClosedDistribution, CollectivePortion, MemberStatementRecord
+from ledger.core.records import ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord
 from ledger.core.statements import StatementLine
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP
 from ledger.storage.connection import Db
@@ -128,6 +128,15 @@ class CollectiveRepository:
                             " WHERE collective_id = ? AND currency = ? AND period < ? ORDER BY period",
                             [collective_id, currency, before])
         return [HeldUndistributed(period=period, amount=amount) for period, amount in rows]
+
+    def collective_distributions(self) -> list[DistributionRecord]:
+        """Every stored distribution, by period, collective and currency."""
+        rows = self.db.rows("SELECT period, collective_id, currency, statement_id, accrued, management_fee, deductions,"
+                            " undistributed FROM collective_distributions ORDER BY period, collective_id, currency")
+        return [DistributionRecord(period=period, collective_id=collective_id, currency=currency,
+                                   statement_id=statement_id, accrued=accrued, management_fee=fee,
+                                   deductions=deductions, undistributed=undistributed)
+                for period, collective_id, currency, statement_id, accrued, fee, deductions, undistributed in rows]
 
     def member_statement(self, statement_id: str) -> MemberStatementRecord | None:
         rows = self.db.rows(f"SELECT {_MEMBER_COLUMNS} FROM member_statements WHERE statement_id = ?", [statement_id])

@@ -25,7 +25,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -223,6 +223,9 @@ class Ledger:
 
     def held_undistributed(self, collective_id: str, currency: str, before: str) -> list[HeldUndistributed]:
         return self._collectives.held_undistributed(collective_id, currency, before)
+
+    def collective_distributions(self) -> list[DistributionRecord]:
+        return self._collectives.collective_distributions()
 
     def member_statement(self, statement_id: str) -> MemberStatementRecord | None:
         return self._collectives.member_statement(statement_id)

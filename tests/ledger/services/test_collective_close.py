@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import duckdb
 import pytest
 
 from ledger.core.envelope import verify_envelope
@@ -96,15 +97,19 @@ def ingest(ledger: Ledger, events: list[TrainingUsage], first_offset: int) -> No
                                     offsets={("usage", 0): first_offset + len(rows)}))
 
 
+def two_closes(opened: Ledger) -> None:
+    opened.apply_licenses(BOOK, "duo.toml")
+    ingest(opened, [usage("a", 4, 2, "src-eva", 20), usage("b", 4, 5, "src-shared", 10),
+                    usage("c", 4, 20, "src-shared", 10)], 0)
+    close_period(opened, "2026-04", now=datetime(2026, 5, 3, tzinfo=timezone.utc), signer=SIGNER)
+    ingest(opened, [usage("d", 5, 7, "src-shared", 10)], 3)
+    close_period(opened, "2026-05", now=datetime(2026, 6, 3, tzinfo=timezone.utc), signer=SIGNER)
+
+
 @pytest.fixture
 def ledger(tmp_path):
     with Ledger.open(tmp_path / "ledger.duckdb") as opened:
-        opened.apply_licenses(BOOK, "duo.toml")
-        ingest(opened, [usage("a", 4, 2, "src-eva", 20), usage("b", 4, 5, "src-shared", 10),
-                        usage("c", 4, 20, "src-shared", 10)], 0)
-        close_period(opened, "2026-04", now=datetime(2026, 5, 3, tzinfo=timezone.utc), signer=SIGNER)
-        ingest(opened, [usage("d", 5, 7, "src-shared", 10)], 3)
-        close_period(opened, "2026-05", now=datetime(2026, 6, 3, tzinfo=timezone.utc), signer=SIGNER)
+        two_closes(opened)
         yield opened
 
 
@@ -153,3 +158,18 @@ def test_the_month_files_include_each_members_statement_and_they_verify(ledger, 
         assert {f"2026-04_cmo-duo_{member}_USD.{ext}" for ext in ("json", "csv", "pdf")} <= written
         data = (tmp_path / "out" / f"2026-04_cmo-duo_{member}_USD.json").read_bytes()
         assert verify_envelope(data, SIGNER.key.public_key(), member).holder_id == member
+
+
+def test_verify_finds_a_member_statement_changed_behind_the_ledgers_back(tmp_path):
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as opened:
+        two_closes(opened)
+        assert verify(opened).ok
+    con = duckdb.connect(str(path))  # an intruder with the file, not the ledger's API
+    con.execute("UPDATE member_statements SET payable = 7.88, carry_out = 0"
+                " WHERE member_id = 'm-finn' AND period = '2026-04'")
+    con.close()
+    with Ledger.open(path) as opened:
+        problems = verify(opened).problems
+    assert any("m-finn of cmo-duo" in p and "summary differs from its stored totals" in p for p in problems)
+    assert any("m-finn of cmo-duo" in p and "carry in 7.875" in p for p in problems)
