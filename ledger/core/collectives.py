@@ -242,6 +242,9 @@ def distribute(
         amount = Fraction(portion.line.amount)
         weights = {m: Fraction(w) for m, w in rule.weights(portion.line.source_id).items()} if rule else {}
         weights = {m: w for m, w in weights.items() if w != 0 and m in members}
+        if sum(weights.values(), Fraction(0)) > 1:
+            raise ValidationError(f"distribution rule {rule.collective_id} v{rule.version}", portion.line.source_id,
+                                  "gives its members more than 100 percent of this source")
         parties = {**weights, UNDISTRIBUTED: 1 - sum(weights.values(), Fraction(0))}
         if rule is not None:
             versions.add(rule.version)

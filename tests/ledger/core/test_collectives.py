@@ -289,7 +289,7 @@ def rules(draw, start: datetime) -> DistributionRule:
         if how == "own":
             owners[source] = draw(st.sampled_from(sorted(MEMBERS)))
         elif how == "pool":
-            shares = draw(st.lists(st.decimals(min_value="0.0001", max_value=50, places=4), min_size=1, max_size=3))
+            shares = draw(st.lists(st.decimals(min_value="0.0001", max_value="33.3333", places=4), min_size=1, max_size=3))
             pools[source] = {m: s for m, s in zip(sorted(MEMBERS), shares)}
     fee = draw(st.none() | st.builds(
         ManagementFee, percent=st.decimals(min_value="0.0001", max_value=40, places=4),
@@ -412,3 +412,19 @@ def test_a_changed_rule_version_is_refused_when_merged():
     with pytest.raises(LicenseFileError, match="distribution rule of collective cmo-north version 1"):
         merge_books(book, changed)
     assert merge_books(book, parse_book(BOOK, "c.toml")).distributions == book.distributions
+
+
+def test_income_of_a_member_who_left_and_before_the_first_rule_is_undistributed():
+    members = {"m1": Member(member_id="m1", name="One"), "m2": Member(member_id="m2", name="Two")}
+    def rule(version, day, sources):
+        return DistributionRule(collective_id="c", version=version, effective_from=at(day), sources=sources, pools={},
+                                management_fee=None, deductions=(), content_hash="", terms={})
+    rules = (rule(1, 5, {"s1": "m1", "s2": "m2"}), rule(2, 20, {"s1": "m1"}))  # m2 left on the 20th
+    portions = [AccrualPortion(line=line("s2", "p", "training", "3", "3", "1"), at=at(2)),    # before any rule
+                AccrualPortion(line=line("s2", "p", "training", "5", "5", "1"), at=at(10)),   # m2's
+                AccrualPortion(line=line("s2", "p", "training", "7", "7", "1"), at=at(25)),   # after m2 left
+                AccrualPortion(line=line("s1", "p", "training", "11", "11", "1"), at=at(25))]
+    d = distribute(collective_id="c", members=members, rules=rules, period="2026-04", currency="EUR",
+                   portions=portions, period_last_instant=last_instant("2026-04"))
+    assert {m.member_id: m.net for m in d.members} == {"m1": Decimal(11), "m2": Decimal(5)}
+    assert d.undistributed == Decimal(10) and d.management_fee == 0 and d.rule_versions == (1, 2)
