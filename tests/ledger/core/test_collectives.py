@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
