@@ -173,3 +173,12 @@ def test_verify_finds_a_member_statement_changed_behind_the_ledgers_back(tmp_pat
         problems = verify(opened).problems
     assert any("m-finn of cmo-duo" in p and "summary differs from its stored totals" in p for p in problems)
     assert any("m-finn of cmo-duo" in p and "carry in 7.875" in p for p in problems)
+
+
+def test_two_ledgers_of_the_same_log_sign_the_same_member_statements(tmp_path):
+    signed = []
+    for name in ("one", "two"):
+        with Ledger.open(tmp_path / f"{name}.duckdb") as opened:
+            two_closes(opened)
+            signed.append([(m.statement_id, m.document, m.content_hash, m.signature) for m in opened.member_statements()])
+    assert signed[0] == signed[1] and len(signed[0]) == 4
