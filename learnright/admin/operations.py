@@ -109,14 +109,17 @@ def statements_list(ledger: Ledger, tools: Tools, *, period: str | None = None, 
 
 
 def statements_get(ledger: Ledger, tools: Tools, *, statement_id: str, format: str) -> dict:
-    """One statement's bytes (JSON: the signed file; CSV: lines then summary), base64 so they cross unchanged."""
+    """One statement's or member statement's bytes (JSON: the signed file; CSV), base64 so they cross unchanged."""
     from ledger.core.statements import render_csv
+    from ledger.services.distributions import member_statement_file
 
     if format not in ("json", "csv"):
         raise ConfigError(f"--format must be json or csv (got {format!r})")
     found = ledger.statement_document(statement_id)
-    body = None if found is None else (
-        statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document)))
+    if found is None:  # a collective member's distribution statement (ms_...), or nothing
+        body = member_statement_file(ledger, statement_id, format)
+    else:
+        body = statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document))
     return {"found": body is not None, "body": None if body is None else base64.b64encode(body).decode()}
 
 

@@ -147,3 +147,16 @@ def test_a_member_token_gets_no_holder_data_and_names_a_known_member(served):
     assert client.get("/v1/royalties/open", headers=auth(tokens["m-eva"])).status_code == 403
     with pytest.raises(TokenError, match="m-nobody"):
         create_token(ledger, role=MEMBER, holder_id="m-nobody", now=T0)
+
+
+def test_statements_get_prints_a_member_statement_as_the_cli_does(served):
+    import base64
+
+    from learnright.admin.operations import statements_get
+    from ledger.core.envelope import verify_envelope
+
+    _, _, members, _, ledger = served
+    found = statements_get(ledger, None, statement_id=members["m-finn"], format="json")
+    checked = verify_envelope(base64.b64decode(found["body"]), SIGNER.key.public_key(), "m-finn.json")
+    assert (checked.statement_id, checked.holder_id) == (members["m-finn"], "m-finn")
+    assert statements_get(ledger, None, statement_id="ms_nothing", format="json") == {"found": False, "body": None}

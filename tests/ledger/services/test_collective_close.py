@@ -182,3 +182,4 @@ def test_two_ledgers_of_the_same_log_sign_the_same_member_statements(tmp_path):
             two_closes(opened)
             signed.append([(m.statement_id, m.document, m.content_hash, m.signature) for m in opened.member_statements()])
     assert signed[0] == signed[1] and len(signed[0]) == 4
+
