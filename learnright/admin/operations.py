@@ -32,7 +32,7 @@ from ledger.core.usage import UsageLimits
 from ledger.services.close import statement_file, write_period_files
 from ledger.services.consent import parse_instant, revocation_json, revoke_source, unlicensed_report
 from ledger.services.provenance import evidence_document, model_summary, platform_of
-from ledger.services.tokens import AUDITOR, HOLDER, PLATFORM, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
+from ledger.services.tokens import AUDITOR, HOLDER, MEMBER, PLATFORM, TokenRecord, create_token, list_tokens, parse_duration, revoke_token
 from ledger.storage.snapshots import Snapshot, publish_snapshot
 from ledger.storage.store import Ledger
 from schemas import Catalog, default_catalog
@@ -63,14 +63,14 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def tokens_create(ledger: Ledger, tools: Tools, *, auditor: bool, holder: str | None, expires_in: str | None,
-                  label: str = "", platform: str | None = None) -> dict:
+                  label: str = "", platform: str | None = None, member: str | None = None) -> dict:
     """Issues a token; the answer holds its secret, which is stored nowhere (only its SHA-256 is)."""
-    if auditor + bool(holder) + bool(platform) != 1:
-        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P)")
+    if [auditor, bool(holder), bool(platform), bool(member)].count(True) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P, or --member M)")
     lifetime = parse_duration(expires_in) if expires_in else None
-    role = AUDITOR if auditor else PLATFORM if platform else HOLDER
-    issued = create_token(ledger, role=role, holder_id=holder, now=_now(), expires_in=lifetime, label=label,
-                          platform_id=platform)
+    role = AUDITOR if auditor else PLATFORM if platform else MEMBER if member else HOLDER
+    issued = create_token(ledger, role=role, holder_id=member or holder, now=_now(), expires_in=lifetime,
+                          label=label, platform_id=platform)
     record = issued.record
     return {"token_id": record.token_id, "role": record.role, "holder_id": record.holder_id,
             "platform_id": record.platform_id, "expires_at": _iso(record.expires_at), "token": issued.token}
@@ -142,14 +142,17 @@ def statements_list(ledger: Ledger, tools: Tools, *, period: str | None = None, 
 
 
 def statements_get(ledger: Ledger, tools: Tools, *, statement_id: str, format: str) -> dict:
-    """One statement's bytes (JSON: the signed file; CSV: lines then summary), base64 so they cross unchanged."""
+    """One statement's or member statement's bytes (JSON: the signed file; CSV), base64 so they cross unchanged."""
     from ledger.core.statements import render_csv
+    from ledger.services.distributions import member_statement_file
 
     if format not in ("json", "csv"):
         raise ConfigError(f"--format must be json or csv (got {format!r})")
     found = ledger.statement_document(statement_id)
-    body = None if found is None else (
-        statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document)))
+    if found is None:  # a collective member's distribution statement (ms_...), or nothing
+        body = member_statement_file(ledger, statement_id, format)
+    else:
+        body = statement_file(ledger, statement_id) if format == "json" else render_csv(json.loads(found.document))
     return {"found": body is not None, "body": None if body is None else base64.b64encode(body).decode()}
 
 

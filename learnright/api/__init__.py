@@ -6,14 +6,16 @@ logic. The service's single :class:`~ledger.storage.store.Ledger` owns the file;
 through a pool of readers, each on its own DuckDB cursor, made before any thread starts.
 
 Routes live in modules by audience: ``operators`` (health, readiness, metrics),
-``holders`` (statements, downloads, royalties, the signing key), ``auditors`` (SQL,
-snapshots) and ``consent`` (a holder's revocations and unlicensed use, a platform's
-licensed-model evidence). ``auth`` holds the token dependencies, ``errors`` the JSON error answers,
+``holders`` (statements, downloads, royalties, the signing key), ``members`` (collectives'
+members' distribution statements), ``auditors`` (SQL, snapshots) and ``consent`` (a
+holder's revocations and unlicensed use, a platform's licensed-model evidence). ``auth``
+holds the token dependencies, ``errors`` the JSON error answers,
 ``observe`` the request metrics and log, ``limits`` the request body's cap and deadline,
 ``downloads`` the ``Content-Disposition`` of files, ``context`` what the routes share.
 
 Tenant isolation: a holder token sees only its holder's statements, and another
-holder's statement id answers exactly as a missing one does (404, same body).
+holder's statement id answers exactly as a missing one does (404, same body); a member
+token sees only its own distribution statements, a collective's token its members'.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 import ground
 from ground.metrics import Metrics
 from ground.settings import Settings
-from learnright.api import auditors, consent, holders, operators
+from learnright.api import auditors, consent, holders, members, operators
 from learnright.api.context import ApiContext, ReaderPool, direct_writer
 from learnright.api.errors import install_error_handlers
 from learnright.api.limits import BodyLimits
@@ -72,7 +74,7 @@ def create_app(*, ledger: Ledger, settings: Settings, metrics: Metrics,
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.http.max_body_bytes, timeout_s=settings.http.body_timeout_s)
     install_observer(app, metrics)
-    for router in (operators.router, holders.router, auditors.router, consent.router):
+    for router in (operators.router, holders.router, members.router, auditors.router, consent.router):
         app.include_router(router)
     app.get("/", include_in_schema=False)(root)
     app.mount("/app", StaticFiles(directory=WEB, html=True), name="app")

@@ -24,7 +24,7 @@ from ledger.core.royalties import monthly_by_source
 from ledger.core.signing import load_key
 from ledger.core.statements import render_csv
 from ledger.services.close import statement_file, statement_pdf
-from ledger.services.tokens import AUDITOR, TokenRecord
+from ledger.services.tokens import AUDITOR, HOLDER, TokenRecord
 from ledger.storage.store import Ledger
 
 router = APIRouter(tags=["holders"])
@@ -34,7 +34,8 @@ NOT_FOUND = {"error": "not_found", "message": "no statement with this id"}
 def own_document(reader: Ledger, record: TokenRecord, statement_id: str) -> str:
     """The statement's document if ``record`` may read it; else 404, the same as for a missing one."""
     found = reader.statement_document(statement_id)
-    if found is None or (record.role != AUDITOR and json.loads(found.document)["holder"]["id"] != record.holder_id):
+    if found is None or (record.role != AUDITOR and (record.role != HOLDER or
+                                                     json.loads(found.document)["holder"]["id"] != record.holder_id)):
         raise ApiError(404, NOT_FOUND["error"], NOT_FOUND["message"])
     return found.document
 
@@ -51,7 +52,7 @@ def statements(period: str | None = None, record: TokenRecord = Depends(principa
                ctx: ApiContext = Depends(context)) -> dict:
     holder = None if record.role == AUDITOR else record.holder_id
     with ctx.pool.reader() as reader:
-        rows = reader.statement_rows(period=period, holder_id=holder)
+        rows = reader.statement_rows(period=period, holder_id=holder) if record.role in (AUDITOR, HOLDER) else []
     return {"statements": [
         {"statement_id": r.statement_id, "period": r.period, "holder_id": r.holder_id, "currency": r.currency,
          "accrued": plain(r.accrued), "carry_in": plain(r.carry_in), "payable": plain(r.payable),
@@ -92,7 +93,7 @@ def royalties(record: TokenRecord = Depends(principal), ctx: ApiContext = Depend
     holder = None if record.role == AUDITOR else record.holder_id
     with ctx.pool.reader() as reader:
         documents = [json.loads(reader.statement_document(row.statement_id).document)
-                     for row in reader.statement_rows(holder_id=holder)]
+                     for row in reader.statement_rows(holder_id=holder)] if record.role in (AUDITOR, HOLDER) else []
     return {"royalties": [{"period": r.period, "currency": r.currency, "source_id": r.source_id,
                            "amount": plain(r.amount)} for r in monthly_by_source(documents)]}
 
@@ -108,6 +109,8 @@ def open_royalties(holder: str | None = None, record: TokenRecord = Depends(prin
     no signature: a close still adds period terms, rounds and carries. ``cut`` says which
     booked entries the sums include, read in the same transaction as the sums.
     """
+    if record.role not in (AUDITOR, HOLDER):
+        raise ApiError(403, "forbidden", "this token reads only distribution statements (/v1/member-statements)")
     if record.role != AUDITOR:
         if holder is not None and holder != record.holder_id:
             raise ApiError(403, "forbidden", "a holder token reads only its own holder's open months")

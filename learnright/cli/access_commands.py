@@ -19,6 +19,8 @@ def tokens_create(
     auditor: bool = typer.Option(False, "--auditor", help="An auditor token: SQL and snapshots, every holder."),
     platform: Optional[str] = typer.Option(None, "--platform", help="A platform token: the licensed-model evidence"
                                            " and unlicensed use of this platform's own models."),
+    member: Optional[str] = typer.Option(None, "--member",
+                                         help="A member of a collective: reads only its own distribution statements."),
     expires_in: Optional[str] = typer.Option(None, "--expires-in", help="Lifetime, e.g. 90d, 12h, 2w (default: none)."),
     label: str = typer.Option("", "--label", help="A note to recognise the token by in `tokens list`."),
     db: Optional[Path] = DbOption,
@@ -31,11 +33,11 @@ def tokens_create(
     from ledger.services.tokens import parse_duration
 
     settings = settings_for(db)
-    if auditor + bool(holder) + bool(platform) != 1:
-        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P)")
+    if [auditor, bool(holder), bool(platform), bool(member)].count(True) != 1:
+        raise ConfigError("give exactly one of --holder H or --auditor (or --platform P, or --member M)")
     if expires_in:
         parse_duration(expires_in)  # refused here, before anything is asked of the ledger
-    scope = {"platform": platform} if platform else {}  # only asked of a service that knows platform tokens
+    scope = {"platform": platform} if platform else {"member": member} if member else {}
     issued = run(settings, "tokens_create", auditor=auditor, holder=holder, expires_in=expires_in, label=label, **scope)
     owner = issued["holder_id"] or issued.get("platform_id")
     typer.echo(f"created {issued['token_id']} ({issued['role']}{' ' + owner if owner else ''},"

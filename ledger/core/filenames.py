@@ -67,6 +67,16 @@ def statement_file_name(period: str, holder_id: str, currency: str, extension: s
             f".{extension}")
 
 
+def member_statement_file_name(period: str, collective_id: str, member_id: str, currency: str, extension: str) -> str:
+    """``<period>_<collective>_<member>_<currency>.<extension>``, e.g. ``2026-04_cmo-north_m-ana_EUR.json``.
+
+    The period, the collective and the currency have ``_`` encoded, so the first two and
+    the last ``_`` split the name back into its four ids whatever the member id holds.
+    """
+    return (f"{name_part(period, separator='_')}_{name_part(collective_id, separator='_')}_{name_part(member_id)}"
+            f"_{name_part(currency, separator='_')}.{extension}")
+
+
 def usage_report_name(period: str, platform_id: str) -> str:
     """``<period>_<platform>.dsr.tsv``, e.g. ``2026-04_orbit.dsr.tsv``."""
     return f"{name_part(period, separator='_')}_{name_part(platform_id)}.dsr.tsv"

@@ -1,4 +1,7 @@
-"""The license file: a TOML document of holders, sources, licenses and agreements.
+"""The license file: a TOML document of holders, sources, licenses, agreements and distribution rules.
+
+A holder with ``members`` is a collective; its ``[[distributions]]`` are the versions
+of the rule that splits its income among them (:mod:`ledger.core.distribution_rules`).
 
 Floats are read as exact decimals. Each license and agreement version keeps the
 canonical JSON of its terms and a SHA-256 of it, so that a restated version can be
@@ -30,6 +33,7 @@ from ledger.core.licenses import (
     TrainingTerms,
     build_book,
 )
+from ledger.core.distribution_rules import Deduction, DistributionRule, ManagementFee, Member
 from ledger.core.money import ACCRUAL_SCALE, EXACT, LEDGER_LIMIT, check_currency, money
 
 FORMAT_VERSION = 1
@@ -54,9 +58,10 @@ def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
         versions = tuple(_license(item, sources) for item in _entries(data, "licenses"))
         agreements = tuple(_agreement(item) for item in _entries(data, "agreements"))
         revocations = tuple(_revocation(item) for item in _entries(data, "revocations"))
+        distributions = tuple(_distribution(item, holders, sources) for item in _entries(data, "distributions"))
     except ValidationError as exc:
         raise LicenseFileError(f"{origin}: {exc}") from exc
-    return build_book(holders, sources, versions, agreements, revocations)
+    return build_book(holders, sources, versions, agreements, revocations, distributions)
 
 
 # -- fields shared by every entry --------------------------------------------------------
@@ -113,6 +118,31 @@ def _content_hash(terms: Mapping[str, Any]) -> str:
 def _holder(item: Mapping[str, Any]) -> Holder:
     holder_id = _str(item, "id", "holders[]")
     where = f"holders[{holder_id}]"
+    members: dict[str, Member] = {}
+    for member in _members(item.get("members", []), f"{where}.members"):
+        if member.member_id in members or member.member_id == holder_id:
+            raise ValidationError(f"{where}.members", member.member_id, "is declared twice")
+        members[member.member_id] = member
+    return Holder(holder_id=holder_id, name=item.get("name", holder_id),
+                  payout_minimum=_payout_minimum(item, where), members=members)
+
+
+def _members(value: Any, where: str) -> list[Member]:
+    """The members of a collective: ``[[holders.members]]`` tables of id, name, payout_minimum."""
+    if not isinstance(value, list):
+        raise ValidationError(where, value, "must be an array of tables { id = ..., name = ... }")
+    members = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"{where}[{index}]", item, "must be a table { id = ..., name = ... }")
+        member_id = _str(item, "id", f"{where}[{index}]")
+        here = f"{where}[{member_id}]"
+        members.append(Member(member_id=member_id, name=item.get("name", member_id),
+                              payout_minimum=_payout_minimum(item, here)))
+    return members
+
+
+def _payout_minimum(item: Mapping[str, Any], where: str) -> dict[str, Decimal]:
     minimums = item.get("payout_minimum", {})
     if not isinstance(minimums, Mapping):
         raise ValidationError(f"{where}.payout_minimum", minimums, "must be a table of currency = amount")
@@ -123,7 +153,7 @@ def _holder(item: Mapping[str, Any]) -> Holder:
         if value < 0:
             raise ValidationError(f"{where}.payout_minimum.{currency}", value, "must be >= 0")
         parsed[currency] = value
-    return Holder(holder_id=holder_id, name=item.get("name", holder_id), payout_minimum=parsed)
+    return parsed
 
 
 def _source(item: Mapping[str, Any], holders: Mapping[str, Holder]) -> Source:
@@ -374,3 +404,107 @@ def _percent(value: Any, where: str) -> Decimal:
     if percent.as_tuple().exponent < -4:
         raise ValidationError(where, percent, "must have at most 4 decimal places")
     return percent
+
+
+# -- distribution rules of collectives ----------------------------------------------------
+
+
+def _distribution(item: Mapping[str, Any], holders: Mapping[str, Holder],
+                  sources: Mapping[str, Source]) -> DistributionRule:
+    collective_id = _str(item, "collective", "distributions[]")
+    where = f"distributions[{collective_id} v{item.get('version', 1)}]"
+    version = _version(item, where)
+    holder = holders.get(collective_id)
+    if holder is None or not holder.members:
+        raise ValidationError(f"{where}.collective", collective_id,
+                              "is not a collective (a holder with members) declared in this file")
+    effective_from = _effective_from(item, where)
+    declared = item.get("members", {})
+    if not isinstance(declared, Mapping) or not declared:
+        raise ValidationError(f"{where}.members", declared,
+                              "must be a table of member id = { sources = [...], shares = { source = percent } }")
+    owners: dict[str, str] = {}
+    pools: dict[str, dict[str, Decimal]] = {}
+    for member_id, terms in sorted(declared.items()):
+        here = f"{where}.members.{member_id}"
+        if member_id not in holder.members:
+            raise ValidationError(here, member_id, f"is not a member of collective {collective_id}")
+        if not isinstance(terms, Mapping):
+            raise ValidationError(here, terms, "must be a table { sources = [...], shares = { source = percent } }")
+        own = terms.get("sources", [])
+        if not isinstance(own, list):
+            raise ValidationError(f"{here}.sources", own, "must be an array of source ids")
+        for source_id in own:
+            _collective_source(source_id, collective_id, sources, f"{here}.sources")
+            if source_id in owners:
+                raise ValidationError(f"{here}.sources", source_id, f"already belongs to member {owners[source_id]}")
+            owners[source_id] = member_id
+        shares = terms.get("shares", {})
+        if not isinstance(shares, Mapping):
+            raise ValidationError(f"{here}.shares", shares, "must be a table of source = percent")
+        for source_id, share in sorted(shares.items()):
+            _collective_source(source_id, collective_id, sources, f"{here}.shares")
+            pools.setdefault(source_id, {})[member_id] = _percent(share, f"{here}.shares.{source_id}")
+    for source_id, shares in sorted(pools.items()):
+        if source_id in owners:
+            raise ValidationError(f"{where}", source_id, f"is both member {owners[source_id]}'s own source and pooled")
+        if sum(shares.values()) > 100:
+            raise ValidationError(f"{where}.shares of {source_id}", str(sum(shares.values())), "must sum to at most 100")
+    fee = _management_fee(item["management_fee"], f"{where}.management_fee") if "management_fee" in item else None
+    deductions = _deductions(item.get("deductions", []), f"{where}.deductions")
+    taken = (fee.percent if fee else Decimal(0)) + sum((d.percent for d in deductions), Decimal(0))
+    if taken > 100:
+        raise ValidationError(where, str(taken), "management fee and deductions must take at most 100 percent together")
+    terms = {
+        "format": FORMAT_VERSION,
+        "collective_id": collective_id,
+        "version": version,
+        "effective_from": effective_from.isoformat(),
+        "sources": dict(sorted(owners.items())),
+        "pools": {source: {m: str(p) for m, p in sorted(shares.items())} for source, shares in sorted(pools.items())},
+        "management_fee": None if fee is None else {
+            "percent": str(fee.percent), "cap": {c: str(a) for c, a in sorted(fee.cap.items())}},
+        "deductions": [{"name": d.name, "percent": str(d.percent)} for d in deductions],
+    }
+    return DistributionRule(collective_id=collective_id, version=version, effective_from=effective_from,
+                            sources=owners, pools=pools, management_fee=fee, deductions=deductions,
+                            content_hash=_content_hash(terms), terms=terms)
+
+
+def _collective_source(source_id: Any, collective_id: str, sources: Mapping[str, Source], where: str) -> None:
+    source = sources.get(source_id) if isinstance(source_id, str) else None
+    if source is None:
+        raise ValidationError(where, source_id, "is not a source declared in this file")
+    if source.holder_id != collective_id:
+        raise ValidationError(where, source_id, f"belongs to holder {source.holder_id}, not to collective {collective_id}")
+
+
+def _management_fee(value: Any, where: str) -> ManagementFee:
+    if not isinstance(value, Mapping):
+        raise ValidationError(where, value, "must be a table { percent = number, cap = { CUR = amount } }")
+    percent = _percent(value.get("percent"), f"{where}.percent")
+    caps = value.get("cap", {})
+    if not isinstance(caps, Mapping):
+        raise ValidationError(f"{where}.cap", caps, "must be a table of currency = amount per period")
+    cap = {}
+    for currency, amount in caps.items():
+        check_currency(currency, f"{where}.cap")
+        cap[currency] = _positive(amount, f"{where}.cap.{currency}")
+        if cap[currency].as_tuple().exponent < -ACCRUAL_SCALE:
+            raise ValidationError(f"{where}.cap.{currency}", cap[currency], f"must have at most {ACCRUAL_SCALE} decimal places")
+    return ManagementFee(percent=percent, cap=cap)
+
+
+def _deductions(value: Any, where: str) -> tuple[Deduction, ...]:
+    if not isinstance(value, list):
+        raise ValidationError(where, value, "must be an array of { name = ..., percent = number }")
+    deductions = []
+    for index, item in enumerate(value):
+        here = f"{where}[{index}]"
+        if not isinstance(item, Mapping):
+            raise ValidationError(here, item, "must be a table { name = ..., percent = number }")
+        name = _str(item, "name", here)
+        if name == "management_fee" or any(d.name == name for d in deductions):
+            raise ValidationError(f"{here}.name", name, "must be unique and not 'management_fee'")
+        deductions.append(Deduction(name=name, percent=_percent(item.get("percent"), f"{here}.percent")))
+    return tuple(deductions)

@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
+from ledger.core.distribution_rules import DistributionRule, Member, rules_of
 from ledger.errors import LicenseFileError
 
 ANY_PLATFORM = "*"
@@ -33,6 +34,12 @@ class Holder:
     holder_id: str
     name: str
     payout_minimum: Mapping[str, Decimal] = field(default_factory=dict)
+    members: Mapping[str, Member] = field(default_factory=dict)
+    """Non-empty for a collective (see :mod:`ledger.core.collectives`): its members by id."""
+
+    @property
+    def is_collective(self) -> bool:
+        return bool(self.members)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,6 +173,8 @@ class LicenseBook:
     agreements: tuple[AgreementVersion, ...] = ()
     revocations: tuple[Revocation, ...] = ()
     _revoked: Mapping[str, tuple[Revocation, ...]] = field(default_factory=dict, repr=False)
+    distributions: tuple[DistributionRule, ...] = ()
+    """Every version of every collective's distribution rule."""
     _index: Mapping[tuple[str, str], tuple[tuple[datetime, ...], tuple[LicenseVersion, ...]]] = field(
         default_factory=dict, repr=False
     )
@@ -221,6 +230,18 @@ class LicenseBook:
         candidates = [a for a in self.agreements if a.platform_id == platform_id and a.effective_from <= at]
         return max(candidates, key=lambda a: (a.effective_from, a.version), default=None)
 
+    def distribution_rules(self, collective_id: str) -> tuple[DistributionRule, ...]:
+        """The rule versions of ``collective_id``, ordered by effective_from then version."""
+        return rules_of(self.distributions, collective_id)
+
+    def member_of(self, member_id: str) -> tuple[Holder, Member] | None:
+        """The collective ``member_id`` belongs to and the member; None if no collective has it."""
+        for holder in self.holders.values():
+            member = holder.members.get(member_id)
+            if member is not None:
+                return holder, member
+        return None
+
     def version(self, license_id: str, version: int) -> LicenseVersion | None:
         """Version ``version`` of ``license_id``: a dict lookup (a close asks once per tier line)."""
         if self._by_id or not self.versions:
@@ -237,8 +258,22 @@ def build_book(
     versions: tuple[LicenseVersion, ...],
     agreements: tuple[AgreementVersion, ...] = (),
     revocations: tuple[Revocation, ...] = (),
+    distributions: tuple[DistributionRule, ...] = (),
 ) -> LicenseBook:
-    """Indexes versions by (source, platform), ordered by effective_from then version, and revocations by source."""
+    """Indexes versions by (source, platform), ordered by effective_from then version, and revocations by source.
+
+    Raises:
+        LicenseFileError: a member id is also a holder's id or a member of another collective
+            (a member token names its member by id alone, so ids must be unambiguous).
+    """
+    seen: dict[str, str] = {}
+    for holder in holders.values():
+        for member_id in holder.members:
+            if member_id in holders or member_id in seen:
+                other = f"holder {member_id}" if member_id in holders else f"a member of collective {seen[member_id]}"
+                raise LicenseFileError(f"member {member_id} of collective {holder.holder_id} is also {other};"
+                                       " member ids must differ from every holder and member id")
+            seen[member_id] = holder.holder_id
     grouped: dict[tuple[str, str], list[LicenseVersion]] = {}
     for version in versions:
         grouped.setdefault((version.source_id, version.platform_id), []).append(version)
@@ -257,7 +292,7 @@ def build_book(
         revocations=tuple(revocations),
         _revoked={source: tuple(sorted(items, key=lambda r: (r.effective_at, r.revocation_id)))
                   for source, items in revoked.items()},
-        _index=index, _by_id=by_id,
+        distributions=tuple(distributions), _index=index, _by_id=by_id,
     )
 
 
@@ -283,9 +318,12 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
         elif existing.content_hash != revocation.content_hash:
             raise LicenseFileError(f"revocation {revocation.revocation_id} already exists with other content;"
                                    " revocations are never edited")
+    added_rules = _new_versions("distribution rule of collective", "collective_id", old.distributions,
+                                new.distributions)
     return build_book(
         {**old.holders, **new.holders}, sources, old.versions + tuple(added),
         old.agreements + tuple(added_agreements), old.revocations + tuple(added_revocations),
+        old.distributions + tuple(added_rules),
     )
 
 

@@ -118,6 +118,45 @@ def _lines_table(lines: list[dict], currency: str, with_period: bool) -> Table:
     return table
 
 
+def _distribution(document: dict, currency: str) -> list:
+    """The distribution section: a member's fee and deductions, or a collective's split among its members."""
+    distribution = document["distribution"]
+    if "attributed" in distribution:  # a member's distribution statement
+        collective = document["collective"]
+        rows = [["Distribution", currency], ["Attributed to you (the lines below)",
+                                             amount_text(distribution["attributed"], currency)],
+                ["Management fee", "-" + amount_text(distribution["management_fee"], currency)]]
+        rows += [[f"Deduction: {_escape(name)}", "-" + amount_text(amount, currency)]
+                 for name, amount in sorted(distribution["deductions"].items())]
+        rows.append(["Net, accrued to you this period", amount_text(distribution["net"], currency)])
+        table = _grid(rows, [110 * mm, 50 * mm], total_row=True)
+        table.setStyle(TableStyle([("ALIGN", (1, 0), (1, -1), "RIGHT")]))
+        return [Paragraph(f"Distribution by {_escape(collective['name'])}", _H2), table, Spacer(1, 2 * mm),
+                Paragraph(f"From the collective's statement {collective['statement_id']}, content hash"
+                          f" {collective['content_hash']}.", _SMALL)]
+    rows = [["Member", "Attributed", "Management fee", "Deductions", "Net"]]
+    for member in distribution["members"]:
+        deducted = sum((Decimal(a) for a in member["deductions"].values()), Decimal(0))
+        rows.append([Paragraph(f"{_escape(member['name'])} ({_escape(member['id'])})", _CELL),
+                     amount_text(member["attributed"], currency), amount_text(member["management_fee"], currency),
+                     amount_text(deducted, currency), amount_text(member["net"], currency)])
+    table = _grid(rows, [54 * mm, 30 * mm, 30 * mm, 30 * mm, 30 * mm])
+    table.setStyle(TableStyle([("ALIGN", (1, 0), (-1, -1), "RIGHT")]))
+    fee = distribution["management_fee"]
+    totals = [["Taken and held", currency],
+              ["Management fee" + (f" (capped at {amount_text(fee['cap'], currency)})" if fee["capped"] else ""),
+               amount_text(fee["amount"], currency)]]
+    totals += [[f"Deduction: {_escape(name)}", amount_text(amount, currency)]
+               for name, amount in sorted(distribution["deductions"].items())]
+    totals.append(["Undistributed this period", amount_text(distribution["undistributed"]["amount"], currency)])
+    totals += [[f"Undistributed of {held['period']}, held {held['age_months']} month(s)",
+                amount_text(held["amount"], currency)]
+               for held in distribution["undistributed"]["held"] if held["period"] != document["period"]]
+    held = _grid(totals, [110 * mm, 50 * mm])
+    held.setStyle(TableStyle([("ALIGN", (1, 0), (1, -1), "RIGHT")]))
+    return [Paragraph("Distribution to members", _H2), table, Spacer(1, 2 * mm), held]
+
+
 def render_pdf(document: dict, *, content_hash: str, key_fingerprint: str, signature: str) -> bytes:
     """One statement as a PDF, summary first."""
     currency = document["currency"]
@@ -143,6 +182,8 @@ def render_pdf(document: dict, *, content_hash: str, key_fingerprint: str, signa
     story += [table, Spacer(1, 2 * mm), Paragraph(
         "Payable is accrued plus carry in, rounded once to the currency's minor unit (half-even); the rest,"
         " a negative balance or an amount under your payout minimum, is carried to the next statement.", _SMALL)]
+    if "distribution" in document:  # collectives only: every other statement renders as before
+        story += _distribution(document, currency)
 
     current = [l for l in document["lines"] if not l["prior_period_adjustment"]]
     prior = [l for l in document["lines"] if l["prior_period_adjustment"]]
@@ -157,7 +198,7 @@ def render_pdf(document: dict, *, content_hash: str, key_fingerprint: str, signa
                             amount_text(this + earlier, currency)])
     source_rows.append(["All sources", amount_text(sum(v[0] for v in by_source.values()), currency),
                         amount_text(sum(v[1] for v in by_source.values()), currency),
-                        amount_text(summary["accrued"], currency)])
+                        amount_text(document.get("distribution", {}).get("attributed", summary["accrued"]), currency)])
     sources = _grid(source_rows, [64 * mm, 32 * mm, 40 * mm, 32 * mm], total_row=True)
     sources.setStyle(TableStyle([("ALIGN", (1, 0), (-1, -1), "RIGHT")]))
     story += [KeepTogether([Paragraph("By source", _H2), sources])]

@@ -29,7 +29,8 @@ from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
-from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.collectives import HeldUndistributed
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -157,8 +158,32 @@ class LedgerStore(Protocol):
 
     def record_close(self, close: CloseRecord, statements: Iterable[SignedStatement], *,
                      planned: PlannedEntries | None = None, settled_revenue: Sequence[EventKey] = (),
-                     commitment: CloseCommitment | None = None) -> None:
-        """Stores a close, its planned entries, settled revenue, commitment and statements in one transaction."""
+                     commitment: CloseCommitment | None = None,
+                     distributions: Sequence[ClosedDistribution] = ()) -> None:
+        """Stores a close, its planned entries, settled revenue, commitment, statements and collectives'
+        distributions with their members' statements in one transaction."""
+
+    # -- collectives -----------------------------------------------------------------------
+
+    def collective_portions(self, holder_id: str, period: str, watermark: int, previous_watermark: int,
+                            boundaries: Sequence[datetime]) -> list[CollectivePortion]:
+        """A collective's covered accruals per statement line and rule window (cut at ``boundaries``)."""
+
+    def member_carry_ins(self, before: str) -> dict[tuple[str, str, str], Decimal]:
+        """Each (collective, member, currency)'s carry out of its latest member statement before ``before``."""
+
+    def held_undistributed(self, collective_id: str, currency: str, before: str) -> list[HeldUndistributed]:
+        """The undistributed income of each earlier period of a collective in ``currency``."""
+
+    def collective_distributions(self) -> list[DistributionRecord]:
+        """Every stored distribution of a collective's period and currency."""
+
+    def member_statement(self, statement_id: str) -> MemberStatementRecord | None:
+        """One stored member distribution statement; None if there is none."""
+
+    def member_statements(self, *, period: str | None = None, collective_id: str | None = None,
+                          member_id: str | None = None) -> list[MemberStatementRecord]:
+        """Stored member distribution statements, filtered by what is given."""
 
     # -- unlicensed use ----------------------------------------------------------------------
 

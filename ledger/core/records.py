@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Mapping
 
+from ledger.core.collectives import AccrualPortion, Distribution, MemberStatement
 from ledger.core.period_terms import PeriodLine
 from ledger.core.pricing import Accrual
 from ledger.core.statements import Statement, StatementLine
@@ -401,3 +402,67 @@ class LedgerTotals:
 
     accrued: tuple[CurrencyAmount, ...]
     last_closed_at: datetime | None
+
+
+# -- collectives ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectivePortion:
+    """A collective's accruals a close covers, summed per statement line and distribution rule window."""
+
+    currency: str
+    portion: AccrualPortion
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedMemberStatement:
+    """A member's distribution statement as a close stores it: rendered JSON, content hash, signature."""
+
+    statement: MemberStatement
+    content_hash: str
+    document: bytes
+    signature: str
+    key_fingerprint: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClosedDistribution:
+    """One collective's distribution of a period and currency, the statement it splits, and its members' statements."""
+
+    distribution: Distribution
+    collective_statement_id: str
+    members: tuple[SignedMemberStatement, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DistributionRecord:
+    """A stored distribution: one collective's split of one period and currency."""
+
+    period: str
+    collective_id: str
+    currency: str
+    statement_id: str
+    accrued: Decimal
+    management_fee: Decimal
+    deductions: Decimal
+    undistributed: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberStatementRecord:
+    """A stored member distribution statement."""
+
+    statement_id: str
+    period: str
+    collective_id: str
+    member_id: str
+    currency: str
+    net: Decimal
+    carry_in: Decimal
+    payable: Decimal
+    carry_out: Decimal
+    content_hash: str
+    document: str
+    signature: str
+    key_fingerprint: str

@@ -43,7 +43,7 @@ from pathlib import Path
 from ledger.core import chain
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
-from ledger.core.filenames import check_distinct, statement_file_name, usage_report_name
+from ledger.core.filenames import check_distinct, member_statement_file_name, statement_file_name, usage_report_name
 from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine, period_lines
@@ -56,6 +56,9 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
+from ledger.services.distributions import (
+    collective_portions, distribute_collective, member_statement_file, sign_member_statements,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,6 +192,11 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
     for key in unlicensed:
         grouped.setdefault(key, [])
     stored: list[SignedStatement] = []
+    # Collectives only (holders with members): their split, an optional section of their statements.
+    portions = collective_portions(ledger, book, period, before, previous.last_entry_id if previous else 0,
+                                   planned.lines) if any(h.members for h in book.holders.values()) else {}
+    member_carry = ledger.member_carry_ins(period) if portions else {}
+    distributions = []
     for (holder_id, currency), lines in sorted(grouped.items()):
         holder = book.holders.get(holder_id)
         statement = build_statement(
@@ -204,10 +212,19 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
         )
         # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
         document = to_document(statement)
+        distribution = None
+        if holder is not None and holder.members:
+            distribution, document["distribution"] = distribute_collective(
+                ledger, book, holder, statement, portions.get((holder_id, currency), []))
         canonical = canonical_bytes(document)
-        stored.append(SignedStatement(statement=statement, content_hash=hashlib.sha256(canonical).hexdigest(),
+        digest = hashlib.sha256(canonical).hexdigest()
+        stored.append(SignedStatement(statement=statement, content_hash=digest,
                                       document=render_document(document), signature=signer.sign(canonical),
                                       key_fingerprint=signer.fingerprint))
+        if distribution is not None:
+            distributions.append(sign_member_statements(
+                distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
+                collective_content_hash=digest, carry=member_carry, close_root=commitment.root, signer=signer))
     ledger.record_close(
         CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=len(stored),
                     root=commitment.root, book_hash=commitment.book_hash),
@@ -215,6 +232,7 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
         planned=planned,
         settled_revenue=settled,
         commitment=commitment,
+        distributions=distributions,
     )
     return tuple(s.statement.statement_id for s in stored)
 
@@ -255,7 +273,8 @@ class PlannedFile:
 
 
 def write_statement_files(ledger: LedgerStore, period: str, directory: Path) -> list[Path]:
-    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``.
+    """Writes every statement of ``period`` as ``<period>_<holder>_<currency>`` ``.json`` (signed), ``.csv`` and ``.pdf``,
+    and every member distribution statement as ``<period>_<collective>_<member>_<currency>`` likewise.
 
     Raises:
         FileNameClashError: two statements would get one file name; nothing was written.
@@ -286,7 +305,7 @@ def write_period_files(ledger: LedgerStore, period: str, directory: Path) -> lis
 
 
 def statement_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
-    """The signed JSON, the CSV and the PDF of every statement of ``period``, not yet rendered."""
+    """The signed JSON, the CSV and the PDF of every statement (and member statement) of ``period``, not yet rendered."""
     planned = []
     for row in ledger.statement_rows(period=period):
         renderers = {
@@ -298,6 +317,13 @@ def statement_files(ledger: LedgerStore, period: str) -> list[PlannedFile]:
                                 holds=f"the {ext} of statement {row.statement_id} (holder {row.holder_id!r},"
                                       f" {row.currency!r})")
                     for ext, render in renderers.items()]
+    for member in ledger.member_statements(period=period):  # collectives' members only
+        planned += [PlannedFile(name=member_statement_file_name(period, member.collective_id, member.member_id,
+                                                                member.currency, ext),
+                                render=lambda sid=member.statement_id, ext=ext: member_statement_file(ledger, sid, ext),
+                                holds=f"the {ext} of member statement {member.statement_id} (member"
+                                      f" {member.member_id!r} of {member.collective_id!r}, {member.currency!r})")
+                    for ext in ("json", "csv", "pdf")]
     return planned
 
 

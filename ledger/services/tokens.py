@@ -3,8 +3,10 @@
 Guarantees:
   * The secret is shown once, at creation; the ledger keeps only its SHA-256.
   * A token belongs to one rights holder (``holder``), to one platform (``platform``:
-    the licensed-model evidence of its own models, its own unlicensed use), or is an
-    ``auditor`` token. Platform tokens are isolated as holder tokens are.
+    the licensed-model evidence of its own models, its own unlicensed use), to one member of
+    a collective (``member``: its ``holder_id`` is the member id, and it reads only that
+    member's distribution statements), or is an ``auditor`` token. Platform and member
+    tokens are isolated as holder tokens are.
   * Revocation and expiry are rows appended to ``api_token_changes``; nothing is
     updated, so the history of every token stays readable.
   * Authentication compares hashes in constant time and refuses an unknown, malformed,
@@ -29,6 +31,7 @@ from ledger.core.records import TokenRow
 HOLDER = "holder"
 AUDITOR = "auditor"
 PLATFORM = "platform"
+MEMBER = "member"
 PREFIX = "lr"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -103,8 +106,8 @@ def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: 
             one), a platform token without a platform (or another role with one), or a
             holder the ledger's license book does not know.
     """
-    if role not in (HOLDER, AUDITOR, PLATFORM):
-        raise TokenError(f"token role must be {HOLDER!r}, {PLATFORM!r} or {AUDITOR!r} (got {role!r})")
+    if role not in (HOLDER, AUDITOR, PLATFORM, MEMBER):
+        raise TokenError(f"token role must be {HOLDER!r}, {PLATFORM!r}, {MEMBER!r} or {AUDITOR!r} (got {role!r})")
     if role == PLATFORM:
         if not platform_id or not platform_id.strip():
             raise TokenError("a platform token needs --platform")
@@ -112,7 +115,12 @@ def create_token(ledger: LedgerStore, *, role: str, holder_id: str | None, now: 
             raise TokenError(f"a platform token reads its platform's models; it takes no holder (got {holder_id!r})")
     elif platform_id:
         raise TokenError(f"a {role} token takes no platform (got {platform_id!r})")
-    if role == HOLDER:
+    if role == MEMBER:
+        if not holder_id:
+            raise TokenError("a member token needs --member")
+        if ledger.load_book().member_of(holder_id) is None:
+            raise TokenError(f"member {holder_id!r} is not a member of any collective in the license book of {ledger.path}")
+    elif role == HOLDER:
         if not holder_id:
             raise TokenError("a holder token needs --holder")
         if holder_id not in ledger.load_book().holders:

@@ -12,7 +12,9 @@ Finds, without trusting any stored hash:
     and the close whose recomputed root differs from its stored root or from the root
     its signed statements carry;
   * a statement that no longer matches: its document hash, its totals against the
-    accruals its close covered, or payable + carry out != accrued + carry in.
+    accruals its close covered, or payable + carry out != accrued + carry in;
+  * a collective's distribution that does not sum to its statement, or a member
+    statement whose hash, totals or carry do not hold (:func:`distribution_problems`).
 
 The report holds nothing local to one file when the ledger is sound (row numbers appear
 only in problems), so two ledgers built from one log verify with the same output.
@@ -29,6 +31,7 @@ from ledger.core.port import LedgerStore
 from ledger.core.records import CloseRecord, StatementRecord
 from ledger.core.statements import stored_document_hash
 from ledger.services.close import previous_root
+from ledger.services.distributions import distribution_problems
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +93,7 @@ def verify(ledger: LedgerStore) -> VerifyReport:
     closes = ledger.closes()
     roots = _check_commitments(ledger, closes, check_anchor, problems)
     problems.extend(_reconcile_statements(ledger, closes, roots))
+    problems.extend(distribution_problems(ledger))  # collectives' members; nothing without collectives
     return VerifyReport(entries=count, closes=len(closes), root=roots[closes[-1].period] if closes else "",
                         statements=ledger.statement_count(), problems=tuple(problems))
 

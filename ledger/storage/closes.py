@@ -21,10 +21,12 @@ import pyarrow as pa
 
 from ledger.core import chain
 from ledger.core.period_terms import PeriodLine
-from ledger.core.records import CloseCommitment, CloseRecord, HolderLine, PlannedEntries, SignedStatement, StreamHead
+from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, HolderLine, PlannedEntries,
+                                 SignedStatement, StreamHead)
 from ledger.core.statements import StatementLine
 from ledger.errors import LedgerFileError
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
+from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
@@ -179,8 +181,11 @@ class CloseRepository:
         planned: PlannedEntries | None = None,
         settled_revenue: Sequence[tuple[str, str]] = (),
         commitment: CloseCommitment | None = None,
+        distributions: Sequence[ClosedDistribution] = (),
     ) -> None:
         """Stores a close, its period entries and its statements in one transaction.
+
+        ``distributions`` (collectives' splits and their members' signed statements) land in the same one.
 
         ``planned`` entries (see :meth:`plan_entries`) are appended as one batch; ``settled_revenue`` marks (platform, event) revenue reports as settled
         by this close. A closed period is never rewritten; on any error nothing is stored.
@@ -214,6 +219,8 @@ class CloseRepository:
                 rows = statements_table(tuple(statements), close.closed_at)
                 if rows.num_rows:
                     self.db.insert("statements", rows)
+                if distributions:
+                    record_distributions(self.db, distributions, close.closed_at)
             if planned_values:
                 self.tip.advance(reserved)
 

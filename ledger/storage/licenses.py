@@ -14,6 +14,7 @@ from ledger.core import chain
 from ledger.core.license_file import parse_book
 from ledger.core.licenses import LicenseBook, build_book, merge_books
 from ledger.core.records import LicenseDocument
+from ledger.storage.collectives import record_declarations
 from ledger.storage.connection import Db, now
 
 
@@ -65,6 +66,7 @@ class LicenseRepository:
                     [v.license_id, v.version, v.source_id, v.platform_id, v.effective_from, v.currency,
                      json.dumps(v.terms, sort_keys=True), v.content_hash, document_hash],
                 )
+            record_declarations(self.db, current, merged, document_hash)
         return merged, len(added)
 
     def book_hash(self) -> str:

@@ -316,6 +316,82 @@ MIGRATIONS: dict[int, str] = {
         platform_id VARCHAR NOT NULL
     );
     """,
+    # Collectives (issue 16): members, distribution rule versions, each close's distributions and
+    # the members' signed distribution statements; auditor views over them. Needs nothing of 8.
+    9: """
+    CREATE TABLE collective_members (
+        collective_id VARCHAR NOT NULL,
+        member_id VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        payout_minimum JSON NOT NULL,
+        document_hash VARCHAR NOT NULL,
+        PRIMARY KEY (collective_id, member_id)
+    );
+    CREATE TABLE distribution_rules (
+        collective_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        effective_from TIMESTAMPTZ NOT NULL,
+        terms JSON NOT NULL,
+        content_hash VARCHAR NOT NULL,
+        document_hash VARCHAR NOT NULL,
+        PRIMARY KEY (collective_id, version)
+    );
+    CREATE TABLE collective_distributions (
+        period VARCHAR NOT NULL,
+        collective_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        statement_id VARCHAR NOT NULL,
+        accrued DECIMAL(38, 12) NOT NULL,
+        management_fee DECIMAL(38, 12) NOT NULL,
+        fee_cap DECIMAL(38, 12),
+        deductions DECIMAL(38, 12) NOT NULL,
+        undistributed DECIMAL(38, 12) NOT NULL,
+        rule_versions VARCHAR NOT NULL,
+        PRIMARY KEY (period, collective_id, currency)
+    );
+    CREATE TABLE member_statements (
+        statement_id VARCHAR PRIMARY KEY,
+        period VARCHAR NOT NULL,
+        collective_id VARCHAR NOT NULL,
+        member_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        format_version INTEGER NOT NULL,
+        attributed DECIMAL(38, 12) NOT NULL,
+        management_fee DECIMAL(38, 12) NOT NULL,
+        deductions DECIMAL(38, 12) NOT NULL,
+        net DECIMAL(38, 12) NOT NULL,
+        carry_in DECIMAL(38, 12) NOT NULL,
+        payable DECIMAL(38, 12) NOT NULL,
+        carry_out DECIMAL(38, 12) NOT NULL,
+        collective_statement_id VARCHAR NOT NULL,
+        collective_content_hash VARCHAR NOT NULL,
+        content_hash VARCHAR NOT NULL,
+        document JSON NOT NULL,
+        signature VARCHAR NOT NULL,
+        key_fingerprint VARCHAR NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE VIEW audit_collective_members AS
+        SELECT collective_id, member_id, name, payout_minimum FROM collective_members;
+    CREATE VIEW audit_distribution_rules AS
+        SELECT collective_id, version, effective_from, terms->'$.sources' AS sources, terms->'$.pools' AS pools,
+               terms->'$.management_fee' AS management_fee, terms->'$.deductions' AS deductions, content_hash
+        FROM distribution_rules;
+    CREATE VIEW audit_member_statements AS
+        SELECT statement_id, period, collective_id, member_id, currency, attributed, management_fee, deductions,
+               net, carry_in, payable, carry_out, collective_statement_id, collective_content_hash, content_hash
+        FROM member_statements;
+    CREATE VIEW audit_distribution_reconciliation AS
+        WITH members AS (
+            SELECT period, collective_id, currency, sum(net) AS net FROM member_statements GROUP BY ALL
+        )
+        SELECT d.period, d.collective_id, d.currency, s.accrued AS collective_accrued,
+               coalesce(m.net, 0) AS members_net, d.management_fee, d.fee_cap, d.deductions, d.undistributed,
+               s.accrued - coalesce(m.net, 0) - d.management_fee - d.deductions - d.undistributed AS difference
+        FROM collective_distributions d
+        JOIN statements s ON s.statement_id = d.statement_id
+        LEFT JOIN members m ON m.period = d.period AND m.collective_id = d.collective_id AND m.currency = d.currency;
+    """,
     # 10: the lake snapshot a close read (NULL in a ledger file), for auditors' queries at a close.
     10: """
     ALTER TABLE period_closes ADD COLUMN lake_snapshot BIGINT;

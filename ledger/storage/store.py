@@ -25,7 +25,8 @@ from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
-from ledger.core.records import (BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.collectives import HeldUndistributed
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -35,6 +36,7 @@ from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
 from ledger.storage.closes import CloseRepository
 from ground.settings import LakeLocation
+from ledger.storage.collectives import CollectiveRepository
 from ledger.storage.connection import ChainTip, Db, connect
 from ledger.storage.ingest import IngestRepository
 from ledger.storage.lake import SESSION, LakeTip, open_lake
@@ -68,6 +70,7 @@ class Ledger:
         self._audit = AuditRepository(self._db)
         self._unlicensed = UnlicensedRepository(self._db)
         self._provenance = ProvenanceRepository(self._db)
+        self._collectives = CollectiveRepository(self._db)
 
     @classmethod
     def open(cls, path: "str | Path | LakeLocation", *, read_only: bool = False) -> "Ledger":
@@ -233,9 +236,32 @@ class Ledger:
 
     def record_close(self, close: CloseRecord, statements: Iterable[SignedStatement], *,
                      planned: PlannedEntries | None = None, settled_revenue: Sequence[tuple[str, str]] = (),
-                     commitment: CloseCommitment | None = None) -> None:
+                     commitment: CloseCommitment | None = None,
+                     distributions: Sequence[ClosedDistribution] = ()) -> None:
         self._closes.record_close(close, statements, planned=planned, settled_revenue=settled_revenue,
-                                  commitment=commitment)
+                                  commitment=commitment, distributions=distributions)
+
+    # -- collectives (see ledger.storage.collectives) ---------------------------------------
+
+    def collective_portions(self, holder_id: str, period: str, watermark: int, previous_watermark: int,
+                            boundaries: Sequence[datetime]) -> list[CollectivePortion]:
+        return self._collectives.collective_portions(holder_id, period, watermark, previous_watermark, boundaries)
+
+    def member_carry_ins(self, before: str) -> dict[tuple[str, str, str], Decimal]:
+        return self._collectives.member_carry_ins(before)
+
+    def held_undistributed(self, collective_id: str, currency: str, before: str) -> list[HeldUndistributed]:
+        return self._collectives.held_undistributed(collective_id, currency, before)
+
+    def collective_distributions(self) -> list[DistributionRecord]:
+        return self._collectives.collective_distributions()
+
+    def member_statement(self, statement_id: str) -> MemberStatementRecord | None:
+        return self._collectives.member_statement(statement_id)
+
+    def member_statements(self, *, period: str | None = None, collective_id: str | None = None,
+                          member_id: str | None = None) -> list[MemberStatementRecord]:
+        return self._collectives.member_statements(period=period, collective_id=collective_id, member_id=member_id)
 
     def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
         return self._period_inputs.usage_totals(periods, watermark)

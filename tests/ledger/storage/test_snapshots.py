@@ -59,13 +59,14 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
     assert {name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES} == counts
     assert con.execute("SELECT count(*) FILTER (WHERE NOT balanced), count(*) FROM audit_reconciliation"
                        ).fetchall() == [(0, 6)]
-    assert {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} == {
-        "audit_ledger", "audit_accruals", "audit_statement_lines", "audit_reconciliation"}
+    views = {"audit_ledger", "audit_accruals", "audit_statement_lines", "audit_reconciliation",
+             "audit_collective_members", "audit_distribution_rules", "audit_member_statements",
+             "audit_distribution_reconciliation"}
+    assert {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} == views
     manifest = snapshot.manifest()
     assert manifest["last_entry_id"] == last_entry
     assert not set(EXCLUDED) & set(manifest["tables"])
-    assert set(manifest["tables"]) == set(TABLES) | {"audit_ledger", "audit_accruals", "audit_statement_lines",
-                                                     "audit_reconciliation"}
+    assert set(manifest["tables"]) == set(TABLES) | views
 
 
 def test_a_query_gets_the_latest_snapshot_while_it_covers_the_ledger_and_a_new_one_after(tmp_path, license_book_text):
