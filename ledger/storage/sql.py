@@ -264,18 +264,27 @@ def _fetch(con: duckdb.DuckDBPyConnection, query: str, limits: SqlLimits, starte
     """The query's result, fetched in small batches so the byte limit refuses it early."""
     try:
         reader = con.sql(query).to_arrow_reader(min(limits.row_limit + 1, BATCH_ROWS))
-        batches, rows, size, truncated = [], 0, 0, False
-        for batch in reader:
-            if rows + batch.num_rows > limits.row_limit:
-                batch, truncated = batch.slice(0, limits.row_limit - rows), True
-            size += batch.nbytes
-            if size > limits.max_result_bytes:
-                raise _too_large(limits, size)
-            batches.append(batch)
-            rows += batch.num_rows
-            if truncated:
-                break
-        return pa.Table.from_batches(batches, schema=reader.schema), truncated
+        # The reader holds the query's result, and through it the database: it is closed
+        # before anything leaves here, so an error's traceback never keeps the database
+        # open (DuckDB would wait for it forever on the next connect to the same file).
+        try:
+            batches, rows, size, truncated = [], 0, 0, False
+            for batch in reader:
+                if rows + batch.num_rows > limits.row_limit:
+                    batch, truncated = batch.slice(0, limits.row_limit - rows), True
+                size += batch.nbytes
+                if size > limits.max_result_bytes:
+                    break
+                batches.append(batch)
+                rows += batch.num_rows
+                if truncated:
+                    break
+            schema = reader.schema
+        finally:
+            reader.close()
+        if size > limits.max_result_bytes:
+            raise _too_large(limits, size)
+        return pa.Table.from_batches(batches, schema=schema), truncated
     except duckdb.InterruptException as exc:
         raise _timed_out(limits) from exc
     except (pa.ArrowException, OSError) as exc:
