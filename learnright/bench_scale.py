@@ -127,6 +127,7 @@ def run_scale(settings: Settings, *, events: int, rounds: int, report: Path | No
     ``postgres_dsn`` names a server to create the lakes' catalogs on; without it one is started.
     """
     workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-scale-"))
+    workdir.chmod(0o755)  # as root, PostgreSQL runs as Debian's postgres user, which must enter it
     try:
         with filled_topics(settings, workdir, events, echo, partitions=SCALE_PARTITIONS) as filled, \
                 postgres_server(workdir, postgres_dsn) as dsn:

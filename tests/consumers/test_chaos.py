@@ -1,6 +1,6 @@
 """Chaos on real processes: three ledger writers into one lake, on a three-node Kafka cluster.
 
-A month of synthetic usage (:data:`EVENTS` events; ``LEARNRIGHT_CHAOS_EVENTS=200000`` for
+A month of synthetic usage (:data:`EVENTS` events, 10,000 in ``make test``; ``LEARNRIGHT_CHAOS_EVENTS=200000`` for
 the issue's full run, ``make test-chaos``) is produced into usage topics with three
 replicas and ``min.insync.replicas=2``. Three `learnright consume` processes in one
 consumer group book it into a DuckLake ledger on PostgreSQL. While they run, one of them
@@ -39,7 +39,7 @@ from tests.ledger.keys import SIGNER
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
-EVENTS = int(os.environ.get("LEARNRIGHT_CHAOS_EVENTS", "20000"))
+EVENTS = int(os.environ.get("LEARNRIGHT_CHAOS_EVENTS", "10000"))
 PERIOD = "2026-10"
 NOW = datetime(2026, 11, 5, tzinfo=timezone.utc)
 PARTITIONS = 6
