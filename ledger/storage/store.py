@@ -166,7 +166,8 @@ class Ledger:
         return self._licenses.load_book()
 
     def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
-        return self._licenses.apply_licenses(body, origin)
+        with self._tip.booking():  # in a lake, never in the middle of another writer's close
+            return self._licenses.apply_licenses(body, origin)
 
     def book_hash(self) -> str:
         return self._licenses.book_hash()
