@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.core.signing import ALGORITHM, SignatureError, fingerprint_of, verify_signature
+from ledger.core.signing import ALGORITHM, SignatureError, check_layout, check_signed_file
 from ledger.core.statements import FIRST_CLOSE_ROOT_FORMAT, FIRST_SIGNED_FORMAT, FORMAT_VERSION, canonical_bytes
 
 ENVELOPE_VERSION = 2  # 2: repeats close_root (statement formats 5 on); 1 repeated chain_head (formats 3 and 4)
@@ -161,22 +161,11 @@ def verify_envelope(data: bytes, public_key: Ed25519PublicKey, where: str) -> Ve
                            (repeated, commitment)):
         if envelope[member] != inside:
             raise SignatureError(f"{where}: {member} {envelope[member]!r} differs from the signed statement's {inside!r}")
+    expected_key = check_signed_file(envelope, canonical_bytes(statement), public_key, signed_bytes=SIGNED_BYTES,
+                                     what="statement", where=where)
     signature = envelope["signature"]
-    if not isinstance(signature, dict) or set(signature) != {"algorithm", "key_fingerprint", "value"}:
-        raise SignatureError(f"{where}: member 'signature' must hold algorithm, key_fingerprint and value")
-    if signature["algorithm"] != ALGORITHM or envelope["signed_bytes"] != SIGNED_BYTES:
-        raise SignatureError(f"{where}: signed with {signature['algorithm']!r} over {envelope['signed_bytes']!r};"
-                             f" this Learnright checks {ALGORITHM} over {SIGNED_BYTES!r}")
-    expected_key = fingerprint_of(public_key)
-    if signature["key_fingerprint"] != expected_key:
-        raise SignatureError(f"{where} was signed with key {signature['key_fingerprint']}, but the public key given"
-                             f" is {expected_key}; fetch the key the statement names")
-    verify_signature(public_key, canonical_bytes(statement), str(signature["value"]), where)
-    rendered = render_envelope(statement, signature=signature["value"], key_fingerprint=signature["key_fingerprint"])
-    if rendered != data:
-        at = next((i for i, (a, b) in enumerate(zip(rendered, data)) if a != b), min(len(rendered), len(data)))
-        raise SignatureError(f"{where} differs from the canonical file of its signed content at byte {at}:"
-                             " its layout was altered after download (the signed content itself checks out)")
+    check_layout(render_envelope(statement, signature=signature["value"], key_fingerprint=signature["key_fingerprint"]),
+                 data, where, "its layout was altered after download")
     return VerifiedStatement(
         statement_id=statement["statement_id"], period=statement.get("period", ""),
         holder_id=(statement.get("holder") or {}).get("id", ""), currency=statement.get("currency", ""),

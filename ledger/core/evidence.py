@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.core.signing import ALGORITHM, SignatureError, fingerprint_of, verify_signature
+from ledger.core.signing import ALGORITHM, SignatureError, check_layout, check_signed_file
 from ledger.core.statements import canonical_bytes
 from ledger.core.unlicensed import UnlicensedUse
 
@@ -233,22 +233,11 @@ def verify_evidence(data: bytes, public_key: Ed25519PublicKey, where: str) -> Ve
                            ("verdict", verdict.get("answer") if isinstance(verdict, dict) else None)):
         if envelope[member] != inside:
             raise SignatureError(f"{where}: {member} {envelope[member]!r} differs from the signed evidence's {inside!r}")
+    expected_key = check_signed_file(envelope, canonical_bytes(document), public_key, signed_bytes=SIGNED_BYTES,
+                                     what="evidence", where=where)
     signature = envelope["signature"]
-    if not isinstance(signature, dict) or set(signature) != {"algorithm", "key_fingerprint", "value"}:
-        raise SignatureError(f"{where}: member 'signature' must hold algorithm, key_fingerprint and value")
-    if signature["algorithm"] != ALGORITHM or envelope["signed_bytes"] != SIGNED_BYTES:
-        raise SignatureError(f"{where}: signed with {signature['algorithm']!r} over {envelope['signed_bytes']!r};"
-                             f" this Learnright checks {ALGORITHM} over {SIGNED_BYTES!r}")
-    expected_key = fingerprint_of(public_key)
-    if signature["key_fingerprint"] != expected_key:
-        raise SignatureError(f"{where} was signed with key {signature['key_fingerprint']}, but the public key given"
-                             f" is {expected_key}; fetch the key the evidence names")
-    verify_signature(public_key, canonical_bytes(document), str(signature["value"]), where)
-    rendered = render_evidence(document, signature=signature["value"], key_fingerprint=signature["key_fingerprint"])
-    if rendered != data:
-        at = next((i for i, (a, b) in enumerate(zip(rendered, data)) if a != b), min(len(rendered), len(data)))
-        raise SignatureError(f"{where} differs from the canonical file of its signed content at byte {at}:"
-                             " its layout was altered (the signed content itself checks out)")
+    check_layout(render_evidence(document, signature=signature["value"], key_fingerprint=signature["key_fingerprint"]),
+                 data, where, "its layout was altered")
     return VerifiedEvidence(evidence_id=document["evidence_id"], platform_id=document.get("platform_id", ""),
                             model_id=document.get("model_id", ""), as_of=document.get("as_of", ""),
                             all_training_licensed=verdict.get("all_training_licensed") is True,

@@ -109,6 +109,41 @@ def verify_signature(public_key: Ed25519PublicKey, message: bytes, signature: st
 # -- the key file (I/O) --------------------------------------------------------------------
 
 
+def check_signed_file(envelope: dict, signed: bytes, public_key: Ed25519PublicKey, *, signed_bytes: str,
+                      what: str, where: str) -> str:
+    """Checks the ``signature`` member of a signed file (statement, evidence) over its ``signed``
+    canonical bytes with ``public_key``; returns the key's fingerprint.
+
+    Raises:
+        SignatureError: the member is malformed, names another algorithm, byte rule or key,
+            or the signature does not verify.
+    """
+    signature = envelope["signature"]
+    if not isinstance(signature, dict) or set(signature) != {"algorithm", "key_fingerprint", "value"}:
+        raise SignatureError(f"{where}: member 'signature' must hold algorithm, key_fingerprint and value")
+    if signature["algorithm"] != ALGORITHM or envelope["signed_bytes"] != signed_bytes:
+        raise SignatureError(f"{where}: signed with {signature['algorithm']!r} over {envelope['signed_bytes']!r};"
+                             f" this Learnright checks {ALGORITHM} over {signed_bytes!r}")
+    expected_key = fingerprint_of(public_key)
+    if signature["key_fingerprint"] != expected_key:
+        raise SignatureError(f"{where} was signed with key {signature['key_fingerprint']}, but the public key given"
+                             f" is {expected_key}; fetch the key the {what} names")
+    verify_signature(public_key, signed, str(signature["value"]), where)
+    return expected_key
+
+
+def check_layout(rendered: bytes, data: bytes, where: str, altered: str) -> None:
+    """Refuses a file whose bytes differ from the canonical rendering of its signed content.
+
+    Raises:
+        SignatureError: naming the first differing byte; ``altered`` says what changed.
+    """
+    if rendered != data:
+        at = next((i for i, (a, b) in enumerate(zip(rendered, data)) if a != b), min(len(rendered), len(data)))
+        raise SignatureError(f"{where} differs from the canonical file of its signed content at byte {at}:"
+                             f" {altered} (the signed content itself checks out)")
+
+
 def load_key(path: Path) -> Signer:
     """Loads the private key at ``path``.
 
