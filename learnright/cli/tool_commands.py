@@ -12,22 +12,29 @@ from learnright.cli.groups import app, settings_for
 
 @app.command()
 def bench(
-    events: int = typer.Option(1_000_000, help="Usage events to fill the topic with."),
+    events: Optional[int] = typer.Option(
+        None, help="Usage events to fill the ingest topic with (default 1,000,000); given, it also sizes every"
+                   " other benchmark (a smoke run)."),
     rounds: int = typer.Option(2, help="Alternating rounds of baseline and pipeline; the best of each counts."),
+    only: str = typer.Option("", help="Comma-separated benchmarks to run (default: all of "
+                                      "ingest, close, produce, consumer)."),
     report: str = typer.Option("docs/benchmarks.md", help="Where to write the figures ('' for nowhere)."),
     against: Optional[str] = typer.Option(
         None, "--against", metavar="REV",
         help="Instead: run this git revision's pipeline (e.g. HEAD~1) and the working tree's side by side,"
              " and add the comparison to the report."),
 ) -> None:
-    """Measure the ingestion pipeline against raw kafka-python consumption, or against an earlier revision."""
-    from learnright.bench import run_bench, run_compare
+    """Measure every figure of the job side by side (one `bench NAME ratio=R rate=N/s` line each), or the
+    ingestion pipeline against an earlier revision."""
+    from learnright.bench import SUITES, run_compare, run_suites
 
     target = Path(report) if report else None
     if against is not None:
-        run_compare(settings_for(), against=against, events=events, rounds=rounds, report=target, echo=typer.echo)
+        run_compare(settings_for(), against=against, events=events or 1_000_000, rounds=rounds, report=target,
+                    echo=typer.echo)
     else:
-        run_bench(settings_for(), events=events, rounds=rounds, report=target, echo=typer.echo)
+        suites = tuple(name.strip() for name in only.split(",") if name.strip()) or SUITES
+        run_suites(settings_for(), suites=suites, events=events, rounds=rounds, report=target, echo=typer.echo)
 
 
 @app.command("bench-scale")

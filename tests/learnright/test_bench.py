@@ -5,7 +5,8 @@ import re
 import pytest
 
 from ground.errors import ConfigError
-from learnright.bench import COMPARE_HEADING, BenchResult, export_revision, run_bench, write_report
+from learnright.bench import COMPARE_HEADING, BenchResult, export_revision, run_bench, run_suites, write_report
+from learnright.bench_report import Figure, markers, write_section
 from ground.settings import Settings
 
 
@@ -32,16 +33,33 @@ def test_bench_against_an_unknown_revision_is_refused_before_anything_is_exporte
     assert not dest.exists()
 
 
-def test_make_bench_keeps_the_rows_of_bench_against(tmp_path):
+def test_make_bench_rewrites_only_the_ingest_section_and_keeps_the_rows_of_bench_against(tmp_path):
     report = tmp_path / "benchmarks.md"
     rows = f"{COMPARE_HEADING}\n\n| written (UTC) | REV |\n| --- | --- |\n| 2026-11-25 10:00 | HEAD~1 |\n"
-    report.write_text(f"# Benchmarks\n\nold figures\n\n{rows}")
+    begin, end = markers("ingest")
+    report.write_text(f"# Benchmarks\n\nby hand\n\n{begin}\nold figures\n{end}\n\n{rows}")
     results = tuple(BenchResult(name=name, events=10, seconds=1.0, baseline_seconds=1.0)
                     for name in ("raw-consume", "raw-consume-whole-fetches", "ingest"))
     write_report(report, results, rounds=1)
     text = report.read_text()
-    assert "old figures" not in text and "| ingest" in text
+    assert "old figures" not in text and "| ingest" in text and text.startswith("# Benchmarks\n\nby hand\n\n")
     assert text.endswith(rows)
+
+
+def test_an_unknown_benchmark_is_refused_by_name_before_any_broker_starts():
+    with pytest.raises(ConfigError, match=r"unknown benchmark\(s\) nope; choose from ingest, close"):
+        run_suites(Settings(), suites=("ingest", "nope"), events=10, rounds=1, report=None)
+
+
+def test_a_figure_line_carries_its_extra_measures_in_order_and_a_section_is_replaced_in_place(tmp_path):
+    figure = Figure(name="close", ratio=1.234, rate=812.4, extra=(("rss_mb", "412"), ("seconds", "4.93")))
+    assert figure.line() == "bench close ratio=1.23 rate=812/s rss_mb=412 seconds=4.93"
+    report = tmp_path / "b.md"
+    write_section(report, "close", "first")
+    write_section(report, "produce", "p")
+    write_section(report, "close", "second")
+    assert report.read_text() == ("<!-- bench:close begin -->\nsecond\n<!-- bench:close end -->\n\n"
+                                  "<!-- bench:produce begin -->\np\n<!-- bench:produce end -->\n")
 
 
 @pytest.mark.broker
