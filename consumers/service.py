@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -98,6 +99,9 @@ class _SeekToLedger(ConsumerRebalanceListener):
         self.ledger = ledger
         self.writer = writer
         self.generation = 0  # bumped when partitions are revoked: records gathered before are stale
+        self.booked: dict[tuple[str, int], int] = {}
+        """Next offset booked in the ledger per assigned partition, as far as this consumer knows:
+        read at each seek, raised by each applied batch (:func:`partition_lags`)."""
         # kafka-python calls the listener from inside poll(), on its network loop: the lock
         # keeps a rebalance from ever slipping between the staleness check and a submission.
         self.lock = threading.RLock()
@@ -117,12 +121,18 @@ class _SeekToLedger(ConsumerRebalanceListener):
 
     def _seek(self, assigned) -> None:
         stored = self.ledger.stored_offsets()
+        booked = {}
         for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
+            key = (tp.topic, tp.partition)
+            offset = stored.get(key)
+            if offset is None:  # nothing booked: still where its first fetch started, once one has
                 self.consumer.seek_to_beginning(tp)
+                if key in self.booked:
+                    booked[key] = self.booked[key]
             else:
                 self.consumer.seek(tp, offset)
+                booked[key] = offset
+        self.booked = booked
 
 
 def _starts(items: list[RawRecord | FetchBlock]) -> dict[tuple[str, int], int]:
@@ -135,22 +145,32 @@ def _starts(items: list[RawRecord | FetchBlock]) -> dict[tuple[str, int], int]:
     return starts
 
 
-def partition_lags(consumer: KafkaConsumer) -> dict[tuple[str, int], int]:
-    """Lag per assigned partition from what the last fetch said (no extra broker call).
+def partition_lags(consumer: KafkaConsumer, booked: Mapping[tuple[str, int], int],
+                   only: Mapping[tuple[str, int], int] | None = None) -> dict[tuple[str, int], int]:
+    """Records not yet booked per assigned partition: the last fetch's high-water mark less the
+    next offset ``booked`` (no extra broker call).
 
-    A partition whose high-water mark or position is not known yet is left out.
+    Measured from what is booked, not from the fetch position, so that a consumer that
+    fetches the same failing batch again and again reports the records waiting behind it
+    at every sample, not only in the instant after each rewind. A partition whose
+    high-water mark, or both booked offset and position, is not known yet is left out, and
+    so is one not in ``only`` when it is given.
     """
     lags: dict[tuple[str, int], int] = {}
     for tp in consumer.assignment():
+        if only is not None and (tp.topic, tp.partition) not in only:
+            continue
         highwater = consumer.highwater(tp)
         if highwater is None:
             continue
-        try:
-            position = consumer.position(tp, timeout_ms=0)
-        except KafkaError:
-            continue
-        if position is not None:
-            lags[(tp.topic, tp.partition)] = highwater - position
+        start = booked.get((tp.topic, tp.partition))
+        if start is None:
+            try:
+                start = consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+        if start is not None:
+            lags[(tp.topic, tp.partition)] = highwater - start
     return lags
 
 
@@ -262,6 +282,8 @@ class LedgerConsumer:
                 break
             items.extend(polled)
             size += sum(_size(item) for item in polled)
+            for key, start in _starts(polled).items():  # a partition read from its beginning: booked up to here
+                self.listener.booked.setdefault(key, start)
             if remaining_ms == 0:
                 break
         try:
@@ -279,7 +301,7 @@ class LedgerConsumer:
             self._retry(exc)
             size = 0
         self._commit_for_monitoring()
-        self.metrics.observe_lag(partition_lags(self.consumer))
+        self.metrics.observe_lag(partition_lags(self.consumer, self.listener.booked))
         return size
 
     def _poll(self, timeout_ms: int, max_records: int) -> list[RawRecord | FetchBlock]:
@@ -420,13 +442,17 @@ class LedgerConsumer:
             self._dead_letter(batch, sent)
             self.ledger.append_batch(batch)
         size = sum(_size(item) for item in records)
+        with self._offsets_lock:
+            self._applied_offsets.update(batch.offsets)
+            self.listener.booked.update(batch.offsets)
+        # The lag of what was just booked, before the counters move: whoever sees them counted sees this lag.
+        # Only booked partitions: no position is asked for, so no broker call leaves this (the writer's) thread.
+        self.metrics.observe_lag(partition_lags(self.consumer, self.listener.booked, only=batch.offsets))
         self.progress.committed()
         self.metrics.observe_batch(batch, size, time.perf_counter() - started)
         self.stats.add(batch, size)
         if batch.event_count and self._pending_corrections():
             replay_pending_corrections(self.ledger, self.catalog, self.registry, self.limits)
-        with self._offsets_lock:
-            self._applied_offsets.update(batch.offsets)
         return batch
 
     def _pending_corrections(self) -> bool:

@@ -74,7 +74,7 @@ class Metrics:
             "learnright_ledger_commit_duration_seconds", "Time to append one batch and its offsets (one transaction).",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.consumer_lag = Gauge(
-            "learnright_consumer_lag_records", "Records in a partition not yet booked (high watermark - position).",
+            "learnright_consumer_lag_records", "Records in a partition not yet booked (high watermark - next offset booked).",
             ["topic", "partition"], registry=r)
         self.consumer_stalled = Gauge(
             "learnright_consumer_stalled", "1 while the consumer cannot make progress (the same records refused"

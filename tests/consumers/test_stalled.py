@@ -57,6 +57,27 @@ def test_until_idle_gives_up_once_stalled_and_books_nothing_past_the_refused_rec
         assert ledger.stored_offsets() == {}
 
 
+def test_a_blocked_consumer_reports_the_records_waiting_behind_the_failing_batch_after_every_attempt(stalling):
+    """The lag counts from what is booked, not from the fetch position: a consumer that fetches
+    the failing batch again and again must not report 0 between its rewinds (the alert
+    LearnrightConsumerNotCommitting relies on it)."""
+    with Ledger.open(stalling.db) as ledger:
+        consumer = LedgerConsumer(stalling, ledger)
+        try:
+            seen = []
+            while consumer.progress.failures < 3:
+                consumer.run_once()
+                text = consumer.metrics.exposition().decode()
+                lags = {s.labels["topic"]: s.value for family in text_string_to_metric_families(text)
+                        for s in family.samples if s.name == "learnright_consumer_lag_records"}
+                if consumer.progress.failures:
+                    seen.append(lags[stalling.kafka.topics.for_event("TrainingUsage")])
+            assert seen and set(seen) == {2}  # the poison and the record after it, after every attempt
+            assert ledger.stored_offsets() == {}
+        finally:
+            consumer.close()
+
+
 def test_a_following_consumer_retries_and_moves_again_once_the_cause_is_fixed(stalling):
     with Ledger.open(stalling.db) as ledger:
         consumer = LedgerConsumer(stalling, ledger)
