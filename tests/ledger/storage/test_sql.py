@@ -204,7 +204,8 @@ def test_a_deeply_nested_expression_is_refused_with_a_clear_error(ledger_file):
 def test_a_large_distinct_spills_outside_the_queried_directory_and_within_its_bound(ledger_file, tmp_path_factory):
     spill = tmp_path_factory.mktemp("elsewhere") / "spill"
     before = sorted(p.name for p in ledger_file.parent.iterdir())
-    limits = SqlLimits(memory_limit="64MB", temp_directory=spill, max_temp_bytes="16MB")
+    limits = SqlLimits(memory_limit="64MB", temp_directory=spill, max_temp_bytes="16MB",
+                       time_limit_s=600)  # about spilling, not time: a loaded machine must not turn it into a timeout
     # Past the spill bound DuckDB refuses the query: naming the bound (2.0) or, having no room
     # left to spill to, out of memory (1.5, pinned).
     with pytest.raises(SqlRefusedError, match="max_temp_directory_size|Out of Memory Error"):
