@@ -18,8 +18,8 @@ def test_storage_bench_prints_bytes_per_event_and_writes_its_breakdown(kafka_boo
     lines = []
     figures = bench_storage.run(settings, workdir=tmp_path, rounds=1, events=500, report=report, echo=lines.append)
     assert [f.name for f in figures] == ["storage"]
-    assert any(re.fullmatch(r"bench storage ratio=\d+\.\d\d rate=\d+/s bytes_per_event=\d+\.\d", line)
-               for line in lines), lines
+    shape = r"bench storage ratio=\d+\.\d\d rate=\d+/s bytes_per_event=\d+\.\d used_bytes_per_event=\d+\.\d"
+    assert any(re.fullmatch(shape, line) for line in lines), lines
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nby hand\n\n<!-- bench:storage begin -->\n## Storage")
     assert "| `accruals` (" in text and "| `usage_events` (500 rows) |" in text and "| file on disk |" in text
