@@ -190,7 +190,7 @@ def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable
         yield settings
 
 
-SUITES = ("ingest", "close", "produce", "consumer")
+SUITES = ("ingest", "close", "produce", "consumer", "storage")
 """Every benchmark of `make bench`, in the order it runs. ``ingest`` is this module's; each other
 ``NAME`` is module ``learnright.bench_NAME``, whose ``run(settings, *, workdir, rounds, events,
 report, echo) -> tuple[Figure, ...]`` measures with a live broker in ``settings`` (``events``

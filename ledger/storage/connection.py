@@ -52,7 +52,11 @@ def connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             raise LedgerLockedError(locked_message(path, str(exc))) from exc
         raise LedgerFileError(f"cannot open ledger file {path}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
-    migrate(con, path, read_only)
+    try:
+        migrate(con, path, read_only)
+    except BaseException:
+        con.close()  # a refused or failed migration leaves the file free for the next open
+        raise
     return con
 
 

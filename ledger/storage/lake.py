@@ -36,7 +36,7 @@ from ground.settings import LakeLocation, mask_secrets
 from ledger.errors import DuplicateEventError, LedgerFileError, StaleBatchError
 from ledger.storage import extensions
 from ledger.storage.connection import Db, Reservation
-from ledger.storage.migrations import migrate
+from ledger.storage.migrations import FILE_ONLY, migrate
 from ledger.storage.sql import SqlLimits, SqlRefusedError, spill_directory
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,11 @@ def lake_dialect(ddl: str) -> list[str]:
     writers instead (events by :meth:`LakeTip.check_unique_events`, row numbers by the
     counters, closes by the lock). The token tables go to the token lake (:data:`ACCESS`),
     out of auditors' reach; a transaction writes one attached lake only, so their
-    statements come first, on their own, and may run again (``IF NOT EXISTS``).
+    statements come first, on their own, and may run again (``IF NOT EXISTS``). A migration
+    of files only (:data:`~ledger.storage.migrations.FILE_ONLY`) does nothing in a lake.
     """
+    if ddl.startswith(FILE_ONLY):
+        return ["SELECT 'a migration of ledger files only'"]
     ddl = re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", ddl)
     ddl = re.sub(r"\s+PRIMARY KEY\b", "", ddl)
     ddl = re.sub(r"\s+UNIQUE\b", "", ddl)

@@ -15,6 +15,10 @@ import duckdb
 import ground
 from ledger.errors import LedgerFileError, LedgerVersionError
 
+FILE_ONLY = "-- file only"
+"""First line of a migration that a lake skips (:func:`ledger.storage.lake.lake_dialect`): it
+changes only what a ledger file stores, such as an index a lake never had."""
+
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE schema_migrations (
@@ -396,6 +400,49 @@ MIGRATIONS: dict[int, str] = {
     10: """
     ALTER TABLE period_closes ADD COLUMN lake_snapshot BIGINT;
     """,
+    # 11 (issue 18, file only): accruals without the index of its primary key. Entry ids are
+    # reserved by the one writer (ledger.storage.connection.ChainTip) and `learnright verify`
+    # reports a gap or a repeat, so the ART index on entry_id only cost bytes (about 17 a
+    # booked event, and the blocks each checkpoint frees rewriting it). The rows are copied
+    # as they are, in booking order; the copy is refused unless its count and the sum of its
+    # rows' hashes equal the original's. A lake never had the key (lake_dialect).
+    11: f"""{FILE_ONLY}
+    CREATE TABLE accruals_v11 (
+        entry_id BIGINT NOT NULL,
+        batch_id BIGINT NOT NULL,
+        platform_id VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        line INTEGER NOT NULL,
+        kind VARCHAR NOT NULL,
+        source_id VARCHAR NOT NULL,
+        holder_id VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL,
+        license_id VARCHAR NOT NULL,
+        license_version INTEGER NOT NULL,
+        quantity DECIMAL(38, 12) NOT NULL,
+        unit VARCHAR NOT NULL,
+        rate DECIMAL(38, 12) NOT NULL,
+        per BIGINT NOT NULL,
+        currency VARCHAR NOT NULL,
+        amount DECIMAL(38, 12) NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        period VARCHAR NOT NULL,
+        reverses_entry_id BIGINT,
+        entry_hash VARCHAR NOT NULL,
+        description VARCHAR,
+        stream VARCHAR,
+        position BIGINT,
+        reverses_entry_key VARCHAR
+    );
+    INSERT INTO accruals_v11 BY NAME SELECT * FROM accruals;
+    SELECT error('migration 11: the copy of accruals differs from the original (' || o.n || ' rows, copy '
+                 || c.n || '); nothing was changed')
+    FROM (SELECT count(*) AS n, sum(hash(*COLUMNS(*))::HUGEINT) AS h FROM accruals) o,
+         (SELECT count(*) AS n, sum(hash(*COLUMNS(*))::HUGEINT) AS h FROM accruals_v11) c
+    WHERE o.n <> c.n OR o.h IS DISTINCT FROM c.h;
+    DROP TABLE accruals;
+    ALTER TABLE accruals_v11 RENAME TO accruals;
+    """,
 }
 
 LATEST = max(MIGRATIONS)
@@ -429,7 +476,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
 
     Raises:
         LedgerVersionError: the file holds a version above LATEST (a newer Learnright wrote it).
-        LedgerFileError: a read-only open of a file that needs migrating.
+        LedgerFileError: a read-only open of a file that needs migrating, or a migration
+            failed (it was rolled back; the ones before it stay applied).
     """
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
@@ -450,10 +498,23 @@ def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
     for version in missing:
         *first, last = dialect(MIGRATIONS[version])
         for script in first:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(script)
-            con.execute("COMMIT")
-        con.execute("BEGIN TRANSACTION")
-        con.execute(last)
-        con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, datetime.now(timezone.utc), ground.__version__])
+            _apply(con, path, version, script)
+        _apply(con, path, version, last, record=True)
+
+
+def _apply(con: duckdb.DuckDBPyConnection, path: object, version: int, script: str, record: bool = False) -> None:
+    """Runs one script of migration ``version`` in a transaction of its own (with the version row when ``record``).
+
+    Raises:
+        LedgerFileError: the script failed (a rewrite's check refused its copy); it was rolled back.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(script)
+        if record:
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        [version, datetime.now(timezone.utc), ground.__version__])
         con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise LedgerFileError(f"migration {version} of ledger {path} failed and was rolled back: {exc}") from exc

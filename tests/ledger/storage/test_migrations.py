@@ -1,0 +1,85 @@
+"""Upgrades of a ledger file: migration 11 rewrites accruals without its index, and nothing else changes."""
+
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+
+from ledger.errors import LedgerFileError
+from ledger.services.close import close_period
+from ledger.services.verify import verify
+from ledger.storage.migrations import MIGRATIONS
+from ledger.storage.store import Ledger
+from tests.ledger.keys import SIGNER
+from tests.ledger.storage.test_store import batch_of
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+ACCRUALS_V10 = MIGRATIONS[11].split("CREATE TABLE accruals_v11 (")[1].split(");")[0]
+
+
+def as_of_version_10(path):
+    """Puts ``path`` back in the shape schema 10 left it: accruals keyed by entry_id, no version 11."""
+    con = duckdb.connect(str(path))
+    con.execute("BEGIN")
+    con.execute(f"CREATE TABLE accruals_v10 ({ACCRUALS_V10.replace('entry_id BIGINT NOT NULL', 'entry_id BIGINT PRIMARY KEY', 1)})")
+    con.execute("INSERT INTO accruals_v10 BY NAME SELECT * FROM accruals")
+    con.execute("DROP TABLE accruals")
+    con.execute("ALTER TABLE accruals_v10 RENAME TO accruals")
+    con.execute("DELETE FROM schema_migrations WHERE version = 11")
+    con.execute("COMMIT")
+    con.close()
+
+
+def accrual_rows_and_keys(path):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute("SELECT * FROM accruals ORDER BY entry_id").fetchall()
+        columns = con.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                              " WHERE table_name = 'accruals' ORDER BY ordinal_position").fetchall()
+        keys = con.execute("SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'accruals'"
+                           " AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')").fetchall()
+        audit = con.execute("SELECT * FROM audit_ledger ORDER BY entry_id").fetchall()
+    finally:
+        con.close()
+    return rows, columns, keys, audit
+
+
+@pytest.fixture
+def old_ledger(tmp_path, license_book_text):
+    """A ledger of schema 10 with three batches and a closed April, and its verify report."""
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        book = ledger.load_book()
+        for n in range(3):
+            ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        report = verify(ledger)
+    as_of_version_10(path)
+    return path, report
+
+
+def test_opening_a_schema_10_ledger_rewrites_accruals_without_its_key_and_keeps_every_row(old_ledger):
+    path, report = old_ledger
+    rows, columns, keys, audit = accrual_rows_and_keys(path)
+    assert keys == [("PRIMARY KEY",)] and len(rows) == 6
+    with Ledger.open(path) as ledger:
+        assert verify(ledger) == report and report.ok
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == 11
+        ledger.append_batch(batch_of(ledger.load_book(), [5], first=6, offset=6))  # still books after the rewrite
+    after_rows, after_columns, after_keys, after_audit = accrual_rows_and_keys(path)
+    assert after_rows[:6] == rows and len(after_rows) == 7
+    assert after_columns == columns and after_keys == []
+    assert after_audit[:6] == audit
+
+
+def test_a_copy_that_differs_refuses_the_migration_and_leaves_the_ledger_as_it_was(old_ledger, monkeypatch):
+    path, _ = old_ledger
+    rows, columns, keys, _ = accrual_rows_and_keys(path)
+    broken = MIGRATIONS[11].replace("INSERT INTO accruals_v11 BY NAME SELECT * FROM accruals;",
+                                    "INSERT INTO accruals_v11 BY NAME SELECT * FROM accruals WHERE entry_id > 1;")
+    monkeypatch.setitem(MIGRATIONS, 11, broken)
+    with pytest.raises(LedgerFileError, match=r"migration 11 of ledger .* failed and was rolled back: .*"
+                       r"migration 11: the copy of accruals differs from the original \(6 rows, copy 5\)"):
+        Ledger.open(path).close()
+    assert accrual_rows_and_keys(path)[:3] == (rows, columns, keys)
