@@ -226,8 +226,7 @@ def _send(connect: Callable[[], "UsageEmitter"], events: Iterator[UsageEvent], t
     emitter = None
     try:
         with connect() as emitter:
-            for event in events:
-                emitter.send_event(event)
+            emitter.send_events(events)
             emitter.flush()
     except Transient as exc:  # the broker, a delivery or the schema registry failed: report what was sent
         return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected,
