@@ -271,15 +271,26 @@ def _install_split(accumulator: Any) -> None:
     accumulator._learnright_split = True
 
 
-def chunks(events: Any, size: int) -> Any:
-    """``events`` (any iterable) as lists of at most ``size``: the native path takes a list at a time."""
-    if isinstance(events, list) and len(events) <= size:
-        yield events
+def chunks(events: Any, size: int, linger_s: float) -> Any:
+    """``events`` (any iterable) as lists of at most ``size``: the native path takes a list at a time.
+
+    A chunk of an iterator is also cut when ``linger_s`` passed since its first event, so a
+    slow generator's events wait no longer than the producer's linger before they are sent
+    (measured when the next event arrives: a generator blocked between events holds the
+    chunk until it yields again or ends).
+    """
+    if isinstance(events, (list, tuple)):
+        for start in range(0, len(events), size):
+            yield list(events[start:start + size]) if isinstance(events, tuple) or len(events) > size else events
         return
+    clock = time.monotonic
     chunk: list = []
+    started = 0.0
     for event in events:
+        if not chunk:
+            started = clock()
         chunk.append(event)
-        if len(chunk) == size:
+        if len(chunk) == size or clock() - started >= linger_s:
             yield chunk
             chunk = []
     if chunk:

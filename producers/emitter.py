@@ -127,6 +127,7 @@ class UsageEmitter:
         self._in_flight = 0
         self._max_pending = max_pending
         self._max_block_s = max_block_ms / 1000
+        self._linger_s = (producer_options.get("linger_ms", linger_ms) or 0) / 1000
         self.sent = 0
         """Records handed to the producer."""
         self.acknowledged = 0
@@ -236,8 +237,9 @@ class UsageEmitter:
         The records, keys and partitions are those :meth:`send_event` sends, and each
         event's delivery is settled and any failure named as there. Events are encoded
         into record batches natively (:mod:`producers.bulk`) and handed to the producer a
-        batch at a time; ``events`` is read a chunk at a time, so it may be a generator
-        of any length. Without the native module (see :attr:`bulk_unavailable`) it calls
+        batch at a time; ``events`` is read a chunk at a time (:data:`BULK_CHUNK` events,
+        or fewer once ``linger_ms`` passed since the chunk's first), so it may be a
+        generator of any length. Without the native module (see :attr:`bulk_unavailable`) it calls
         :meth:`send_event` per event.
 
         Returns:
@@ -256,8 +258,10 @@ class UsageEmitter:
                 self.send_event(event)
             return self.sent - before
         try:
-            for chunk in bulk.chunks(events, BULK_CHUNK):
+            for chunk in bulk.chunks(events, BULK_CHUNK, self._linger_s):
                 self._send_chunk(chunk)
+                if len(chunk) < BULK_CHUNK:  # cut by the linger (or the last): send what is held now
+                    self._hand_over(self._bulk.take(everything=True))
                 self._raise_pending()
         finally:
             self._hand_over(self._bulk.take(everything=True))

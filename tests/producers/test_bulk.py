@@ -340,3 +340,19 @@ inference = {{ rate = 0.002 }}
         assert (stats.records, stats.accepted, stats.quarantined) == (1500, 1500, 0)
         booked = {row[0] for row in ledger.query("SELECT event_id FROM usage_events")}
     assert booked == {e.event_id for e in events}
+
+
+def test_a_generator_is_read_a_chunk_at_a_time_and_a_slow_one_is_not_held_past_the_linger():
+    import time
+
+    from producers.bulk import chunks
+
+    assert [len(c) for c in chunks(iter(range(10)), 4, 60.0)] == [4, 4, 2]
+    assert [len(c) for c in chunks(list(range(10)), 4, 0.0)] == [4, 4, 2]
+
+    def slow():
+        for n in range(5):
+            time.sleep(0.05)
+            yield n
+
+    assert all(len(c) < 4 for c in chunks(slow(), 4, 0.02))
