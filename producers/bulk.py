@@ -210,7 +210,7 @@ class BulkPath:
         return built
 
     def hand_over(self, batch: NativeBatch) -> None:
-        """Appends ``batch`` to its partition's queue in the producer's accumulator and wakes the sender.
+        """Appends ``batch`` to its partition's queue in the producer's accumulator (:meth:`wake_sender` next).
 
         Raises:
             kafka.errors.IllegalStateError: the producer is closed.
@@ -226,6 +226,9 @@ class BulkPath:
                 accumulator._incomplete.add(batch)
         finally:
             accumulator._appends_in_progress.decrement()
+
+    def wake_sender(self) -> None:
+        """Wakes kafka-python's sender thread to look at the batches handed over (once per hand-over, not per batch)."""
         self._producer._sender.wakeup()
 
 

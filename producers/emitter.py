@@ -291,17 +291,23 @@ class UsageEmitter:
             self._registered.add(kind)
 
     def _hand_over(self, batches: list) -> None:
-        for batch in batches:
-            if self._in_flight + batch.count > self._max_pending and self._pending:
-                self._wait_for_room(f"{batch.name} {batch.event_ids[0]}", batch.count)
-            try:
-                self._bulk.hand_over(batch)
-            except KafkaError as exc:
-                raise DeliveryError(f"{batch.name} {batch.event_ids[0]} and {batch.count - 1} more events could not"
-                                    f" be queued for Kafka: {exc}") from exc
-            self._pending.append((batch, batch.name, None))
-            self._in_flight += batch.count
-            self.sent += batch.count
+        if not batches:
+            return
+        try:
+            for batch in batches:
+                if self._in_flight + batch.count > self._max_pending and self._pending:
+                    self._bulk.wake_sender()
+                    self._wait_for_room(f"{batch.name} {batch.event_ids[0]}", batch.count)
+                try:
+                    self._bulk.hand_over(batch)
+                except KafkaError as exc:
+                    raise DeliveryError(f"{batch.name} {batch.event_ids[0]} and {batch.count - 1} more events could"
+                                        f" not be queued for Kafka: {exc}") from exc
+                self._pending.append((batch, batch.name, None))
+                self._in_flight += batch.count
+                self.sent += batch.count
+        finally:
+            self._bulk.wake_sender()
 
     def _within_limits(self, event: UsageEvent, now_ms: int) -> bool:
         """Whether a validated ``event`` is plainly within ``limits`` now (False: not sure)."""
