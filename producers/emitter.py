@@ -250,6 +250,8 @@ class UsageEmitter:
                 it were sent, it and those after it were not.
             DeliveryError: an earlier send failed asynchronously; it is checked before the
                 first event and between chunks of :data:`BULK_CHUNK` events.
+            TransientError: the schema registry failed; with a registry the schemas of a
+                chunk's kinds are registered before any event of the chunk is sent.
         """
         self._raise_pending()
         before = self.sent
