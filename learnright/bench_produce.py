@@ -39,6 +39,8 @@ from learnright.bench_report import Figure, machine, write_section
 NAME = "produce"
 FULL_EVENTS = 200_000
 PERIOD = "2026-10"
+PARTITIONS = 2
+"""Partitions of each fresh usage topic (as the issue's first measurement had them)."""
 TARGETS = "`UsageEmitter` >= 50,000 events/s per process and >= 0.75 of plain; `learnright emit` >= 30,000 rows/s"
 
 # (figure name, what it measures), in the report's order.
@@ -78,7 +80,7 @@ def write_rows(events: list, path: Path) -> None:
 
 def _fresh_topics(settings: Settings) -> Topics:
     topics = Topics(prefix=f"bench-produce-{uuid.uuid4().hex[:8]}")
-    ensure_topics(settings.kafka.bootstrap_servers, topics.usage, settings.kafka.partitions)
+    ensure_topics(settings.kafka.bootstrap_servers, topics.usage, PARTITIONS)
     return topics
 
 
@@ -208,7 +210,7 @@ def _section(figures: tuple[Figure, ...], worst: dict[str, float], *, count: int
 
 Written by `make bench` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC). {count:,} synthetic usage events
 (`producers.synthetic.month_usage`, 80% inference), sent by each producer in turn on fresh
-2-partition topics of one broker, {rounds} rounds in alternating order; the clock stops when every
+{PARTITIONS}-partition topics of one broker, {rounds} rounds in alternating order; the clock stops when every
 record is acknowledged (flush), and each run is checked: every record acknowledged and the topics
 holding exactly the events sent. Ratios are best-of-rounds throughput over produce-plain's.
 
