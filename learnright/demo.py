@@ -116,8 +116,7 @@ def _emit_month(settings: Settings, book: LicenseBook, period: str, events: int,
     usage = list(month_usage(period=period, platforms=PLATFORMS, training_units=training_units,
                              inference_sources=inference_sources, events=events))
     with UsageEmitter(settings.kafka.bootstrap_servers, topics=settings.kafka.topics) as emitter:
-        for event in usage:
-            emitter.send_event(event)
+        emitter.send_events(usage)
         emitter.flush()
     echo(f"emitted {len(usage)} usage events for {period} from platforms {', '.join(PLATFORMS)}")
 

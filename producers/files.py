@@ -75,28 +75,40 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError, where: str) -> ValidationErr
                            "is not UTF-8 text (save the file as UTF-8)", where)
 
 
+_DECODE_JSON = json.JSONDecoder(parse_float=Decimal).decode
+"""``json.loads(text, parse_float=Decimal)`` without building a decoder per line."""
+
+
 def read_jsonl(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
     """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON."""
+    name = path.name
     with path.open("rb") as handle:
         for number, data in enumerate(handle, start=1):
-            if not data.strip():
+            if not data or data.isspace():
                 continue
-            where = f"line {number} of {path.name}"
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Row(line=number, event=None, problems=(_not_utf8(data, exc, where),))
+                yield Row(line=number, event=None, problems=(_not_utf8(data, exc, f"line {number} of {name}"),))
                 continue
             try:
-                fields = json.loads(text, parse_float=Decimal)
+                if text.startswith("\ufeff"):  # as json.loads refuses it
+                    raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+                fields = _DECODE_JSON(text)
             except json.JSONDecodeError as exc:
-                yield Row(line=number, event=None, problems=(ValidationError("row", text.strip()[:60], f"is not JSON: {exc.msg}", where),))
+                yield Row(line=number, event=None, problems=(ValidationError(
+                    "row", text.strip()[:60], f"is not JSON: {exc.msg}", f"line {number} of {name}"),))
                 continue
             if not isinstance(fields, dict):
-                yield Row(line=number, event=None, problems=(ValidationError("row", fields, "must be a JSON object", where),))
+                yield Row(line=number, event=None, problems=(ValidationError(
+                    "row", fields, "must be a JSON object", f"line {number} of {name}"),))
                 continue
             event, problems = row_to_event(fields, limits)
-            yield Row(line=number, event=event, problems=tuple(p.at(where) for p in problems), size=len(data))
+            if problems:
+                where = f"line {number} of {name}"
+                yield Row(line=number, event=None, problems=tuple(p.at(where) for p in problems), size=len(data))
+            else:
+                yield Row(line=number, event=event, problems=(), size=len(data))
 
 
 def read_csv(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
@@ -207,9 +219,10 @@ def send_file(
     catalog = default_catalog()
 
     def rows(desc: str) -> Iterator[Row]:
-        read = tqdm(read_rows(path, limits), desc=desc, unit="row", total=count_rows(path) if progress else None,
-                    disable=not progress)
-        return (_sized(row, catalog, path) for row in read)
+        read = read_rows(path, limits)
+        if progress:
+            read = tqdm(read, desc=desc, unit="row", total=count_rows(path))
+        return (row if row.size <= _SIZE_CHECKED_FROM else _sized(row, catalog, path) for row in read)
 
     tally = _Tally()
     if dry_run or all_or_nothing:
@@ -226,8 +239,7 @@ def _send(connect: Callable[[], "UsageEmitter"], events: Iterator[UsageEvent], t
     emitter = None
     try:
         with connect() as emitter:
-            for event in events:
-                emitter.send_event(event)
+            emitter.send_events(events)
             emitter.flush()
     except Transient as exc:  # the broker, a delivery or the schema registry failed: report what was sent
         return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected,
@@ -241,13 +253,17 @@ def _unchanged(row: Row, path: Path) -> UsageEvent:
     return row.event
 
 
+_SIZE_CHECKED_FROM = MAX_EVENT_BYTES // 4
+"""Bytes of a row's text from which its event is encoded to check its size (see :func:`_sized`)."""
+
+
 def _sized(row: Row, catalog: Catalog, path: Path) -> Row:
     """``row``, or a bad row when its event encodes past :data:`MAX_EVENT_BYTES`.
 
     Only rows whose text is over a quarter of the limit are encoded to check: an event
     encodes to less than twice the bytes of its JSON or CSV text.
     """
-    if row.event is None or row.size <= MAX_EVENT_BYTES // 4:
+    if row.event is None or row.size <= _SIZE_CHECKED_FROM:
         return row
     problem = oversize_problem(row.event, encode_event(row.event, catalog), f"line {row.line} of {path.name}")
     return row if problem is None else Row(line=row.line, event=None, problems=(problem,), size=row.size)

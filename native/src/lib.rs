@@ -9,6 +9,7 @@ mod columns;
 mod decimal;
 mod ingest;
 mod kafka;
+mod produce;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -313,5 +314,6 @@ fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_scale12, m)?)?;
     m.add_function(wrap_pyfunction!(json_string, m)?)?;
     m.add("ENTRY_FORMAT", chain::ENTRY_FORMAT)?;
+    produce::register(m)?;
     Ok(())
 }
