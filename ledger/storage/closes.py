@@ -36,6 +36,16 @@ _COVERED = "entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))"
 entries of the period up to the watermark, plus entries of earlier periods booked after the
 previous close (prior-period adjustments). Parameters: watermark, period, period, previous."""
 
+STATEMENT_LINES_SQL = f"""
+SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
+       license_id, license_version, sum(quantity), sum(amount), count(*), description
+FROM accruals
+WHERE {_COVERED}
+GROUP BY ALL
+"""
+"""A close's statement lines: covered accruals summed per holder, currency and line. Parameters as
+:data:`_COVERED`'s."""
+
 CHUNK = 65_536
 """Digests fetched at a time while a close folds them."""
 
@@ -102,16 +112,7 @@ class CloseRepository:
         Covered: entries of ``period`` up to the watermark, plus entries of earlier periods
         that arrived after the previous close (prior-period adjustments).
         """
-        rows = self.db.rows(
-            f"""
-            SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
-                   license_id, license_version, sum(quantity), sum(amount), count(*), description
-            FROM accruals
-            WHERE {_COVERED}
-            GROUP BY ALL
-            """,
-            [watermark, period, period, previous_watermark],
-        )
+        rows = self.db.rows(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark])
         return [
             HolderLine(holder_id=holder_id, currency=currency, line=StatementLine(
                 period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
