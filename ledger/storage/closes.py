@@ -112,7 +112,10 @@ class CloseRepository:
         Covered: entries of ``period`` up to the watermark, plus entries of earlier periods
         that arrived after the previous close (prior-period adjustments).
         """
-        rows = self.db.rows(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark])
+        # Fetched as Arrow and read column by column: DuckDB's row-wise fetchall builds a tuple
+        # and its values per row, which cost more than the GROUP BY itself.
+        table = self.db.con.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
+                                    ).fetch_arrow_table()
         return [
             HolderLine(holder_id=holder_id, currency=currency, line=StatementLine(
                 period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
@@ -120,7 +123,8 @@ class CloseRepository:
                 license_id=license_id, license_version=license_version, description=description or "",
             ))
             for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-                 license_id, license_version, quantity, amount, entries, description) in rows
+                 license_id, license_version, quantity, amount, entries, description)
+            in zip(*(column.to_pylist() for column in table.columns))
         ]
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
@@ -155,12 +159,12 @@ class CloseRepository:
         """
         cursor = self.db.cursor()
         try:
-            cursor.execute(
+            batches = cursor.execute(
                 f"SELECT coalesce(stream, 'legacy') AS s, entry_hash FROM accruals WHERE {_COVERED}"
                 " ORDER BY s, coalesce(position, entry_id), line",
-                [watermark, period, period, previous_watermark])
-            while rows := cursor.fetchmany(CHUNK):
-                yield from rows
+                [watermark, period, period, previous_watermark]).fetch_record_batch(CHUNK)
+            for batch in batches:  # columns, not a tuple per row: this is one row per covered entry
+                yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())
         finally:
             cursor.close()
 
