@@ -17,7 +17,7 @@ from ledger.storage.connection import Db
 def _columns(db: Db, sql: str, params: Sequence[object]) -> Iterator[tuple]:
     """The rows of ``sql`` read from Arrow columns: a close sums one row per usage line, and DuckDB's
     row-wise fetch costs more than the query (the values are the same)."""
-    table = db.con.execute(sql, list(params)).fetch_arrow_table()
+    table = db.con.execute(sql, list(params)).to_arrow_table()
     return zip(*(column.to_pylist() for column in table.columns))
 
 

@@ -15,7 +15,7 @@ def test_close_bench_smoke_prints_its_line_and_writes_only_its_section(tmp_path)
     lines = []
     figures = run(Settings(), workdir=tmp_path, rounds=1, events=600, report=report, echo=lines.append)
     assert [figure.name for figure in figures] == ["close"]
-    assert any(re.fullmatch(r"bench close ratio=\d+\.\d\d rate=\d+/s statements=12 seconds=\d+\.\d\d rss_mb=\d+", line)
+    assert any(re.fullmatch(r"bench close ratio=\d+\.\d\d rate=\d+/s statements=12 seconds=\d+\.\d\d rss_mb=\d+ book_seconds=\d+\.\d\d", line)
                for line in lines), lines
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nwritten by hand\n")
