@@ -290,7 +290,11 @@ def canonical_bytes(document: dict) -> bytes:
     booleans, lists and objects with ASCII keys (amounts are strings), for which this is
     exactly what any JCS implementation produces.
     """
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL_JSON(document).encode()
+
+
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""``json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, its encoder made once."""
 
 
 def content_hash(statement: Statement) -> str:
