@@ -135,7 +135,8 @@ def _period_entries(ledger: LedgerStore, period: str, watermark: int,
         period=period,
         book=book,
         usage=ledger.usage_totals(months, watermark),
-        training=ledger.model_training(period, watermark),
+        # Only model royalties read training units, and only to split a revenue report.
+        training=ledger.model_training(period, watermark) if revenues else (),
         revenues=revenues,
         lineage=ledger.model_lineage(),
     )
