@@ -159,9 +159,21 @@ def fold_streams(digests: Iterable[tuple[str, str]], start: Mapping[str, tuple[i
     (count, head) before, a stream not in it starting from (0, GENESIS).
     """
     touched: dict[str, tuple[int, str]] = {}
+    sha = hashlib.sha256
+    current: str | None = None
+    count, head = 0, GENESIS
+    # :func:`link` inlined, and a stream's (count, head) kept in locals over its run of
+    # digests: a close folds every entry it covers, so this loop is per event.
     for stream, item in digests:
-        count, head = touched.get(stream) or start.get(stream) or (0, GENESIS)
-        touched[stream] = (count + 1, link(head, item.encode("ascii")))
+        if stream != current:
+            if current is not None:
+                touched[current] = (count, head)
+            current = stream
+            count, head = touched.get(stream) or start.get(stream) or (0, GENESIS)
+        head = sha((head + "\n" + item).encode("ascii")).hexdigest()
+        count += 1
+    if current is not None:
+        touched[current] = (count, head)
     return touched
 
 

@@ -107,8 +107,12 @@ def _positive(value: Any, where: str) -> Decimal:
     return amount
 
 
+_TERMS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+"""``json.dumps(terms, sort_keys=True, separators=(",", ":"))``, its encoder made once, not once per license."""
+
+
 def _content_hash(terms: Mapping[str, Any]) -> str:
-    canonical = json.dumps(terms, sort_keys=True, separators=(",", ":"))
+    canonical = _TERMS_JSON(terms)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

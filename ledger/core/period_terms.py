@@ -141,6 +141,8 @@ def tier_adjustments(*, period: str, book: LicenseBook, usage: Sequence[UsageTot
     lines = []
     for (source_id, platform_id), totals in sorted(groups.items()):
         versions = {(t.license_id, t.license_version): book.version(t.license_id, t.license_version) for t in totals}
+        if all(v.training is not None and not v.training.tiers for v in versions.values()):
+            continue  # no tiers, no adjustment: most sources of a large book
         order = sorted(versions, key=lambda key: (versions[key].effective_from, key))
         position = Decimal(0)
         for key in order:

@@ -35,6 +35,7 @@ from ledger.core.records import (ClosedDistribution, CollectivePortion, Distribu
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
+from ledger.core.statements import StatementLine
 from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 
@@ -125,6 +126,11 @@ class LedgerStore(Protocol):
         Covered: entries of ``period`` up to the watermark, and entries of earlier periods
         that arrived after the previous close's watermark (prior-period adjustments).
         """
+
+    def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
+                              ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+        """The lines of :meth:`statement_lines` grouped per (holder, currency), in increasing (holder,
+        currency), streamed: one statement's line objects held at a time."""
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         """Each (holder, currency)'s carry out of its latest statement before ``before``."""

@@ -15,6 +15,8 @@ import io
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
+from operator import attrgetter
 from typing import Callable, Iterable
 
 from ledger.core.cells import safe_text
@@ -124,6 +126,12 @@ def settle(total: Decimal, currency: str, payout_minimum: Decimal) -> tuple[Deci
     return payable, total - payable
 
 
+_LINE_ORDER = attrgetter("period", "source_id", "platform_id", "model_id", "kind", "rate", "license_id",
+                         "license_version", "unit", "per", "description", "amount")
+"""How a statement orders its lines after its own month's come first: what makes the line order, and so
+the bytes, a function of the lines alone."""
+
+
 @wide_precision
 def build_statement(
     *,
@@ -137,12 +145,11 @@ def build_statement(
     close_root: str,
     unlicensed: Iterable[UnlicensedLine] = (),
 ) -> Statement:
-    ordered = tuple(
-        sorted(lines, key=lambda l: (
-            l.period != period, l.period, l.source_id, l.platform_id, l.model_id, l.kind, l.rate,
-            l.license_id, l.license_version, l.unit, l.per, l.description, l.amount,
-        ))
-    )
+    # Ordered by (l.period != period, _LINE_ORDER...): sorted by _LINE_ORDER (one C-level key per
+    # line), then the statement's own month first, each part keeping that order.
+    by_fields = sorted(lines, key=_LINE_ORDER)
+    ordered = (*(line for line in by_fields if line.period == period),
+               *(line for line in by_fields if line.period != period))
     accrued = sum((line.amount for line in ordered), Decimal(0))
     payable, carry_out = settle(accrued + carry_in, currency, payout_minimum)
     return Statement(
@@ -201,10 +208,10 @@ def to_document(statement: Statement) -> dict:
                 "model_id": line.model_id,
                 "kind": line.kind,
                 "unit": line.unit,
-                "quantity": _plain(line.quantity),
-                "rate": _plain(line.rate),
+                "quantity": format(line.quantity, "f"),
+                "rate": format(line.rate, "f"),
                 "per": line.per,
-                "amount": _plain(line.amount),
+                "amount": format(line.amount, "f"),
                 "entries": line.entries,
                 "license": f"{line.license_id} v{line.license_version}",
                 "description": line.description,
@@ -257,7 +264,7 @@ def _indented(value: object, pad: str) -> str:
             return "[]"
         inner = pad + "  "
         if all(type(member) is dict and member for member in value) and _SCALARS.issuperset(
-                type(scalar) for member in value for scalar in member.values()):
+                map(type, chain.from_iterable(map(dict.values, value)))):
             # Every member a non-empty object of scalars (a statement's lines): one C call for all.
             # A raw newline never occurs inside an encoded string, so "},<separator>{" is only
             # ever the boundary between two members.
@@ -283,7 +290,11 @@ def canonical_bytes(document: dict) -> bytes:
     booleans, lists and objects with ASCII keys (amounts are strings), for which this is
     exactly what any JCS implementation produces.
     """
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL_JSON(document).encode()
+
+
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+"""``json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, its encoder made once."""
 
 
 def content_hash(statement: Statement) -> str:

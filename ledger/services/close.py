@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -135,7 +135,8 @@ def _period_entries(ledger: LedgerStore, period: str, watermark: int,
         period=period,
         book=book,
         usage=ledger.usage_totals(months, watermark),
-        training=ledger.model_training(period, watermark),
+        # Only model royalties read training units, and only to split a revenue report.
+        training=ledger.model_training(period, watermark) if revenues else (),
         revenues=revenues,
         lineage=ledger.model_lineage(),
     )
@@ -167,6 +168,25 @@ def previous_root(previous: CloseRecord | None) -> str:
     return previous.root or previous.chain_head
 
 
+def _statement_groups(covered: Iterable[tuple[tuple[str, str], list[StatementLine]]],
+                      added: dict[tuple[str, str], list[StatementLine]], extra: set[tuple[str, str]],
+                      ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+    """Every statement's (holder, currency) and lines, in increasing (holder, currency): the ``covered``
+    groups (in that order, streamed), each with its ``added`` lines, merged with the ``extra`` keys
+    that have no covered line (their ``added`` lines or none)."""
+    pending = sorted(extra)
+    at = 0
+    for key, lines in covered:
+        while at < len(pending) and pending[at] < key:
+            yield pending[at], list(added.get(pending[at], ()))
+            at += 1
+        if at < len(pending) and pending[at] == key:
+            at += 1
+        yield key, lines + added.get(key, [])
+    for key in pending[at:]:
+        yield key, list(added.get(key, ()))
+
+
 def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
@@ -175,29 +195,26 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, before)
     watermark = planned.last_entry_id
-    grouped: dict[tuple[str, str], list[StatementLine]] = {}
-    for covered in ledger.statement_lines(period, before, previous.last_entry_id if previous else 0):
-        grouped.setdefault((covered.holder_id, covered.currency), []).append(covered.line)
+    added: dict[tuple[str, str], list[StatementLine]] = {}
     for line in planned.lines:  # appended by this close, one statement line each
-        grouped.setdefault((line.holder_id, line.currency), []).append(StatementLine(
+        added.setdefault((line.holder_id, line.currency), []).append(StatementLine(
             period=line.period, source_id=line.source_id, platform_id=line.platform_id, model_id=line.model_id,
             kind=line.kind, unit=line.unit, quantity=line.quantity, rate=line.rate, per=line.per, amount=line.amount,
             entries=1, license_id=line.license_id, license_version=line.license_version, description=line.description,
         ))
     carry = ledger.carry_ins(period)
-    for key, amount in carry.items():
-        if amount != 0:
-            grouped.setdefault(key, [])
     unlicensed = by_holder_and_currency(ledger.unlicensed_for_close(period))
-    for key in unlicensed:
-        grouped.setdefault(key, [])
+    # Statements without covered lines: period lines only, a carried balance, unlicensed use.
+    extra = {*added, *(key for key, amount in carry.items() if amount != 0), *unlicensed}
+    grouped = _statement_groups(
+        ledger.statement_line_groups(period, before, previous.last_entry_id if previous else 0), added, extra)
     stored: list[SignedStatement] = []
     # Collectives only (holders with members): their split, an optional section of their statements.
     portions = collective_portions(ledger, book, period, before, previous.last_entry_id if previous else 0,
                                    planned.lines) if any(h.members for h in book.holders.values()) else {}
     member_carry = ledger.member_carry_ins(period) if portions else {}
     distributions = []
-    for (holder_id, currency), lines in sorted(grouped.items()):
+    for (holder_id, currency), lines in grouped:
         holder = book.holders.get(holder_id)
         statement = build_statement(
             period=period,
@@ -218,7 +235,9 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
                 ledger, book, holder, statement, portions.get((holder_id, currency), []))
         canonical = canonical_bytes(document)
         digest = hashlib.sha256(canonical).hexdigest()
-        stored.append(SignedStatement(statement=statement, content_hash=digest,
+        # Stored without its line objects: what is stored of them is in the document, and a close of
+        # 100,000 statements must not hold every line of the month at once.
+        stored.append(SignedStatement(statement=replace(statement, lines=()), content_hash=digest,
                                       document=render_document(document), signature=signer.sign(canonical),
                                       key_fingerprint=signer.fingerprint))
         if distribution is not None:

@@ -36,6 +36,17 @@ _COVERED = "entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))"
 entries of the period up to the watermark, plus entries of earlier periods booked after the
 previous close (prior-period adjustments). Parameters: watermark, period, period, previous."""
 
+STATEMENT_LINES_SQL = f"""
+SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
+       license_id, license_version, sum(quantity), sum(amount), count(*), description
+FROM accruals
+WHERE {_COVERED}
+GROUP BY ALL
+ORDER BY holder_id, currency
+"""
+"""A close's statement lines: covered accruals summed per holder, currency and line, one statement's
+lines after another. Parameters as :data:`_COVERED`'s."""
+
 CHUNK = 65_536
 """Digests fetched at a time while a close folds them."""
 
@@ -102,16 +113,10 @@ class CloseRepository:
         Covered: entries of ``period`` up to the watermark, plus entries of earlier periods
         that arrived after the previous close (prior-period adjustments).
         """
-        rows = self.db.rows(
-            f"""
-            SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
-                   license_id, license_version, sum(quantity), sum(amount), count(*), description
-            FROM accruals
-            WHERE {_COVERED}
-            GROUP BY ALL
-            """,
-            [watermark, period, period, previous_watermark],
-        )
+        # Fetched as Arrow and read column by column: DuckDB's row-wise fetchall builds a tuple
+        # and its values per row, which cost more than the GROUP BY itself.
+        table = self.db.con.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
+                                    ).to_arrow_table()
         return [
             HolderLine(holder_id=holder_id, currency=currency, line=StatementLine(
                 period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
@@ -119,8 +124,46 @@ class CloseRepository:
                 license_id=license_id, license_version=license_version, description=description or "",
             ))
             for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-                 license_id, license_version, quantity, amount, entries, description) in rows
+                 license_id, license_version, quantity, amount, entries, description)
+            in zip(*(column.to_pylist() for column in table.columns))
         ]
+
+    def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
+                              ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+        """The lines of :meth:`statement_lines`, one (holder, currency) at a time, in increasing (holder, currency).
+
+        Streamed from Arrow batches of :data:`CHUNK` lines, so a close holds the line
+        objects of one statement at a time, not of the month (about 1.5 KB a line).
+
+        Raises:
+            LedgerFileError: DuckDB returned the groups out of Python's string order (a
+                collation other than the binary one), which a close's merge relies on.
+        """
+        cursor = self.db.cursor()
+        try:
+            batches = cursor.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
+                                     ).to_arrow_reader(CHUNK)
+            key: tuple[str, str] | None = None
+            lines: list[StatementLine] = []
+            for batch in batches:
+                for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
+                     license_id, license_version, quantity, amount, entries, description) in zip(
+                        *(column.to_pylist() for column in batch.columns)):
+                    if key is None or key[0] != holder_id or key[1] != currency:
+                        if key is not None:
+                            if (holder_id, currency) < key:
+                                raise LedgerFileError(f"statement lines of {(holder_id, currency)!r} came after"
+                                                      f" {key!r}: not in (holder, currency) order")
+                            yield key, lines
+                        key, lines = (holder_id, currency), []
+                    lines.append(StatementLine(
+                        period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id,
+                        kind=kind, unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
+                        license_id=license_id, license_version=license_version, description=description or ""))
+            if key is not None:
+                yield key, lines
+        finally:
+            cursor.close()
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         """Each (holder, currency)'s carry out of its latest statement before ``before``."""
@@ -154,12 +197,12 @@ class CloseRepository:
         """
         cursor = self.db.cursor()
         try:
-            cursor.execute(
+            batches = cursor.execute(
                 f"SELECT coalesce(stream, 'legacy') AS s, entry_hash FROM accruals WHERE {_COVERED}"
                 " ORDER BY s, coalesce(position, entry_id), line",
-                [watermark, period, period, previous_watermark])
-            while rows := cursor.fetchmany(CHUNK):
-                yield from rows
+                [watermark, period, period, previous_watermark]).to_arrow_reader(CHUNK)
+            for batch in batches:  # columns, not a tuple per row: this is one row per covered entry
+                yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())
         finally:
             cursor.close()
 

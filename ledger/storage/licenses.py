@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Callable, Sequence
 
 from ledger.core import chain
 from ledger.core.license_file import parse_book
@@ -18,27 +19,51 @@ from ledger.storage.collectives import record_declarations
 from ledger.storage.connection import Db, now
 
 
+BookKey = tuple[tuple[str, str], ...]
+"""The (document hash, origin) of every license document, in the order applied: what a book is parsed from."""
+
+_PARSED: dict[BookKey, LicenseBook] = {}
+"""Books parsed in this process, by the documents they were parsed from (the last :data:`_KEEP`)."""
+_KEEP = 2
+
+
+def parsed_book(key: BookKey, bodies: Callable[[], Sequence[str]]) -> LicenseBook:
+    """The book of the documents ``key`` names, parsed from ``bodies()`` (in ``key``'s order) unless this
+    process parsed the same documents before.
+
+    A document is identified by the SHA-256 of its body (and its origin, which errors name), so a
+    cached book is exactly what parsing again would give; books are frozen values. Parsing a
+    book of 10,000 licenses takes seconds, and every ledger opened by a long-running process (the
+    service, its scheduler's closes) would otherwise pay it again.
+    """
+    book = _PARSED.get(key)
+    if book is None:
+        book = build_book({}, {}, ())
+        for (_, origin), body in zip(key, bodies(), strict=True):
+            book = merge_books(book, parse_book(body, origin))
+        while len(_PARSED) >= _KEEP:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[key] = book
+    return book
+
+
 class LicenseRepository:
     """The ``license_documents`` and ``license_versions`` tables."""
 
     def __init__(self, db: Db):
         self.db = db
-        self._book: tuple[int, LicenseBook] | None = None
 
     def load_book(self) -> LicenseBook:
         """Every license document applied so far, merged in the order applied.
 
-        Parsed once per set of documents: the book is cached until one is added.
+        Parsed once per set of documents in a process (:func:`parsed_book`): the book is
+        cached until one is added.
         """
-        count = self.db.value("SELECT count(*) FROM license_documents")
-        if self._book is not None and self._book[0] == count:
-            return self._book[1]
-        book = build_book({}, {}, ())
-        documents = self.db.rows("SELECT origin, body FROM license_documents ORDER BY applied_at, document_hash")
-        for origin, body in documents:
-            book = merge_books(book, parse_book(body, origin))
-        self._book = (count, book)
-        return book
+        order = "ORDER BY applied_at, document_hash"
+        key = tuple((document_hash, origin) for document_hash, origin in self.db.rows(
+            f"SELECT document_hash, origin FROM license_documents {order}"))
+        return parsed_book(key, lambda: [body for (body,) in self.db.rows(
+            f"SELECT body FROM license_documents {order}")])
 
     def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
         """Parses and stores a license document; returns the merged book and new versions.

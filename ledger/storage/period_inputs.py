@@ -7,11 +7,18 @@ so a close that runs again reads the same rows in the same order.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from ledger.core.period_terms import ModelTraining, UsageTotal
 from ledger.core.usage import RevenueReport
 from ledger.storage.connection import Db
+
+
+def _columns(db: Db, sql: str, params: Sequence[object]) -> Iterator[tuple]:
+    """The rows of ``sql`` read from Arrow columns: a close sums one row per usage line, and DuckDB's
+    row-wise fetch costs more than the query (the values are the same)."""
+    table = db.con.execute(sql, list(params)).to_arrow_table()
+    return zip(*(column.to_pylist() for column in table.columns))
 
 
 class PeriodInputRepository:
@@ -20,7 +27,8 @@ class PeriodInputRepository:
 
     def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
         """Per-event accruals (training, inference) of ``periods`` up to ``watermark``, summed."""
-        rows = self.db.rows(
+        rows = _columns(
+            self.db,
             """
             SELECT period, platform_id, source_id, kind, license_id, license_version, currency, unit,
                    sum(quantity), sum(amount)
@@ -39,7 +47,8 @@ class PeriodInputRepository:
 
     def model_training(self, through: str, watermark: int) -> list[ModelTraining]:
         """Training units per platform, model, source and month up to ``through``."""
-        rows = self.db.rows(
+        rows = _columns(
+            self.db,
             """
             SELECT platform_id, model_id, source_id, period, sum(quantity)
             FROM accruals WHERE entry_id <= ? AND period <= ? AND kind = 'training'

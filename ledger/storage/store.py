@@ -31,6 +31,7 @@ from ledger.core.records import (ClosedDistribution, CollectivePortion, Distribu
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
+from ledger.core.statements import StatementLine
 from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
@@ -216,6 +217,10 @@ class Ledger:
 
     def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[HolderLine]:
         return self._closes.statement_lines(period, watermark, previous_watermark)
+
+    def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
+                              ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+        return self._closes.statement_line_groups(period, watermark, previous_watermark)
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         return self._closes.carry_ins(before)

@@ -1,0 +1,328 @@
+"""`make bench`'s close: `close_period` against the bare SQL that computes the same statement lines.
+
+Builds one ledger: a synthetic book (``holders`` rights holders, five sources each, three
+priced in USD and two in EUR, so two statements per holder) and a month of training and
+inference usage, priced by :func:`ledger.core.pricing.price` and booked by
+``Ledger.append_batch`` with each entry's stream and position, as the consumer books a
+Kafka record (no broker is needed: the close reads only the ledger). Then, in the same
+run and in turn, each round copies that ledger and runs in a child process of its own
+either the close (:func:`ledger.services.close.close_period`, what `learnright close` and
+the scheduler call) or the bare query (the statement-lines ``GROUP BY`` of
+:mod:`ledger.storage.closes`, fetched as Arrow). Only the call itself is timed; the peak
+RSS is the close child's own (``ru_maxrss``), so the parent's ledger and book do not
+count. The best round of each counts.
+
+Prints ``bench close ratio=R rate=N/s statements=S seconds=T rss_mb=M``: ratio is the bare
+query's seconds over the close's (issue 18 asks the close to take at most 1.5x the bare
+query: ratio >= 0.67), rate is statements closed per second.
+
+Sizes: ``events`` None is the full size, 2,000 holders (4,000 statements) over 200,000
+events; an int is a smoke run of that many events over ``events // 100`` holders (at least
+2). ``LEARNRIGHT_BENCH_CLOSE_SIZE=large`` (``learnright bench --only close``) measures issue
+18's large figure instead: 50,000 holders (100,000 statements) over 10,000,000 events,
+whose booking alone takes the better part of an hour on 2 cores; ``=HOLDERSxEVENTS`` (e.g.
+``10000x1000000``) any other size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ground.errors import ConfigError
+from ground.settings import Settings
+from learnright.bench_report import Figure, machine, write_section
+from learnright.broker import PROJECT_ROOT
+
+NAME = "close"
+PERIOD = "2026-10"
+NOW = datetime(2026, 11, 2, tzinfo=timezone.utc)
+SOURCES_PER_HOLDER = 5
+PLATFORMS = ("orbit", "nimbus")
+MODELS = 2
+TRAINING_SHARE = 0.8
+CHUNK_EVENTS = 50_000
+"""Events priced and appended per ledger batch while the bench books its month."""
+SIZE_KEY = "LEARNRIGHT_BENCH_CLOSE_SIZE"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Size:
+    holders: int
+    events: int
+
+    @property
+    def statements(self) -> int:
+        return 2 * self.holders
+
+
+FULL = Size(holders=2_000, events=200_000)
+LARGE = Size(holders=50_000, events=10_000_000)
+
+
+def size_for(events: int | None, environ: dict[str, str] | None = None) -> Size:
+    """The size to measure: a smoke size for ``events``, else ``LEARNRIGHT_BENCH_CLOSE_SIZE`` or :data:`FULL`.
+
+    Raises:
+        ConfigError: ``LEARNRIGHT_BENCH_CLOSE_SIZE`` is neither ``large``, ``full`` nor ``HOLDERSxEVENTS``.
+    """
+    if events is not None:
+        return Size(holders=max(2, min(FULL.holders, events // 100)), events=events)
+    wanted = (environ if environ is not None else os.environ).get(SIZE_KEY, "").strip().lower()
+    if wanted in ("", "full"):
+        return FULL
+    if wanted == "large":
+        return LARGE
+    holders, _, count = wanted.partition("x")
+    if holders.isdigit() and count.isdigit() and int(holders) > 0 and int(count) > 0:
+        return Size(holders=int(holders), events=int(count))
+    raise ConfigError(f"{SIZE_KEY}={wanted!r} is not a size: give 'full', 'large' or HOLDERSxEVENTS,"
+                      " e.g. 10000x1000000")
+
+
+def synthetic_book(holders: int) -> str:
+    """A license document of ``holders`` holders with five sources each: three licensed in USD, two in EUR."""
+    parts = ["format = 1\n"]
+    for h in range(holders):
+        parts.append(f'[[holders]]\nid = "h-{h:06d}"\nname = "Holder {h}"\n')
+    for h in range(holders):
+        for s in range(SOURCES_PER_HOLDER):
+            parts.append(f'[[sources]]\nid = "src-{h:06d}-{s}"\nholder = "h-{h:06d}"\ntitle = "Works {h}/{s}"\n')
+    for h in range(holders):
+        for s in range(SOURCES_PER_HOLDER):
+            currency = "USD" if s % 2 == 0 else "EUR"
+            rate = Decimal(50 + (h * SOURCES_PER_HOLDER + s) % 97).scaleb(-2)
+            parts.append(
+                f'[[licenses]]\nid = "lic-{h:06d}-{s}"\nversion = 1\nsource = "src-{h:06d}-{s}"\n'
+                f'effective_from = 2026-01-01T00:00:00Z\ncurrency = "{currency}"\n'
+                f'training = {{ rate = {rate}, per = 1000000, unit = "tokens" }}\ninference = {{ rate = 0.002 }}\n')
+    return "\n".join(parts)
+
+
+def month_events(size: Size, seed: int = 18) -> Iterator:
+    """``size.events`` usage events of :data:`PERIOD`, deterministic for ``seed``: mostly training, some answers."""
+    from ledger.core.periods import period_end, period_start
+    from ledger.core.usage import Attribution, InferenceUsage, TrainingUsage
+
+    rng = random.Random(seed)
+    start = period_start(PERIOD)
+    span = int((period_end(PERIOD) - start).total_seconds() * 1_000_000)
+    sources = size.holders * SOURCES_PER_HOLDER
+    for n in range(size.events):
+        platform = PLATFORMS[n % len(PLATFORMS)]
+        model = f"{platform}-model-{rng.randrange(MODELS)}"
+        occurred_at = start + timedelta(microseconds=rng.randrange(span))
+        event_id = f"{platform}-{n:09d}"
+        if rng.random() < TRAINING_SHARE:
+            s = rng.randrange(sources)
+            yield TrainingUsage(event_id=event_id, platform_id=platform, model_id=model, run_id=f"{model}-run",
+                                source_id=f"src-{s // SOURCES_PER_HOLDER:06d}-{s % SOURCES_PER_HOLDER}",
+                                units=rng.randint(10_000, 5_000_000), unit="tokens", occurred_at=occurred_at)
+        else:
+            drawn = sorted({rng.randrange(sources) for _ in range(rng.randint(1, 2))})
+            yield InferenceUsage(
+                event_id=event_id, platform_id=platform, model_id=model, request_id=f"req-{n}", occurred_at=occurred_at,
+                attributions=tuple(Attribution(source_id=f"src-{s // SOURCES_PER_HOLDER:06d}-{s % SOURCES_PER_HOLDER}",
+                                               weight=Decimal(rng.randint(1, 400)).scaleb(-3)) for s in drawn),
+                output_units=rng.randint(20, 800))
+
+
+def build_ledger(path: Path, size: Size, echo: Callable[[str], None] = print) -> None:
+    """Books ``size`` into a new ledger at ``path``: the book, then the month in batches of :data:`CHUNK_EVENTS`.
+
+    Each event is priced by the ledger's own pricing and appended with its stream and
+    position (``bench-usage/<partition>``, its offset), as the consumer books a record.
+    """
+    from ledger.core.chain import stream_of
+    from ledger.core.pricing import price
+    from ledger.core.records import EventRow, IngestBatch
+    from ledger.storage.store import Ledger
+
+    started = time.perf_counter()
+    topic = "bench-usage"
+    with Ledger.open(path) as ledger:
+        ledger.apply_licenses(synthetic_book(size.holders), "bench-book.toml")
+        book = ledger.load_book()
+        offsets = [0, 0]
+        events, accruals = [], []
+
+        def flush() -> None:
+            ledger.append_batch(IngestBatch(events=tuple(events), accruals=tuple(accruals),
+                                            offsets={(topic, p): offsets[p] for p in range(2)}))
+            events.clear()
+            accruals.clear()
+
+        for event in month_events(size):
+            partition = PLATFORMS.index(event.platform_id)
+            offset = offsets[partition]
+            offsets[partition] += 1
+            stream = stream_of(topic, partition)
+            accruals.extend(replace(a, stream=stream, position=offset) for a in price(event, book))
+            events.append(EventRow(platform_id=event.platform_id, event_id=event.event_id,
+                                   event_type=type(event).__name__, content_hash=f"bench-{event.event_id}",
+                                   model_id=event.model_id, occurred_at=event.occurred_at, period=PERIOD,
+                                   topic=topic, partition=partition, offset=offset))
+            if len(events) == CHUNK_EVENTS:
+                flush()
+        if events:
+            flush()
+        entries = ledger.scalar("SELECT count(*) FROM accruals")
+    echo(f"booked {size.events} events ({entries} entries, {size.holders} holders) in"
+         f" {time.perf_counter() - started:.1f}s")
+
+
+_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+mode, path = sys.argv[1], Path(sys.argv[2])
+if mode == "close":
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ledger.core.signing import signer_of
+    from ledger.services.close import close_period
+    from ledger.storage.store import Ledger
+    from learnright.bench_close import NOW, PERIOD
+    signer = signer_of(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+    with Ledger.open(path) as ledger:
+        started = time.perf_counter()
+        ledger.load_book()  # what the close's own load_book then finds parsed: timed apart, counted in
+        book = time.perf_counter() - started
+        outcome = close_period(ledger, PERIOD, now=NOW, signer=signer)
+        seconds = time.perf_counter() - started
+    count = len(outcome.statement_ids)
+else:
+    from learnright.bench_close import bare_statement_lines
+    seconds, count = bare_statement_lines(path)
+    book = 0.0
+print(json.dumps({"seconds": seconds, "book": book, "count": count,
+                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+"""One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
+
+A close round is what `learnright close` pays without a running service: the license book
+parsed from the ledger (``book``, seconds, timed apart) and the close. The running service
+and its scheduler have the book parsed already (:func:`ledger.storage.licenses.parsed_book`),
+so their close costs ``seconds - book``."""
+
+
+def bare_statement_lines(path: Path) -> tuple[float, int]:
+    """Seconds the statement-lines ``GROUP BY`` alone takes over the ledger at ``path``, fetched as Arrow, and
+    the number of statements its lines make.
+
+    The same query and covered range a first close of :data:`PERIOD` runs (everything
+    booked so far; no earlier close), on the same DuckDB file, without anything else.
+    """
+    from ledger.storage.closes import STATEMENT_LINES_SQL
+    from ledger.storage.store import Ledger
+
+    with Ledger.open(path, read_only=True) as ledger:
+        watermark = ledger.last_entry_id
+        started = time.perf_counter()
+        lines = ledger.con.execute(STATEMENT_LINES_SQL, [watermark, PERIOD, PERIOD, 0]).to_arrow_table()
+        seconds = time.perf_counter() - started
+    keys = {(h, c) for h, c in zip(lines.column("holder_id").to_pylist(), lines.column("currency").to_pylist())}
+    return seconds, len(keys)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Round:
+    seconds: float
+    book_seconds: float
+    count: int
+    rss_mb: float
+
+
+def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
+    """Runs one ``mode`` round (``close`` or ``bare``) in a child process on a fresh copy of ``ledger``."""
+    from learnright.bench import BenchError, _tail
+
+    copy = workdir / f"round-{mode}.duckdb"
+    shutil.copyfile(ledger, copy)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]))
+    try:
+        done = subprocess.run([sys.executable, "-c", _CHILD, mode, str(copy)], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+    finally:
+        for leftover in (copy, copy.with_name(copy.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise BenchError(f"the {mode} round failed (exit {done.returncode}): {_tail(done.stderr)}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return Round(seconds=answer["seconds"], book_seconds=answer["book"], count=answer["count"],
+                 rss_mb=answer["rss_kb"] / 1024)
+
+
+def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, report: Path | None,
+        echo: Callable[[str], None] = print) -> tuple[Figure, ...]:
+    """Measures the close against the bare statement-lines query, ``rounds`` times each in turn; one figure.
+
+    ``settings`` is not used: the close reads only the ledger, which the bench books itself.
+
+    Raises:
+        BenchError: a round failed, or the close made another number of statements than the lines give.
+    """
+    from learnright.bench import BenchError
+
+    size = size_for(events)
+    ledger = workdir / "close-bench.duckdb"
+    build_ledger(ledger, size, echo)
+    closes, bares = [], []
+    try:
+        for n in range(rounds):
+            bares.append(child_round("bare", ledger, workdir))
+            closes.append(child_round("close", ledger, workdir))
+            echo(f"round {n + 1}: close {closes[-1].seconds:.2f}s (book {closes[-1].book_seconds:.2f}s,"
+                 f" {closes[-1].count} statements,"
+                 f" {closes[-1].rss_mb:.0f} MB), bare query {bares[-1].seconds:.2f}s")
+    finally:
+        ledger.unlink(missing_ok=True)
+    if any(c.count != bares[0].count for c in closes):
+        raise BenchError(f"the close made {closes[0].count} statements where the statement lines make {bares[0].count}")
+    close = min(closes, key=lambda r: r.seconds)
+    bare = min(r.seconds for r in bares)
+    figure = Figure(name=NAME, ratio=bare / close.seconds, rate=close.count / close.seconds, extra=(
+        ("statements", str(close.count)), ("seconds", f"{close.seconds:.2f}"),
+        ("rss_mb", f"{max(r.rss_mb for r in closes):.0f}"), ("book_seconds", f"{close.book_seconds:.2f}")))
+    echo(figure.line())
+    if report is not None:
+        write_section(report, NAME, section(size, figure, closes, bares, rounds))
+    return (figure,)
+
+
+def section(size: Size, figure: Figure, closes: list[Round], bares: list[Round], rounds: int) -> str:
+    """The report's measured close section."""
+    worst = max(closes, key=lambda r: r.seconds)
+    best = min(closes, key=lambda r: r.seconds)
+    return f"""## The close, measured
+
+Written by `make bench` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC). One ledger: a book of
+{size.holders:,} holders x {SOURCES_PER_HOLDER} sources in two currencies and {size.events:,} usage events of
+{PERIOD}, booked through pricing and `append_batch`. Each of {rounds} rounds closes a fresh copy with
+`close_period` and runs the bare statement-lines `GROUP BY` (fetched as Arrow) on another, each in a child
+process of its own; only the call is timed, the RSS is the close child's peak.
+
+| figure | statements | close (best) | of which book parse | close (worst) | bare query (best-worst) | ratio bare/close | statements/s | peak RSS |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| close | {best.count:,} | {best.seconds:.2f} s | {best.book_seconds:.2f} s | {worst.seconds:.2f} s | {min(r.seconds for r in bares):.2f}-{max(r.seconds for r in bares):.2f} s | {figure.ratio:.2f} | {figure.rate:,.0f} | {max(r.rss_mb for r in closes):.0f} MB |
+
+"close" is what `learnright close` pays without a running service: the license book parsed from
+the ledger, then the close. The service and its scheduler keep the parsed book, so their close
+costs the close column less the book column. Load average when written: {os.getloadavg()[0]:.1f}
+on {os.cpu_count()} cores (other work on the machine slows every figure; the ratio less so).
+
+Targets (issue 18, 2 cores): 4,000 statements in <= 5 s; 100,000 statements over 10M events in <= 60 s
+(`LEARNRIGHT_BENCH_CLOSE_SIZE=large learnright bench --only close`); at most 1.5x the bare query
+(ratio >= 0.67); peak RSS <= 1 GB at 100,000 statements.
+
+Machine: {machine()}."""
