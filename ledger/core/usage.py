@@ -123,10 +123,10 @@ EVENT_CLASSES: dict[str, type] = {
 
 def _text(record: Mapping[str, Any], name: str, problems: list[ValidationError]) -> str:
     value = record.get(name)
-    if not isinstance(value, str) or not value.strip():
-        problems.append(ValidationError(name, value, "must be a non-empty string"))
-        return ""
-    return value
+    if isinstance(value, str) and value and not value.isspace():  # what strip() would keep, unallocated
+        return value
+    problems.append(ValidationError(name, value, "must be a non-empty string"))
+    return ""
 
 
 def _positive_int(value: Any, name: str, problems: list[ValidationError]) -> int:
@@ -187,26 +187,25 @@ def _attributions(value: Any, name: str, problems: list[ValidationError],
     result = []
     total = Decimal(0)
     first_at: dict[str, int] = {}
-    for index, item in enumerate(value):
-        where = f"{name}[{index}]"
+    for index, item in enumerate(value):  # ``where`` is spelled out only for a problem: this runs per answer
         if not isinstance(item, (dict, Mapping)):  # dict first: the typing check is slow per item
-            problems.append(ValidationError(where, item, "must be an object with source_id and weight"))
+            problems.append(ValidationError(f"{name}[{index}]", item, "must be an object with source_id and weight"))
             continue
         source_id = item.get("source_id")
-        if not isinstance(source_id, str) or not source_id.strip():
-            problems.append(ValidationError(f"{where}.source_id", source_id, "must be a non-empty string"))
+        if not isinstance(source_id, str) or not source_id or source_id.isspace():
+            problems.append(ValidationError(f"{name}[{index}].source_id", source_id, "must be a non-empty string"))
         elif (first := first_at.setdefault(source_id, index)) != index:
-            problems.append(ValidationError(f"{where}.source_id", source_id,
+            problems.append(ValidationError(f"{name}[{index}].source_id", source_id,
                                             f"repeats {name}[{first}].source_id; an answer names each source once"))
         try:
-            weight = money(item.get("weight"), f"{where}.weight")
+            weight = money(item.get("weight"), f"{name}[{index}].weight")
         except ValidationError as exc:
             problems.append(exc)
             continue
         if not (0 < weight <= MAX_WEIGHT):
-            problems.append(ValidationError(f"{where}.weight", weight, "must be in (0, 1]"))
+            problems.append(ValidationError(f"{name}[{index}].weight", weight, "must be in (0, 1]"))
         if weight.as_tuple().exponent < -6:
-            problems.append(ValidationError(f"{where}.weight", weight, "must have at most 6 decimal places"))
+            problems.append(ValidationError(f"{name}[{index}].weight", weight, "must have at most 6 decimal places"))
         total += weight
         result.append(Attribution(source_id=source_id, weight=weight))
     if total > MAX_WEIGHT:
