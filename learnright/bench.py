@@ -128,10 +128,23 @@ def raw_consume(settings: Settings, events: int, *, whole_fetches: bool = False)
 
 def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
     """Seconds the ledger pipeline takes to book the same records into a fresh ledger."""
+    db = workdir / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
+    elapsed = book_file(settings, events, db)
+    db.unlink(missing_ok=True)
+    return elapsed
+
+
+def book_file(settings: Settings, events: int, db: Path) -> float:
+    """Books the usage topics into a new ledger file ``db`` (left closed) under a consumer group of its own.
+
+    Returns the seconds from the group joined to the last batch applied.
+
+    Raises:
+        RuntimeError: the ledger did not book exactly ``events`` events.
+    """
     from consumers.service import LedgerConsumer
     from ledger.storage.store import Ledger
 
-    db = workdir / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
     run = settings.model_copy(update={
         "db": db, "consumer": settings.consumer.model_copy(update={"group_id": f"bench-{uuid.uuid4().hex[:8]}"}),
     })
@@ -151,7 +164,6 @@ def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:
         booked = ledger.scalar("SELECT count(*) FROM usage_events")
     if booked != events:
         raise RuntimeError(f"pipeline booked {booked} of {events} events")
-    db.unlink(missing_ok=True)
     return elapsed
 
 

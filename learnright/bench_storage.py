@@ -13,14 +13,13 @@ The report's section breaks the bytes down by table, column, indexes and free bl
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from ground.settings import Settings
-from learnright.bench import LICENSES, filled_topics
+from learnright.bench import book_file, filled_topics
 from learnright.bench_report import Figure, machine, write_section
 
 NAME = "storage"
@@ -58,30 +57,8 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
 
 def _book(settings: Settings, events: int, workdir: Path) -> tuple[Path, float]:
     """Books the filled topics into a fresh ledger file; returns it (closed) and the seconds booking took."""
-    from consumers.service import LedgerConsumer
-    from ledger.storage.store import Ledger
-
     path = workdir / f"storage-{uuid.uuid4().hex[:6]}.duckdb"
-    run = settings.model_copy(update={
-        "db": path, "consumer": settings.consumer.model_copy(update={"group_id": f"bench-storage-{uuid.uuid4().hex[:8]}"}),
-    })
-    with Ledger.open(path) as ledger:
-        ledger.apply_licenses(LICENSES.read_text(), "examples/licenses.toml")
-        consumer = LedgerConsumer(run, ledger)
-        try:
-            consumer.consumer.poll(timeout_ms=0)  # join the group before the clock starts
-            started = time.perf_counter()
-            polled = 0
-            while polled < events:
-                polled += consumer.run_once(wait=False)
-            consumer.drain()
-            seconds = time.perf_counter() - started
-        finally:
-            consumer.close()
-        booked = ledger.scalar("SELECT count(*) FROM usage_events")
-    if booked != events:
-        raise RuntimeError(f"storage bench booked {booked} of {events} events")
-    return path, seconds
+    return path, book_file(settings, events, path)
 
 
 def _section(measured: list, events: int, figure: Figure) -> str:
