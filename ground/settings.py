@@ -84,6 +84,16 @@ class ConsumerSettings(BaseModel):
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
     fetch whole, so this also bounds how far a batch can exceed ``max_batch``."""
+    max_batch_bytes: int = Field(32 * 2**20, ge=1)
+    """Bytes of fetched records one batch gathers at most (it may exceed them by what its last
+    poll returned): with ``max_batch`` it bounds what a batch holds in memory, so that a
+    consumer holds two batches (one being written, one gathered) whatever the backlog."""
+    fetch_max_bytes: int = Field(16 * 2**20, ge=1)
+    """Bytes one fetch response brings at most, over all its partitions (Kafka's fetch.max.bytes;
+    kafka-python's default is 50 MiB): bounds what the consumer buffers ahead of a batch."""
+    ledger_memory_limit: str = Field("256MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
+    """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
+    indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
