@@ -81,6 +81,13 @@ def _size(item: RawRecord | FetchBlock) -> int:
     return item.count if isinstance(item, FetchBlock) else 1
 
 
+def _bytes(item: RawRecord | FetchBlock) -> int:
+    """Bytes of fetched data an item holds."""
+    if isinstance(item, FetchBlock):
+        return len(item.data)
+    return len(item.value or b"") + len(item.key or b"")
+
+
 class ConsumerHaltError(Terminal, LedgerError):
     """The consumer stopped rather than lose or double-count data; the message says why."""
 
@@ -190,6 +197,7 @@ class LedgerConsumer:
         self.progress = Progress()
         self.halt_when_stalled = False  # `run(until_idle=True)` gives up once stalled; following retries on
         self.stop_event = threading.Event()
+        ledger.limit_memory(settings.consumer.ledger_memory_limit)
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions,
@@ -204,6 +212,7 @@ class LedgerConsumer:
                 auto_offset_reset="none",
                 max_poll_records=settings.consumer.max_poll,
                 max_partition_fetch_bytes=settings.consumer.fetch_partition_bytes,
+                fetch_max_bytes=settings.consumer.fetch_max_bytes,
                 fetch_max_wait_ms=settings.consumer.flush_interval_ms,
             )
             self.dead_letters = DeadLetterSender(bootstrap, f"{settings.kafka.client_id}-deadletter",
@@ -264,8 +273,8 @@ class LedgerConsumer:
     def run_once(self, *, wait: bool = True) -> int:
         """Polls one batch and applies it; returns its size in records (0 if none, or dropped).
 
-        A batch gathers polls until it holds ``max_batch`` records or ``flush_interval_ms``
-        has passed since the first poll. With ``wait`` off, the batch is applied on the
+        A batch gathers polls until it holds ``max_batch`` records or ``max_batch_bytes`` of
+        fetched data, or ``flush_interval_ms`` has passed since the first poll. With ``wait`` off, the batch is applied on the
         writer thread while the caller polls the next one; :meth:`drain` waits for it. A poll
         that brings nothing waits for the writer too, so a failed batch is seen (and read
         again, :meth:`_retry`) without waiting for more traffic.
@@ -274,14 +283,15 @@ class LedgerConsumer:
         generation = self.listener.generation
         deadline = time.monotonic() + limits.flush_interval_ms / 1000
         items: list[RawRecord | FetchBlock] = []
-        size = 0
-        while size < limits.max_batch:
+        size = held = 0
+        while size < limits.max_batch and held < limits.max_batch_bytes:
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             polled = self._poll(remaining_ms, min(limits.max_poll, limits.max_batch - size))
             if not polled:
                 break
             items.extend(polled)
             size += sum(_size(item) for item in polled)
+            held += sum(_bytes(item) for item in polled)
             for key, start in _starts(polled).items():  # a partition read from its beginning: booked up to here
                 self.listener.booked.setdefault(key, start)
             if remaining_ms == 0:

@@ -75,15 +75,26 @@ class PostgresSettings(BaseModel):
 class ConsumerSettings(BaseModel):
     group_id: str = "learnright-ledger"
     """Consumer group; Kafka's committed offsets serve lag monitoring only."""
-    max_batch: int = Field(131_072, ge=1)
+    max_batch: int = Field(32_768, ge=1)
     """Records booked as one ledger transaction: a batch closes once it holds this many
-    (it may exceed them by what its last poll returned, one fetch response at most) or once
-    ``flush_interval_ms`` has passed. From 122,880 rows DuckDB writes a batch's row groups
-    straight into the ledger file."""
+    (it may exceed them by what its last poll returned, one fetch response at most) or
+    ``max_batch_bytes``, or once ``flush_interval_ms`` has passed. With two batches in flight
+    it bounds the consumer's memory; 131,072 (DuckDB writes row groups straight into the file
+    from 122,880 rows) held about 150 MB more at peak and booked no faster (docs/benchmarks.md)."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
     fetch whole, so this also bounds how far a batch can exceed ``max_batch``."""
+    max_batch_bytes: int = Field(32 * 2**20, ge=1)
+    """Bytes of fetched records one batch gathers at most (it may exceed them by what its last
+    poll returned): with ``max_batch`` it bounds what a batch holds in memory, so that a
+    consumer holds two batches (one being written, one gathered) whatever the backlog."""
+    fetch_max_bytes: int = Field(16 * 2**20, ge=1)
+    """Bytes one fetch response brings at most, over all its partitions (Kafka's fetch.max.bytes;
+    kafka-python's default is 50 MiB): bounds what the consumer buffers ahead of a batch."""
+    ledger_memory_limit: str = Field("128MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
+    """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
+    indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
@@ -123,6 +134,8 @@ class SqlSettings(BaseModel):
     """DuckDB memory limit of an auditor query's connection."""
     max_result_bytes: int = Field(64 * 2**20, ge=1)
     """Bytes an auditor query's result (and its rendered answer) may hold; a larger one is refused."""
+    threads: int = Field(1, ge=1)
+    """DuckDB threads of one auditor query: one leaves the other core to ingest while it runs."""
     max_concurrent: int = Field(2, ge=1)
     """Auditor queries the HTTP API runs at once; one more is answered 429 with Retry-After."""
     max_query_bytes: int = Field(256 * 2**10, ge=1)

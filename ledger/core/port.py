@@ -64,6 +64,9 @@ class LedgerStore(Protocol):
     def reader(self) -> "LedgerStore":
         """A read view for another thread of this process; the writer keeps the file."""
 
+    def limit_memory(self, limit: str) -> None:
+        """Caps the memory the storage engine of this process keeps for the ledger (``"256MB"``)."""
+
     # -- licenses --------------------------------------------------------------------------
 
     def load_book(self) -> LicenseBook:

@@ -98,6 +98,7 @@ class SqlLimits:
     def from_settings(cls, sql: SqlSettings) -> "SqlLimits":
         """The limits the settings ask for (``LEARNRIGHT_SQL__*``)."""
         return cls(time_limit_s=sql.time_limit_s, row_limit=sql.row_limit, memory_limit=sql.memory_limit,
+                   threads=sql.threads,
                    max_result_bytes=sql.max_result_bytes, max_query_bytes=sql.max_query_bytes,
                    temp_directory=sql.temp_directory, max_temp_bytes=sql.max_temp_bytes)
 

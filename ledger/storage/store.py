@@ -14,12 +14,15 @@ Guarantees:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import ContextManager, Iterable, Iterator, Sequence
 
 import duckdb
+
+from ground.errors import ConfigError
 
 from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
@@ -51,6 +54,9 @@ from ledger.storage.tokens import TokenRepository
 from ledger.storage.provenance import ProvenanceRepository
 from ledger.storage.unlicensed import UnlicensedRepository
 
+
+_MEMORY_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*")
+"""What DuckDB's memory_limit accepts, and nothing that could end its SET statement."""
 
 class Ledger:
     """An open ledger file. Use :meth:`open`; close it (or use ``with``) when done."""
@@ -124,6 +130,20 @@ class Ledger:
         reader = Ledger(cursor, self.path, read_only=True, tip=self._tip.for_reader(Db(cursor, self.path)))
         reader._db.session = self._db.session
         return reader
+
+    def limit_memory(self, limit: str) -> None:
+        """Sets DuckDB's memory limit (its buffer pool: cached blocks, indexes, a transaction's rows)
+        for this ledger's database in this process; past it DuckDB evicts what it can and spills.
+
+        Raises:
+            ConfigError: ``limit`` is not a size such as ``256MB``, or DuckDB refuses it.
+        """
+        if not _MEMORY_SIZE.fullmatch(limit):
+            raise ConfigError(f"a memory limit is a size such as '256MB' or '1GiB' (got {limit!r})")
+        try:
+            self._db.con.execute(f"SET memory_limit = '{limit.strip()}'")
+        except duckdb.Error as exc:
+            raise ConfigError(f"DuckDB refuses the memory limit {limit!r}: {exc}") from exc
 
     # -- ad-hoc reads (this adapter only; not part of the port) --------------------------
 

@@ -30,38 +30,20 @@ impl Strings {
         &self.data[self.offsets[row] as usize..self.offsets[row + 1] as usize]
     }
 
-    pub fn offsets_bytes(&self) -> Vec<u8> {
-        if self.offsets.is_empty() {
-            return 0i32.to_le_bytes().to_vec();
-        }
-        le_bytes(&self.offsets)
+    /// Gives back the room a column grew into and did not fill (a batch's columns may
+    /// have doubled past their rows), so a batch held in memory is the size of its rows.
+    pub fn shrink(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.data.shrink_to_fit();
     }
 }
 
-/// A number Arrow stores little-endian at its own width.
-pub trait LittleEndian: Copy {
-    fn extend(self, out: &mut Vec<u8>);
-}
+/// A number Arrow stores at its own width, little-endian, as it lies in memory here.
+pub trait LittleEndian: Copy {}
 
-macro_rules! little_endian {
-    ($($t:ty),*) => {$(
-        impl LittleEndian for $t {
-            fn extend(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
-            }
-        }
-    )*};
-}
-little_endian!(i32, i64, i128);
-
-/// A column of numbers as Arrow's data buffer.
-pub fn le_bytes<T: LittleEndian>(values: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(std::mem::size_of_val(values));
-    for value in values {
-        value.extend(&mut out);
-    }
-    out
-}
+impl LittleEndian for i32 {}
+impl LittleEndian for i64 {}
+impl LittleEndian for i128 {}
 
 /// One accepted event per row (the `usage_events` table, less its batch id).
 #[derive(Default)]
@@ -102,4 +84,34 @@ pub struct Accruals {
     pub amount: Vec<i128>,
     pub occurred_at: Vec<i64>,
     pub period: Strings,
+}
+
+impl Events {
+    pub fn shrink(&mut self) {
+        for column in [&mut self.platform_id, &mut self.event_id, &mut self.event_type, &mut self.content_hash,
+                       &mut self.model_id, &mut self.period, &mut self.topic] {
+            column.shrink();
+        }
+        self.occurred_at.shrink_to_fit();
+        self.partition.shrink_to_fit();
+        self.offset.shrink_to_fit();
+    }
+}
+
+impl Accruals {
+    pub fn shrink(&mut self) {
+        for column in [&mut self.stream, &mut self.platform_id, &mut self.event_id, &mut self.kind, &mut self.source_id,
+                       &mut self.holder_id, &mut self.model_id, &mut self.license_id, &mut self.unit,
+                       &mut self.currency, &mut self.period] {
+            column.shrink();
+        }
+        self.position.shrink_to_fit();
+        self.line.shrink_to_fit();
+        self.license_version.shrink_to_fit();
+        self.quantity.shrink_to_fit();
+        self.rate.shrink_to_fit();
+        self.per.shrink_to_fit();
+        self.amount.shrink_to_fit();
+        self.occurred_at.shrink_to_fit();
+    }
 }

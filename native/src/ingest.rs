@@ -199,6 +199,8 @@ pub fn build(schemas: &Schemas, book: &Book, limits: &Limits, blocks: &[Block<'_
     if !columns.iter().all(|column| column.fits()) {
         return Err(Unsupported("a batch column outgrew 32-bit string offsets".into()));
     }
+    batch.events.shrink();
+    batch.accruals.shrink();
     Ok(batch)
 }
 

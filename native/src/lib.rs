@@ -14,12 +14,17 @@ mod produce;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use std::os::raw::{c_int, c_void};
+
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
-use columns::{le_bytes, LittleEndian, Strings};
+use columns::{LittleEndian, Strings};
+
+#[cfg(target_endian = "big")]
+compile_error!("native columns are handed to Arrow as they lie in memory, which must be little-endian");
 use ingest::{Batch, Block, Book, Limits, Schemas, TrainingTerms, Version};
 
 /// (unit, rate, per, unit_price) with amounts as unscaled integers at 12 places.
@@ -113,17 +118,79 @@ impl Pricer {
 }
 
 /// A batch built by the fast path: its columns, and the records it left to Python.
-#[pyclass(module = "learnright_native")]
+///
+/// Frozen: nothing changes its columns once built, so :class:`Column` views may point into them.
+#[pyclass(frozen, module = "learnright_native")]
 struct Rows {
     batch: Batch,
 }
 
-fn strings<'py>(py: Python<'py>, column: &Strings) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-    (PyBytes::new(py, &column.offsets_bytes()), PyBytes::new(py, &column.data))
+/// What keeps a column's memory alive: the batch it lies in, or bytes of its own.
+enum Keep {
+    Rows(#[allow(dead_code)] Py<Rows>),
+    Owned(#[allow(dead_code)] Vec<u8>),
 }
 
-fn numbers<'py, T: LittleEndian>(py: Python<'py>, values: &[T]) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &le_bytes(values))
+/// A read-only view of one native column's bytes (buffer protocol), so Arrow wraps the
+/// memory the fast path filled instead of a copy of it: a batch's columns are in memory
+/// once, not twice, while DuckDB appends them.
+#[pyclass(frozen, module = "learnright_native")]
+struct Column {
+    _keep: Keep,
+    address: usize,
+    len: usize,
+}
+
+#[pymethods]
+impl Column {
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut pyo3::ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if flags & pyo3::ffi::PyBUF_WRITABLE == pyo3::ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("a native column is read-only"));
+        }
+        let this = slf.get();
+        // SAFETY: the memory is owned by `_keep` (a frozen Rows, or bytes of its own), which
+        // this object holds and never changes; the view holds this object.
+        let status = pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.address as *mut c_void,
+                                                  this.len as pyo3::ffi::Py_ssize_t, 1, flags);
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+}
+
+fn view<'py>(owner: &Bound<'py, Rows>, bytes: &[u8]) -> PyResult<Bound<'py, Column>> {
+    Bound::new(owner.py(), Column { _keep: Keep::Rows(owner.clone().unbind()), address: bytes.as_ptr() as usize, len: bytes.len() })
+}
+
+fn owned(py: Python<'_>, bytes: Vec<u8>) -> PyResult<Bound<'_, Column>> {
+    let (address, len) = (bytes.as_ptr() as usize, bytes.len());
+    Bound::new(py, Column { _keep: Keep::Owned(bytes), address, len })
+}
+
+/// A column of numbers as it lies in memory: Arrow's little-endian layout at the type's width.
+fn number_bytes<T: LittleEndian>(values: &[T]) -> &[u8] {
+    // SAFETY: plain integers, no padding; the slice covers exactly their memory.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
+fn strings<'py>(owner: &Bound<'py, Rows>, column: &Strings) -> PyResult<(Bound<'py, PyAny>, Bound<'py, Column>)> {
+    let offsets = if column.offsets.is_empty() {
+        PyBytes::new(owner.py(), &0i32.to_le_bytes()).into_any()
+    } else {
+        view(owner, number_bytes(&column.offsets))?.into_any()
+    };
+    Ok((offsets, view(owner, &column.data)?))
+}
+
+fn numbers<'py, T: LittleEndian>(owner: &Bound<'py, Rows>, values: &[T]) -> PyResult<Bound<'py, Column>> {
+    view(owner, number_bytes(values))
 }
 
 #[pymethods]
@@ -198,15 +265,16 @@ impl Rows {
     /// The entry digest (format 3) of every accrual, in row order: 64 lowercase hex
     /// characters each, back to back. Each depends on its own row alone; computed outside
     /// the GIL so that it overlaps DuckDB's work on another thread.
-    fn digests<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    fn digests<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Column>> {
         let digests = py.detach(|| chain::digests(&self.batch.accruals));
-        PyBytes::new(py, &digests)
+        owned(py, digests)
     }
 
-    /// Arrow buffers of the event columns: name -> bytes (numbers) or (offsets, data) (strings).
-    fn event_buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let e = &self.batch.events;
-        let out = PyDict::new(py);
+    /// Arrow buffers of the event columns: name -> buffer (numbers) or (offsets, data) (strings),
+    /// each a view of this batch's memory (:class:`Column`), not a copy.
+    fn event_buffers<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let e = &slf.get().batch.events;
+        let out = PyDict::new(slf.py());
         for (name, column) in [
             ("platform_id", &e.platform_id),
             ("event_id", &e.event_id),
@@ -216,18 +284,18 @@ impl Rows {
             ("period", &e.period),
             ("topic", &e.topic),
         ] {
-            out.set_item(name, strings(py, column))?;
+            out.set_item(name, strings(slf, column)?)?;
         }
-        out.set_item("occurred_at", numbers(py, &e.occurred_at))?;
-        out.set_item("kafka_partition", numbers(py, &e.partition))?;
-        out.set_item("kafka_offset", numbers(py, &e.offset))?;
+        out.set_item("occurred_at", numbers(slf, &e.occurred_at)?)?;
+        out.set_item("kafka_partition", numbers(slf, &e.partition)?)?;
+        out.set_item("kafka_offset", numbers(slf, &e.offset)?)?;
         Ok(out)
     }
 
     /// Arrow buffers of the accrual columns, as :meth:`event_buffers` gives them.
-    fn accrual_buffers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let a = &self.batch.accruals;
-        let out = PyDict::new(py);
+    fn accrual_buffers<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let a = &slf.get().batch.accruals;
+        let out = PyDict::new(slf.py());
         for (name, column) in [
             ("stream", &a.stream),
             ("platform_id", &a.platform_id),
@@ -241,16 +309,16 @@ impl Rows {
             ("currency", &a.currency),
             ("period", &a.period),
         ] {
-            out.set_item(name, strings(py, column))?;
+            out.set_item(name, strings(slf, column)?)?;
         }
-        out.set_item("position", numbers(py, &a.position))?;
-        out.set_item("line", numbers(py, &a.line))?;
-        out.set_item("license_version", numbers(py, &a.license_version))?;
-        out.set_item("per", numbers(py, &a.per))?;
-        out.set_item("occurred_at", numbers(py, &a.occurred_at))?;
-        out.set_item("quantity", numbers(py, &a.quantity))?;
-        out.set_item("rate", numbers(py, &a.rate))?;
-        out.set_item("amount", numbers(py, &a.amount))?;
+        out.set_item("position", numbers(slf, &a.position)?)?;
+        out.set_item("line", numbers(slf, &a.line)?)?;
+        out.set_item("license_version", numbers(slf, &a.license_version)?)?;
+        out.set_item("per", numbers(slf, &a.per)?)?;
+        out.set_item("occurred_at", numbers(slf, &a.occurred_at)?)?;
+        out.set_item("quantity", numbers(slf, &a.quantity)?)?;
+        out.set_item("rate", numbers(slf, &a.rate)?)?;
+        out.set_item("amount", numbers(slf, &a.amount)?)?;
         Ok(out)
     }
 }
@@ -309,6 +377,7 @@ fn json_string(text: &str) -> String {
 fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pricer>()?;
     m.add_class::<Rows>()?;
+    m.add_class::<Column>()?;
     m.add_function(wrap_pyfunction!(scan_fetch, m)?)?;
     m.add_function(wrap_pyfunction!(fetch_records, m)?)?;
     m.add_function(wrap_pyfunction!(format_scale12, m)?)?;

@@ -450,8 +450,9 @@ def placed(batch) -> list[Accrual]:
     return accruals
 
 
-def split(digests: bytes) -> list[str]:
-    """``Rows.digests()`` as one hex string per accrual."""
+def split(digests) -> list[str]:
+    """``Rows.digests()`` (a view of native memory) as one hex string per accrual."""
+    digests = bytes(memoryview(digests))
     assert len(digests) % 64 == 0
     return [digests[start:start + 64].decode("ascii") for start in range(0, len(digests), 64)]
 
