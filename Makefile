@@ -97,8 +97,9 @@ bench-compare: setup kafka-jars ## Ingest side by side against git revision REV 
 bench-scale: setup kafka-jars postgres ## Ingest into a file, a lake with 1 writer and with 2, side by side; writes docs/scaling.md
 	$(BIN)/learnright bench-scale
 
-test-chaos: setup kafka-jars postgres ## The chaos test at the issue's full size: 200,000 events, 3 brokers, 3 writers
-	LEARNRIGHT_CHAOS_EVENTS=200000 $(BIN)/pytest -q tests/consumers/test_chaos.py
+test-chaos: setup kafka-jars postgres ## The chaos tests at full size: 200,000 events with 3 brokers and 3 writers; SIGKILL at 60 points
+	LEARNRIGHT_CHAOS_EVENTS=200000 LEARNRIGHT_SIGKILL_ROUNDS=60 $(BIN)/pytest -q tests/consumers/test_chaos.py \
+	  tests/consumers/test_exactly_once.py::test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing
 
 test-unit: setup ## Run only the tests that need no broker and no PostgreSQL
 	$(BIN)/pytest -q -m 'not broker and not postgres'

@@ -136,7 +136,8 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
     committing = max(last_change - began, 0.05)
     assert_exact(run, keys, totals, poison)
     kills, partial = 0, 0
-    for seed in range(30):
+    rounds = int(os.environ.get("LEARNRIGHT_SIGKILL_ROUNDS", "16"))  # make test-chaos: 60
+    for seed in range(rounds):
         run, child = start(seed)
         first_commit(run, child)
         time.sleep(random.Random(seed).uniform(0.0, 1.1) * committing)
@@ -150,7 +151,7 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
         consume_until_idle(run)
         assert_exact(run, keys, totals, poison)
     # The kills must land mid-stream, not only before the first or after the last batch.
-    assert kills >= 15 and partial >= 12, f"{kills} kills, {partial} with a partly filled ledger"
+    assert kills >= rounds // 2 and partial >= rounds * 2 // 5, f"{kills} kills, {partial} with a partly filled ledger"
 
 
 def test_redelivery_from_earliest_adds_nothing(make_settings, license_book_text):
