@@ -2,7 +2,7 @@
 
 kafka-python fetches (group membership, fetch sessions, positions) exactly as before;
 only the unpacking of a fetch changes. :func:`install` gives the consumer's fetcher a
-record reader that hands each uncompressed fetch over whole, as one :class:`FetchBlock`,
+record reader that hands each fetch over whole (lz4 batches unpacked), as one :class:`FetchBlock`,
 instead of one Python object per record. The native module (``native/``, Rust) then
 decodes, validates, prices and hashes the common case with the GIL released.
 
@@ -82,11 +82,13 @@ class FetchBlock:
 
 
 class BlockPartitionRecords(Fetcher.PartitionRecords):
-    """kafka-python's per-partition record reader, handing over uncompressed fetches whole.
+    """kafka-python's per-partition record reader, handing over fetches whole.
 
-    A fetch the native scanner does not take (compressed, transactional or control
-    batches, an older message format, a failed CRC, read_committed isolation) is read by
-    kafka-python's own code, record by record, so its errors and skips stay kafka-python's.
+    A fetch's lz4-compressed batches (the SDK's codec) are unpacked natively first, each
+    compressed batch's CRC checked. A fetch the native scanner does
+    not take (another codec, transactional or control batches, an older message format, a
+    failed CRC, read_committed isolation) is read by kafka-python's own code, record by
+    record, so its errors and skips stay kafka-python's.
     """
 
     def _unpack_records(self, tp, records, key_deserializer, value_deserializer):
@@ -94,6 +96,8 @@ class BlockPartitionRecords(Fetcher.PartitionRecords):
         data = data if isinstance(data, bytes) else bytes(data)
         scan = None
         if self.isolation_level == IsolationLevel.READ_UNCOMMITTED and key_deserializer is None and value_deserializer is None:
+            plain = native.plain_fetch(data, self.check_crcs)  # lz4 batches (the SDK's) unpacked in one pass
+            data = data if plain is None else plain
             scan = native.scan_fetch(data, self.fetch_offset, self.check_crcs)
         if scan is None:
             yield from super()._unpack_records(tp, records, key_deserializer, value_deserializer)

@@ -1,8 +1,9 @@
 //! Kafka record batches (message format v2) as fetched: the records, read in place.
 //!
-//! Only what the fast path needs is supported: magic 2, uncompressed, not a control
-//! batch, not transactional. Anything else is `Unsupported`, and the caller hands the
-//! fetch to kafka-python's own reader, so no record is ever skipped here.
+//! Only what the fast path needs is supported: magic 2, not a control batch, not
+//! transactional, uncompressed or (through [`plain`]) compressed with lz4, the SDK's codec.
+//! Anything else is `Unsupported`, and the caller hands the fetch to kafka-python's own
+//! reader, so no record is ever skipped here.
 
 pub const BATCH_HEADER: usize = 61;
 const LOG_OVERHEAD: usize = 12;
@@ -97,6 +98,83 @@ fn batches(data: &[u8]) -> impl Iterator<Item = Result<&[u8], Unsupported>> {
         pos = end;
         Some(Ok(batch))
     })
+}
+
+/// Most bytes a fetch may decompress to; a larger one (a compression bomb, or a fetch far
+/// past the consumer's bounds) is left to kafka-python.
+pub const MAX_PLAIN_BYTES: usize = 256 << 20;
+
+const LZ4: i16 = 3;
+
+/// The fetch with every lz4-compressed batch rewritten as the uncompressed batch
+/// it holds (same header, compression bits cleared, length and CRC recomputed), or None
+/// when no batch is compressed and the fetch can be read as it is.
+///
+/// A compressed batch's own CRC is checked first when `check_crcs`, so a corrupt batch is
+/// refused exactly as kafka-python refuses it. Other codecs (gzip, snappy, zstd), a batch that does not
+/// decompress and a fetch past [`MAX_PLAIN_BYTES`] are `Unsupported`. A trailing partial
+/// batch is dropped, as [`scan`] drops it.
+pub fn plain(data: &[u8], check_crcs: bool) -> Result<Option<Vec<u8>>, Unsupported> {
+    let mut compressed = false;
+    for batch in batches(data) {
+        let batch = batch?;
+        if batch.len() >= BATCH_HEADER && i16::from_be_bytes([batch[21], batch[22]]) & 0x07 != 0 {
+            compressed = true;
+            break;
+        }
+    }
+    if !compressed {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(data.len() * 4);
+    for batch in batches(data) {
+        let batch = batch?;
+        if batch.len() < BATCH_HEADER {
+            return Err(Unsupported("batch shorter than its header".into()));
+        }
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]);
+        let codec = attributes & 0x07;
+        if codec == 0 {
+            out.extend_from_slice(batch);
+        } else {
+            if check_crcs {
+                let expected = u32::from_be_bytes(batch[17..21].try_into().unwrap());
+                if crc32c::crc32c(&batch[21..]) != expected {
+                    return Err(Unsupported("batch fails its CRC".into()));
+                }
+            }
+            let records = decompress(codec, &batch[BATCH_HEADER..], MAX_PLAIN_BYTES.saturating_sub(out.len()))?;
+            let start = out.len();
+            out.extend_from_slice(&batch[..BATCH_HEADER]);
+            out.extend_from_slice(&records);
+            let length = i32::try_from(out.len() - start - LOG_OVERHEAD)
+                .map_err(|_| Unsupported("decompressed batch too long".into()))?;
+            out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
+            let plain_attributes = (attributes & !0x07).to_be_bytes();
+            out[start + 21..start + 23].copy_from_slice(&plain_attributes);
+            let crc = crc32c::crc32c(&out[start + 21..]);
+            out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
+        }
+        if out.len() > MAX_PLAIN_BYTES {
+            return Err(Unsupported(format!("fetch decompresses past {MAX_PLAIN_BYTES} bytes")));
+        }
+    }
+    Ok(Some(out))
+}
+
+fn decompress(codec: i16, body: &[u8], room: usize) -> Result<Vec<u8>, Unsupported> {
+    use std::io::Read;
+    let failed = |e: std::io::Error| Unsupported(format!("batch does not decompress: {e}"));
+    let mut out = Vec::new();
+    let limit = room as u64 + 1; // one byte past the room tells a bomb from a fit
+    match codec {
+        LZ4 => lz4_flex::frame::FrameDecoder::new(body).take(limit).read_to_end(&mut out).map_err(failed)?,
+        other => return Err(Unsupported(format!("compression codec {other}"))),
+    };
+    if out.len() > room {
+        return Err(Unsupported(format!("fetch decompresses past {MAX_PLAIN_BYTES} bytes")));
+    }
+    Ok(out)
 }
 
 fn check_batch(batch: &[u8], check_crcs: bool) -> Result<(), Unsupported> {

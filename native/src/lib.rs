@@ -333,6 +333,16 @@ fn scan_fetch(py: Python<'_>, data: PyBackedBytes, min_offset: i64, check_crcs: 
         .map(|s| (s.next_offset, s.records, s.bytes, s.leader_epoch))
 }
 
+/// The fetch with its lz4-compressed batches rewritten uncompressed
+/// ([`kafka::plain`]): new bytes, or None when no batch is compressed or the fetch is
+/// one kafka-python must read (another codec, a failed CRC, a batch that does not decompress).
+#[pyfunction]
+#[pyo3(signature = (data, check_crcs=true))]
+fn plain_fetch(py: Python<'_>, data: PyBackedBytes, check_crcs: bool) -> Option<Py<PyBytes>> {
+    py.detach(|| kafka::plain(&data, check_crcs).ok().flatten())
+        .map(|plain| PyBytes::new(py, &plain).unbind())
+}
+
 /// Every record of a fetch at or after `min_offset`: (offset, timestamp, key, value, headers).
 #[pyfunction]
 #[allow(clippy::type_complexity)]
@@ -379,6 +389,7 @@ fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Rows>()?;
     m.add_class::<Column>()?;
     m.add_function(wrap_pyfunction!(scan_fetch, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_fetch, m)?)?;
     m.add_function(wrap_pyfunction!(fetch_records, m)?)?;
     m.add_function(wrap_pyfunction!(format_scale12, m)?)?;
     m.add_function(wrap_pyfunction!(json_string, m)?)?;

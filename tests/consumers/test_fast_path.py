@@ -376,6 +376,42 @@ def test_fetches_the_scanner_does_not_take_are_left_to_kafka_python():
     assert native.scan_fetch(bytes(negative), 0, False) is None
 
 
+LZ4 = 3  # kafka-python's compression type for lz4, the SDK's codec
+
+
+def test_lz4_batches_unpack_to_the_batches_a_producer_writes_uncompressed():
+    """What the SDK sends (lz4) reaches the scanner as the very batches an uncompressed producer
+    writes: header kept, length and CRC recomputed, plain batches of the fetch left as they are."""
+    first, second = corpus(21, 40), corpus(22, 25)
+    mixed = fetch(first, compression=LZ4) + fetch(second, base_offset=40)
+    assert native.plain_fetch(mixed) == fetch(first) + fetch(second, base_offset=40)
+    assert native.plain_fetch(fetch(first)) is None  # nothing compressed: the fetch is read as it is
+    assert native.scan_fetch(native.plain_fetch(mixed), 5)[:2] == (65, 60)
+
+
+def test_lz4_batches_kafka_python_must_judge_are_left_to_it():
+    packed = fetch(corpus(23, 30), compression=LZ4)
+    corrupt = bytearray(packed)
+    corrupt[70] ^= 0xFF  # inside the compressed records, which the batch's CRC covers
+    assert native.plain_fetch(bytes(corrupt)) is None  # a failed CRC: kafka-python raises its own error
+    garbage = bytearray(packed)
+    garbage[61:] = bytes(len(packed) - 61)  # not an lz4 frame at all
+    assert native.plain_fetch(bytes(garbage), False) is None
+    assert native.scan_fetch(bytes(garbage), 0, False) is None  # so kafka-python reads (and refuses) it
+    assert native.plain_fetch(fetch(corpus(23, 30), compression=1)) is None  # gzip: kafka-python decompresses
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_fast_path_books_lz4_fetches_as_the_reference_path_books_them_plain(tmp_path, seed):
+    values = corpus(seed + 300, 300)
+    reference, _, unpacked = both_paths(tmp_path / "plain", [("t.usage.training", 0, 0, fetch(values))])
+    packed = native.plain_fetch(fetch(values, compression=LZ4))
+    _, fast, batch = both_paths(tmp_path / "lz4", [("t.usage.training", 0, 0, packed)])
+    assert batch.native.event_count == unpacked.native.event_count > 100  # as many the fast way as unpacked
+    for table in reference:
+        assert fast[table] == reference[table], table
+
+
 def test_the_native_reader_matches_the_latest_schemas():
     for name, fingerprint in NATIVE_SCHEMAS.items():
         assert CATALOG.latest(name).fingerprint.hex() == fingerprint, f"update native/src/avro.rs for {name}"
