@@ -136,7 +136,7 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
     committing = max(last_change - began, 0.05)
     assert_exact(run, keys, totals, poison)
     kills, partial = 0, 0
-    rounds = int(os.environ.get("LEARNRIGHT_SIGKILL_ROUNDS", "16"))  # make test-chaos: 60
+    rounds = int(os.environ.get("LEARNRIGHT_SIGKILL_ROUNDS", "12"))  # make test-chaos: 60
     for seed in range(rounds):
         run, child = start(seed)
         first_commit(run, child)

@@ -38,7 +38,7 @@ from tests.consumers.reproducible_helpers import (
 
 pytestmark = pytest.mark.broker
 PLAN = workload(seed=2026, size=200)
-KILLS = 20
+KILLS = 12
 KILL_SEED = 11
 
 
@@ -184,7 +184,7 @@ def _consume_in_child(settings_json: str, kill_at: int, before_commit: bool) -> 
     os._exit(0)
 
 
-def test_a_consumer_killed_at_20_seeded_points_and_restarted_does_not_show(reference, log_settings, tmp_path):
+def test_a_consumer_killed_at_12_seeded_points_and_restarted_does_not_show(reference, log_settings, tmp_path):
     # Batches of one fetch of one small record batch (the native path takes a fetch whole),
     # so that the kills fall between many commits. Each run kills itself with SIGKILL at a
     # seeded batch, inside its transaction or just after its commit: where, not when.

@@ -125,7 +125,7 @@ def test_the_reference_books_every_case_the_log_holds():
     assert "2026-04/h-kei/USD" in booked.statements  # the pool and royalty lines of the revenue reports
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(schedules())
 def test_any_interleaving_and_batching_gives_the_same_commitments(schedule: Schedule):
     booked = book(schedule)
