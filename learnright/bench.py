@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,31 +140,57 @@ def book_file(settings: Settings, events: int, db: Path) -> float:
     Returns the seconds from the group joined to the last batch applied.
 
     Raises:
-        RuntimeError: the ledger did not book exactly ``events`` events.
+        BenchError: the ledger did not book exactly ``events`` events.
     """
-    from consumers.service import LedgerConsumer
     from ledger.storage.store import Ledger
 
-    run = settings.model_copy(update={
-        "db": db, "consumer": settings.consumer.model_copy(update={"group_id": f"bench-{uuid.uuid4().hex[:8]}"}),
-    })
     with Ledger.open(db) as ledger:
         ledger.apply_licenses(LICENSES.read_text(), "examples/licenses.toml")
-        consumer = LedgerConsumer(run, ledger)
-        try:
-            consumer.consumer.poll(timeout_ms=0)  # join the group before the clock starts
-            started = time.perf_counter()
-            polled = 0
-            while polled < events:
-                polled += consumer.run_once(wait=False)
-            consumer.drain()
-            elapsed = time.perf_counter() - started
-        finally:
-            consumer.close()
-        booked = ledger.scalar("SELECT count(*) FROM usage_events")
-    if booked != events:
-        raise RuntimeError(f"pipeline booked {booked} of {events} events")
+        return consume_into(settings, ledger, events)
+
+
+def consume_into(settings: Settings, ledger, events: int, *, on_start: Callable[[], None] | None = None) -> float:
+    """Books ``events`` records of the usage topics into the open ``ledger`` through the pipeline,
+    under a consumer group of its own, and checks that exactly ``events`` events are booked.
+
+    Returns the seconds from the group joined (``on_start`` is called then, once) to the last
+    batch applied: joining the group is not part of what any benchmark times.
+
+    Raises:
+        BenchError: the ledger did not book exactly ``events`` events.
+    """
+    from consumers.service import LedgerConsumer
+
+    run = settings.model_copy(update={
+        "consumer": settings.consumer.model_copy(update={"group_id": f"bench-{uuid.uuid4().hex[:8]}"}),
+    })
+    consumer = LedgerConsumer(run, ledger)
+    try:
+        consumer.consumer.poll(timeout_ms=0)  # join the group before the clock starts
+        started = time.perf_counter()
+        if on_start is not None:
+            on_start()
+        polled = 0
+        while polled < events:
+            polled += consumer.run_once(wait=False)
+        consumer.drain()
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+    check_booked(ledger, events, "the pipeline")
     return elapsed
+
+
+def check_booked(ledger, events: int, who: str, said: str = "") -> None:
+    """Refuses a benchmark run whose ledger does not hold exactly ``events`` usage events: a
+    figure is only worth printing over a run that booked what it read, once.
+
+    Raises:
+        BenchError: naming ``who`` booked how many (and ``said``, what the run printed).
+    """
+    booked = ledger.scalar("SELECT count(*) FROM usage_events")
+    if booked != events:
+        raise BenchError(f"{who} booked {booked} of {events} events" + (f": {said}" if said else ""))
 
 
 @contextmanager
@@ -205,13 +231,18 @@ def filled_topics(settings: Settings, workdir: Path, events: int, echo: Callable
 SUITES = ("ingest", "close", "produce", "consumer", "storage")
 """Every benchmark of `make bench`, in the order it runs. ``ingest`` is this module's; each other
 ``NAME`` is module ``learnright.bench_NAME``, whose ``run(settings, *, workdir, rounds, events,
-report, echo) -> tuple[Figure, ...]`` measures with a live broker in ``settings`` (``events``
-None: its own full size), prints its lines and rewrites its section of ``report``."""
+report, echo) -> tuple[Figure, ...]`` measures with a live broker in ``settings`` (none for
+those in :data:`WITHOUT_BROKER`; ``events`` None: its own full size), prints its lines and
+rewrites its section of ``report``."""
+
+WITHOUT_BROKER = frozenset({"close"})
+"""The benchmarks that never talk to Kafka: a run of only these starts no broker."""
 
 
 def run_suites(settings: Settings, *, suites: tuple[str, ...], events: int | None, rounds: int,
                report: Path | None, echo: Callable[[str], None] = print) -> list[Figure]:
-    """Runs ``suites`` in :data:`SUITES` order on one broker; returns every figure printed.
+    """Runs ``suites`` in :data:`SUITES` order on one broker (none if every one is in
+    :data:`WITHOUT_BROKER`); returns every figure printed.
 
     ``events`` sizes the ingest suite (and, when given, every other one: a smoke run).
 
@@ -225,7 +256,8 @@ def run_suites(settings: Settings, *, suites: tuple[str, ...], events: int | Non
     workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-"))
     workdir.chmod(0o755)
     try:
-        with running_broker(settings, workdir) as live:
+        needs_broker = not set(suites) <= WITHOUT_BROKER
+        with running_broker(settings, workdir) if needs_broker else nullcontext(settings) as live:
             for name in (suite for suite in SUITES if suite in suites):
                 if name == "ingest":
                     results = measure_ingest(live, events=events or 1_000_000, rounds=rounds, report=report, echo=echo)

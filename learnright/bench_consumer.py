@@ -48,7 +48,7 @@ from kafka import KafkaProducer
 from consumers.kafka_admin import ensure_topics
 from ground.settings import Settings
 from ground.topics import Topics
-from learnright.bench import LICENSES, settings_environment
+from learnright.bench import LICENSES, check_booked, consume_into, settings_environment
 from learnright.bench_report import Figure, machine, write_section
 
 NAME = "consumer"
@@ -184,7 +184,8 @@ def consume_backlog_in_child(settings: Settings, db: Path, events: int) -> RssRo
     """``learnright consume --until-idle`` on ``db`` in a child; its wall time and peak RSS.
 
     Raises:
-        RuntimeError: the child failed, or booked another number of events than ``events``.
+        RuntimeError: the child failed.
+        BenchError: it booked another number of events than ``events``.
     """
     from ledger.storage.store import Ledger
 
@@ -205,9 +206,7 @@ def consume_backlog_in_child(settings: Settings, db: Path, events: int) -> RssRo
     if child.returncode != 0:
         raise RuntimeError(f"learnright consume failed (exit {child.returncode}): {said}")
     with Ledger.open(db, read_only=True) as ledger:
-        booked = ledger.scalar("SELECT count(*) FROM usage_events")
-    if booked != events:
-        raise RuntimeError(f"learnright consume booked {booked} of {events} events: {said}")
+        check_booked(ledger, events, "learnright consume", said)
     return RssRound(seconds=seconds, peak_mb=usage.ru_maxrss / 1024)
 
 
@@ -237,13 +236,10 @@ def ingest_in_process(settings: Settings, workdir: Path, events: int, auditor_db
     """
     from dataclasses import replace
 
-    from consumers.service import LedgerConsumer
     from ledger.storage.sql import SqlLimits, run_query
     from ledger.storage.store import Ledger
 
     db = fresh_ledger(workdir)
-    run = settings.model_copy(update={
-        "consumer": settings.consumer.model_copy(update={"group_id": f"bench-{uuid.uuid4().hex[:8]}"})})
     limits = replace(SqlLimits.from_settings(settings.sql), temp_directory=workdir / "sql-spill")
     stop = threading.Event()
     asked: list[float] = []
@@ -256,28 +252,15 @@ def ingest_in_process(settings: Settings, workdir: Path, events: int, auditor_db
             if stop.wait(max(0.0, AUDITOR_EVERY_S - (time.perf_counter() - began))):
                 return
 
+    auditor = threading.Thread(target=audit, name="bench-auditor", daemon=True) if auditor_db else None
     with Ledger.open(db) as ledger:
-        consumer = LedgerConsumer(run, ledger)
-        auditor = threading.Thread(target=audit, name="bench-auditor", daemon=True) if auditor_db else None
         try:
-            consumer.consumer.poll(timeout_ms=0)  # join the group before the clock starts
-            started = time.perf_counter()
-            if auditor is not None:
-                auditor.start()
-            polled = 0
-            while polled < events:
-                polled += consumer.run_once(wait=False)
-            consumer.drain()
-            elapsed = time.perf_counter() - started
+            elapsed = consume_into(settings, ledger, events, on_start=auditor.start if auditor else None)
         finally:
             stop.set()
             if auditor is not None and auditor.is_alive():
                 auditor.join()
-            consumer.close()
-        booked = ledger.scalar("SELECT count(*) FROM usage_events")
     db.unlink(missing_ok=True)
-    if booked != events:
-        raise RuntimeError(f"the pipeline booked {booked} of {events} events")
     return IngestRound(seconds=elapsed, queries=len(asked), query_seconds=sum(asked))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ground.settings import LakeLocation, Settings
-from learnright.bench import LICENSES, BenchError, BenchResult, _tail, filled_topics, settings_environment
+from learnright.bench import LICENSES, BenchError, BenchResult, _tail, check_booked, filled_topics, settings_environment
 
 SCALE_PARTITIONS = 4
 """Partitions of each usage topic: enough for two writers to hold several each."""
@@ -114,9 +114,7 @@ def consume_round(settings: Settings, variant: Variant, events: int, workdir: Pa
         if child.returncode != 0:
             raise BenchError(f"a writer of {variant.name} failed (exit {child.returncode}): {_tail(stderr)}")
     with Ledger.open(where, read_only=True) as ledger:
-        booked = ledger.scalar("SELECT count(*) FROM usage_events")
-    if booked != events:
-        raise BenchError(f"{variant.name} booked {booked} of {events} events")
+        check_booked(ledger, events, variant.name)
     return elapsed
 
 

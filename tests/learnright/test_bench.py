@@ -51,6 +51,19 @@ def test_an_unknown_benchmark_is_refused_by_name_before_any_broker_starts():
         run_suites(Settings(), suites=("ingest", "nope"), events=10, rounds=1, report=None)
 
 
+def test_a_run_of_only_the_close_benchmark_starts_no_broker(tmp_path, monkeypatch):
+    import learnright.bench as bench
+
+    def no_broker(*_args, **_kwargs):
+        raise AssertionError("the close benchmark never talks to Kafka, so no broker is started for it")
+
+    monkeypatch.setattr(bench, "running_broker", no_broker)
+    lines = []
+    figures = run_suites(Settings(), suites=("close",), events=600, rounds=1, report=None, echo=lines.append)
+    assert [figure.name for figure in figures] == ["close"]
+    assert any(line.startswith("bench close ratio=") for line in lines), lines
+
+
 def test_a_figure_line_carries_its_extra_measures_in_order_and_a_section_is_replaced_in_place(tmp_path):
     figure = Figure(name="close", ratio=1.234, rate=812.4, extra=(("rss_mb", "412"), ("seconds", "4.93")))
     assert figure.line() == "bench close ratio=1.23 rate=812/s rss_mb=412 seconds=4.93"
