@@ -7,14 +7,18 @@ project starts none of its own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ground.errors import ConfigError
 from ground.topics import Topics
 
 
@@ -146,9 +150,54 @@ class SqlSettings(BaseModel):
     """Disk an auditor query may spill to (DuckDB's max_temp_directory_size); past it the query is refused."""
 
 
+MAX_SOCKET_PATH = 100
+"""Bytes a unix socket's path may hold here (Linux allows 107; macOS 103)."""
+
+
+def admin_runtime_dir() -> Path:
+    """This user's private directory for admin sockets that do not fit beside their ledger:
+    ``$XDG_RUNTIME_DIR/learnright`` where the session has one, else ``<tmp>/learnright-<uid>``
+    (mode 0700, as tmux and ssh keep theirs; :func:`ensure_admin_runtime_dir` makes and checks it)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "learnright"
+    return Path(tempfile.gettempdir()) / f"learnright-{os.getuid()}"
+
+
 def default_admin_socket(db: Path) -> Path:
-    """Where the running service's admin socket is when ``admin.socket`` is unset: ``<db>.admin.sock``."""
-    return db.with_name(db.name + ".admin.sock")
+    """Where the running service's admin socket is when ``admin.socket`` is unset.
+
+    ``<db>.admin.sock`` beside the ledger; when that path is too long for a unix socket (a
+    ledger deep in a directory tree), ``admin-<digest>.sock`` in :func:`admin_runtime_dir`,
+    the digest being of the ledger's absolute path, so the service and every CLI command on
+    the same ledger find the same socket without configuration.
+    """
+    beside = db.with_name(db.name + ".admin.sock")
+    if len(os.fsencode(beside.absolute())) <= MAX_SOCKET_PATH:
+        return beside
+    digest = hashlib.sha256(os.fsencode(db.resolve())).hexdigest()[:20]
+    return admin_runtime_dir() / f"admin-{digest}.sock"
+
+
+def ensure_admin_runtime_dir(socket: Path) -> None:
+    """Makes sure that a socket in :func:`admin_runtime_dir` sits in a directory only this user
+    can enter, creating it (0700) if need be; a socket elsewhere is left to its own directory.
+
+    Checked by the service before it binds and by a client before it connects, so nobody else
+    can put a socket where a command would send an admin operation.
+
+    Raises:
+        ConfigError: the directory is not this user's, is not a directory, or others can enter it.
+    """
+    directory = admin_runtime_dir()
+    if socket.parent != directory:
+        return
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = directory.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise ConfigError(f"admin socket directory {directory} must be a directory of this user's with mode 0700"
+                          f" (it is owned by uid {found.st_uid}, mode {stat.S_IMODE(found.st_mode):o}); remove it,"
+                          " or set LEARNRIGHT_ADMIN__SOCKET")
 
 
 class LedgerSettings(BaseModel):

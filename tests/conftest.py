@@ -129,3 +129,12 @@ def lake_location(postgres_dsn: str, tmp_path: Path) -> LakeLocation:
         pg.execute(f"CREATE DATABASE {name}")
     catalog = " ".join(part for part in postgres_dsn.split() if not part.startswith("dbname="))
     return LakeLocation(url=f"ducklake:postgres:dbname={name} {catalog}", data_path=tmp_path / "lake")
+
+
+@pytest.fixture
+def run_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A short ``XDG_RUNTIME_DIR`` of this test's own, for admin sockets (tmp_path is too deep for one)."""
+    path = Path(tempfile.mkdtemp(prefix="lr-run-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from ground.errors import ConfigError
-from ground.settings import Settings
+from ground.settings import Settings, ensure_admin_runtime_dir
 from learnright.admin.errors import AdminUnavailableError, error_from_json
 from learnright.admin.operations import OPERATIONS, Tools
 from ledger.storage.store import Ledger
@@ -66,6 +66,7 @@ def find_service(settings: Settings) -> AdminClient | None:
     path = settings.admin_socket
     if not path.exists():
         return None
+    ensure_admin_runtime_dir(path)
     client = AdminClient(path, settings.admin.timeout_s)
     try:
         served = Path(client.ping()["db"])

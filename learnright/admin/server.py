@@ -33,16 +33,13 @@ from consumers.publisher import publish_statements
 from consumers.replay import closes_now
 from consumers.scheduler import PUBLISH_RETRY_S, LedgerService
 from ground.errors import ConfigError, LearnrightError
-from ground.settings import Settings
+from ground.settings import MAX_SOCKET_PATH, Settings, ensure_admin_runtime_dir
 from learnright.admin.errors import error_to_json
 from learnright.admin.operations import OPERATIONS, Tools, close_month
 from learnright.api.context import ReaderPool
 from ledger.storage.store import Ledger
 
 log = logging.getLogger(__name__)
-
-MAX_SOCKET_PATH = 100
-"""Bytes a unix socket's path may hold here (Linux allows 107; macOS 103)."""
 
 
 def create_admin_app(*, service: LedgerService, ledger: Ledger, settings: Settings) -> FastAPI:
@@ -112,6 +109,7 @@ def bind_socket(path: Path) -> socket.socket:
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise ConfigError(f"admin socket path {path} is longer than {MAX_SOCKET_PATH} bytes, too long for a unix"
                           " socket; set LEARNRIGHT_ADMIN__SOCKET to a shorter one")
+    ensure_admin_runtime_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_stale(path)
     private = Path(tempfile.mkdtemp(prefix=".lr-admin-", dir=path.parent))  # 0700: nobody else can reach inside

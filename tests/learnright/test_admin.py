@@ -198,6 +198,26 @@ def test_the_socket_is_owner_only_a_stale_one_is_replaced_and_a_live_one_refused
         AdminServer(FastAPI(), path)
 
 
+def test_a_ledger_too_deep_for_a_socket_beside_it_is_served_from_the_users_runtime_directory(tmp_path, run_dir):
+    from ground.settings import Settings
+    from learnright.admin.client import find_service
+
+    db = tmp_path / ("d" * 60) / ("e" * 60) / "ledger.duckdb"
+    settings = Settings(db=db)
+    assert settings.admin_socket.parent == run_dir / "learnright"
+    server = AdminServer(FastAPI(), settings.admin_socket).start()
+    try:
+        assert stat.S_IMODE(settings.admin_socket.stat().st_mode) == 0o600
+        assert stat.S_IMODE(settings.admin_socket.parent.stat().st_mode) == 0o700
+        settings.admin_socket.parent.chmod(0o711)  # others may enter: no command talks to it
+        with pytest.raises(ConfigError, match="must be a directory of this user's with mode 0700"):
+            find_service(settings)
+        settings.admin_socket.parent.chmod(0o700)
+    finally:
+        server.stop()
+    assert not settings.admin_socket.exists()
+
+
 HOLD = """
 import duckdb, sys, time
 con = duckdb.connect(sys.argv[1])
