@@ -53,8 +53,12 @@ browser: ## Install Debian's chromium for the holder page tests with apt-get (ro
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
 	  else echo "make browser: install chromium (apt-get install -y chromium), or run make test SKIP_BROWSER=1" >&2; exit 1; fi; fi
 
-test: browser setup kafka-jars postgres schema-check lint-imports deploy-tools ## Run the whole suite against a real Kafka broker; first installs chromium with apt (root or sudo) unless SKIP_BROWSER=1
-	SKIP_BROWSER='$(SKIP_BROWSER)' $(BIN)/pytest -q
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file each at a time, each process
+# with its own broker and PostgreSQL: most tests wait on brokers, servers and children, so two
+# processes keep two cores busy. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+test: browser setup kafka-jars postgres schema-check lint-imports deploy-tools ## Run the whole suite against real Kafka brokers (TEST_WORKERS processes); first installs chromium with apt (root or sudo) unless SKIP_BROWSER=1
+	SKIP_BROWSER='$(SKIP_BROWSER)' $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Tools of the deploy/ tests (tests/deploy): promtool and Prometheus, docker compose, kubeconform.
 .PHONY: prometheus compose kubeconform deploy-tools
