@@ -181,6 +181,26 @@ def partition_lags(consumer: KafkaConsumer, booked: Mapping[tuple[str, int], int
     return lags
 
 
+def caught_up(consumer: KafkaConsumer) -> bool:
+    """Whether every assigned partition's position has reached the high-water mark of its last
+    fetch: everything Kafka held then has been polled (no extra broker call). A partition not
+    fetched yet is not caught up."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    for tp in assigned:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return False
+        try:
+            position = consumer.position(tp, timeout_ms=0)
+        except KafkaError:
+            return False
+        if position is None or position < highwater:
+            return False
+    return True
+
+
 class LedgerConsumer:
     """Drains or follows the usage topics into ``ledger``."""
 
@@ -274,7 +294,12 @@ class LedgerConsumer:
         """Polls one batch and applies it; returns its size in records (0 if none, or dropped).
 
         A batch gathers polls until it holds ``max_batch`` records or ``max_batch_bytes`` of
-        fetched data, or ``flush_interval_ms`` has passed since the first poll. With ``wait`` off, the batch is applied on the
+        fetched data, or ``flush_interval_ms`` has passed since the first poll, or it holds every
+        record Kafka has while the writer has nothing to write: a consumer that keeps up
+        writes what arrives at once instead of waiting out the interval, and one that is
+        behind still writes big batches (the batch gathers while the writer is busy), so
+        batches are as large as the backlog needs and no larger. Batch boundaries never show
+        in what is hashed or signed (docs/ingestion.md). With ``wait`` off, the batch is applied on the
         writer thread while the caller polls the next one; :meth:`drain` waits for it. A poll
         that brings nothing waits for the writer too, so a failed batch is seen (and read
         again, :meth:`_retry`) without waiting for more traffic.
@@ -294,7 +319,7 @@ class LedgerConsumer:
             held += sum(_bytes(item) for item in polled)
             for key, start in _starts(polled).items():  # a partition read from its beginning: booked up to here
                 self.listener.booked.setdefault(key, start)
-            if remaining_ms == 0:
+            if remaining_ms == 0 or (self.writer.idle and caught_up(self.consumer)):
                 break
         try:
             if items:

@@ -85,6 +85,11 @@ class BatchWriter:
         self._slots.acquire()
         self._jobs.put(job)
 
+    @property
+    def idle(self) -> bool:
+        """No job is running or waiting: a batch submitted now is written at once."""
+        return self._jobs.unfinished_tasks == 0
+
     def wait(self) -> None:
         """Waits until every submitted job has run, keeping any error for the next call."""
         self._jobs.join()

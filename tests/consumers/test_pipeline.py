@@ -161,3 +161,39 @@ def test_compressed_and_plain_fetches_book_the_same_with_the_native_path_on_or_o
     assert tables[0] == tables[1]
     # By hand: 400 answers x (0.25 x 0.003 USD) = 0.3 USD and x (0.5 x 1 JPY) = 200 JPY.
     assert tables[0][3] == [("JPY", Decimal("200")), ("USD", Decimal("0.3"))]
+
+
+def test_caught_up_only_once_every_record_kafka_held_at_the_last_fetch_is_polled(make_settings):
+    """What lets a consumer that keeps up write a batch at once instead of after the flush interval."""
+    from uuid import uuid4
+
+    from kafka import TopicPartition
+
+    from consumers.kafka_admin import ensure_topics
+    from consumers.service import caught_up
+
+    settings = make_settings()
+    bootstrap = settings.kafka.bootstrap_servers
+    topic = f"{settings.kafka.topic_prefix}-caught-up"
+    ensure_topics(bootstrap, (topic,), 2)
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for i in range(10):
+        producer.send(topic, b"x", partition=i % 2)
+    producer.flush()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"g{uuid4().hex[:8]}", enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        assert not caught_up(consumer)  # nothing fetched yet: no high-water mark known
+        polled = 0
+        while polled < 10:
+            polled += sum(len(records) for records in consumer.poll(timeout_ms=1000, max_records=3).values())
+            assert caught_up(consumer) == (polled == 10), polled
+        producer.send(topic, b"y", partition=0)
+        producer.flush()
+        while not consumer.poll(timeout_ms=1000):
+            pass
+        assert caught_up(consumer)
+    finally:
+        consumer.close()
+        producer.close()
