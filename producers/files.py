@@ -8,21 +8,30 @@ Files are streamed: memory does not grow with the file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ground.errors import ConfigError, LearnrightError, Transient, ValidationError
-from ledger.core.usage import DEFAULT_LIMITS, UsageEvent, UsageLimits, parse_event
+from ledger.core.usage import (
+    DEFAULT_LIMITS, Attribution, InferenceUsage, TrainingUsage, UsageEvent, UsageLimits, parse_event,
+)
 from producers.encoding import MAX_EVENT_BYTES, encode_event, oversize_problem
 from schemas import Catalog, default_catalog
 
 if TYPE_CHECKING:
     from producers.emitter import UsageEmitter
+
+try:
+    import learnright_native as _native
+except ImportError:  # pragma: no cover - `make setup` builds it
+    _native = None
 
 TYPE_ALIASES = {
     "training": "TrainingUsage", "TrainingUsage": "TrainingUsage",
@@ -46,9 +55,15 @@ class Row:
 def _timestamp(value: Any, field: str) -> Any:
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError(field, value, "is not an ISO 8601 timestamp") from None
+        if moment.utcoffset():
+            try:  # as the ledger will convert it; year 1 or 9999 with an offset cannot be
+                moment.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValidationError(field, value, "is out of range once converted to UTC") from None
+        return moment
     return value
 
 
@@ -80,35 +95,72 @@ _DECODE_JSON = json.JSONDecoder(parse_float=Decimal).decode
 
 
 def read_jsonl(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
-    """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON."""
+    """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON.
+
+    Lines are read :data:`BLOCK_BYTES` at a time. With the native module, each block's
+    rows go through its reader first (:func:`native_reader`): it builds the event of every
+    training or inference row it is sure the Python path accepts, and leaves every other
+    line (a bad row, another kind, any doubt) to :func:`_read_line`, the reference path,
+    so what is accepted and how a problem reads are the same either way.
+    """
     name = path.name
+    reader = native_reader(limits)
+    number = 0
     with path.open("rb") as handle:
-        for number, data in enumerate(handle, start=1):
-            if not data or data.isspace():
-                continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Row(line=number, event=None, problems=(_not_utf8(data, exc, f"line {number} of {name}"),))
-                continue
-            try:
-                if text.startswith("\ufeff"):  # as json.loads refuses it
-                    raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-                fields = _DECODE_JSON(text)
-            except json.JSONDecodeError as exc:
-                yield Row(line=number, event=None, problems=(ValidationError(
-                    "row", text.strip()[:60], f"is not JSON: {exc.msg}", f"line {number} of {name}"),))
-                continue
-            if not isinstance(fields, dict):
-                yield Row(line=number, event=None, problems=(ValidationError(
-                    "row", fields, "must be a JSON object", f"line {number} of {name}"),))
-                continue
-            event, problems = row_to_event(fields, limits)
-            if problems:
-                where = f"line {number} of {name}"
-                yield Row(line=number, event=None, problems=tuple(p.at(where) for p in problems), size=len(data))
-            else:
-                yield Row(line=number, event=event, problems=(), size=len(data))
+        while lines := handle.readlines(BLOCK_BYTES):
+            events = reader.read(lines, time.time_ns() // 1_000_000) if reader is not None else repeat(None)
+            for data, event in zip(lines, events):
+                number += 1
+                if event is not None:
+                    yield Row(line=number, event=event, problems=(), size=len(data))
+                elif (row := _read_line(data, number, name, limits)) is not None:
+                    yield row
+
+
+BLOCK_BYTES = 1 << 20
+"""Bytes of lines :func:`read_jsonl` reads at a time (a hint: whole lines, at least one)."""
+
+
+def _read_line(data: bytes, number: int, name: str, limits: UsageLimits) -> Row | None:
+    """The row of line ``number`` (``data``, as the file holds it), or None for a blank line."""
+    if not data or data.isspace():
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Row(line=number, event=None, problems=(_not_utf8(data, exc, f"line {number} of {name}"),))
+    try:
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        fields = _DECODE_JSON(text)
+    except json.JSONDecodeError as exc:
+        return Row(line=number, event=None, problems=(ValidationError(
+            "row", text.strip()[:60], f"is not JSON: {exc.msg}", f"line {number} of {name}"),))
+    if not isinstance(fields, dict):
+        return Row(line=number, event=None, problems=(ValidationError(
+            "row", fields, "must be a JSON object", f"line {number} of {name}"),))
+    event, problems = row_to_event(fields, limits)
+    if problems:
+        where = f"line {number} of {name}"
+        return Row(line=number, event=None, problems=tuple(p.at(where) for p in problems), size=len(data))
+    return Row(line=number, event=event, problems=(), size=len(data))
+
+
+def native_reader(limits: UsageLimits = DEFAULT_LIMITS) -> Any:
+    """The native JSON Lines reader (``native/src/usage_rows.rs``) for ``limits``, or None without it.
+
+    None too when the event classes' fields are not the ones the reader was written for:
+    then every line takes the reference path.
+    """
+    if _native is None or not hasattr(_native, "UsageRowReader"):
+        return None
+    for cls in (TrainingUsage, InferenceUsage, Attribution):
+        if tuple(f.name for f in dataclasses.fields(cls)) != tuple(_native.ROW_FIELDS.get(cls.__name__, ())):
+            return None
+    return _native.UsageRowReader(
+        training=TrainingUsage, inference=InferenceUsage, attribution=Attribution, new=object.__new__,
+        datetime=datetime, utc=timezone.utc, decimal=Decimal, max_future_s=limits.max_future_s,
+        max_attributions=limits.max_attributions, max_line=_SIZE_CHECKED_FROM)
 
 
 def read_csv(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
