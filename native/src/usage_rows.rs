@@ -20,6 +20,7 @@
 //! weight's own text (never a float), `occurred_at` as an aware UTC `datetime`.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use pyo3::ffi;
 use pyo3::intern;
@@ -38,6 +39,8 @@ pub const ROW_FIELDS: [(&str, &[&str]); 3] = [
 
 const MAX_DEPTH: usize = 16;
 const MAX_WEIGHT: u64 = 1_000_000; // millionths
+/// Weights' `Decimal`s kept for reuse (a `Decimal` is immutable); the cache is emptied when full.
+const CACHED_WEIGHTS: usize = 4096;
 
 /// Not for this path: Python reads the line.
 struct Unsure;
@@ -486,6 +489,7 @@ pub struct UsageRowReader {
     max_future_us: i128,
     max_attributions: usize,
     max_line: usize,
+    weights: HashMap<String, Py<PyAny>>,
 }
 
 /// The kinds of row this path builds (`type` as `producers.files.TYPE_ALIASES` reads it).
@@ -531,7 +535,7 @@ impl UsageRowReader {
         Ok(self.datetime.bind(py).call1(args)?)
     }
 
-    fn attributions<'py>(&self, py: Python<'py>, value: Option<&Json<'_>>) -> Sure<Bound<'py, PyAny>> {
+    fn attributions<'py>(&mut self, py: Python<'py>, value: Option<&Json<'_>>) -> Sure<Bound<'py, PyAny>> {
         let Some(Json::Array(items)) = value else { return Err(Unsure) };
         if items.is_empty() || items.len() > self.max_attributions {
             return Err(Unsure);
@@ -548,7 +552,17 @@ impl UsageRowReader {
             sources.push(source);
             let (shown, millionths) = weight(get(members, "weight"))?;
             total += millionths;
-            let weight = self.decimal.bind(py).call1((PyString::new(py, shown),))?;
+            let weight = match self.weights.get(shown) {
+                Some(made) => made.bind(py).clone(),
+                None => {
+                    let made = self.decimal.bind(py).call1((PyString::new(py, shown),))?;
+                    if self.weights.len() >= CACHED_WEIGHTS {
+                        self.weights.clear();
+                    }
+                    self.weights.insert(shown.to_owned(), made.clone().unbind());
+                    made
+                }
+            };
             made.push(self.make(py, &self.attribution, &[
                 (intern!(py, "source_id"), PyString::new(py, source).into_any()),
                 (intern!(py, "weight"), weight),
@@ -560,7 +574,7 @@ impl UsageRowReader {
         Ok(PyTuple::new(py, made)?.into_any())
     }
 
-    fn event<'py>(&self, py: Python<'py>, line: &[u8], now_ms: i64) -> Sure<Bound<'py, PyAny>> {
+    fn event<'py>(&mut self, py: Python<'py>, line: &[u8], now_ms: i64) -> Sure<Bound<'py, PyAny>> {
         if line.len() > self.max_line {
             return Err(Unsure);
         }
@@ -663,12 +677,13 @@ impl UsageRowReader {
             max_future_us: i128::from(max_future_s) * 1_000_000,
             max_attributions,
             max_line,
+            weights: HashMap::new(),
         }
     }
 
     /// For each of `lines` (bytes), its event, or None where Python must read the line;
     /// `now_ms` bounds `occurred_at` (the clock when the lines were read).
-    fn read<'py>(&self, py: Python<'py>, lines: &Bound<'py, PyList>, now_ms: i64) -> PyResult<Bound<'py, PyList>> {
+    fn read<'py>(&mut self, py: Python<'py>, lines: &Bound<'py, PyList>, now_ms: i64) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for line in lines.iter() {
             let event = match line.downcast::<PyBytes>() {
