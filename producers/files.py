@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from itertools import repeat
+from itertools import count, repeat
+from operator import is_not
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ground.errors import ConfigError, LearnrightError, Transient, ValidationError
 from ledger.core.usage import (
@@ -104,17 +105,23 @@ def read_jsonl(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row
     so what is accepted and how a problem reads are the same either way.
     """
     name = path.name
+    for first, lines, events in _jsonl_blocks(path, limits):
+        for number, data, event in zip(count(first), lines, events):
+            if event is not None:
+                yield Row(line=number, event=event, problems=(), size=len(data))
+            elif (row := _read_line(data, number, name, limits)) is not None:
+                yield row
+
+
+def _jsonl_blocks(path: Path, limits: UsageLimits) -> Iterator[tuple[int, list[bytes], list]]:
+    """(number of its first line, its lines, the native reader's event or None for each line) per block."""
     reader = native_reader(limits)
-    number = 0
+    number = 1
     with path.open("rb") as handle:
         while lines := handle.readlines(BLOCK_BYTES):
-            events = reader.read(lines, time.time_ns() // 1_000_000) if reader is not None else repeat(None)
-            for data, event in zip(lines, events):
-                number += 1
-                if event is not None:
-                    yield Row(line=number, event=event, problems=(), size=len(data))
-                elif (row := _read_line(data, number, name, limits)) is not None:
-                    yield row
+            events = reader.read(lines, time.time_ns() // 1_000_000) if reader is not None else [None] * len(lines)
+            yield number, lines, events
+            number += len(lines)
 
 
 BLOCK_BYTES = 1 << 20
@@ -276,22 +283,30 @@ def send_file(
             read = tqdm(read, desc=desc, unit="row", total=count_rows(path))
         return (row if row.size <= _SIZE_CHECKED_FROM else _sized(row, catalog, path) for row in read)
 
+    def valid(desc: str) -> Iterator[Iterable[UsageEvent]]:
+        if path.suffix.lower() == ".csv":
+            return iter((_valid_events(rows(desc), report, tally),))
+        bar = tqdm(desc=desc, unit="row", total=count_rows(path)) if progress else None
+        return _valid_blocks(path, limits, report, tally, catalog, bar)
+
     tally = _Tally()
     if dry_run or all_or_nothing:
-        for _ in _valid_events(rows("validate"), report, tally):
+        for _ in valid("validate"):
             pass
         if dry_run or tally.rejected:
             return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=0,
                                held_back=not dry_run and tally.valid > 0)
-        return _send(connect, (_unchanged(row, path) for row in rows("send")), tally)
-    return _send(connect, _valid_events(rows("emit"), report, tally), tally)
+        return _send(connect, iter(((_unchanged(row, path) for row in rows("send")),)), tally)
+    return _send(connect, valid("emit"), tally)
 
 
-def _send(connect: Callable[[], "UsageEmitter"], events: Iterator[UsageEvent], tally: "_Tally") -> EmitOutcome:
+def _send(connect: Callable[[], "UsageEmitter"], blocks: Iterator[Iterable[UsageEvent]], tally: "_Tally") -> EmitOutcome:
+    """Sends each of ``blocks`` (events read and validated as the file streams by) through ``send_events``."""
     emitter = None
     try:
         with connect() as emitter:
-            emitter.send_events(events)
+            for events in blocks:
+                emitter.send_events(events)
             emitter.flush()
     except Transient as exc:  # the broker, a delivery or the schema registry failed: report what was sent
         return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected,
@@ -326,6 +341,49 @@ class _Tally:
     rows: int = 0
     valid: int = 0
     rejected: int = 0
+
+
+def _valid_blocks(path: Path, limits: UsageLimits, report: Callable[[ValidationError], None], tally: _Tally,
+                  catalog: Catalog, bar: Any = None) -> Iterator[list[UsageEvent]]:
+    """The valid events of each block of a JSON Lines file, reporting every problem of the others and counting both.
+
+    What :func:`_valid_events` of :func:`read_jsonl`'s rows gives, a block at a time and
+    without a :class:`Row` per line: a block the native reader read whole is passed on as
+    it is. Every other line takes :func:`_read_line` and :func:`_sized`, as there.
+    """
+    name = path.name
+    try:
+        for first, lines, events in _jsonl_blocks(path, limits):
+            before = tally.rows
+            if all(map(is_not, events, repeat(None))):  # every line read natively (the common case)
+                tally.rows += len(events)
+                tally.valid += len(events)
+                valid = events
+            else:
+                valid = []
+                for number, data, event in zip(count(first), lines, events):
+                    if event is None:
+                        row = _read_line(data, number, name, limits)
+                        if row is None:
+                            continue
+                        if row.size > _SIZE_CHECKED_FROM:
+                            row = _sized(row, catalog, path)
+                        if row.problems:
+                            tally.rows += 1
+                            tally.rejected += 1
+                            for problem in row.problems:
+                                report(problem)
+                            continue
+                        event = row.event
+                    tally.rows += 1
+                    tally.valid += 1
+                    valid.append(event)
+            if bar is not None:
+                bar.update(tally.rows - before)
+            yield valid
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _valid_events(rows: Iterator[Row], report: Callable[[ValidationError], None], tally: _Tally) -> Iterator[UsageEvent]:

@@ -683,7 +683,21 @@ impl UsageRowReader {
 
     /// For each of `lines` (bytes), its event, or None where Python must read the line;
     /// `now_ms` bounds `occurred_at` (the clock when the lines were read).
+    ///
+    /// Python's cyclic garbage collector is paused for the call (and resumed if it ran):
+    /// the objects made here hold no cycles, and no Python code runs meanwhile, while a
+    /// block's thousands of events would otherwise set off dozens of collections that
+    /// scan everything young, the block's own events among them, again and again.
     fn read<'py>(&mut self, py: Python<'py>, lines: &Bound<'py, PyList>, now_ms: i64) -> PyResult<Bound<'py, PyList>> {
+        struct Paused(bool);
+        impl Drop for Paused {
+            fn drop(&mut self) {
+                if self.0 {
+                    unsafe { ffi::PyGC_Enable() };
+                }
+            }
+        }
+        let _paused = Paused(unsafe { ffi::PyGC_Disable() } == 1);
         let out = PyList::empty(py);
         for line in lines.iter() {
             let event = match line.downcast::<PyBytes>() {
