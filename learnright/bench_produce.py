@@ -10,7 +10,8 @@ In one run, on fresh topics each time, the same synthetic usage events are sent 
   usage limits, encodes, keys and partitions them itself).
 * ``produce-per-event``: :meth:`UsageEmitter.send_event`, one call per event.
 * ``emit``: :func:`producers.files.send_file` (what `learnright emit FILE` runs, without
-  the interpreter's start) of the same events as a JSON Lines file: read, validate, send.
+  the interpreter's start) of the same events as a JSON Lines file: read, validate (the
+  native row reader where it is sure, :func:`producers.files.native_reader`), send.
 
 Each producer is built and has the topics' metadata before its clock starts (``emit``
 connects inside its clock, as the command does); the clock stops when every record is
@@ -48,7 +49,8 @@ PRODUCERS = (
     ("produce-plain", "kafka-python `KafkaProducer.send` of the same events pre-encoded, emitter's settings"),
     ("produce", "`UsageEmitter.send_events` (limits check, Avro encoding, keys, partitions, batches)"),
     ("produce-per-event", "`UsageEmitter.send_event`, one call per event"),
-    ("emit", "`learnright emit` of a JSON Lines file (`producers.files.send_file`: read, validate, send)"),
+    ("emit", "`learnright emit` of a JSON Lines file (`producers.files.send_file`: read and validate, natively"
+             " where sure, send)"),
 )
 
 
@@ -160,6 +162,11 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
     off = _bulk_unavailable(servers)
     if off:
         echo(f"produce: the emitter's bulk path is off ({off}); send_events sends one event at a time")
+    from producers.files import native_reader
+
+    rows_off = native_reader() is None
+    if rows_off:
+        echo("produce: the native row reader is off (the native module has no UsageRowReader); emit reads rows in Python")
     usage = synthetic_events(count)
     catalog = default_catalog()
     encoded = [(RECORD_NAME[e.kind], partition_key(e), encode_event(e, catalog)) for e in usage]
@@ -190,7 +197,8 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
     for figure in figures:
         echo(figure.line())
     if report is not None:
-        write_section(report, NAME, _section(figures, worst, count=count, rounds=rounds, loads=loads, off=off))
+        write_section(report, NAME, _section(figures, worst, count=count, rounds=rounds, loads=loads, off=off,
+                                             rows_off=rows_off))
     return figures
 
 
@@ -202,7 +210,7 @@ def _bulk_unavailable(servers: str) -> str | None:
 
 
 def _section(figures: tuple[Figure, ...], worst: dict[str, float], *, count: int, rounds: int,
-             loads: list[float], off: str | None) -> str:
+             loads: list[float], off: str | None, rows_off: bool = False) -> str:
     what = dict(PRODUCERS)
     table = "\n".join(f"| {f.name} | {what[f.name]} | {f.ratio:.2f} | {f.rate:,.0f}/s | {worst[f.name]:,.0f}/s |"
                       for f in figures)
@@ -218,7 +226,8 @@ holding exactly the events sent. Ratios are best-of-rounds throughput over produ
 | --- | --- | --- | --- | --- |
 {table}
 
-Targets (issue 18): {TARGETS}, on 2 cores.{f" The bulk path was OFF in this run: {off}." if off else ""}
+Targets (issue 18): {TARGETS}, on 2 cores.{f" The bulk path was OFF in this run: {off}." if off else ""}{
+" The native row reader was OFF in this run: emit read every row in Python." if rows_off else ""}
 
 Machine: {machine()}; 1-minute load average after each round: {", ".join(f"{load:.1f}" for load in loads)}.
 """

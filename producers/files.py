@@ -8,21 +8,31 @@ Files are streamed: memory does not grow with the file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
+from itertools import count, repeat
+from operator import is_not
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ground.errors import ConfigError, LearnrightError, Transient, ValidationError
-from ledger.core.usage import DEFAULT_LIMITS, UsageEvent, UsageLimits, parse_event
+from ledger.core.usage import (
+    DEFAULT_LIMITS, Attribution, InferenceUsage, TrainingUsage, UsageEvent, UsageLimits, parse_event,
+)
 from producers.encoding import MAX_EVENT_BYTES, encode_event, oversize_problem
 from schemas import Catalog, default_catalog
 
 if TYPE_CHECKING:
     from producers.emitter import UsageEmitter
+
+try:
+    import learnright_native as _native
+except ImportError:  # pragma: no cover - `make setup` builds it
+    _native = None
 
 TYPE_ALIASES = {
     "training": "TrainingUsage", "TrainingUsage": "TrainingUsage",
@@ -46,9 +56,15 @@ class Row:
 def _timestamp(value: Any, field: str) -> Any:
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError(field, value, "is not an ISO 8601 timestamp") from None
+        if moment.utcoffset():
+            try:  # as the ledger will convert it; year 1 or 9999 with an offset cannot be
+                moment.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValidationError(field, value, "is out of range once converted to UTC") from None
+        return moment
     return value
 
 
@@ -80,35 +96,78 @@ _DECODE_JSON = json.JSONDecoder(parse_float=Decimal).decode
 
 
 def read_jsonl(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
-    """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON."""
+    """JSON Lines, one event per line; a line that is not UTF-8 is a bad row, like one that is not JSON.
+
+    Lines are read :data:`BLOCK_BYTES` at a time. With the native module, each block's
+    rows go through its reader first (:func:`native_reader`): it builds the event of every
+    training or inference row it is sure the Python path accepts, and leaves every other
+    line (a bad row, another kind, any doubt) to :func:`_read_line`, the reference path,
+    so what is accepted and how a problem reads are the same either way.
+    """
     name = path.name
-    with path.open("rb") as handle:
-        for number, data in enumerate(handle, start=1):
-            if not data or data.isspace():
-                continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Row(line=number, event=None, problems=(_not_utf8(data, exc, f"line {number} of {name}"),))
-                continue
-            try:
-                if text.startswith("\ufeff"):  # as json.loads refuses it
-                    raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-                fields = _DECODE_JSON(text)
-            except json.JSONDecodeError as exc:
-                yield Row(line=number, event=None, problems=(ValidationError(
-                    "row", text.strip()[:60], f"is not JSON: {exc.msg}", f"line {number} of {name}"),))
-                continue
-            if not isinstance(fields, dict):
-                yield Row(line=number, event=None, problems=(ValidationError(
-                    "row", fields, "must be a JSON object", f"line {number} of {name}"),))
-                continue
-            event, problems = row_to_event(fields, limits)
-            if problems:
-                where = f"line {number} of {name}"
-                yield Row(line=number, event=None, problems=tuple(p.at(where) for p in problems), size=len(data))
-            else:
+    for first, lines, events in _jsonl_blocks(path, limits):
+        for number, data, event in zip(count(first), lines, events):
+            if event is not None:
                 yield Row(line=number, event=event, problems=(), size=len(data))
+            elif (row := _read_line(data, number, name, limits)) is not None:
+                yield row
+
+
+def _jsonl_blocks(path: Path, limits: UsageLimits) -> Iterator[tuple[int, list[bytes], list]]:
+    """(number of its first line, its lines, the native reader's event or None for each line) per block."""
+    reader = native_reader(limits)
+    number = 1
+    with path.open("rb") as handle:
+        while lines := handle.readlines(BLOCK_BYTES):
+            events = reader.read(lines, time.time_ns() // 1_000_000) if reader is not None else [None] * len(lines)
+            yield number, lines, events
+            number += len(lines)
+
+
+BLOCK_BYTES = 1 << 20
+"""Bytes of lines :func:`read_jsonl` reads at a time (a hint: whole lines, at least one)."""
+
+
+def _read_line(data: bytes, number: int, name: str, limits: UsageLimits) -> Row | None:
+    """The row of line ``number`` (``data``, as the file holds it), or None for a blank line."""
+    if not data or data.isspace():
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Row(line=number, event=None, problems=(_not_utf8(data, exc, f"line {number} of {name}"),))
+    try:
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        fields = _DECODE_JSON(text)
+    except json.JSONDecodeError as exc:
+        return Row(line=number, event=None, problems=(ValidationError(
+            "row", text.strip()[:60], f"is not JSON: {exc.msg}", f"line {number} of {name}"),))
+    if not isinstance(fields, dict):
+        return Row(line=number, event=None, problems=(ValidationError(
+            "row", fields, "must be a JSON object", f"line {number} of {name}"),))
+    event, problems = row_to_event(fields, limits)
+    if problems:
+        where = f"line {number} of {name}"
+        return Row(line=number, event=None, problems=tuple(p.at(where) for p in problems), size=len(data))
+    return Row(line=number, event=event, problems=(), size=len(data))
+
+
+def native_reader(limits: UsageLimits = DEFAULT_LIMITS) -> Any:
+    """The native JSON Lines reader (``native/src/usage_rows.rs``) for ``limits``, or None without it.
+
+    None too when the event classes' fields are not the ones the reader was written for:
+    then every line takes the reference path.
+    """
+    if _native is None or not hasattr(_native, "UsageRowReader"):
+        return None
+    for cls in (TrainingUsage, InferenceUsage, Attribution):
+        if tuple(f.name for f in dataclasses.fields(cls)) != tuple(_native.ROW_FIELDS.get(cls.__name__, ())):
+            return None
+    return _native.UsageRowReader(
+        training=TrainingUsage, inference=InferenceUsage, attribution=Attribution, new=object.__new__,
+        datetime=datetime, utc=timezone.utc, decimal=Decimal, max_future_s=limits.max_future_s,
+        max_attributions=limits.max_attributions, max_line=_SIZE_CHECKED_FROM)
 
 
 def read_csv(path: Path, limits: UsageLimits = DEFAULT_LIMITS) -> Iterator[Row]:
@@ -224,22 +283,30 @@ def send_file(
             read = tqdm(read, desc=desc, unit="row", total=count_rows(path))
         return (row if row.size <= _SIZE_CHECKED_FROM else _sized(row, catalog, path) for row in read)
 
+    def valid(desc: str) -> Iterator[Iterable[UsageEvent]]:
+        if path.suffix.lower() == ".csv":
+            return iter((_valid_events(rows(desc), report, tally),))
+        bar = tqdm(desc=desc, unit="row", total=count_rows(path)) if progress else None
+        return _valid_blocks(path, limits, report, tally, catalog, bar)
+
     tally = _Tally()
     if dry_run or all_or_nothing:
-        for _ in _valid_events(rows("validate"), report, tally):
+        for _ in valid("validate"):
             pass
         if dry_run or tally.rejected:
             return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected, sent=0,
                                held_back=not dry_run and tally.valid > 0)
-        return _send(connect, (_unchanged(row, path) for row in rows("send")), tally)
-    return _send(connect, _valid_events(rows("emit"), report, tally), tally)
+        return _send(connect, iter(((_unchanged(row, path) for row in rows("send")),)), tally)
+    return _send(connect, valid("emit"), tally)
 
 
-def _send(connect: Callable[[], "UsageEmitter"], events: Iterator[UsageEvent], tally: "_Tally") -> EmitOutcome:
+def _send(connect: Callable[[], "UsageEmitter"], blocks: Iterator[Iterable[UsageEvent]], tally: "_Tally") -> EmitOutcome:
+    """Sends each of ``blocks`` (events read and validated as the file streams by) through ``send_events``."""
     emitter = None
     try:
         with connect() as emitter:
-            emitter.send_events(events)
+            for events in blocks:
+                emitter.send_events(events)
             emitter.flush()
     except Transient as exc:  # the broker, a delivery or the schema registry failed: report what was sent
         return EmitOutcome(rows=tally.rows, valid=tally.valid, rejected=tally.rejected,
@@ -274,6 +341,49 @@ class _Tally:
     rows: int = 0
     valid: int = 0
     rejected: int = 0
+
+
+def _valid_blocks(path: Path, limits: UsageLimits, report: Callable[[ValidationError], None], tally: _Tally,
+                  catalog: Catalog, bar: Any = None) -> Iterator[list[UsageEvent]]:
+    """The valid events of each block of a JSON Lines file, reporting every problem of the others and counting both.
+
+    What :func:`_valid_events` of :func:`read_jsonl`'s rows gives, a block at a time and
+    without a :class:`Row` per line: a block the native reader read whole is passed on as
+    it is. Every other line takes :func:`_read_line` and :func:`_sized`, as there.
+    """
+    name = path.name
+    try:
+        for first, lines, events in _jsonl_blocks(path, limits):
+            before = tally.rows
+            if all(map(is_not, events, repeat(None))):  # every line read natively (the common case)
+                tally.rows += len(events)
+                tally.valid += len(events)
+                valid = events
+            else:
+                valid = []
+                for number, data, event in zip(count(first), lines, events):
+                    if event is None:
+                        row = _read_line(data, number, name, limits)
+                        if row is None:
+                            continue
+                        if row.size > _SIZE_CHECKED_FROM:
+                            row = _sized(row, catalog, path)
+                        if row.problems:
+                            tally.rows += 1
+                            tally.rejected += 1
+                            for problem in row.problems:
+                                report(problem)
+                            continue
+                        event = row.event
+                    tally.rows += 1
+                    tally.valid += 1
+                    valid.append(event)
+            if bar is not None:
+                bar.update(tally.rows - before)
+            yield valid
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _valid_events(rows: Iterator[Row], report: Callable[[ValidationError], None], tally: _Tally) -> Iterator[UsageEvent]:

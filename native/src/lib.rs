@@ -10,6 +10,7 @@ mod decimal;
 mod ingest;
 mod kafka;
 mod produce;
+mod usage_rows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -395,5 +396,6 @@ fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(json_string, m)?)?;
     m.add("ENTRY_FORMAT", chain::ENTRY_FORMAT)?;
     produce::register(m)?;
+    usage_rows::register(m)?;
     Ok(())
 }
