@@ -16,7 +16,7 @@ import json
 import tomllib
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from ground.errors import ValidationError
 from ledger.errors import LicenseFileError
@@ -70,11 +70,15 @@ def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
 # -- fields shared by every entry --------------------------------------------------------
 
 
-def _entries(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+def _entries(data: Mapping[str, Any], key: str) -> Iterator[Mapping[str, Any]]:
+    """The tables of ``[[key]]``, each let go of by ``data`` as it is read: a large book's parsed
+    tables need not stay in memory beside the book built from them."""
     items = data.get(key, [])
     if not isinstance(items, list):
         raise ValidationError(key, items, "must be an array of tables ([[...]])")
-    return items
+    for index in range(len(items)):
+        item, items[index] = items[index], None
+        yield item
 
 
 def _str(item: Mapping[str, Any], key: str, where: str) -> str:

@@ -17,6 +17,7 @@ to judge one: whatever it is not sure of, it declines.
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -54,8 +55,8 @@ def loads(text: str) -> dict[str, Any] | None:
     arrays: set[str] = set()  # root keys made by [[key]] headers
     table = root
     try:
-        for line in text.split("\n"):
-            line = line.strip(_WHITESPACE)
+        for line in io.StringIO(text):  # a line at a time: a list of every line would cost more than the data
+            line = line.rstrip("\n").strip(_WHITESPACE)
             if not line or line[0] == "#":
                 continue
             if line[0] == "[":
