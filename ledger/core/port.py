@@ -172,7 +172,11 @@ class LedgerStore(Protocol):
                      commitment: CloseCommitment | None = None,
                      distributions: Sequence[ClosedDistribution] = ()) -> None:
         """Stores a close, its planned entries, settled revenue, commitment, statements and collectives'
-        distributions with their members' statements in one transaction."""
+        distributions with their members' statements in one transaction.
+
+        ``statements`` may be a generator, consumed (a chunk at a time) inside the transaction;
+        the close is stored with the number that came. ``distributions`` is read after it.
+        """
 
     # -- collectives -----------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ Guarantees:
     head and a root over them, which its statements carry. None of it depends on how
     the log was batched or interleaved, so a rebuild from the log gives the same bytes.
   * Every statement is signed (Ed25519, deterministic) over its canonical bytes in the
-    same transaction, so a rerun gives the same signatures too.
+    same transaction, so a rerun gives the same signatures too. Statements are built and
+    signed as the transaction stores them, a chunk at a time, so a close holds a chunk of
+    documents, not the month's; no PDF is rendered by a close (only when one is asked for).
   * Each statement is stored unpublished: its StatementClosed event is sent after the
     transaction commits, by :mod:`consumers.publisher`, which records what the broker
     acknowledged (an outbox; nothing is lost when the broker is down).
