@@ -71,6 +71,21 @@ class ModelTraining:
     units: Decimal
 
 
+def term_sources(book: LicenseBook, *, revenues: bool) -> frozenset[str]:
+    """The sources whose usage totals :func:`period_lines` reads; every other source's rows change nothing.
+
+    Tier adjustments read the sources with a tiered version, minimum top-ups those with a
+    monthly minimum, pool shares (only when there are ``revenues``) those with a pooled
+    version. Each term reads a source's rows whole and in their order, so totals limited to
+    these sources give the same lines; a book without period terms (most of a large one)
+    needs none at all.
+    """
+    return frozenset(
+        version.source_id for version in book.versions
+        if (version.training is not None and version.training.tiers) or version.minimum_monthly is not None
+        or (revenues and version.pool))
+
+
 # A period line is an accrual that the close computes rather than an event; its
 # ``description`` says how (basis, percentage, split).
 PeriodLine = Accrual
@@ -92,7 +107,7 @@ def period_lines(
         period: the month being closed; tiers and minimums are computed for it.
         book: licenses and platform agreements.
         usage: per-event accrual totals of ``period`` and of every month a report in
-            ``revenues`` is for.
+            ``revenues`` is for; those of the sources :func:`term_sources` names are enough.
         training: training units per model and source, for months up to the latest
             report month.
         revenues: reports not yet settled by an earlier close, for ``period`` or before.

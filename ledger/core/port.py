@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Collection, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
@@ -138,8 +138,10 @@ class LedgerStore(Protocol):
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         """Each (holder, currency)'s carry out of its latest statement before ``before``."""
 
-    def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
-        """Per-event entries (training, inference) of ``periods`` up to ``watermark``, summed."""
+    def usage_totals(self, periods: Sequence[str], watermark: int,
+                     sources: Collection[str] | None = None) -> list[UsageTotal]:
+        """Per-event entries (training, inference) of ``periods`` up to ``watermark``, summed; of ``sources``
+        only, when given."""
 
     def model_training(self, through: str, watermark: int) -> list[ModelTraining]:
         """Training units per platform, model, source and month up to ``through``."""
@@ -170,7 +172,11 @@ class LedgerStore(Protocol):
                      commitment: CloseCommitment | None = None,
                      distributions: Sequence[ClosedDistribution] = ()) -> None:
         """Stores a close, its planned entries, settled revenue, commitment, statements and collectives'
-        distributions with their members' statements in one transaction."""
+        distributions with their members' statements in one transaction.
+
+        ``statements`` may be a generator, consumed (a chunk at a time) inside the transaction;
+        the close is stored with the number that came. ``distributions`` is read after it.
+        """
 
     # -- collectives -----------------------------------------------------------------------
 

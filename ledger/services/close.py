@@ -18,7 +18,9 @@ Guarantees:
     head and a root over them, which its statements carry. None of it depends on how
     the log was batched or interleaved, so a rebuild from the log gives the same bytes.
   * Every statement is signed (Ed25519, deterministic) over its canonical bytes in the
-    same transaction, so a rerun gives the same signatures too.
+    same transaction, so a rerun gives the same signatures too. Statements are built and
+    signed as the transaction stores them, a chunk at a time, so a close holds a chunk of
+    documents, not the month's; no PDF is rendered by a close (only when one is asked for).
   * Each statement is stored unpublished: its StatementClosed event is sent after the
     transaction commits, by :mod:`consumers.publisher`, which records what the broker
     acknowledged (an outbox; nothing is lost when the broker is down).
@@ -46,7 +48,7 @@ from ledger.core.envelope import render_envelope
 from ledger.core.filenames import check_distinct, member_statement_file_name, statement_file_name, usage_report_name
 from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.pdf import render_pdf
-from ledger.core.period_terms import PeriodLine, period_lines
+from ledger.core.period_terms import PeriodLine, period_lines, term_sources
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
 from ledger.core.statements import (
@@ -55,7 +57,8 @@ from ledger.core.statements import (
 from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
 from ledger.core.port import LedgerStore
-from ledger.core.records import CloseCommitment, CloseRecord, PlannedEntries, SignedStatement, StreamHead
+from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, PlannedEntries, SignedStatement,
+                                 StreamHead)
 from ledger.services.distributions import (
     collective_portions, distribute_collective, member_statement_file, sign_member_statements,
 )
@@ -134,7 +137,8 @@ def _period_entries(ledger: LedgerStore, period: str, watermark: int,
     lines = period_lines(
         period=period,
         book=book,
-        usage=ledger.usage_totals(months, watermark),
+        # Only the sources with period terms: most of a large book has none (tiers, minimums, pools).
+        usage=ledger.usage_totals(months, watermark, term_sources(book, revenues=bool(revenues))),
         # Only model royalties read training units, and only to split a revenue report.
         training=ledger.model_training(period, watermark) if revenues else (),
         revenues=revenues,
@@ -208,52 +212,70 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) 
     extra = {*added, *(key for key, amount in carry.items() if amount != 0), *unlicensed}
     grouped = _statement_groups(
         ledger.statement_line_groups(period, before, previous.last_entry_id if previous else 0), added, extra)
-    stored: list[SignedStatement] = []
     # Collectives only (holders with members): their split, an optional section of their statements.
     portions = collective_portions(ledger, book, period, before, previous.last_entry_id if previous else 0,
                                    planned.lines) if any(h.members for h in book.holders.values()) else {}
     member_carry = ledger.member_carry_ins(period) if portions else {}
-    distributions = []
-    for (holder_id, currency), lines in grouped:
-        holder = book.holders.get(holder_id)
-        statement = build_statement(
-            period=period,
-            holder_id=holder_id,
-            holder_name=holder.name if holder else holder_id,
-            currency=currency,
-            lines=lines,
-            carry_in=carry.get((holder_id, currency), Decimal(0)),
-            payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
-            close_root=commitment.root,
-            unlicensed=unlicensed.get((holder_id, currency), ()),
-        )
-        # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
-        document = to_document(statement)
-        distribution = None
-        if holder is not None and holder.members:
-            distribution, document["distribution"] = distribute_collective(
-                ledger, book, holder, statement, portions.get((holder_id, currency), []))
-        canonical = canonical_bytes(document)
-        digest = hashlib.sha256(canonical).hexdigest()
-        # Stored without its line objects: what is stored of them is in the document, and a close of
-        # 100,000 statements must not hold every line of the month at once.
-        stored.append(SignedStatement(statement=replace(statement, lines=()), content_hash=digest,
-                                      document=render_document(document), signature=signer.sign(canonical),
-                                      key_fingerprint=signer.fingerprint))
-        if distribution is not None:
-            distributions.append(sign_member_statements(
-                distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
-                collective_content_hash=digest, carry=member_carry, close_root=commitment.root, signer=signer))
+    distributions: list[ClosedDistribution] = []
+    ids: list[str] = []
+
+    def signed() -> Iterator[SignedStatement]:
+        """Each statement built, rendered and signed as the transaction stores it (a chunk at a time)."""
+        for (holder_id, currency), lines in grouped:
+            stored = _signed_statement(ledger, book, period, holder_id, currency, lines, carry=carry,
+                                       unlicensed=unlicensed, close_root=commitment.root, signer=signer,
+                                       portions=portions, member_carry=member_carry, distributions=distributions)
+            ids.append(stored.statement.statement_id)
+            yield stored
+
     ledger.record_close(
-        CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=len(stored),
+        # statements: counted by record_close as they stream in
+        CloseRecord(period=period, closed_at=now, last_entry_id=watermark, chain_head="", statements=0,
                     root=commitment.root, book_hash=commitment.book_hash),
-        stored,
+        signed(),
         planned=planned,
         settled_revenue=settled,
         commitment=commitment,
         distributions=distributions,
     )
-    return tuple(s.statement.statement_id for s in stored)
+    return tuple(ids)
+
+
+def _signed_statement(ledger: LedgerStore, book: LicenseBook, period: str, holder_id: str, currency: str,
+                      lines: list[StatementLine], *, carry: dict[tuple[str, str], Decimal],
+                      unlicensed: dict, close_root: str, signer: Signer, portions: dict,
+                      member_carry: dict, distributions: list[ClosedDistribution]) -> SignedStatement:
+    """One statement of a close: built, its document hashed, signed and rendered; a collective's split
+    (and its members' signed statements) appended to ``distributions``."""
+    holder = book.holders.get(holder_id)
+    statement = build_statement(
+        period=period,
+        holder_id=holder_id,
+        holder_name=holder.name if holder else holder_id,
+        currency=currency,
+        lines=lines,
+        carry_in=carry.get((holder_id, currency), Decimal(0)),
+        payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
+        close_root=close_root,
+        unlicensed=unlicensed.get((holder_id, currency), ()),
+    )
+    # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
+    document = to_document(statement)
+    distribution = None
+    if holder is not None and holder.members:
+        distribution, document["distribution"] = distribute_collective(
+            ledger, book, holder, statement, portions.get((holder_id, currency), []))
+    canonical = canonical_bytes(document)
+    digest = hashlib.sha256(canonical).hexdigest()
+    if distribution is not None:
+        distributions.append(sign_member_statements(
+            distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
+            collective_content_hash=digest, carry=member_carry, close_root=close_root, signer=signer))
+    # Stored without its line objects: what is stored of them is in the document, and a close of
+    # 100,000 statements must not hold every line of the month at once.
+    return SignedStatement(statement=replace(statement, lines=()), content_hash=digest,
+                           document=render_document(document), signature=signer.sign(canonical),
+                           key_fingerprint=signer.fingerprint)
 
 
 def statement_file(ledger: LedgerStore, statement_id: str) -> bytes | None:

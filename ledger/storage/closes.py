@@ -12,6 +12,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -50,6 +51,10 @@ lines after another. Parameters as :data:`_COVERED`'s."""
 CHUNK = 65_536
 """Digests fetched at a time while a close folds them."""
 
+STATEMENT_CHUNK = 1_000
+"""Signed statements inserted at a time as a close streams them into its transaction: what bounds a
+close's memory for documents (a few MB), whatever the number of statements."""
+
 
 def statements_table(statements: Sequence[SignedStatement], created_at: datetime) -> pa.Table:
     """A close's signed statements as one Arrow batch of ``statements`` rows (one insert, not one per statement)."""
@@ -68,6 +73,12 @@ def statements_table(statements: Sequence[SignedStatement], created_at: datetime
         "signature": [signed.signature for signed in statements],
         "key_fingerprint": [signed.key_fingerprint for signed in statements],
     })
+
+
+def _chunks(items: Iterator[SignedStatement], size: int) -> Iterator[tuple[SignedStatement, ...]]:
+    """``items`` ``size`` at a time (the last chunk shorter), drawn as they come."""
+    while chunk := tuple(itertools.islice(items, size)):
+        yield chunk
 
 
 def _close(row: tuple) -> CloseRecord:
@@ -228,7 +239,12 @@ class CloseRepository:
     ) -> None:
         """Stores a close, its period entries and its statements in one transaction.
 
-        ``distributions`` (collectives' splits and their members' signed statements) land in the same one.
+        ``statements`` may be a generator: it is consumed inside the transaction and inserted
+        :data:`STATEMENT_CHUNK` at a time, so the close never holds every document of the month.
+        The close is stored with the number of statements that came (``close.statements`` is
+        not used). ``distributions`` (collectives' splits and their members' signed statements)
+        land in the same transaction, read once ``statements`` is exhausted (a generator may
+        fill them as it goes).
 
         ``planned`` entries (see :meth:`plan_entries`) are appended as one batch; ``settled_revenue`` marks (platform, event) revenue reports as settled
         by this close. A closed period is never rewritten; on any error nothing is stored.
@@ -251,17 +267,18 @@ class CloseRepository:
                         "event_id": [event for _, event in settled_revenue],
                         "close_period": [close.period] * len(settled_revenue),
                     }))
-                con = self.db.con
-                con.execute(
+                snapshot = self.tip.snapshot(self.db)
+                count = 0
+                for chunk in _chunks(iter(statements), STATEMENT_CHUNK):
+                    self.db.insert("statements", statements_table(chunk, close.closed_at))
+                    count += len(chunk)
+                self.db.con.execute(
                     f"INSERT INTO period_closes ({_CLOSE_COLUMNS}, lake_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [close.period, close.closed_at, close.last_entry_id, close.chain_head, close.statements,
-                     close.root, close.book_hash, self.tip.snapshot(self.db)],
+                    [close.period, close.closed_at, close.last_entry_id, close.chain_head, count,
+                     close.root, close.book_hash, snapshot],
                 )
                 if commitment is not None:
                     self._store_commitment(close.period, commitment)
-                rows = statements_table(tuple(statements), close.closed_at)
-                if rows.num_rows:
-                    self.db.insert("statements", rows)
                 if distributions:
                     record_distributions(self.db, distributions, close.closed_at)
             if planned_values:

@@ -7,7 +7,7 @@ so a close that runs again reads the same rows in the same order.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Collection, Iterator, Sequence
 
 from ledger.core.period_terms import ModelTraining, UsageTotal
 from ledger.core.usage import RevenueReport
@@ -25,18 +25,23 @@ class PeriodInputRepository:
     def __init__(self, db: Db):
         self.db = db
 
-    def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
-        """Per-event accruals (training, inference) of ``periods`` up to ``watermark``, summed."""
+    def usage_totals(self, periods: Sequence[str], watermark: int,
+                     sources: Collection[str] | None = None) -> list[UsageTotal]:
+        """Per-event accruals (training, inference) of ``periods`` up to ``watermark``, summed; of ``sources``
+        only, when given (none read at all when it is empty)."""
+        if sources is not None and not sources:
+            return []
         rows = _columns(
             self.db,
-            """
+            f"""
             SELECT period, platform_id, source_id, kind, license_id, license_version, currency, unit,
                    sum(quantity), sum(amount)
             FROM accruals
             WHERE entry_id <= ? AND list_contains(?, period) AND kind IN ('training', 'inference')
+              {"" if sources is None else "AND source_id IN (SELECT unnest(?::VARCHAR[]))"}
             GROUP BY ALL ORDER BY ALL
             """,
-            [watermark, list(periods)],
+            [watermark, list(periods), *([] if sources is None else [sorted(sources)])],
         )
         return [
             UsageTotal(period=period, platform_id=platform_id, source_id=source_id, kind=kind, license_id=license_id,

@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import ContextManager, Iterable, Iterator, Sequence
+from typing import Collection, ContextManager, Iterable, Iterator, Sequence
 
 import duckdb
 
@@ -289,8 +289,9 @@ class Ledger:
                           member_id: str | None = None) -> list[MemberStatementRecord]:
         return self._collectives.member_statements(period=period, collective_id=collective_id, member_id=member_id)
 
-    def usage_totals(self, periods: Sequence[str], watermark: int) -> list[UsageTotal]:
-        return self._period_inputs.usage_totals(periods, watermark)
+    def usage_totals(self, periods: Sequence[str], watermark: int,
+                     sources: Collection[str] | None = None) -> list[UsageTotal]:
+        return self._period_inputs.usage_totals(periods, watermark, sources)
 
     def model_training(self, through: str, watermark: int) -> list[ModelTraining]:
         return self._period_inputs.model_training(through, watermark)

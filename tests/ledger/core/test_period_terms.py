@@ -9,7 +9,7 @@ import pytest
 from ledger.services.close import close_period
 from ledger.errors import LicenseFileError
 from ledger.core.license_file import parse_book
-from ledger.core.period_terms import ModelTraining, UsageTotal, dataset_shares, period_lines
+from ledger.core.period_terms import ModelTraining, UsageTotal, dataset_shares, period_lines, term_sources
 from ledger.core.records import IngestBatch
 from ledger.storage.store import Ledger
 from ledger.core.usage import RevenueReport
@@ -126,3 +126,26 @@ def test_revenue_reported_after_its_month_closed_is_settled_next_month_as_prior_
         may = {(row.holder_id, row.currency): row.accrued for row in ledger.statement_rows(period="2026-05")}
         assert may[("h-ann", "USD")] == Decimal("19.4")  # 15 + 4.4, as prior-period lines
         assert may[("h-ann", "EUR")] == Decimal("20")  # May's minimum top-up, no May usage
+
+
+def poems(kind, quantity, amount):
+    return UsageTotal(period="2026-04", platform_id="orbit", source_id="src-poems", kind=kind, license_id="lic-poems",
+                      license_version=1, currency="BHD", unit="tokens" if kind == "training" else "answer",
+                      quantity=Decimal(quantity), amount=Decimal(amount))
+
+
+@pytest.mark.parametrize("revenues", [(), (report(revenue="0.01"),)])
+def test_usage_of_the_term_sources_alone_gives_the_same_period_lines(revenues):
+    book = parse_book(BOOK)
+    every = [usage("src-novels", "training", 3_000_000, "3"), usage("src-novels", "inference", "1", "0.002"),
+             usage("src-manga", "training", 5, "10"), usage("src-manga", "inference", "2", "6"),
+             usage("src-essays", "training", 10_000, "5"), poems("training", 500_000, "5"),
+             poems("inference", "3", "0.0375")]
+    sources = term_sources(book, revenues=bool(revenues))
+    # Tiers (novels), a minimum (essays), and the pool (novels, manga) only when revenue is reported.
+    assert sources == ({"src-novels", "src-essays", "src-manga"} if revenues else {"src-novels", "src-essays"})
+    lines = period_lines(period="2026-04", book=book, usage=every, training=(), revenues=revenues, lineage={})
+    assert {line.kind for line in lines} == ({"tier_adjustment", "minimum_topup", "pool_share"} if revenues
+                                             else {"tier_adjustment", "minimum_topup"})
+    assert period_lines(period="2026-04", book=book, usage=[t for t in every if t.source_id in sources], training=(),
+                        revenues=revenues, lineage={}) == lines

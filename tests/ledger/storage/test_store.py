@@ -216,3 +216,23 @@ def test_query_only_reads_the_append_only_ledger(ledger, sql):
         ledger.query(sql)
     assert ledger.scalar("SELECT count(*) FROM accruals WHERE amount > 0") == 1
     assert verify(ledger).ok
+
+
+def test_applied_versions_are_stored_whole_and_the_applied_book_is_the_parsed_one(tmp_path, license_book_text):
+    from ledger.core.license_file import parse_book
+    from ledger.core.licenses import merge_books
+    from ledger.storage import licenses
+
+    extra = license_book_text.replace('id = "lic-novels"', 'id = "lic-novels-2"', 1)
+    with Ledger.open(tmp_path / "ledger.duckdb") as opened:
+        opened.apply_licenses(license_book_text, "book.toml")
+        applied, added = opened.apply_licenses(extra, "more.toml")
+        stored = opened.con.execute("SELECT license_id, version, source_id, platform_id, effective_from, currency,"
+                                    " terms::VARCHAR, content_hash FROM license_versions ORDER BY ALL").fetchall()
+        cached = opened.load_book()
+        licenses._PARSED.clear()  # what another process parses from the same documents
+        parsed = opened.load_book()
+    assert added == 1 and cached is applied and parsed == applied
+    assert parsed == merge_books(parse_book(license_book_text, "book.toml"), parse_book(extra, "more.toml"))
+    assert stored == sorted((v.license_id, v.version, v.source_id, v.platform_id, v.effective_from, v.currency,
+                             json.dumps(v.terms, sort_keys=True), v.content_hash) for v in parsed.versions)
