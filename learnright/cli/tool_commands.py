@@ -17,7 +17,7 @@ def bench(
                    " other benchmark (a smoke run)."),
     rounds: int = typer.Option(2, help="Alternating rounds of baseline and pipeline; the best of each counts."),
     only: str = typer.Option("", help="Comma-separated benchmarks to run (default: all of "
-                                      "ingest, close, produce, consumer)."),
+                                      "ingest, close, produce, consumer, storage)."),
     report: str = typer.Option("docs/benchmarks.md", help="Where to write the figures ('' for nowhere)."),
     against: Optional[str] = typer.Option(
         None, "--against", metavar="REV",
