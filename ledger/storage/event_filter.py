@@ -9,8 +9,8 @@ about 10-20 bytes an event in memory (``learnright_native.EventHashes``; a Pytho
 native extension is not built, correct but several times larger).
 
 Guarantees:
-  * The set is loaded from ``usage_events`` at the writer's first check, so it covers every
-    event committed before; a reader never loads it.
+  * The set is loaded from ``usage_events`` at the writer's first check (all but the batch being
+    checked), so it covers every event committed before; a reader never loads it.
   * A batch's hashes join the set only once its transaction committed (:meth:`EventFilter.committed`):
     a rolled-back batch leaves the set as it was.
   * A hash found in the set (or twice in one batch) is only a candidate: it is confirmed exactly
@@ -87,11 +87,14 @@ class EventFilter:
     def __len__(self) -> int:
         return len(self._seen) if self._seen is not None else 0
 
-    def _loaded(self, db) -> HashSet:
+    def _loaded(self, db, batch_id: int) -> HashSet:
+        """The set, loaded on first use from every committed event: all but batch ``batch_id``'s,
+        inserted in the open transaction (loading those too would make each of them a candidate)."""
         if self._seen is None:
-            count = db.value("SELECT count(*) FROM usage_events")
+            count = db.value("SELECT count(*) FROM usage_events WHERE batch_id <> ?", [batch_id])
             seen = new_set(count)
-            reader = db.con.execute("SELECT hash(platform_id, event_id) FROM usage_events").to_arrow_reader(LOAD_CHUNK)
+            reader = db.con.execute("SELECT hash(platform_id, event_id) FROM usage_events WHERE batch_id <> ?",
+                                    [batch_id]).to_arrow_reader(LOAD_CHUNK)
             for chunk in reader:
                 for raw in hash_bytes(chunk.column(0)):
                     seen.extend(raw)
@@ -105,7 +108,7 @@ class EventFilter:
             DuplicateEventError: an event of the batch is booked already, or twice in the batch;
                 the caller's transaction rolls the batch back.
         """
-        seen = self._loaded(db)
+        seen = self._loaded(db, batch_id)
         column = db.con.execute("SELECT hash(platform_id, event_id) FROM usage_events WHERE batch_id = ?",
                                 [batch_id]).to_arrow_table().column(0)
         raw = b"".join(hash_bytes(column))

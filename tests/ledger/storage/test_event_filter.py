@@ -66,9 +66,23 @@ def test_a_rolled_back_batch_is_not_remembered(ledger, monkeypatch):
 def test_a_hash_in_the_set_without_its_event_in_the_table_refuses_nothing(ledger):
     """A collision of two keys' 64-bit hashes: the candidate is confirmed against the table, and cleared."""
     colliding = ledger.scalar("SELECT hash('p', 'e5')")
-    ledger._tip.events._seen.extend(struct.pack("<Q", colliding))  # as if another booked key had e5's hash
+    ledger._tip.events._seen.extend(struct.pack("<Q", colliding))  # loaded at the fixture's first batch  # as if another booked key had e5's hash
     ledger.append_batch(batch_of(ledger.load_book(), [5], first=5, offset=3))
     assert ledger.query("SELECT event_id FROM usage_events WHERE event_id = 'e5'") == [("e5",)]
+
+
+def test_the_set_loaded_at_a_batch_holds_the_committed_events_only(ledger, monkeypatch):
+    """Loaded inside the first batch's transaction, the set leaves that batch's own events out."""
+    path = ledger.path
+    ledger.close()
+    with Ledger.open(path) as reopened:
+        with monkeypatch.context() as patched:
+            patched.setattr(reopened._ingest, "_append_rows", lambda *args, **kwargs: 1 / 0)
+            with pytest.raises(ZeroDivisionError):
+                reopened.append_batch(batch_of(reopened.load_book(), [5, 6], first=3, offset=3))
+        assert len(reopened._tip.events) == 3  # e0-e2; not e3 and e4, which were rolled back
+        reopened.append_batch(batch_of(reopened.load_book(), [5, 6], first=3, offset=3))
+        assert len(reopened._tip.events) == 5
 
 
 def test_the_set_is_loaded_from_the_file_when_a_writer_opens_it(ledger):
