@@ -24,6 +24,7 @@ from ground.settings import default_admin_socket
 from ledger.core import chain
 from ledger.core.records import ChainAnchor
 from ledger.errors import LedgerFileError, LedgerLockedError
+from ledger.storage.event_filter import EventFilter
 from ledger.storage.migrations import migrate
 
 
@@ -174,6 +175,8 @@ class ChainTip:
         self.last_batch: int = db.value("SELECT coalesce(max(batch_id), 0) FROM ingest_batches")
         self.last_quarantine: int = db.value("SELECT coalesce(max(quarantine_id), 0) FROM quarantine")
         self.path = db.path
+        self.events = EventFilter()
+        """The booked events' hashes, loaded at the first check (a reader never checks)."""
 
     def for_reader(self, db: Db) -> "ChainTip":
         """The tip a read view on ``db`` (another thread's cursor) keeps."""
@@ -194,6 +197,7 @@ class ChainTip:
 
     def reserve(self, *, entries: int, quarantined: int = 0) -> Reservation:
         """The numbers the next append gets; taken for good only by :meth:`advance` after its commit."""
+        self.events.forget_staged()  # a batch checked but rolled back under the same batch id
         return Reservation(batch_id=self.last_batch + 1, first_entry=self.last_entry + 1, entries=entries,
                            first_quarantine=self.last_quarantine + 1, quarantined=quarantined)
 
@@ -206,8 +210,16 @@ class ChainTip:
         if first_entry != self.last_entry + 1:
             raise LedgerFileError(f"planned entries start at {first_entry} but the ledger ends at {self.last_entry}")
 
-    def check_unique_events(self, db: Db, batch_id: int) -> None:
-        """Nothing to check: the file's primary key refuses a booked event inside the insert."""
+    def check_unique_events(self, db: Db, batch_id: int, *, probed: bool = False) -> None:
+        """Refuses a batch (inserted, inside its transaction) that books an event the file holds or books one twice.
+
+        The file has no key on ``usage_events`` since schema 12: the one writer's filter
+        (:class:`ledger.storage.event_filter.EventFilter`) checks every batch, ``probed`` or not.
+
+        Raises:
+            DuplicateEventError: the batch would book an event a second time; it is rolled back.
+        """
+        self.events.check(db, batch_id)
 
     def committed_through(self, db: Db) -> int:
         """The last row number committed (what a close covers up to)."""
@@ -217,6 +229,7 @@ class ChainTip:
         """Moves the tip past a committed append; rewrites the anchor file when entries were added."""
         self.last_batch = reservation.batch_id
         self.last_quarantine += reservation.quarantined
+        self.events.committed(reservation.batch_id)
         if reservation.entries:
             self.last_entry = reservation.last_entry
             write_anchor(self.path, self.last_entry)

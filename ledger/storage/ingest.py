@@ -16,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Sequence
 
-import duckdb
 import pyarrow as pa
 
 from ledger.core import chain
 from ledger.core.pricing import Accrual
 from ledger.core.records import BatchResult, IngestBatch
-from ledger.errors import DuplicateEventError, EntryOriginError
+from ledger.errors import EntryOriginError
 from ledger.storage.arrow_rows import (TIMESTAMP, accruals_table, events_table, native_accruals_table,
                                        native_events_table, quarantine_table, revenue_table)
 from ledger.storage.connection import ChainTip, Db, Reservation, now
@@ -107,8 +106,9 @@ class IngestRepository:
         rest); each entry's hash is its own digest, whatever its number.
 
         Raises:
-            DuplicateEventError: a fast-path event is booked already (nothing was appended);
-                the reference path, which probes the ledger, must build the batch.
+            DuplicateEventError: an event is booked already or twice in the batch (nothing was
+                appended; the storage's tip checks every batch, :meth:`ChainTip.check_unique_events`).
+                From the fast path: the reference path, which probes the ledger, must build the batch.
             EntryOriginError: an accrual has no stream (nothing was appended).
             StaleBatchError: another writer booked one of the batch's partitions past where the
                 batch starts (a lake; nothing was appended).
@@ -139,9 +139,13 @@ class IngestRepository:
         try:
             with self.db.transaction():
                 self.tip.check_fence(self.db, batch.starts)
-                if native is not None and native.event_count:
+                native_events = native is not None and native.event_count
+                if native_events:
                     self.db.insert("usage_events", native_events_table(native, batch_id))
-                    self.tip.check_unique_events(self.db, batch_id)
+                if batch.events:
+                    self.db.insert("usage_events", events_table(batch.events, batch_id))
+                if native_events or batch.events:
+                    self.tip.check_unique_events(self.db, batch_id, probed=not native_events)
                 if digested is not None:
                     self.db.insert("accruals", native_accruals_table(native, first, digested.result(), batch_id))
                 hashes = chain.digest_accruals(batch.accruals)
@@ -151,21 +155,15 @@ class IngestRepository:
                     [batch_id, at, batch.event_count, native_accruals + len(values), len(batch.quarantined),
                      batch.duplicates, ""],
                 )
-        except duckdb.ConstraintException as exc:
-            if native is None:
-                raise
-            raise DuplicateEventError(f"a fast-path event of batch {batch_id} is booked already: {exc}") from exc
         finally:
             if digested is not None and not digested.cancel():
                 digested.exception()  # waits: the digests never run on past their batch
 
     def _append_rows(self, batch: IngestBatch, reserved: Reservation, first_entry_id: int, values: list[tuple],
                      hashes: list[str], at: datetime) -> None:
-        """Inserts the batch's Python-built rows and offsets (inside the caller's transaction)."""
+        """Inserts the batch's Python-built rows other than its events, and its offsets (inside the caller's transaction)."""
         insert = self.db.insert
         batch_id = reserved.batch_id
-        if batch.events:
-            insert("usage_events", events_table(batch.events, batch_id))
         if values:
             insert("accruals", accruals_table(values, hashes, batch_id, first_entry_id))
         if batch.revenues:

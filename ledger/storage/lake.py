@@ -402,12 +402,17 @@ class LakeTip:
     def check_planned(self, first_entry: int) -> None:
         """Nothing to check: :meth:`next_entry` took the planned numbers for good."""
 
-    def check_unique_events(self, db: Db, batch_id: int) -> None:
+    def check_unique_events(self, db: Db, batch_id: int, *, probed: bool = False) -> None:
         """Refuses a batch that books an event the lake holds already (inside its transaction).
+
+        A batch whose every event was ``probed`` against the lake before it was built (the
+        reference path) is not checked again: the probe found the events booked already.
 
         Raises:
             DuplicateEventError: the batch would book an event a second time; it is rolled back.
         """
+        if probed:
+            return
         found = db.rows(
             "SELECT platform_id, event_id FROM usage_events WHERE (platform_id, event_id) IN"
             " (SELECT platform_id, event_id FROM usage_events WHERE batch_id = ?)"

@@ -1,20 +1,21 @@
-"""Upgrades of a ledger file: migration 11 rewrites accruals without its index, and nothing else changes."""
+"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes."""
 
 from datetime import datetime, timezone
 
 import duckdb
 import pytest
 
-from ledger.errors import LedgerFileError
+from ledger.errors import DuplicateEventError, LedgerFileError
 from ledger.services.close import close_period
 from ledger.services.verify import verify
-from ledger.storage.migrations import MIGRATIONS
+from ledger.storage.migrations import LATEST, MIGRATIONS
 from ledger.storage.store import Ledger
 from tests.ledger.keys import SIGNER
 from tests.ledger.storage.test_store import batch_of
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 ACCRUALS_V10 = MIGRATIONS[11].split("CREATE TABLE accruals_v11 (")[1].split(");")[0]
+EVENTS_V11 = MIGRATIONS[12].split("CREATE TABLE usage_events_v12 (")[1].split(");")[0]
 
 
 def as_of_version_10(path):
@@ -65,7 +66,7 @@ def test_opening_a_schema_10_ledger_rewrites_accruals_without_its_key_and_keeps_
     assert keys == [("PRIMARY KEY",)] and len(rows) == 6
     with Ledger.open(path) as ledger:
         assert verify(ledger) == report and report.ok
-        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == 11
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST
         ledger.append_batch(batch_of(ledger.load_book(), [5], first=6, offset=6))  # still books after the rewrite
     after_rows, after_columns, after_keys, after_audit = accrual_rows_and_keys(path)
     assert after_rows[:6] == rows and len(after_rows) == 7
@@ -83,3 +84,73 @@ def test_a_copy_that_differs_refuses_the_migration_and_leaves_the_ledger_as_it_w
                        r"migration 11: the copy of accruals differs from the original \(6 rows, copy 5\)"):
         Ledger.open(path).close()
     assert accrual_rows_and_keys(path)[:3] == (rows, columns, keys)
+
+
+def as_of_version_11(path):
+    """Puts ``path`` back in the shape schema 11 left it: usage_events keyed by (platform_id, event_id), no version 12."""
+    con = duckdb.connect(str(path))
+    con.execute("BEGIN")
+    con.execute(f"CREATE TABLE usage_events_v11 ({EVENTS_V11}, PRIMARY KEY (platform_id, event_id))")
+    con.execute("INSERT INTO usage_events_v11 BY NAME SELECT * FROM usage_events")
+    con.execute("DROP TABLE usage_events")
+    con.execute("ALTER TABLE usage_events_v11 RENAME TO usage_events")
+    con.execute("DELETE FROM schema_migrations WHERE version = 12")
+    con.execute("COMMIT")
+    con.close()
+
+
+def event_rows_and_keys(path):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute("SELECT * FROM usage_events ORDER BY batch_id, kafka_offset").fetchall()
+        columns = con.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                              " WHERE table_name = 'usage_events' ORDER BY ordinal_position").fetchall()
+        keys = con.execute("SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'usage_events'"
+                           " AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')").fetchall()
+    finally:
+        con.close()
+    return rows, columns, keys
+
+
+@pytest.fixture
+def ledger_11(tmp_path, license_book_text):
+    """A ledger of schema 11 with three batches and a closed April, and its verify report."""
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        book = ledger.load_book()
+        for n in range(3):
+            ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
+        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        report = verify(ledger)
+    as_of_version_11(path)
+    return path, report
+
+
+def test_opening_a_schema_11_ledger_rewrites_usage_events_without_its_key_and_still_refuses_a_booked_event(ledger_11):
+    path, report = ledger_11
+    rows, columns, keys = event_rows_and_keys(path)
+    assert keys == [("PRIMARY KEY",)] and len(rows) == 6
+    with Ledger.open(path) as ledger:
+        assert verify(ledger) == report and report.ok
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == 12
+        book = ledger.load_book()
+        with pytest.raises(DuplicateEventError, match=r"booked already.*\('p', 'e3'\)"):
+            ledger.append_batch(batch_of(book, [5], first=3, offset=6))  # e3 is booked: the writer's filter refuses it
+        ledger.append_batch(batch_of(book, [5], first=6, offset=6))
+    after_rows, after_columns, after_keys = event_rows_and_keys(path)
+    assert after_rows[:6] == rows and len(after_rows) == 7
+    assert after_columns == columns and after_keys == []
+
+
+def test_a_copy_of_usage_events_that_differs_refuses_migration_12(ledger_11, monkeypatch):
+    path, _ = ledger_11
+    before = event_rows_and_keys(path)
+    broken = MIGRATIONS[12].replace("INSERT INTO usage_events_v12 BY NAME SELECT * FROM usage_events;",
+                                    "INSERT INTO usage_events_v12 BY NAME SELECT * FROM usage_events"
+                                    " WHERE event_id <> 'e0';")
+    monkeypatch.setitem(MIGRATIONS, 12, broken)
+    with pytest.raises(LedgerFileError, match=r"migration 12 of ledger .* failed and was rolled back: .*"
+                       r"migration 12: the copy of usage_events differs from the original \(6 rows, copy 5\)"):
+        Ledger.open(path).close()
+    assert event_rows_and_keys(path) == before
