@@ -21,9 +21,9 @@ from ledger.services.close import close_period
 from ledger.storage.store import Ledger
 from ledger.services.verify import verify
 from tests.ledger.keys import SIGNER
+from tests.ledger.ledgers import NOW, three_batches_and_a_closed_april
 from tests.ledger.storage.test_store import batch_of
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -31,11 +31,7 @@ def book_file(tmp_path, license_book_text):
     """A ledger with three batches (6 entries) and a closed April."""
     path = tmp_path / "ledger.duckdb"
     with Ledger.open(path) as ledger:
-        ledger.apply_licenses(license_book_text, "book.toml")
-        book = ledger.load_book()
-        for n in range(3):
-            ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
-        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        three_batches_and_a_closed_april(ledger, license_book_text)
     return path
 
 

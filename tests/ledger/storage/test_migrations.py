@@ -1,19 +1,15 @@
 """Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes."""
 
-from datetime import datetime, timezone
-
 import duckdb
 import pytest
 
 from ledger.errors import DuplicateEventError, LedgerFileError
-from ledger.services.close import close_period
 from ledger.services.verify import verify
 from ledger.storage.migrations import LATEST, MIGRATIONS
 from ledger.storage.store import Ledger
-from tests.ledger.keys import SIGNER
+from tests.ledger.ledgers import three_batches_and_a_closed_april
 from tests.ledger.storage.test_store import batch_of
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 ACCRUALS_V10 = MIGRATIONS[11].split("CREATE TABLE accruals_v11 (")[1].split(");")[0]
 EVENTS_V11 = MIGRATIONS[12].split("CREATE TABLE usage_events_v12 (")[1].split(");")[0]
 
@@ -50,11 +46,7 @@ def old_ledger(tmp_path, license_book_text):
     """A ledger of schema 10 with three batches and a closed April, and its verify report."""
     path = tmp_path / "ledger.duckdb"
     with Ledger.open(path) as ledger:
-        ledger.apply_licenses(license_book_text, "book.toml")
-        book = ledger.load_book()
-        for n in range(3):
-            ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
-        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        three_batches_and_a_closed_april(ledger, license_book_text)
         report = verify(ledger)
     as_of_version_10(path)
     return path, report
@@ -117,11 +109,7 @@ def ledger_11(tmp_path, license_book_text):
     """A ledger of schema 11 with three batches and a closed April, and its verify report."""
     path = tmp_path / "ledger.duckdb"
     with Ledger.open(path) as ledger:
-        ledger.apply_licenses(license_book_text, "book.toml")
-        book = ledger.load_book()
-        for n in range(3):
-            ledger.append_batch(batch_of(book, [1_000_000 * (n + 1), 7], first=2 * n, offset=2 * n))
-        close_period(ledger, "2026-04", now=NOW, signer=SIGNER)
+        three_batches_and_a_closed_april(ledger, license_book_text)
         report = verify(ledger)
     as_of_version_11(path)
     return path, report
