@@ -5,8 +5,8 @@ inside the insert, through an ART index that took about 60 bytes an event in the
 as much again in blocks each checkpoint freed rewriting it, and its size in memory. A ledger
 file has one writer (DuckDB's file lock), so that writer holds the check instead: the set of
 the 64-bit hashes (DuckDB's ``hash(platform_id, event_id)``) of every event the file holds,
-about 10-20 bytes an event in memory (``learnright_native.EventHashes``; a Python set when the
-native extension is not built, correct but several times larger).
+about 9 bytes an event in memory (``learnright_native.EventHashes``, a sorted vector; a
+Python set when the native extension is not built, correct but several times larger).
 
 Guarantees:
   * The set is loaded from ``usage_events`` at the writer's first check (all but the batch being

@@ -399,11 +399,11 @@ fn u64_bytes(py: Python<'_>, hashes: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(raw)
 }
 
-/// The 64-bit key hashes of the events a ledger file holds ([`seen`]): about 10-20 bytes
-/// an event, where the primary key's ART index took about 60 in memory and on disk.
+/// The 64-bit key hashes of the events a ledger file holds ([`seen`]): about 9 bytes an
+/// event, where the primary key's ART index took about 60 in memory and on disk.
 #[pyclass(module = "learnright_native")]
 struct EventHashes {
-    seen: seen::HashSet64,
+    seen: seen::Hashes,
 }
 
 #[pymethods]
@@ -411,7 +411,7 @@ impl EventHashes {
     #[new]
     #[pyo3(signature = (capacity=0))]
     fn new(capacity: usize) -> Self {
-        EventHashes { seen: seen::HashSet64::with_capacity_and_hasher(capacity, Default::default()) }
+        EventHashes { seen: seen::Hashes::with_capacity(capacity) }
     }
 
     /// Adds the hashes of a buffer of little-endian u64 values.

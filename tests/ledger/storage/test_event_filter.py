@@ -94,3 +94,27 @@ def test_the_set_is_loaded_from_the_file_when_a_writer_opens_it(ledger):
         assert len(reopened._tip.events) == 3
         reopened.append_batch(batch_of(reopened.load_book(), [5], first=3, offset=3))
         assert len(reopened._tip.events) == 4
+
+
+def test_the_native_set_answers_as_a_python_set_across_its_merges():
+    """The native set keeps most hashes in a sorted vector and merges recent ones into it; whatever
+    the merges, it answers exactly as the Python set does."""
+    import random
+
+    if event_filter._NativeHashes is None:
+        pytest.skip("learnright_native is not built")
+    rng = random.Random(18)
+    native, python = event_filter._NativeHashes(0), event_filter.PythonHashes()
+    booked: list[int] = []
+    for size in (70_000, 1, 200_000, 9_000, 70_000, 300_000):  # past the 65,536 recent ones, and an eighth
+        added = [rng.getrandbits(64) for _ in range(size)] + rng.sample(booked, min(len(booked), 50))
+        probe = added[: size // 2] + [rng.getrandbits(64) for _ in range(1_000)] + rng.sample(booked, min(len(booked), 500))
+        raw = struct.pack(f"<{len(probe)}Q", *probe)
+        assert native.hits(raw) == python.hits(raw)
+        chunk = struct.pack(f"<{len(added)}Q", *added)
+        native.extend(chunk)
+        python.extend(chunk)
+        booked.extend(added)
+        assert len(native) == len(python) == len(set(booked))
+    raw = struct.pack(f"<{len(booked)}Q", *booked)
+    assert native.hits(raw) == python.hits(raw) == list(range(len(booked)))  # every booked hash is in both
