@@ -84,8 +84,11 @@ def consume_round(settings: Settings, variant: Variant, events: int, workdir: Pa
 
     group = f"scale-{uuid.uuid4().hex[:8]}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARNRIGHT_LEDGER__")}
+    # A writer waits for its partitions as long as the run may take: on a loaded machine a
+    # group of lake writers can take longer than the default 10 s to be handed them.
     env.update(settings_environment(settings.model_copy(update={
-        "consumer": settings.consumer.model_copy(update={"group_id": group})})))
+        "consumer": settings.consumer.model_copy(update={
+            "group_id": group, "idle_timeout_s": max(settings.consumer.idle_timeout_s, 120.0)})})))
     if variant.lake:
         where: Path | LakeLocation = new_lake(dsn, workdir)
         env.update(LEARNRIGHT_LEDGER__URL=where.url, LEARNRIGHT_LEDGER__DATA_PATH=str(where.data_path))
