@@ -107,21 +107,22 @@ pub struct Block<'a> {
     pub data: &'a [u8],
 }
 
-/// Civil (year, month) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn year_month(days: i64) -> (i64, u32) {
+/// Civil (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`); also what the JSON row reader checks dates with.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month)
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 pub fn period(micros: i64) -> [u8; 7] {
-    let (year, month) = year_month(micros.div_euclid(86_400_000_000));
+    let (year, month, _) = civil_from_days(micros.div_euclid(86_400_000_000));
     let (year, month) = (year as u32, month); // years 1..=9999: `avro::instant` bounds them
     [
         b'0' + (year / 1000 % 10) as u8,

@@ -38,14 +38,20 @@ const INFERENCE: usize = 1;
 const REVENUE: usize = 2;
 const CORRECTION: usize = 3;
 
-/// Not for this path: the event goes to Python's reference path.
-struct Unsure;
+/// Not for this path: the event (or the JSON row, `usage_rows`) goes to Python's reference path.
+pub(crate) struct Unsure;
 
-type Sure<T> = Result<T, Unsure>;
+pub(crate) type Sure<T> = Result<T, Unsure>;
 
 impl From<PyErr> for Unsure {
     fn from(_: PyErr) -> Self {
         Unsure
+    }
+}
+
+impl From<std::convert::Infallible> for Unsure {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 

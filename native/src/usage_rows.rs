@@ -27,6 +27,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
+use crate::produce::{Sure, Unsure}; // Unsure here: Python reads the line
+
 /// The dataclass fields this reader sets, per record name, in declaration order; Python
 /// checks them against the classes before it uses this path.
 pub const ROW_FIELDS: [(&str, &[&str]); 3] = [
@@ -41,23 +43,6 @@ const MAX_DEPTH: usize = 16;
 const MAX_WEIGHT: u64 = 1_000_000; // millionths
 /// Weights' `Decimal`s kept for reuse (a `Decimal` is immutable); the cache is emptied when full.
 const CACHED_WEIGHTS: usize = 4096;
-
-/// Not for this path: Python reads the line.
-struct Unsure;
-
-type Sure<T> = Result<T, Unsure>;
-
-impl From<PyErr> for Unsure {
-    fn from(_: PyErr) -> Self {
-        Unsure
-    }
-}
-
-impl From<std::convert::Infallible> for Unsure {
-    fn from(never: std::convert::Infallible) -> Self {
-        match never {}
-    }
-}
 
 /// A JSON value of the strict subset, borrowing the line's text.
 enum Json<'a> {
@@ -404,19 +389,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The date of a day count from 1970-01-01 (Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if month <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, month, day)
-}
-
 fn days_in_month(year: i64, month: u32) -> u32 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -520,7 +492,7 @@ impl UsageRowReader {
             return Err(Unsure); // the reference path names the bound it breaks
         }
         let (days, rest) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = crate::ingest::civil_from_days(days);
         let seconds = rest / 1_000_000;
         let args = PyTuple::new(py, [
             year.into_pyobject(py)?.into_any(),
