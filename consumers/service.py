@@ -218,6 +218,7 @@ class LedgerConsumer:
         self.halt_when_stalled = False  # `run(until_idle=True)` gives up once stalled; following retries on
         self.stop_event = threading.Event()
         ledger.limit_memory(settings.consumer.ledger_memory_limit)
+        ledger.limit_threads(settings.consumer.ledger_threads)
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions,

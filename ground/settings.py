@@ -99,6 +99,12 @@ class ConsumerSettings(BaseModel):
     ledger_memory_limit: str = Field("128MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
     """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
     indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory."""
+    ledger_threads: int = Field(1, ge=1)
+    """DuckDB threads of the ledger the consumer writes (DuckDB's own default: one per core).
+    With 1, each statement runs on the thread that issued it, the writer thread, while the
+    polling thread decodes and prices on the other core; with more, DuckDB's Python client
+    waits for its worker threads by spinning, which cost about a third of ingest's CPU on
+    2 cores (docs/benchmarks.md). It applies to the whole process's use of that ledger."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
