@@ -218,7 +218,7 @@ class LedgerConsumer:
         self.halt_when_stalled = False  # `run(until_idle=True)` gives up once stalled; following retries on
         self.stop_event = threading.Event()
         ledger.limit_memory(settings.consumer.ledger_memory_limit)
-        ledger.limit_threads(settings.consumer.ledger_threads)
+        self._threads_before = ledger.limit_threads(settings.consumer.ledger_threads)
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions,
@@ -252,8 +252,13 @@ class LedgerConsumer:
         self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
     def close(self) -> None:
-        """Applies the batches already polled, then leaves the group."""
+        """Applies the batches already polled, then leaves the group.
+
+        The ledger's DuckDB threads go back to what they were, so that what runs on the ledger
+        after the consumer (``learnright close``'s close after its catch-up) has them all.
+        """
         self.writer.close()
+        self.ledger.limit_threads(self._threads_before)
         self.books.close()
         self.consumer.close(autocommit=False)
         self.dead_letters.close()

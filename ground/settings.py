@@ -104,7 +104,8 @@ class ConsumerSettings(BaseModel):
     With 1, each statement runs on the thread that issued it, the writer thread, while the
     polling thread decodes and prices on the other core; with more, DuckDB's Python client
     waits for its worker threads by spinning, which cost about a third of ingest's CPU on
-    2 cores (docs/benchmarks.md). It applies to the whole process's use of that ledger."""
+    2 cores (docs/benchmarks.md). It applies to the whole process's use of that ledger while the
+    consumer runs (in `learnright serve`, its closes too); the consumer's close restores DuckDB's."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)

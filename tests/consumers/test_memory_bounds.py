@@ -49,6 +49,7 @@ def test_every_configured_bound_reaches_what_it_bounds_and_the_batches_stay_with
     largest = _produce(settings, 400)
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
+        before = ledger.scalar("SELECT current_setting('threads')")
         consumer = LedgerConsumer(settings, ledger)
         try:
             assert consumer.consumer.config["fetch_max_bytes"] == 8_192
@@ -59,6 +60,7 @@ def test_every_configured_bound_reaches_what_it_bounds_and_the_batches_stay_with
             stats = consumer.run(until_idle=True)
         finally:
             consumer.close()
+        assert ledger.scalar("SELECT current_setting('threads')") == before  # what runs after it has them all
         per_batch = [row[0] for row in ledger.query("SELECT events FROM ingest_batches WHERE events > 0")]
     assert (stats.records, stats.accepted) == (400, 400)
     # A batch stops gathering once it holds max_batch_bytes, and may exceed them by one poll,
@@ -77,10 +79,10 @@ def test_a_memory_limit_that_is_not_a_size_is_refused_naming_it(tmp_path):
 
 def test_duckdb_threads_are_set_for_the_ledger_and_a_count_below_one_is_refused(tmp_path):
     with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
-        ledger.limit_threads(1)
+        ledger.limit_threads(2)
+        assert ledger.limit_threads(1) == 2  # the count it replaced, for the caller to restore
         assert ledger.scalar("SELECT current_setting('threads')") == 1
         ledger.limit_threads(2)
-        assert ledger.scalar("SELECT current_setting('threads')") == 2
         for bad in (0, -1, True, "1; DROP"):
             with pytest.raises(ConfigError, match=r"DuckDB threads must be a whole number >= 1"):
                 ledger.limit_threads(bad)
