@@ -218,7 +218,6 @@ class LedgerConsumer:
         self.halt_when_stalled = False  # `run(until_idle=True)` gives up once stalled; following retries on
         self.stop_event = threading.Event()
         ledger.limit_memory(settings.consumer.ledger_memory_limit)
-        self._threads_before = ledger.limit_threads(settings.consumer.ledger_threads)
         self._pending_at_start = bool(ledger.open_quarantine_count(PendingCorrectionError.code))
         bootstrap = settings.kafka.bootstrap_servers
         ensure_topics(bootstrap, (*self.topics.usage, self.topics.dead_letter), settings.kafka.partitions,
@@ -242,6 +241,8 @@ class LedgerConsumer:
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
         self.native = settings.consumer.native and install(self.consumer)
+        # Set once nothing above can fail, so that close() (which restores them) is due.
+        self._threads_before = ledger.limit_threads(settings.consumer.ledger_threads)
         self.limits = usage_limits(settings.consumer)
         self.builder = BatchBuilder(self.catalog, self.registry, self.limits)
         self.writer = BatchWriter()
