@@ -350,7 +350,7 @@ through kafka-python with fetches handed over whole (see docs/ingestion.md), so 
 line is the floor of what its fetch layer costs; ingest over that line is
 {fetches.seconds / ingest.seconds:.2f}.{_cpu_sentence(ingest)}
 
-Machine: {machine()}.""")
+Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end of the run.""")
 
 
 def _cpu_sentence(ingest: BenchResult) -> str:
