@@ -241,6 +241,8 @@ class LedgerConsumer:
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the ledger consumer to Kafka at {bootstrap}: {exc}") from exc
         self.native = settings.consumer.native and install(self.consumer)
+        # Set once nothing above can fail, so that close() (which restores them) is due.
+        self._threads_before = ledger.limit_threads(settings.consumer.ledger_threads)
         self.limits = usage_limits(settings.consumer)
         self.builder = BatchBuilder(self.catalog, self.registry, self.limits)
         self.writer = BatchWriter()
@@ -251,8 +253,13 @@ class LedgerConsumer:
         self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
     def close(self) -> None:
-        """Applies the batches already polled, then leaves the group."""
+        """Applies the batches already polled, then leaves the group.
+
+        The ledger's DuckDB threads go back to what they were, so that what runs on the ledger
+        after the consumer (``learnright close``'s close after its catch-up) has them all.
+        """
         self.writer.close()
+        self.ledger.limit_threads(self._threads_before)
         self.books.close()
         self.consumer.close(autocommit=False)
         self.dead_letters.close()

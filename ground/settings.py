@@ -84,7 +84,8 @@ class ConsumerSettings(BaseModel):
     (it may exceed them by what its last poll returned, one fetch response at most) or
     ``max_batch_bytes``, or once ``flush_interval_ms`` has passed. With two batches in flight
     it bounds the consumer's memory; 131,072 (DuckDB writes row groups straight into the file
-    from 122,880 rows) held about 150 MB more at peak and booked no faster (docs/benchmarks.md)."""
+    from 122,880 rows) held about 150 MB more at peak and, with DuckDB on one thread, took about
+    30% less CPU per event: each smaller batch's commit runs DuckDB's checkpoint (docs/benchmarks.md)."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
@@ -99,6 +100,13 @@ class ConsumerSettings(BaseModel):
     ledger_memory_limit: str = Field("128MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
     """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
     indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory."""
+    ledger_threads: int = Field(1, ge=1)
+    """DuckDB threads of the ledger the consumer writes (DuckDB's own default: one per core).
+    With 1, each statement runs on the thread that issued it, the writer thread, while the
+    polling thread decodes and prices on the other core; with more, DuckDB's Python client
+    waits for its worker threads by spinning, which cost about a third of ingest's CPU on
+    2 cores (docs/benchmarks.md). It applies to the whole process's use of that ledger while the
+    consumer runs (in `learnright serve`, its closes too); the consumer's close restores DuckDB's."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)

@@ -67,6 +67,10 @@ class LedgerStore(Protocol):
     def limit_memory(self, limit: str) -> None:
         """Caps the memory the storage engine of this process keeps for the ledger (``"256MB"``)."""
 
+    def limit_threads(self, threads: int) -> int:
+        """Sets how many threads the storage engine of this process runs the ledger's statements on;
+        returns the count it replaced."""
+
     # -- licenses --------------------------------------------------------------------------
 
     def load_book(self) -> LicenseBook:

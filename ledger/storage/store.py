@@ -145,6 +145,23 @@ class Ledger:
         except duckdb.Error as exc:
             raise ConfigError(f"DuckDB refuses the memory limit {limit!r}: {exc}") from exc
 
+    def limit_threads(self, threads: int) -> int:
+        """Sets DuckDB's threads for this ledger's database in this process; returns the count it replaced.
+
+        One thread runs each statement on the thread that issued it. DuckDB's Python client
+        waits for its worker threads by polling them (taking the GIL and a lock each time), so
+        on a machine of few cores a writer that leaves the other core to its own polling thread
+        does the same work with less CPU (docs/benchmarks.md, the ingest profile).
+
+        Raises:
+            ConfigError: ``threads`` is below 1.
+        """
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"DuckDB threads must be a whole number >= 1 (got {threads!r})")
+        before = self._db.value("SELECT current_setting('threads')")
+        self._db.con.execute(f"SET threads = {threads}")
+        return int(before)
+
     # -- ad-hoc reads (this adapter only; not part of the port) --------------------------
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:

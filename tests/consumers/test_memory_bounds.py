@@ -1,8 +1,8 @@
 """The consumer's memory is bounded by its settings, whatever the backlog: the bounds are applied.
 
 What is checked is that each configured bound reaches the component it bounds (kafka-python's
-fetch sizes, DuckDB's memory limit, the writer's depth, a batch's bytes), never a size or a time
-measured on this machine; `make bench` measures the peak RSS (docs/benchmarks.md).
+fetch sizes, DuckDB's memory limit and threads, the writer's depth, a batch's bytes), never a
+size or a time measured on this machine; `make bench` measures the peak RSS (docs/benchmarks.md).
 """
 
 from datetime import datetime, timezone
@@ -45,19 +45,22 @@ def _produce(settings, count: int) -> int:
 def test_every_configured_bound_reaches_what_it_bounds_and_the_batches_stay_within_them(
         make_settings, license_book_text):
     settings = make_settings(max_batch_bytes=4_096, fetch_partition_bytes=2_048, fetch_max_bytes=8_192,
-                             ledger_memory_limit="64MB")
+                             ledger_memory_limit="64MB", ledger_threads=1)
     largest = _produce(settings, 400)
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
+        before = ledger.scalar("SELECT current_setting('threads')")
         consumer = LedgerConsumer(settings, ledger)
         try:
             assert consumer.consumer.config["fetch_max_bytes"] == 8_192
             assert consumer.consumer.config["max_partition_fetch_bytes"] == 2_048
             assert consumer.writer.capacity == 1  # one batch written while the next is gathered, no queue
             assert ledger.scalar("SELECT current_setting('memory_limit')") == "61.0 MiB"  # DuckDB's spelling of 64MB
+            assert ledger.scalar("SELECT current_setting('threads')") == 1  # statements run on the writer thread
             stats = consumer.run(until_idle=True)
         finally:
             consumer.close()
+        assert ledger.scalar("SELECT current_setting('threads')") == before  # what runs after it has them all
         per_batch = [row[0] for row in ledger.query("SELECT events FROM ingest_batches WHERE events > 0")]
     assert (stats.records, stats.accepted) == (400, 400)
     # A batch stops gathering once it holds max_batch_bytes, and may exceed them by one poll,
@@ -72,3 +75,15 @@ def test_a_memory_limit_that_is_not_a_size_is_refused_naming_it(tmp_path):
             ledger.limit_memory("64MB'; DROP")
         ledger.limit_memory("1GiB")
         assert ledger.scalar("SELECT current_setting('memory_limit')") == "1.0 GiB"
+
+
+def test_duckdb_threads_are_set_for_the_ledger_and_a_count_below_one_is_refused(tmp_path):
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        ledger.limit_threads(2)
+        assert ledger.limit_threads(1) == 2  # the count it replaced, for the caller to restore
+        assert ledger.scalar("SELECT current_setting('threads')") == 1
+        ledger.limit_threads(2)
+        for bad in (0, -1, True, "1; DROP"):
+            with pytest.raises(ConfigError, match=r"DuckDB threads must be a whole number >= 1"):
+                ledger.limit_threads(bad)
+        assert ledger.scalar("SELECT current_setting('threads')") == 2

@@ -17,11 +17,13 @@ def test_bench_smoke_prints_ratio_lines_and_writes_the_report(kafka_bootstrap, t
     lines = []
     result = run_bench(settings, events=2_000, rounds=1, report=tmp_path / "benchmarks.md", echo=lines.append)
     assert result.events == 2_000 and result.ratio > 0
-    assert any(re.fullmatch(r"bench ingest ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
+    assert any(re.fullmatch(r"bench ingest ratio=\d+\.\d\d rate=\d+/s cpu_us_per_event=\d+\.\d", line)
+               for line in lines), lines
     assert any(line.startswith("bench raw-consume ratio=1.00") for line in lines)
     assert any(re.fullmatch(r"bench raw-consume-whole-fetches ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
     report = (tmp_path / "benchmarks.md").read_text()
     assert "| ingest" in report and "| raw-consume-whole-fetches" in report
+    assert re.search(r"The pipeline's process used [\d,]+\.\d us of CPU per event", report)
 
 
 def test_bench_against_an_unknown_revision_is_refused_before_anything_is_exported(tmp_path):
