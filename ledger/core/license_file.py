@@ -45,10 +45,31 @@ def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
     Raises:
         LicenseFileError: naming the entry, the field and the bad value.
     """
+    return book_of(read_document(text, origin), origin)
+
+
+def read_document(text: str, origin: str = "<string>") -> dict[str, Any]:
+    """The license TOML document as ``tomllib`` parses it, floats as exact decimals; not yet checked.
+
+    Raises:
+        LicenseFileError: ``text`` is not TOML.
+    """
     try:
-        data = tomllib.loads(text, parse_float=Decimal)
+        return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise LicenseFileError(f"{origin} is not valid TOML: {exc}") from exc
+
+
+def book_of(data: dict[str, Any], origin: str = "<string>") -> LicenseBook:
+    """The book of a parsed license document (:func:`read_document`), every entry checked.
+
+    The same checks and values whether ``data`` was just parsed or decoded from its stored
+    form (:mod:`ledger.core.license_forms`). ``data`` is consumed: each entry is let go of as
+    it is read.
+
+    Raises:
+        LicenseFileError: naming the entry, the field and the bad value.
+    """
     fmt = data.get("format", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
         raise LicenseFileError(f"{origin}: format {fmt!r} is not supported (this Learnright reads format {FORMAT_VERSION})")
