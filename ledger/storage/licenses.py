@@ -23,7 +23,7 @@ from ledger.core import chain
 from ledger.core.license_file import book_of, read_document
 from ledger.core.license_forms import FORM_VERSION, document_form, document_of_form
 from ledger.core.licenses import LicenseBook, build_book, merge_books
-from ledger.core.records import LicenseDocument
+from ledger.core.records import LicenseDocument, LicenseDocumentForm
 from ledger.storage.arrow_rows import TIMESTAMP
 from ledger.storage.collectives import record_declarations
 from ledger.storage.connection import Db, now
@@ -159,3 +159,9 @@ class LicenseRepository:
                                 booked_offsets=None if booked is None else
                                 {(topic, partition): offset for topic, partition, offset in json.loads(booked)})
                 for document_hash, origin, body, applied_at, booked in rows]
+
+    def license_document_forms(self) -> list[LicenseDocumentForm]:
+        """Every stored parsed form, by document hash then form version."""
+        return [LicenseDocumentForm(document_hash=document_hash, form_version=version, parsed=parsed)
+                for document_hash, version, parsed in self.db.rows(
+                    "SELECT document_hash, form_version, parsed FROM license_document_forms ORDER BY ALL")]
