@@ -279,7 +279,8 @@ def build_book(
         grouped.setdefault((version.source_id, version.platform_id), []).append(version)
     index = {}
     for key, items in grouped.items():
-        items.sort(key=lambda v: (v.effective_from, v.version))
+        if len(items) > 1:  # most (source, platform) pairs have one version: nothing to order
+            items.sort(key=lambda v: (v.effective_from, v.version))
         index[key] = (tuple(v.effective_from for v in items), tuple(items))
     by_id: dict[tuple[str, int], LicenseVersion] = {}
     for version in versions:
@@ -303,15 +304,18 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
         LicenseFileError: ``new`` redefines an existing license version differently, or
             revokes a source neither book declares.
     """
+    if _is_empty(old) and (new._by_id or not new.versions):
+        # The first document of a ledger: the merge would rebuild ``new`` as it is (every entry of
+        # it added, in its order), so ``new`` is the merged book once its revocations are checked.
+        _check_revoked_sources(new.revocations, new.sources)
+        return new
     added = _new_versions("license", "license_id", old.versions, new.versions)
     added_agreements = _new_versions("agreement", "agreement_id", old.agreements, new.agreements)
     sources = {**old.sources, **new.sources}
+    _check_revoked_sources(new.revocations, sources)
     known = {r.revocation_id: r for r in old.revocations}
     added_revocations = []
     for revocation in new.revocations:
-        if revocation.source_id not in sources:
-            raise LicenseFileError(f"revocation {revocation.revocation_id}: source {revocation.source_id!r}"
-                                   " is not declared by any applied license file")
         existing = known.get(revocation.revocation_id)
         if existing is None:
             added_revocations.append(revocation)
@@ -325,6 +329,19 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
         old.agreements + tuple(added_agreements), old.revocations + tuple(added_revocations),
         old.distributions + tuple(added_rules),
     )
+
+
+def _is_empty(book: LicenseBook) -> bool:
+    return not (book.holders or book.sources or book.versions or book.agreements or book.revocations
+                or book.distributions)
+
+
+def _check_revoked_sources(revocations: Sequence[Revocation], sources: Mapping[str, Source]) -> None:
+    """Refuses a revocation of a source that no applied document declares."""
+    for revocation in revocations:
+        if revocation.source_id not in sources:
+            raise LicenseFileError(f"revocation {revocation.revocation_id}: source {revocation.source_id!r}"
+                                   " is not declared by any applied license file")
 
 
 def _new_versions(kind: str, id_field: str, old: Sequence, new: Sequence) -> list:
