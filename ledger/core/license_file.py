@@ -22,6 +22,7 @@ from ground.errors import ValidationError
 from ledger.errors import LicenseFileError
 from ledger.core.licenses import (
     ANY_PLATFORM,
+    FORMAT_VERSION,
     AgreementVersion,
     Holder,
     InferenceTerms,
@@ -32,12 +33,10 @@ from ledger.core.licenses import (
     Tier,
     TrainingTerms,
     build_book,
+    license_terms,
 )
 from ledger.core.distribution_rules import Deduction, DistributionRule, ManagementFee, Member
 from ledger.core.money import ACCRUAL_SCALE, EXACT, LEDGER_LIMIT, check_currency, money
-
-FORMAT_VERSION = 1
-
 
 def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
     """Parses a license TOML document.
@@ -220,28 +219,10 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
     if effective_to is not None and effective_to <= effective_from:
         raise ValidationError(f"{where}.effective_to", effective_to.isoformat(),
                               f"must be after effective_from ({effective_from.isoformat()})")
-    terms = {
-        "format": FORMAT_VERSION,
-        "license_id": license_id,
-        "version": version,
-        "source_id": source_id,
-        "platform_id": platform_id,
-        "effective_from": effective_from.isoformat(),
-        "currency": currency,
-        "training": None if training is None else {"rate": str(training.rate), "per": training.per, "unit": training.unit},
-        "inference": None if inference is None else {"rate": str(inference.rate)},
-    }
-    # Period terms enter the hashed terms only when present, so older versions keep their hashes.
-    if training is not None and training.tiers:
-        terms["training"]["tiers"] = [
-            {"up_to": tier.up_to, "rate": str(tier.rate)} for tier in training.tiers
-        ]
-    if minimum_monthly is not None:
-        terms["minimum"] = {"monthly": str(minimum_monthly)}
-    if pool:
-        terms["pool"] = True
-    if effective_to is not None:
-        terms["effective_to"] = effective_to.isoformat()
+    terms = license_terms(
+        license_id=license_id, version=version, source_id=source_id, platform_id=platform_id,
+        effective_from=effective_from, currency=currency, training=training, inference=inference,
+        minimum_monthly=minimum_monthly, pool=pool, effective_to=effective_to)
     return LicenseVersion(
         license_id=license_id,
         version=version,
@@ -252,7 +233,6 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         training=training,
         inference=inference,
         content_hash=_content_hash(terms),
-        terms=terms,
         minimum_monthly=minimum_monthly,
         pool=pool,
         effective_to=effective_to,

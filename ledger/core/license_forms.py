@@ -100,17 +100,27 @@ _UNTAG = {
     _DATETIME: datetime.fromisoformat,
     _DATE: date.fromisoformat,
     _TIME: time.fromisoformat,
-    _TABLE: dict,
 }
 
 
-def _untagged(item: dict[str, Any]) -> Any:
-    """An object of the form as the value it stands for (called by ``json.loads`` innermost first)."""
-    tag = item.get(TAG)
-    if tag is None:
-        return item
-    return _UNTAG[tag](item["v"])
-
-
 def _decoded(form: str) -> Any:
-    return json.loads(form, object_hook=_untagged)
+    """The value a form stands for. Equal scalars of one form (a rate, a start, a currency that
+    thousands of licenses share) are one object: they are immutable, and a book keeps them."""
+    shared: dict[Any, Any] = {}
+
+    def untagged(item: dict[str, Any]) -> Any:  # called by json.loads for each object, innermost first
+        tag = item.get(TAG)
+        if tag is None:
+            for key, value in item.items():
+                if type(value) is str:
+                    item[key] = shared.setdefault(value, value)
+            return item
+        if tag == _TABLE:
+            return dict(item["v"])
+        text = item["v"]
+        value = shared.get((tag, text))
+        if value is None:
+            value = shared[(tag, text)] = _UNTAG[tag](text)
+        return value
+
+    return json.loads(form, object_hook=untagged)

@@ -27,6 +27,8 @@ from ledger.core.distribution_rules import DistributionRule, Member, rules_of
 from ledger.errors import LicenseFileError
 
 ANY_PLATFORM = "*"
+FORMAT_VERSION = 1
+"""The format of a license file (``format = 1``), which each version's canonical terms carry."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,11 +94,54 @@ class LicenseVersion:
     training: TrainingTerms | None
     inference: InferenceTerms | None
     content_hash: str
-    terms: Mapping[str, Any]
+    """The SHA-256 of :attr:`terms` as JSON with sorted keys (:mod:`ledger.core.license_file`)."""
     minimum_monthly: Decimal | None = None
     pool: bool = False
     effective_to: datetime | None = None
     """The instant the version stops being in force (exclusive); None: until superseded."""
+
+    @property
+    def terms(self) -> dict[str, Any]:
+        """The version's canonical terms, which :attr:`content_hash` covers and ``license_versions.terms`` stores.
+
+        Made from the fields when asked for (applying a document asks), not kept: a book of
+        10,000s of versions is read for pricing and closes, and the terms were a third of its memory.
+        """
+        return license_terms(
+            license_id=self.license_id, version=self.version, source_id=self.source_id, platform_id=self.platform_id,
+            effective_from=self.effective_from, currency=self.currency, training=self.training,
+            inference=self.inference, minimum_monthly=self.minimum_monthly, pool=self.pool,
+            effective_to=self.effective_to)
+
+
+def license_terms(*, license_id: str, version: int, source_id: str, platform_id: str, effective_from: datetime,
+                  currency: str, training: TrainingTerms | None, inference: InferenceTerms | None,
+                  minimum_monthly: Decimal | None, pool: bool, effective_to: datetime | None) -> dict[str, Any]:
+    """The canonical terms of a license version: what its content hash covers, so a restated version
+    can be told from a changed one. Period terms (tiers, minimum, pool, end) enter only when present,
+    so versions without them keep the hashes they had before those terms existed."""
+    terms: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "license_id": license_id,
+        "version": version,
+        "source_id": source_id,
+        "platform_id": platform_id,
+        "effective_from": effective_from.isoformat(),
+        "currency": currency,
+        "training": None if training is None else {"rate": str(training.rate), "per": training.per, "unit": training.unit},
+        "inference": None if inference is None else {"rate": str(inference.rate)},
+    }
+    if training is not None and training.tiers:
+        terms["training"]["tiers"] = [
+            {"up_to": tier.up_to, "rate": str(tier.rate)} for tier in training.tiers
+        ]
+    if minimum_monthly is not None:
+        terms["minimum"] = {"monthly": str(minimum_monthly)}
+    if pool:
+        terms["pool"] = True
+    if effective_to is not None:
+        terms["effective_to"] = effective_to.isoformat()
+    return terms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
