@@ -3,9 +3,14 @@
 A holder with ``members`` is a collective; its ``[[distributions]]`` are the versions
 of the rule that splits its income among them (:mod:`ledger.core.distribution_rules`).
 
-Floats are read as exact decimals. Each license and agreement version keeps the
-canonical JSON of its terms and a SHA-256 of it, so that a restated version can be
-told apart from a changed one (:func:`ledger.core.licenses.merge_books`).
+Floats are read as exact decimals. Each license and agreement version keeps a SHA-256
+of the canonical JSON of its terms, so that a restated version can be told apart from a
+changed one (:func:`ledger.core.licenses.merge_books`); a license version makes its terms
+from its fields when asked (:func:`ledger.core.licenses.license_terms`).
+
+Reading is two steps: :func:`read_document` (``tomllib``) and :func:`book_of` (every
+check, the book). A ledger stores the first step's result beside the text
+(:mod:`ledger.core.license_forms`) and repeats only the second when it reads its book.
 """
 
 from __future__ import annotations
