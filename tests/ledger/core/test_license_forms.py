@@ -87,3 +87,16 @@ def test_any_value_a_toml_parse_gives_decodes_from_its_form_exactly(document):
     form = document_form(document)
     assert form is not None
     assert exactly(document_of_form(form, FORM_VERSION, "x")) == exactly(document)
+
+
+def test_a_versions_terms_made_when_asked_are_what_its_content_hash_covers(license_book_text):
+    """Versions keep the hash, not the terms: the terms made again from the fields must hash to it
+    (tiers, minimums, pools and ends included, which the golden and consent books hold)."""
+    import hashlib
+    import json
+
+    versions = [v for text in books(license_book_text) for v in parse_book(text).versions]
+    assert any(v.training and v.training.tiers for v in versions) and any(v.effective_to for v in versions)
+    for version in versions:
+        canonical = json.dumps(version.terms, sort_keys=True, separators=(",", ":"))
+        assert hashlib.sha256(canonical.encode()).hexdigest() == version.content_hash
