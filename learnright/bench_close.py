@@ -212,8 +212,9 @@ print(json.dumps({"seconds": seconds, "book": book, "count": count,
 """One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
 
 A close round is what `learnright close` pays without a running service: the license book
-parsed from the ledger (``book``, seconds, timed apart) and the close. The running service
-and its scheduler have the book parsed already (:func:`ledger.storage.licenses.parsed_book`),
+read from the ledger (``book``, seconds, timed apart: its documents' stored parsed forms
+decoded and checked, :mod:`ledger.core.license_forms`) and the close. The running service
+and its scheduler have the book made already (:func:`ledger.storage.licenses.parsed_book`),
 so their close costs ``seconds - book``."""
 
 
@@ -314,13 +315,14 @@ Written by `make bench` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC). One l
 `close_period` and runs the bare statement-lines `GROUP BY` (fetched as Arrow) on another, each in a child
 process of its own; only the call is timed, the RSS is the close child's peak.
 
-| figure | statements | close (best) | of which book parse | close (worst) | bare query (best-worst) | ratio bare/close | statements/s | peak RSS |
+| figure | statements | close (best) | of which book read | close (worst) | bare query (best-worst) | ratio bare/close | statements/s | peak RSS |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 | close | {best.count:,} | {best.seconds:.2f} s | {best.book_seconds:.2f} s | {worst.seconds:.2f} s | {min(r.seconds for r in bares):.2f}-{max(r.seconds for r in bares):.2f} s | {figure.ratio:.2f} | {figure.rate:,.0f} | {max(r.rss_mb for r in closes):.0f} MB |
 
-"close" is what `learnright close` pays without a running service: the license book parsed from
-the ledger, then the close. The service and its scheduler keep the parsed book, so their close
-costs the close column less the book column. Load average when written: {os.getloadavg()[0]:.1f}
+"close" is what `learnright close` pays without a running service: the license book read from
+the ledger (the stored parsed forms of its documents decoded and checked, ledger schema 13), then
+the close. The service and its scheduler keep the book made, so their close costs the close
+column less the book column. Load average when written: {os.getloadavg()[0]:.1f}
 on {os.cpu_count()} cores (other work on the machine slows every figure; the ratio less so).
 
 Targets (issue 18, 2 cores): 4,000 statements in <= 5 s; 100,000 statements over 10M events in <= 60 s

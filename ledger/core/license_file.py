@@ -3,9 +3,14 @@
 A holder with ``members`` is a collective; its ``[[distributions]]`` are the versions
 of the rule that splits its income among them (:mod:`ledger.core.distribution_rules`).
 
-Floats are read as exact decimals. Each license and agreement version keeps the
-canonical JSON of its terms and a SHA-256 of it, so that a restated version can be
-told apart from a changed one (:func:`ledger.core.licenses.merge_books`).
+Floats are read as exact decimals. Each license and agreement version keeps a SHA-256
+of the canonical JSON of its terms, so that a restated version can be told apart from a
+changed one (:func:`ledger.core.licenses.merge_books`); a license version makes its terms
+from its fields when asked (:func:`ledger.core.licenses.license_terms`).
+
+Reading is two steps: :func:`read_document` (``tomllib``) and :func:`book_of` (every
+check, the book). A ledger stores the first step's result beside the text
+(:mod:`ledger.core.license_forms`) and repeats only the second when it reads its book.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ground.errors import ValidationError
 from ledger.errors import LicenseFileError
 from ledger.core.licenses import (
     ANY_PLATFORM,
+    FORMAT_VERSION,
     AgreementVersion,
     Holder,
     InferenceTerms,
@@ -32,12 +38,10 @@ from ledger.core.licenses import (
     Tier,
     TrainingTerms,
     build_book,
+    license_terms,
 )
 from ledger.core.distribution_rules import Deduction, DistributionRule, ManagementFee, Member
 from ledger.core.money import ACCRUAL_SCALE, EXACT, LEDGER_LIMIT, check_currency, money
-
-FORMAT_VERSION = 1
-
 
 def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
     """Parses a license TOML document.
@@ -45,10 +49,31 @@ def parse_book(text: str, origin: str = "<string>") -> LicenseBook:
     Raises:
         LicenseFileError: naming the entry, the field and the bad value.
     """
+    return book_of(read_document(text, origin), origin)
+
+
+def read_document(text: str, origin: str = "<string>") -> dict[str, Any]:
+    """The license TOML document as ``tomllib`` parses it, floats as exact decimals; not yet checked.
+
+    Raises:
+        LicenseFileError: ``text`` is not TOML.
+    """
     try:
-        data = tomllib.loads(text, parse_float=Decimal)
+        return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise LicenseFileError(f"{origin} is not valid TOML: {exc}") from exc
+
+
+def book_of(data: dict[str, Any], origin: str = "<string>") -> LicenseBook:
+    """The book of a parsed license document (:func:`read_document`), every entry checked.
+
+    The same checks and values whether ``data`` was just parsed or decoded from its stored
+    form (:mod:`ledger.core.license_forms`). ``data`` is consumed: each entry is let go of as
+    it is read.
+
+    Raises:
+        LicenseFileError: naming the entry, the field and the bad value.
+    """
     fmt = data.get("format", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
         raise LicenseFileError(f"{origin}: format {fmt!r} is not supported (this Learnright reads format {FORMAT_VERSION})")
@@ -199,28 +224,10 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
     if effective_to is not None and effective_to <= effective_from:
         raise ValidationError(f"{where}.effective_to", effective_to.isoformat(),
                               f"must be after effective_from ({effective_from.isoformat()})")
-    terms = {
-        "format": FORMAT_VERSION,
-        "license_id": license_id,
-        "version": version,
-        "source_id": source_id,
-        "platform_id": platform_id,
-        "effective_from": effective_from.isoformat(),
-        "currency": currency,
-        "training": None if training is None else {"rate": str(training.rate), "per": training.per, "unit": training.unit},
-        "inference": None if inference is None else {"rate": str(inference.rate)},
-    }
-    # Period terms enter the hashed terms only when present, so older versions keep their hashes.
-    if training is not None and training.tiers:
-        terms["training"]["tiers"] = [
-            {"up_to": tier.up_to, "rate": str(tier.rate)} for tier in training.tiers
-        ]
-    if minimum_monthly is not None:
-        terms["minimum"] = {"monthly": str(minimum_monthly)}
-    if pool:
-        terms["pool"] = True
-    if effective_to is not None:
-        terms["effective_to"] = effective_to.isoformat()
+    terms = license_terms(
+        license_id=license_id, version=version, source_id=source_id, platform_id=platform_id,
+        effective_from=effective_from, currency=currency, training=training, inference=inference,
+        minimum_monthly=minimum_monthly, pool=pool, effective_to=effective_to)
     return LicenseVersion(
         license_id=license_id,
         version=version,
@@ -231,7 +238,6 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         training=training,
         inference=inference,
         content_hash=_content_hash(terms),
-        terms=terms,
         minimum_monthly=minimum_monthly,
         pool=pool,
         effective_to=effective_to,

@@ -27,6 +27,8 @@ from ledger.core.distribution_rules import DistributionRule, Member, rules_of
 from ledger.errors import LicenseFileError
 
 ANY_PLATFORM = "*"
+FORMAT_VERSION = 1
+"""The format of a license file (``format = 1``), which each version's canonical terms carry."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,11 +94,54 @@ class LicenseVersion:
     training: TrainingTerms | None
     inference: InferenceTerms | None
     content_hash: str
-    terms: Mapping[str, Any]
+    """The SHA-256 of :attr:`terms` as JSON with sorted keys (:mod:`ledger.core.license_file`)."""
     minimum_monthly: Decimal | None = None
     pool: bool = False
     effective_to: datetime | None = None
     """The instant the version stops being in force (exclusive); None: until superseded."""
+
+    @property
+    def terms(self) -> dict[str, Any]:
+        """The version's canonical terms, which :attr:`content_hash` covers and ``license_versions.terms`` stores.
+
+        Made from the fields when asked for (applying a document asks), not kept: a book of
+        10,000s of versions is read for pricing and closes, and the terms were a third of its memory.
+        """
+        return license_terms(
+            license_id=self.license_id, version=self.version, source_id=self.source_id, platform_id=self.platform_id,
+            effective_from=self.effective_from, currency=self.currency, training=self.training,
+            inference=self.inference, minimum_monthly=self.minimum_monthly, pool=self.pool,
+            effective_to=self.effective_to)
+
+
+def license_terms(*, license_id: str, version: int, source_id: str, platform_id: str, effective_from: datetime,
+                  currency: str, training: TrainingTerms | None, inference: InferenceTerms | None,
+                  minimum_monthly: Decimal | None, pool: bool, effective_to: datetime | None) -> dict[str, Any]:
+    """The canonical terms of a license version: what its content hash covers, so a restated version
+    can be told from a changed one. Period terms (tiers, minimum, pool, end) enter only when present,
+    so versions without them keep the hashes they had before those terms existed."""
+    terms: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "license_id": license_id,
+        "version": version,
+        "source_id": source_id,
+        "platform_id": platform_id,
+        "effective_from": effective_from.isoformat(),
+        "currency": currency,
+        "training": None if training is None else {"rate": str(training.rate), "per": training.per, "unit": training.unit},
+        "inference": None if inference is None else {"rate": str(inference.rate)},
+    }
+    if training is not None and training.tiers:
+        terms["training"]["tiers"] = [
+            {"up_to": tier.up_to, "rate": str(tier.rate)} for tier in training.tiers
+        ]
+    if minimum_monthly is not None:
+        terms["minimum"] = {"monthly": str(minimum_monthly)}
+    if pool:
+        terms["pool"] = True
+    if effective_to is not None:
+        terms["effective_to"] = effective_to.isoformat()
+    return terms
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,7 +324,8 @@ def build_book(
         grouped.setdefault((version.source_id, version.platform_id), []).append(version)
     index = {}
     for key, items in grouped.items():
-        items.sort(key=lambda v: (v.effective_from, v.version))
+        if len(items) > 1:  # most (source, platform) pairs have one version: nothing to order
+            items.sort(key=lambda v: (v.effective_from, v.version))
         index[key] = (tuple(v.effective_from for v in items), tuple(items))
     by_id: dict[tuple[str, int], LicenseVersion] = {}
     for version in versions:
@@ -303,15 +349,18 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
         LicenseFileError: ``new`` redefines an existing license version differently, or
             revokes a source neither book declares.
     """
+    if _is_empty(old) and (new._by_id or not new.versions):
+        # The first document of a ledger: the merge would rebuild ``new`` as it is (every entry of
+        # it added, in its order), so ``new`` is the merged book once its revocations are checked.
+        _check_revoked_sources(new.revocations, new.sources)
+        return new
     added = _new_versions("license", "license_id", old.versions, new.versions)
     added_agreements = _new_versions("agreement", "agreement_id", old.agreements, new.agreements)
     sources = {**old.sources, **new.sources}
+    _check_revoked_sources(new.revocations, sources)
     known = {r.revocation_id: r for r in old.revocations}
     added_revocations = []
     for revocation in new.revocations:
-        if revocation.source_id not in sources:
-            raise LicenseFileError(f"revocation {revocation.revocation_id}: source {revocation.source_id!r}"
-                                   " is not declared by any applied license file")
         existing = known.get(revocation.revocation_id)
         if existing is None:
             added_revocations.append(revocation)
@@ -325,6 +374,19 @@ def merge_books(old: LicenseBook, new: LicenseBook) -> LicenseBook:
         old.agreements + tuple(added_agreements), old.revocations + tuple(added_revocations),
         old.distributions + tuple(added_rules),
     )
+
+
+def _is_empty(book: LicenseBook) -> bool:
+    return not (book.holders or book.sources or book.versions or book.agreements or book.revocations
+                or book.distributions)
+
+
+def _check_revoked_sources(revocations: Sequence[Revocation], sources: Mapping[str, Source]) -> None:
+    """Refuses a revocation of a source that no applied document declares."""
+    for revocation in revocations:
+        if revocation.source_id not in sources:
+            raise LicenseFileError(f"revocation {revocation.revocation_id}: source {revocation.source_id!r}"
+                                   " is not declared by any applied license file")
 
 
 def _new_versions(kind: str, id_field: str, old: Sequence, new: Sequence) -> list:

@@ -30,7 +30,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument, LicenseDocumentForm,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -87,6 +87,9 @@ class LedgerStore(Protocol):
 
     def license_documents(self) -> list[LicenseDocument]:
         """Every license document, in the order applied, with the offsets booked when it was."""
+
+    def license_document_forms(self) -> list[LicenseDocumentForm]:
+        """Every stored parsed form of a license document (what ``load_book`` decodes), by document hash."""
 
     # -- ingestion -------------------------------------------------------------------------
 

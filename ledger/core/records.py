@@ -153,6 +153,15 @@ class LicenseDocument:
     None for a document applied before ledger schema 7."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LicenseDocumentForm:
+    """The stored parsed form of a license document (ledger schema 13; :mod:`ledger.core.license_forms`)."""
+
+    document_hash: str
+    form_version: int
+    parsed: str
+
+
 # -- the monthly close ----------------------------------------------------------------------
 
 

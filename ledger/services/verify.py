@@ -14,7 +14,9 @@ Finds, without trusting any stored hash:
   * a statement that no longer matches: its document hash, its totals against the
     accruals its close covered, or payable + carry out != accrued + carry in;
   * a collective's distribution that does not sum to its statement, or a member
-    statement whose hash, totals or carry do not hold (:func:`distribution_problems`).
+    statement whose hash, totals or carry do not hold (:func:`distribution_problems`);
+  * a license document whose stored parsed form, which reading the book decodes instead of
+    its TOML (:mod:`ledger.core.license_forms`), is not what its text parses to.
 
 The report holds nothing local to one file when the ledger is sound (row numbers appear
 only in problems), so two ledgers built from one log verify with the same output.
@@ -27,10 +29,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ledger.core import chain
+from ledger.core.license_file import read_document
+from ledger.core.license_forms import document_form, document_of_form
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseRecord, StatementRecord
 from ledger.core.statements import stored_document_hash
 from ledger.services.close import previous_root
+from ledger.errors import LicenseFileError
 from ledger.services.distributions import distribution_problems
 
 
@@ -94,8 +99,36 @@ def verify(ledger: LedgerStore) -> VerifyReport:
     roots = _check_commitments(ledger, closes, check_anchor, problems)
     problems.extend(_reconcile_statements(ledger, closes, roots))
     problems.extend(distribution_problems(ledger))  # collectives' members; nothing without collectives
+    problems.extend(_form_problems(ledger))
     return VerifyReport(entries=count, closes=len(closes), root=roots[closes[-1].period] if closes else "",
                         statements=ledger.statement_count(), problems=tuple(problems))
+
+
+def _form_problems(ledger: LedgerStore) -> list[str]:
+    """Each stored parsed form against its document's text parsed again by ``tomllib``: a form that
+    differs would give closes another book than the documents (and the book hash) say."""
+    forms = ledger.license_document_forms()
+    if not forms:
+        return []
+    documents = {d.document_hash: d for d in ledger.license_documents()}
+    problems = []
+    for form in forms:
+        document = documents.get(form.document_hash)
+        if document is None:
+            problems.append(f"a parsed license form names document {form.document_hash[:16]}..., which the ledger"
+                            " does not hold")
+            continue
+        where = f"license document {document.origin} ({form.document_hash[:16]}...)"
+        try:
+            stored = document_form(document_of_form(form.parsed, form.form_version, document.origin))
+            parsed = document_form(read_document(document.body, document.origin))
+        except LicenseFileError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if stored != parsed:
+            problems.append(f"{where}: its stored parsed form (version {form.form_version}) is not what its text"
+                            " parses to; the book is read from the form")
+    return problems
 
 
 def _check_commitments(ledger: LedgerStore, closes: list[CloseRecord], check_anchor, problems: list[str]

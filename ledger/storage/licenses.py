@@ -3,20 +3,27 @@
 Each document records the offsets the ledger had booked when it was applied
 (``booked_offsets``): usage before them was priced without it, usage after with it,
 which is where ``learnright rebuild`` applies it again.
+
+Beside each document the ledger keeps its parsed form (``license_document_forms``, schema
+13; :mod:`ledger.core.license_forms`): what ``tomllib`` made of its text, as JSON. Reading a
+book decodes the forms instead of parsing the TOML again (a second or more for 10,000
+licenses) and checks them into a book as a fresh parse is; a document without a form is
+parsed from its TOML.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from ledger.core import chain
-from ledger.core.license_file import parse_book
+from ledger.core.license_file import book_of, read_document
+from ledger.core.license_forms import FORM_VERSION, document_form, document_of_form
 from ledger.core.licenses import LicenseBook, build_book, merge_books
-from ledger.core.records import LicenseDocument
+from ledger.core.records import LicenseDocument, LicenseDocumentForm
 from ledger.storage.arrow_rows import TIMESTAMP
 from ledger.storage.collectives import record_declarations
 from ledger.storage.connection import Db, now
@@ -31,20 +38,21 @@ _KEEP = 2
 _ORDER = "ORDER BY applied_at, document_hash"
 
 
-def parsed_book(key: BookKey, bodies: Callable[[], Sequence[str]]) -> LicenseBook:
-    """The book of the documents ``key`` names, parsed from ``bodies()`` (in ``key``'s order) unless this
-    process parsed the same documents before.
+def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]]) -> LicenseBook:
+    """The book of the documents ``key`` names, made from ``documents()`` (each as parsed, in ``key``'s
+    order: :func:`ledger.core.license_file.read_document`) unless this process made it before.
 
     A document is identified by the SHA-256 of its body (and its origin, which errors name), so a
-    cached book is exactly what parsing again would give; books are frozen values. Parsing a
-    book of 10,000 licenses takes seconds, and every ledger opened by a long-running process (the
-    service, its scheduler's closes) would otherwise pay it again.
+    cached book is exactly what parsing again would give; books are frozen values. Making a
+    book of 10,000 licenses takes about half a second even from stored forms (seconds from the
+    TOML), and every ledger opened by a long-running process (the service, its scheduler's
+    closes) would otherwise pay it again.
     """
     book = _PARSED.get(key)
     if book is None:
         book = build_book({}, {}, ())
-        for (_, origin), body in zip(key, bodies(), strict=True):
-            book = merge_books(book, parse_book(body, origin))
+        for (_, origin), document in zip(key, documents(), strict=True):
+            book = merge_books(book, book_of(document, origin))
         _remember(key, book)
     return book
 
@@ -66,11 +74,29 @@ class LicenseRepository:
     def load_book(self) -> LicenseBook:
         """Every license document applied so far, merged in the order applied.
 
-        Parsed once per set of documents in a process (:func:`parsed_book`): the book is
-        cached until one is added.
+        Made once per set of documents in a process (:func:`parsed_book`): the book is
+        cached until one is added. Each document is decoded from its stored parsed form,
+        or parsed from its TOML where it has none (:meth:`_documents`).
+
+        Raises:
+            LicenseFileError: a document's form is of a version newer than this Learnright reads,
+                or a document does not make a book.
         """
-        return parsed_book(self._book_key(), lambda: [body for (body,) in self.db.rows(
-            f"SELECT body FROM license_documents {_ORDER}")])
+        key = self._book_key()
+        return parsed_book(key, lambda: self._documents(key))
+
+    def _documents(self, key: BookKey) -> Iterator[dict[str, Any]]:
+        """The documents of ``key`` as parsed, one at a time: from the newest stored form, else from the TOML."""
+        for document_hash, origin in key:
+            form = self.db.rows("SELECT form_version, parsed FROM license_document_forms WHERE document_hash = ?"
+                                " ORDER BY form_version DESC LIMIT 1", [document_hash])
+            if form:
+                (version, parsed), = form
+                yield document_of_form(parsed, version, origin)
+            else:
+                body = self.db.value("SELECT body FROM license_documents WHERE document_hash = ? LIMIT 1",
+                                     [document_hash])
+                yield read_document(body, origin)
 
     def _book_key(self) -> BookKey:
         return tuple((document_hash, origin) for document_hash, origin in self.db.rows(
@@ -80,11 +106,14 @@ class LicenseRepository:
         """Parses and stores a license document; returns the merged book and new versions.
 
         Re-applying the same document adds nothing. A document that changes an existing
-        (license, version) is refused whole.
+        (license, version) is refused whole. A new document is stored with its parsed form
+        (:func:`ledger.core.license_forms.document_form`), which later reads decode.
         """
         before = self._book_key()
         current = self.load_book()
-        merged = merge_books(current, parse_book(body, origin))
+        document = read_document(body, origin)
+        form = document_form(document)  # before book_of, which consumes the document
+        merged = merge_books(current, book_of(document, origin))
         known = {(v.license_id, v.version) for v in current.versions}
         added = [v for v in merged.versions if (v.license_id, v.version) not in known]
         document_hash = hashlib.sha256(body.encode()).hexdigest()
@@ -97,6 +126,9 @@ class LicenseRepository:
                 con.execute("INSERT INTO license_documents (document_hash, origin, body, applied_at, booked_offsets)"
                             " VALUES (?, ?, ?, ?, ?)",
                             [document_hash, origin, body, now(), json.dumps([list(row) for row in booked])])
+                if form is not None:
+                    con.execute("INSERT INTO license_document_forms (document_hash, form_version, parsed)"
+                                " VALUES (?, ?, ?)", [document_hash, FORM_VERSION, form])
             if added:  # one Arrow insert: a row-wise INSERT costs milliseconds a version (10,000 in a large book)
                 self.db.insert("license_versions", pa.table({
                     "license_id": [v.license_id for v in added],
@@ -128,3 +160,9 @@ class LicenseRepository:
                                 booked_offsets=None if booked is None else
                                 {(topic, partition): offset for topic, partition, offset in json.loads(booked)})
                 for document_hash, origin, body, applied_at, booked in rows]
+
+    def license_document_forms(self) -> list[LicenseDocumentForm]:
+        """Every stored parsed form, by document hash then form version."""
+        return [LicenseDocumentForm(document_hash=document_hash, form_version=version, parsed=parsed)
+                for document_hash, version, parsed in self.db.rows(
+                    "SELECT document_hash, form_version, parsed FROM license_document_forms ORDER BY ALL")]

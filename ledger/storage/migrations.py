@@ -13,7 +13,9 @@ from typing import Callable
 import duckdb
 
 import ground
-from ledger.errors import LedgerFileError, LedgerVersionError
+from ledger.core.license_file import read_document
+from ledger.core.license_forms import FORM_VERSION, document_form
+from ledger.errors import LedgerFileError, LedgerVersionError, LicenseFileError
 
 FILE_ONLY = "-- file only"
 """First line of a migration that a lake skips (:func:`ledger.storage.lake.lake_dialect`): it
@@ -472,9 +474,44 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE usage_events;
     ALTER TABLE usage_events_v12 RENAME TO usage_events;
     """,
+    # 13 (issue 18): each license document's parsed form (ledger.core.license_forms: what
+    # tomllib made of its text, as JSON), which a read of the book decodes instead of parsing
+    # the TOML again. Derived data: the documents stay the record (and the book hash is of
+    # them); a document without a form is parsed from its TOML. The forms of documents applied
+    # before are written by the migration itself (BACKFILLS).
+    13: """
+    CREATE TABLE license_document_forms (
+        document_hash VARCHAR PRIMARY KEY,
+        form_version INTEGER NOT NULL,
+        parsed VARCHAR NOT NULL
+    );
+    """,
 }
 
 LATEST = max(MIGRATIONS)
+
+
+def _license_document_forms(con: duckdb.DuckDBPyConnection) -> None:
+    """Migration 13's rows: the parsed form of every license document applied before it.
+
+    A document whose text does not parse (it did when it was applied) gets no form: reading
+    the book parses its TOML and says what is wrong, as before the migration.
+    """
+    hashes = con.execute("SELECT DISTINCT document_hash FROM license_documents ORDER BY ALL").fetchall()
+    for (document_hash,) in hashes:  # one at a time: a large book's text and form need not all be in memory
+        origin, body = con.execute("SELECT origin, body FROM license_documents WHERE document_hash = ? LIMIT 1",
+                                   [document_hash]).fetchone()
+        try:
+            form = document_form(read_document(body, origin))
+        except LicenseFileError:
+            form = None
+        if form is not None:
+            con.execute("INSERT INTO license_document_forms (document_hash, form_version, parsed) VALUES (?, ?, ?)",
+                        [document_hash, FORM_VERSION, form])
+
+
+BACKFILLS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {13: _license_document_forms}
+"""Rows a migration writes in Python (from rows SQL cannot derive), in the transaction of its version row."""
 
 CODES_BEFORE_5: dict[str, str] = {
     "DecodeError": "undecodable",
@@ -532,7 +569,8 @@ def migrate(con: duckdb.DuckDBPyConnection, path: object, read_only: bool,
 
 
 def _apply(con: duckdb.DuckDBPyConnection, path: object, version: int, script: str, record: bool = False) -> None:
-    """Runs one script of migration ``version`` in a transaction of its own (with the version row when ``record``).
+    """Runs one script of migration ``version`` in a transaction of its own (with its :data:`BACKFILLS` rows and
+    the version row when ``record``).
 
     Raises:
         LedgerFileError: the script failed (a rewrite's check refused its copy); it was rolled back.
@@ -541,9 +579,14 @@ def _apply(con: duckdb.DuckDBPyConnection, path: object, version: int, script: s
     try:
         con.execute(script)
         if record:
+            if version in BACKFILLS:
+                BACKFILLS[version](con)
             con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
                         [version, datetime.now(timezone.utc), ground.__version__])
         con.execute("COMMIT")
     except duckdb.Error as exc:
         con.execute("ROLLBACK")
         raise LedgerFileError(f"migration {version} of ledger {path} failed and was rolled back: {exc}") from exc
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

@@ -60,7 +60,9 @@ TABLES = ("accruals", "close_cutoffs", "close_streams", "consumer_offsets", "ing
           "license_versions", "model_lineage", "period_closes", "quarantine", "revenue_reports", "revenue_settlements",
           "schema_migrations", "statement_publications", "statements", "unlicensed_use", "usage_events",
           # collectives (migration 9)
-          "collective_members", "distribution_rules", "collective_distributions", "member_statements")
+          "collective_members", "distribution_rules", "collective_distributions", "member_statements",
+          # the parsed form of each license document (migration 13)
+          "license_document_forms")
 """The tables a snapshot holds; never a token table (:data:`EXCLUDED`)."""
 KEEP_LAST = SnapshotSettings.model_fields["keep_last"].default
 """Snapshots a publish keeps when its caller names no ``keep_last`` (``snapshots.keep_last``'s default)."""

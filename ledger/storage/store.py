@@ -29,7 +29,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument, LicenseDocumentForm,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -212,6 +212,9 @@ class Ledger:
 
     def license_documents(self) -> list[LicenseDocument]:
         return self._licenses.license_documents()
+
+    def license_document_forms(self) -> list[LicenseDocumentForm]:
+        return self._licenses.license_document_forms()
 
     # -- ingestion -----------------------------------------------------------------------
 

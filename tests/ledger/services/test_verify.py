@@ -179,6 +179,20 @@ def test_statement_columns_must_match_the_signed_document_and_carry_must_chain(b
     assert any("carry_out" in p and "differs from its signed document" in p for p in problems), problems
 
 
+@pytest.mark.parametrize("change, says", [
+    ("replace(parsed, '\"1.20\"', '\"1.99\"')", "is not what its text parses to; the book is read from the form"),
+    ("'{\"format\": 1}'", "is not what its text parses to"),
+    ("'[1'", "its stored parsed form (version 1) cannot be read"),
+])
+def test_a_parsed_license_form_that_is_not_its_documents_is_reported(book_file, change, says):
+    """The book is read from the stored forms: a changed rate there would price a close differently
+    from the documents (and the book hash) its close commits to."""
+    tamper(book_file, f"UPDATE license_document_forms SET parsed = {change}")
+    report = report_of(book_file)
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith("license document book.toml (") and says in report.problems[0]
+
+
 def test_a_carry_in_that_no_earlier_statement_carried_out_is_reported(book_file):
     tamper(book_file, "UPDATE statements SET carry_in = carry_in + 5, carry_out = carry_out + 5")
     problems = report_of(book_file).problems

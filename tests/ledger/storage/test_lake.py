@@ -136,3 +136,23 @@ def test_the_api_answers_auditors_at_a_lake_close_and_the_same_server_serves_hol
             assert (refused.status_code, refused.json()["error"]) == (400, "refused")
             listed = client.get("/v1/statements", headers={"Authorization": f"Bearer {holder}"}).json()["statements"]
             assert {s["holder_id"] for s in listed} == {"h-ann"} and len(listed) == 3
+
+
+@pytest.mark.postgres
+def test_a_lake_at_schema_12_gets_the_parsed_forms_of_its_license_documents(lake_location, license_book_text,
+                                                                             monkeypatch):
+    from ledger.storage import licenses
+    from ledger.storage.lake import connect_lake
+
+    with Ledger.open(lake_location) as ledger:
+        applied, _ = ledger.apply_licenses(license_book_text, "book.toml")
+        forms = ledger.query("SELECT * FROM license_document_forms")
+    con = connect_lake(lake_location, read_only=False)  # back to schema 12: no forms, no version 13
+    con.execute("DROP TABLE license_document_forms")
+    con.execute("DELETE FROM schema_migrations WHERE version = 13")
+    con.close()
+    licenses._PARSED.clear()
+    monkeypatch.setattr(licenses, "read_document", lambda *_: pytest.fail("the book was parsed from its TOML"))
+    with Ledger.open(lake_location) as ledger:  # migration 13 writes the forms in the lake
+        assert ledger.query("SELECT * FROM license_document_forms") == forms and len(forms) == 1
+        assert ledger.load_book() == applied

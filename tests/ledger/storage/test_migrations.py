@@ -1,4 +1,4 @@
-"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes."""
+"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents."""
 
 import duckdb
 import pytest
@@ -121,7 +121,7 @@ def test_opening_a_schema_11_ledger_rewrites_usage_events_without_its_key_and_st
     assert keys == [("PRIMARY KEY",)] and len(rows) == 6
     with Ledger.open(path) as ledger:
         assert verify(ledger) == report and report.ok
-        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == 12
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST
         book = ledger.load_book()
         with pytest.raises(DuplicateEventError, match=r"booked already.*\('p', 'e3'\)"):
             ledger.append_batch(batch_of(book, [5], first=3, offset=6))  # e3 is booked: the writer's filter refuses it
@@ -142,3 +142,58 @@ def test_a_copy_of_usage_events_that_differs_refuses_migration_12(ledger_11, mon
                        r"migration 12: the copy of usage_events differs from the original \(6 rows, copy 5\)"):
         Ledger.open(path).close()
     assert event_rows_and_keys(path) == before
+
+
+def as_of_version_12(path):
+    """Puts ``path`` back in the shape schema 12 left it: no parsed forms of license documents, no version 13."""
+    con = duckdb.connect(str(path))
+    con.execute("DROP TABLE license_document_forms")
+    con.execute("DELETE FROM schema_migrations WHERE version = 13")
+    con.close()
+
+
+@pytest.fixture
+def ledger_12(tmp_path, license_book_text):
+    """A ledger of schema 12 with three batches and a closed April, its verify report and its forms at schema 13."""
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        three_batches_and_a_closed_april(ledger, license_book_text)
+        report = verify(ledger)
+        forms = ledger.query("SELECT * FROM license_document_forms ORDER BY ALL")
+    as_of_version_12(path)
+    return path, report, forms
+
+
+def test_opening_a_schema_12_ledger_writes_the_forms_of_its_license_documents(ledger_12, monkeypatch):
+    from ledger.storage import licenses
+
+    path, report, forms = ledger_12
+    with Ledger.open(path) as ledger:
+        assert ledger.query("SELECT * FROM license_document_forms ORDER BY ALL") == forms and len(forms) == 1
+        assert verify(ledger) == report and report.ok
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 13
+        parsed = ledger.load_book()
+        licenses._PARSED.clear()
+        monkeypatch.setattr(licenses, "read_document", lambda *_: pytest.fail("the book was parsed from its TOML"))
+        assert ledger.load_book() == parsed
+
+
+def test_a_failed_backfill_rolls_migration_13_back(ledger_12, monkeypatch):
+    from ledger.storage import migrations
+
+    path, _, _ = ledger_12
+
+    def broken(con):
+        con.execute("INSERT INTO license_document_forms VALUES ('x', 1, '{}')")
+        raise duckdb.ConversionException("the back-fill broke")
+
+    monkeypatch.setitem(migrations.BACKFILLS, 13, broken)
+    with pytest.raises(LedgerFileError, match=r"migration 13 of ledger .* failed and was rolled back: .*the back-fill"):
+        Ledger.open(path).close()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert con.execute("SELECT max(version) FROM schema_migrations").fetchall() == [(12,)]
+        assert con.execute("SELECT count(*) FROM information_schema.tables"
+                           " WHERE table_name = 'license_document_forms'").fetchall() == [(0,)]
+    finally:
+        con.close()
