@@ -100,8 +100,8 @@ class ConsumerSettings(BaseModel):
     """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
     indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory. A
     commit fills what it is given (and DuckDB's allocator keeps what it freed for about a
-    second): over 1M events side by side, 64MB booked as fast as 128MB and peaked 75-105 MB
-    lower (docs/benchmarks.md)."""
+    second): side by side, 64MB booked as fast as 128MB and peaked 75-105 MB lower over 1M
+    events, 48 MB lower over 5M (docs/benchmarks.md)."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
