@@ -97,9 +97,12 @@ class ConsumerSettings(BaseModel):
     fetch_max_bytes: int = Field(16 * 2**20, ge=1)
     """Bytes one fetch response brings at most, over all its partitions (Kafka's fetch.max.bytes;
     kafka-python's default is 50 MiB): bounds what the consumer buffers ahead of a batch."""
-    ledger_memory_limit: str = Field("128MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
+    ledger_memory_limit: str = Field("64MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
     """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
-    indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory."""
+    indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory. A
+    commit fills what it is given (and DuckDB's allocator keeps what it freed for about a
+    second): side by side, 64MB booked as fast as 128MB and peaked 75-105 MB lower over 1M
+    events, 48 MB lower over 5M (docs/benchmarks.md)."""
     ledger_threads: int = Field(1, ge=1)
     """DuckDB threads of the ledger the consumer writes (DuckDB's own default: one per core).
     With 1, each statement runs on the thread that issued it, the writer thread, while the

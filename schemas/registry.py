@@ -12,7 +12,6 @@ import threading
 from urllib.parse import quote
 
 import fastavro
-import httpx
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from ground.errors import TerminalError, TransientError
@@ -42,6 +41,8 @@ class SchemaRegistry:
     """
 
     def __init__(self, url: str, *, timeout_s: float = 10.0):
+        import httpx  # here, not at the top: a consumer without a registry does not load it (~13 MB)
+
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s,
                                   headers={"Accept": CONTENT_TYPE, "Content-Type": CONTENT_TYPE})
@@ -102,6 +103,8 @@ class SchemaRegistry:
             return self._schemas.setdefault(schema_id, found)
 
     def _call(self, method: str, path: str, what: str, **kwargs: object) -> dict:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

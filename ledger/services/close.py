@@ -47,7 +47,6 @@ from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
 from ledger.core.filenames import check_distinct, member_statement_file_name, statement_file_name, usage_report_name
 from ledger.errors import LedgerFileError, PeriodError
-from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine, period_lines, term_sources
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
@@ -300,6 +299,8 @@ def statement_pdf(ledger: LedgerStore, statement_id: str) -> bytes | None:
     if data is None:
         return None
     envelope = json.loads(data)
+    from ledger.core.pdf import render_pdf  # here: reportlab (~12 MB) is loaded by what renders a PDF, not by a consumer
+
     return render_pdf(envelope["statement"], content_hash=envelope["content_hash"],
                       key_fingerprint=envelope["signature"]["key_fingerprint"], signature=envelope["signature"]["value"])
 

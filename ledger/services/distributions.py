@@ -25,7 +25,6 @@ from ledger.core.collectives import (
 )
 from ledger.core.envelope import render_envelope
 from ledger.core.licenses import Holder, LicenseBook
-from ledger.core.pdf import render_pdf
 from ledger.core.period_terms import PeriodLine
 from ledger.core.periods import last_instant
 from ledger.core.port import LedgerStore
@@ -153,6 +152,8 @@ def member_statement_file(ledger: LedgerStore, statement_id: str, fmt: str = "js
     if fmt == "csv":
         return render_member_csv(document)
     if fmt == "pdf":
+        from ledger.core.pdf import render_pdf  # here: reportlab (~12 MB) is loaded by what renders a PDF
+
         return render_pdf(document, content_hash=found.content_hash, key_fingerprint=found.key_fingerprint,
                           signature=found.signature)
     return render_envelope(document, signature=found.signature, key_fingerprint=found.key_fingerprint)

@@ -27,10 +27,9 @@ import re
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import duckdb
-import psycopg
 
 from ground.settings import LakeLocation, mask_secrets
 from ledger.errors import DuplicateEventError, LedgerFileError, StaleBatchError
@@ -38,6 +37,9 @@ from ledger.storage import extensions
 from ledger.storage.connection import Db, Reservation
 from ledger.storage.migrations import FILE_ONLY, migrate
 from ledger.storage.sql import SqlLimits, SqlRefusedError, spill_directory
+
+if TYPE_CHECKING:  # loaded when a lake is opened: a ledger file's process does not need it (~15 MB)
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +257,8 @@ def catalog_session(location: LakeLocation) -> psycopg.Connection:
     Raises:
         LedgerFileError: the lake's catalog is not PostgreSQL, or cannot be reached.
     """
+    import psycopg
+
     dsn = location.catalog_dsn
     if dsn is None:
         raise LedgerFileError(f"several writers need a PostgreSQL catalog (ducklake:postgres:...); {location} has"
@@ -271,6 +275,8 @@ def open_lake(location: LakeLocation, read_only: bool) -> tuple[duckdb.DuckDBPyC
     A writer migrates the lake, creates the counters and the auditor role while it holds the
     setup lock, so writers starting together never race on the schema.
     """
+    import psycopg
+
     if read_only:
         con = connect_lake(location, read_only=True)
         return con, LakeTip(Db(con, location), location, pg=None)

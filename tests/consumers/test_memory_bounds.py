@@ -45,7 +45,7 @@ def _produce(settings, count: int) -> int:
 def test_every_configured_bound_reaches_what_it_bounds_and_the_batches_stay_within_them(
         make_settings, license_book_text):
     settings = make_settings(max_batch_bytes=4_096, fetch_partition_bytes=2_048, fetch_max_bytes=8_192,
-                             ledger_memory_limit="64MB", ledger_threads=1)
+                             ledger_memory_limit="48MB", ledger_threads=1)
     largest = _produce(settings, 400)
     with Ledger.open(settings.db) as ledger:
         ledger.apply_licenses(license_book_text, "book.toml")
@@ -55,7 +55,7 @@ def test_every_configured_bound_reaches_what_it_bounds_and_the_batches_stay_with
             assert consumer.consumer.config["fetch_max_bytes"] == 8_192
             assert consumer.consumer.config["max_partition_fetch_bytes"] == 2_048
             assert consumer.writer.capacity == 1  # one batch written while the next is gathered, no queue
-            assert ledger.scalar("SELECT current_setting('memory_limit')") == "61.0 MiB"  # DuckDB's spelling of 64MB
+            assert ledger.scalar("SELECT current_setting('memory_limit')") == "45.7 MiB"  # DuckDB's spelling of 48MB
             assert ledger.scalar("SELECT current_setting('threads')") == 1  # statements run on the writer thread
             stats = consumer.run(until_idle=True)
         finally:
