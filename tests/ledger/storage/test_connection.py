@@ -44,3 +44,9 @@ def test_a_failed_insert_rolls_back_every_chunk_of_its_transaction(db):
     assert db.value("SELECT count(*) FROM docs") == 0
     db.insert("docs", _chunk(0))  # the connection is usable after the rollback
     assert db.value("SELECT count(*) FROM docs") == 100
+
+
+def test_an_empty_table_inserts_nothing(db):
+    with db.transaction():
+        db.insert("docs", _chunk(0).slice(0, 0))
+    assert db.value("SELECT count(*) FROM docs") == 0
