@@ -135,13 +135,17 @@ pub fn period(micros: i64) -> [u8; 7] {
     ]
 }
 
-/// Appends the content hash (hex) of a record to `out`, as `consumers.batch.content_hash` writes it.
+/// Bytes of the SHA-256 an event's content hash keeps (`consumers.batch.CONTENT_HASH_HEX` / 2).
+const CONTENT_HASH_BYTES: usize = 16;
+
+/// Appends the content hash (hex, the digest's first 128 bits) of a record to `out`, as
+/// `consumers.batch.content_hash` writes it.
 fn content_hash(name: &str, body: &[u8], out: &mut Vec<u8>) {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update([0u8]);
     hasher.update(body);
-    hex(&hasher.finalize(), out);
+    hex(&hasher.finalize()[..CONTENT_HASH_BYTES], out);
 }
 
 struct Line<'a> {

@@ -132,3 +132,43 @@ def test_every_entry_is_keyed_by_its_record_and_a_correction_names_its_original_
     assert batch.quarantined == ()
     assert [(a.event_id, a.stream, a.position, a.line, a.reverses_entry_key) for a in batch.accruals] == [
         ("i1", "usage/3", 40, 0, None), ("i1", "usage/3", 40, 1, None), ("c1", "fixes/0", 9, 0, "usage/1@7#0")]
+
+
+def test_an_event_booked_with_a_full_length_content_hash_is_still_recognised_when_sent_again():
+    """Content hashes keep the digest's first 128 bits; rows booked before kept all 64 hex
+    characters, and a retry of such an event is a duplicate, while other content under its
+    key is still a conflict."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    from consumers.batch import CONTENT_HASH_HEX
+    from ledger.core.license_file import parse_book
+    from schemas import encode
+    from schemas.wire import decode_canonical
+    from tests.conftest import BOOK
+
+    book, catalog = parse_book(BOOK), default_catalog()
+    when = datetime(2026, 4, 2, tzinfo=timezone.utc)
+
+    def training(units):
+        return encode({"event_id": "e0", "platform_id": "orbit", "model_id": "m", "run_id": "r",
+                       "source_id": "src-photos", "units": units, "unit": "items", "occurred_at": when},
+                      catalog.latest("TrainingUsage"))
+
+    value = training(4)
+    decoded = decode_canonical(value, catalog)
+    full = hashlib.sha256(decoded.name.encode() + b"\x00" + decoded.canonical_body).hexdigest()
+    record = RawRecord(topic="usage", partition=0, offset=1, timestamp=1_775_174_400_000, key=None, value=value)
+
+    fresh = build_batch([record], book, NothingBooked(), catalog)
+    assert [e.content_hash for e in fresh.events] == [full[:CONTENT_HASH_HEX]]
+
+    class BookedWithTheFullHash(NothingBooked):
+        def known_events(self, keys):
+            return {("orbit", "e0"): full}
+
+    again = build_batch([record], book, BookedWithTheFullHash(), catalog)
+    assert (again.events, again.duplicates, again.quarantined) == ((), 1, ())
+    other = RawRecord(topic="usage", partition=0, offset=2, timestamp=1_775_174_400_000, key=None, value=training(5))
+    conflict = build_batch([other], book, BookedWithTheFullHash(), catalog)
+    assert conflict.events == () and [q.error_code for q in conflict.quarantined] == ["event_conflict"]
