@@ -224,6 +224,10 @@ class IngestRound:
     seconds: float
     queries: int
     query_seconds: float
+    timeouts: int = 0
+    """Auditor queries stopped at the configured time limit (``sql.timeout_s``): each still
+    loaded the machine for that long, and the auditor asks again at its next turn, as a
+    client of ``POST /v1/sql`` would after a timeout."""
 
 
 def ingest_in_process(settings: Settings, workdir: Path, events: int, auditor_db: Path | None = None) -> IngestRound:
@@ -236,18 +240,22 @@ def ingest_in_process(settings: Settings, workdir: Path, events: int, auditor_db
     """
     from dataclasses import replace
 
-    from ledger.storage.sql import SqlLimits, run_query
+    from ledger.storage.sql import SqlLimits, SqlTimeoutError, run_query
     from ledger.storage.store import Ledger
 
     db = fresh_ledger(workdir)
     limits = replace(SqlLimits.from_settings(settings.sql), temp_directory=workdir / "sql-spill")
     stop = threading.Event()
     asked: list[float] = []
+    timeouts: list[float] = []
 
     def audit() -> None:
         while True:
             began = time.perf_counter()
-            run_query(auditor_db, AUDITOR_SQL, limits, fmt="json")
+            try:
+                run_query(auditor_db, AUDITOR_SQL, limits, fmt="json")
+            except SqlTimeoutError:
+                timeouts.append(time.perf_counter() - began)
             asked.append(time.perf_counter() - began)
             if stop.wait(max(0.0, AUDITOR_EVERY_S - (time.perf_counter() - began))):
                 return
@@ -261,7 +269,7 @@ def ingest_in_process(settings: Settings, workdir: Path, events: int, auditor_db
             if auditor is not None and auditor.is_alive():
                 auditor.join()
     db.unlink(missing_ok=True)
-    return IngestRound(seconds=elapsed, queries=len(asked), query_seconds=sum(asked))
+    return IngestRound(seconds=elapsed, queries=len(asked), query_seconds=sum(asked), timeouts=len(timeouts))
 
 
 _LATENCY_CHILD = """
@@ -415,7 +423,7 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
             times.append(ingest_in_process(live, workdir, backlog, database))
         echo(f"consumer round {n + 1}: ingest {backlog / plain[-1].seconds:,.0f}/s, with an auditor query every"
              f" {AUDITOR_EVERY_S:.0f}s {backlog / audited[-1].seconds:,.0f}/s ({audited[-1].queries} queries,"
-             f" {audited[-1].query_seconds:.1f}s in them)")
+             f" {audited[-1].timeouts} of them stopped at the time limit, {audited[-1].query_seconds:.1f}s in them)")
 
     best_plain = min(plain, key=lambda r: r.seconds)
     best_audited = min(audited, key=lambda r: r.seconds)
@@ -435,7 +443,8 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
                extra=(("rss_mb", f"{peak:.0f}"), ("events", str(backlog)))),
         Figure(name="ingest-with-auditor", ratio=best_plain.seconds / best_audited.seconds,
                rate=backlog / best_audited.seconds,
-               extra=(("without", f"{backlog / best_plain.seconds:.0f}/s"), ("queries", str(best_audited.queries)))),
+               extra=(("without", f"{backlog / best_plain.seconds:.0f}/s"), ("queries", str(best_audited.queries)),
+                      ("timeouts", str(best_audited.timeouts)))),
         Figure(name="latency", ratio=bound_s / latency.p99_s, rate=latency.rate,
                extra=(("p99_ms", f"{latency.p99_s * 1000:.0f}"), ("p50_ms", f"{latency.p50_s * 1000:.0f}"))),
     )
@@ -467,7 +476,7 @@ partitions per topic). Default consumer settings: `max_batch` {consumer.max_batc
 | figure | ratio | rate | more | best / worst of the rounds |
 | --- | --- | --- | --- | --- |
 | consumer-rss: peak RSS of `learnright consume --until-idle` (a child) over the backlog; ratio 500 MB / peak | {rss.ratio:.2f} | {rss.rate:,.0f}/s | {dict(rss.extra)['rss_mb']} MB | peak {min(r.peak_mb for r in memory):.0f}-{max(r.peak_mb for r in memory):.0f} MB, {backlog / max(r.seconds for r in memory):,.0f}-{backlog / min(r.seconds for r in memory):,.0f}/s |
-| ingest-with-auditor: throughput with `{AUDITOR_SQL}` every {AUDITOR_EVERY_S:.0f} s (on a snapshot, as `POST /v1/sql`) over without | {auditor.ratio:.2f} | {auditor.rate:,.0f}/s | without {dict(auditor.extra)['without']}, {dict(auditor.extra)['queries']} queries | per-round ratio {min(ratios):.2f}-{max(ratios):.2f} |
+| ingest-with-auditor: throughput with `{AUDITOR_SQL}` every {AUDITOR_EVERY_S:.0f} s (on a snapshot, as `POST /v1/sql`) over without | {auditor.ratio:.2f} | {auditor.rate:,.0f}/s | without {dict(auditor.extra)['without']}, {dict(auditor.extra)['queries']} queries ({dict(auditor.extra)['timeouts']} stopped at the {settings.sql.time_limit_s:g} s limit) | per-round ratio {min(ratios):.2f}-{max(ratios):.2f} |
 | latency: produce to queryable at half the ingest rate ({target_rate:,.0f}/s asked); ratio (flush interval + 0.5 s) / p99 | {latency.ratio:.2f} | {latency.rate:,.0f}/s | p99 {dict(latency.extra)['p99_ms']} ms, p50 {dict(latency.extra)['p50_ms']} ms | p99 {min(r.p99_s for r in latencies) * 1000:.0f}-{max(r.p99_s for r in latencies) * 1000:.0f} ms |
 
 Targets (issue 18): peak RSS < 500 MB at a 5M-event backlog (ratio > 1); an auditor query every

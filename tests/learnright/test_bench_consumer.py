@@ -35,7 +35,7 @@ def test_consumer_bench_smoke_prints_its_three_lines_and_rewrites_its_section(ka
     assert [figure.name for figure in figures] == ["consumer-rss", "ingest-with-auditor", "latency"]
     shapes = [
         r"bench consumer-rss ratio=\d+\.\d\d rate=\d+/s rss_mb=\d+ events=600",
-        r"bench ingest-with-auditor ratio=\d+\.\d\d rate=\d+/s without=\d+/s queries=\d+",
+        r"bench ingest-with-auditor ratio=\d+\.\d\d rate=\d+/s without=\d+/s queries=\d+ timeouts=\d+",
         r"bench latency ratio=\d+\.\d\d rate=\d+/s p99_ms=-?\d+ p50_ms=-?\d+",
     ]
     for shape in shapes:
