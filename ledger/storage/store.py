@@ -78,6 +78,7 @@ class Ledger:
         self._unlicensed = UnlicensedRepository(self._db)
         self._provenance = ProvenanceRepository(self._db)
         self._collectives = CollectiveRepository(self._db)
+        self._memory_limit: str | None = None
 
     @classmethod
     def open(cls, path: "str | Path | LakeLocation", *, read_only: bool = False) -> "Ledger":
@@ -131,19 +132,26 @@ class Ledger:
         reader._db.session = self._db.session
         return reader
 
-    def limit_memory(self, limit: str) -> None:
+    def limit_memory(self, limit: str | None) -> str | None:
         """Sets DuckDB's memory limit (its buffer pool: cached blocks, indexes, a transaction's rows)
         for this ledger's database in this process; past it DuckDB evicts what it can and spills.
+        None restores DuckDB's default (80% of the machine's memory).
+
+        Returns:
+            The limit it replaced, as last set through this method (None: DuckDB's default), for
+            the caller to restore exactly.
 
         Raises:
             ConfigError: ``limit`` is not a size such as ``256MB``, or DuckDB refuses it.
         """
-        if not _MEMORY_SIZE.fullmatch(limit):
+        if limit is not None and not _MEMORY_SIZE.fullmatch(limit):
             raise ConfigError(f"a memory limit is a size such as '256MB' or '1GiB' (got {limit!r})")
         try:
-            self._db.con.execute(f"SET memory_limit = '{limit.strip()}'")
+            self._db.con.execute("RESET memory_limit" if limit is None else f"SET memory_limit = '{limit.strip()}'")
         except duckdb.Error as exc:
             raise ConfigError(f"DuckDB refuses the memory limit {limit!r}: {exc}") from exc
+        before, self._memory_limit = self._memory_limit, limit
+        return before
 
     def limit_threads(self, threads: int) -> int:
         """Sets DuckDB's threads for this ledger's database in this process; returns the count it replaced.
