@@ -87,3 +87,12 @@ def test_duckdb_threads_are_set_for_the_ledger_and_a_count_below_one_is_refused(
             with pytest.raises(ConfigError, match=r"DuckDB threads must be a whole number >= 1"):
                 ledger.limit_threads(bad)
         assert ledger.scalar("SELECT current_setting('threads')") == 2
+
+
+def test_a_memory_limit_set_returns_the_one_it_replaced_and_none_restores_duckdbs_default(tmp_path):
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        default = ledger.scalar("SELECT current_setting('memory_limit')")
+        assert ledger.limit_memory("64MB") is None  # DuckDB's default was in force
+        assert ledger.limit_memory("128MB") == "64MB"  # as set, for the caller to restore exactly
+        assert ledger.limit_memory(None) == "128MB"
+        assert ledger.scalar("SELECT current_setting('memory_limit')") == default
