@@ -129,11 +129,13 @@ class ConsumerSettings(BaseModel):
 
 
 class CloseSettings(BaseModel):
-    memory_limit: str = Field("128MB", pattern=_MEMORY_SIZE)
+    memory_limit: str = Field("256MB", pattern=_MEMORY_SIZE)
     """DuckDB memory limit of the ledger while a close builds and stores its statements (set after
     the license book is read, the limit before restored after); past it DuckDB spills the close's
-    uncommitted statement rows to ``<ledger>.tmp``. Without it a close of 100,000 statements
-    held about 1.5 GB, DuckDB's default being 80% of the machine's memory (docs/benchmarks.md)."""
+    uncommitted statement rows and sorted lines to ``<ledger>.tmp``. At 100,000 statements (250,000
+    licenses) the close peaked at 0.9 GB with 256MB, 1.5 GB with DuckDB's default (80% of the
+    machine's memory), 0.7 GB with 128MB, which spilled more and took about a quarter longer
+    (docs/benchmarks.md)."""
 
 
 class HttpSettings(BaseModel):

@@ -213,7 +213,7 @@ print(json.dumps({"seconds": seconds, "book": book, "count": count,
 """One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
 
 A close round is what `learnright close` pays without a running service, with the settings of
-the environment (``close.memory_limit``, 128MB by default): the license book read from the ledger (``book``, seconds, timed apart: its documents' stored parsed forms
+the environment (``close.memory_limit``, 256MB by default): the license book read from the ledger (``book``, seconds, timed apart: its documents' stored parsed forms
 decoded and checked, :mod:`ledger.core.license_forms`) and the close. The running service
 and its scheduler have the book made already (:func:`ledger.storage.licenses.parsed_book`),
 so their close costs ``seconds - book``."""
