@@ -76,6 +76,10 @@ class PostgresSettings(BaseModel):
     """How long to wait for the server to accept connections before giving up."""
 
 
+_MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$"
+"""A size DuckDB's memory_limit accepts (``64MB``, ``1.5GiB``)."""
+
+
 class ConsumerSettings(BaseModel):
     group_id: str = "learnright-ledger"
     """Consumer group; Kafka's committed offsets serve lag monitoring only."""
@@ -97,7 +101,7 @@ class ConsumerSettings(BaseModel):
     fetch_max_bytes: int = Field(16 * 2**20, ge=1)
     """Bytes one fetch response brings at most, over all its partitions (Kafka's fetch.max.bytes;
     kafka-python's default is 50 MiB): bounds what the consumer buffers ahead of a batch."""
-    ledger_memory_limit: str = Field("64MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$")
+    ledger_memory_limit: str = Field("64MB", pattern=_MEMORY_SIZE)
     """DuckDB memory limit of the ledger the consumer writes (its buffer pool: cached blocks,
     indexes, rows of a transaction); DuckDB's own default is 80% of the machine's memory. A
     commit fills what it is given (and DuckDB's allocator keeps what it freed for about a
@@ -122,6 +126,16 @@ class ConsumerSettings(BaseModel):
     """Seconds an event's occurred_at may lie after its Kafka record's timestamp; a later one is quarantined."""
     max_attributions: int = Field(256, ge=1)
     """Sources one inference answer (or correction) may name; a longer one is quarantined."""
+
+
+class CloseSettings(BaseModel):
+    memory_limit: str = Field("256MB", pattern=_MEMORY_SIZE)
+    """DuckDB memory limit of the ledger while a close builds and stores its statements (set after
+    the license book is read, the limit before restored after); past it DuckDB spills the close's
+    uncommitted statement rows and sorted lines to ``<ledger>.tmp``. At 100,000 statements (250,000
+    licenses) the close peaked at 0.9 GB with 256MB, 1.5 GB with DuckDB's default (80% of the
+    machine's memory), 0.7 GB with 128MB, which spilled more and took about a quarter longer
+    (docs/benchmarks.md)."""
 
 
 class HttpSettings(BaseModel):
@@ -283,6 +297,7 @@ class Settings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     postgres: PostgresSettings = PostgresSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    close: CloseSettings = CloseSettings()
     http: HttpSettings = HttpSettings()
     sql: SqlSettings = SqlSettings()
     snapshots_dir: Path = Path("var/snapshots")

@@ -190,6 +190,7 @@ from pathlib import Path
 mode, path = sys.argv[1], Path(sys.argv[2])
 if mode == "close":
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from ground.settings import Settings
     from ledger.core.signing import signer_of
     from ledger.services.close import close_period
     from ledger.storage.store import Ledger
@@ -199,7 +200,7 @@ if mode == "close":
         started = time.perf_counter()
         ledger.load_book()  # what the close's own load_book then finds parsed: timed apart, counted in
         book = time.perf_counter() - started
-        outcome = close_period(ledger, PERIOD, now=NOW, signer=signer)
+        outcome = close_period(ledger, PERIOD, now=NOW, signer=signer, memory_limit=Settings().close.memory_limit)
         seconds = time.perf_counter() - started
     count = len(outcome.statement_ids)
 else:
@@ -211,8 +212,8 @@ print(json.dumps({"seconds": seconds, "book": book, "count": count,
 """
 """One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
 
-A close round is what `learnright close` pays without a running service: the license book
-read from the ledger (``book``, seconds, timed apart: its documents' stored parsed forms
+A close round is what `learnright close` pays without a running service, with the settings of
+the environment (``close.memory_limit``, 256MB by default): the license book read from the ledger (``book``, seconds, timed apart: its documents' stored parsed forms
 decoded and checked, :mod:`ledger.core.license_forms`) and the close. The running service
 and its scheduler have the book made already (:func:`ledger.storage.licenses.parsed_book`),
 so their close costs ``seconds - book``."""

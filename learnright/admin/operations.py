@@ -46,12 +46,15 @@ class Tools:
     catalog: Catalog
     registry: SchemaRegistry | None
     limits: UsageLimits
+    close_memory_limit: str | None = None
+    """``close.memory_limit`` of the settings, which a close caps the ledger's memory at."""
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Tools":
-        """As the consumer of ``settings`` would decode and bound a record."""
+        """As the consumer of ``settings`` would decode and bound a record, and its close would run."""
         registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
-        return cls(catalog=default_catalog(), registry=registry, limits=usage_limits(settings.consumer))
+        return cls(catalog=default_catalog(), registry=registry, limits=usage_limits(settings.consumer),
+                   close_memory_limit=settings.close.memory_limit)
 
 
 def _now() -> datetime:
@@ -196,7 +199,8 @@ def close_month(ledger: Ledger, tools: Tools, *, period: str, now: datetime, sig
     or publish leaves the close standing and is in the answer (``unwritten``, ``problem``).
     """
     retried, outcome = retry_and_close(ledger, period, now=now, signer=signer, catalog=tools.catalog,
-                                       registry=tools.registry, limits=tools.limits)
+                                       registry=tools.registry, limits=tools.limits,
+                                       memory_limit=tools.close_memory_limit)
     files: list[Path] = []
     unwritten = problem = published = topic = None
     if out is not None:

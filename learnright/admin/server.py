@@ -47,7 +47,8 @@ def create_admin_app(*, service: LedgerService, ledger: Ledger, settings: Settin
     app = FastAPI(title="Learnright admin", openapi_url=None, docs_url=None, redoc_url=None)
     pool = ReaderPool(ledger, size=2)
     consumer = service.consumer
-    tools = Tools(catalog=consumer.catalog, registry=consumer.registry, limits=consumer.limits)
+    tools = Tools(catalog=consumer.catalog, registry=consumer.registry, limits=consumer.limits,
+                  close_memory_limit=settings.close.memory_limit)
 
     @app.exception_handler(LearnrightError)
     def refused(request: Request, exc: LearnrightError) -> JSONResponse:

@@ -16,12 +16,11 @@ check, the book). A ledger stores the first step's result beside the text
 from __future__ import annotations
 
 import decimal
-import hashlib
-import json
 import tomllib
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ground.errors import ValidationError
 from ledger.errors import LicenseFileError
@@ -38,7 +37,7 @@ from ledger.core.licenses import (
     Tier,
     TrainingTerms,
     build_book,
-    license_terms,
+    terms_hash,
 )
 from ledger.core.distribution_rules import Deduction, DistributionRule, ManagementFee, Member
 from ledger.core.money import ACCRUAL_SCALE, EXACT, LEDGER_LIMIT, check_currency, money
@@ -136,15 +135,6 @@ def _positive(value: Any, where: str) -> Decimal:
     return amount
 
 
-_TERMS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-"""``json.dumps(terms, sort_keys=True, separators=(",", ":"))``, its encoder made once, not once per license."""
-
-
-def _content_hash(terms: Mapping[str, Any]) -> str:
-    canonical = _TERMS_JSON(terms)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 # -- holders and sources -----------------------------------------------------------------
 
 
@@ -224,10 +214,6 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
     if effective_to is not None and effective_to <= effective_from:
         raise ValidationError(f"{where}.effective_to", effective_to.isoformat(),
                               f"must be after effective_from ({effective_from.isoformat()})")
-    terms = license_terms(
-        license_id=license_id, version=version, source_id=source_id, platform_id=platform_id,
-        effective_from=effective_from, currency=currency, training=training, inference=inference,
-        minimum_monthly=minimum_monthly, pool=pool, effective_to=effective_to)
     return LicenseVersion(
         license_id=license_id,
         version=version,
@@ -237,7 +223,6 @@ def _license(item: Mapping[str, Any], sources: Mapping[str, Source]) -> LicenseV
         currency=currency,
         training=training,
         inference=inference,
-        content_hash=_content_hash(terms),
         minimum_monthly=minimum_monthly,
         pool=pool,
         effective_to=effective_to,
@@ -359,7 +344,7 @@ def _revocation(item: Mapping[str, Any]) -> Revocation:
     }
     return Revocation(revocation_id=revocation_id, source_id=source_id, platform_id=platform_id,
                       effective_at=effective_at, reason=reason, revoked_by=revoked_by, recorded_at=recorded_at,
-                      evidence_url=evidence_url, evidence_sha256=evidence_sha256, content_hash=_content_hash(terms))
+                      evidence_url=evidence_url, evidence_sha256=evidence_sha256, content_hash=terms_hash(terms))
 
 
 # -- platform agreements -----------------------------------------------------------------
@@ -406,7 +391,7 @@ def _agreement(item: Mapping[str, Any]) -> AgreementVersion:
         pool_percent=pool_percent,
         royalty_percent=royalty_percent,
         inherit=inherit,
-        content_hash=_content_hash(terms),
+        content_hash=terms_hash(terms),
         terms=terms,
     )
 
@@ -482,7 +467,7 @@ def _distribution(item: Mapping[str, Any], holders: Mapping[str, Holder],
     }
     return DistributionRule(collective_id=collective_id, version=version, effective_from=effective_from,
                             sources=owners, pools=pools, management_fee=fee, deductions=deductions,
-                            content_hash=_content_hash(terms), terms=terms)
+                            content_hash=terms_hash(terms), terms=terms)
 
 
 def _collective_source(source_id: Any, collective_id: str, sources: Mapping[str, Source], where: str) -> None:

@@ -64,8 +64,9 @@ class LedgerStore(Protocol):
     def reader(self) -> "LedgerStore":
         """A read view for another thread of this process; the writer keeps the file."""
 
-    def limit_memory(self, limit: str) -> None:
-        """Caps the memory the storage engine of this process keeps for the ledger (``"256MB"``)."""
+    def limit_memory(self, limit: str) -> str:
+        """Caps the memory the storage engine of this process keeps for the ledger (``"256MB"``);
+        returns the limit it replaced, which restores it when set again."""
 
     def limit_threads(self, threads: int) -> int:
         """Sets how many threads the storage engine of this process runs the ledger's statements on;

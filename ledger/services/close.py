@@ -37,11 +37,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from ground.collection import collection_paused
 from ledger.core import chain
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
@@ -87,11 +89,18 @@ def months_to_catch_up(ledger: LedgerStore, period: str, last_closed: str | None
     return list(periods_between(first, period))
 
 
-def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
+def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer,
+                 memory_limit: str | None = None) -> CloseOutcome:
     """Closes ``period`` (and every earlier month not closed yet) and stores signed statements.
 
     Every calendar month after the last close is closed in order, with or without usage:
     a month without usage can still owe a minimum guarantee or carry a balance.
+
+    ``memory_limit`` (``close.memory_limit`` of the settings; None: the ledger's as it is) caps
+    the storage engine's memory while each month's statements are built and stored, from after
+    its license book is read (a large document's stored form is read in one piece) until it
+    commits; the limit before is restored after. Past it the close's uncommitted rows spill to
+    disk: the bytes stored are the same with any limit.
 
     Raises:
         PeriodError: ``period`` is not ``YYYY-MM``, the month has not ended at ``now``, or a
@@ -102,10 +111,11 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     if now < ends:
         raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
     with ledger.closing():  # one close at a time, and no append meanwhile, in a cluster of writers
-        return _close_through(ledger, period, now=now, signer=signer)
+        return _close_through(ledger, period, now=now, signer=signer, memory_limit=memory_limit)
 
 
-def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer) -> CloseOutcome:
+def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer,
+                   memory_limit: str | None) -> CloseOutcome:
     """Closes ``period`` and every earlier open month (the caller holds ``ledger.closing()``)."""
     existing = ledger.get_close(period)
     if existing is not None:
@@ -121,9 +131,9 @@ def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: S
         )
     closed = []
     for earlier in months_to_catch_up(ledger, period, latest.period if latest else None):
-        _close_one(ledger, earlier, now, signer)
+        _close_one(ledger, earlier, now, signer, memory_limit)
         closed.append(earlier)
-    ids = _close_one(ledger, period, now, signer)
+    ids = _close_one(ledger, period, now, signer, memory_limit)
     closed.append(period)
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
@@ -190,10 +200,32 @@ def _statement_groups(covered: Iterable[tuple[tuple[str, str], list[StatementLin
         yield key, list(added.get(key, ()))
 
 
-def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer) -> tuple[str, ...]:
+@contextmanager
+def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
+    """``ledger``'s memory capped at ``limit`` (None: left as it is) for the block, the limit before restored."""
+    if limit is None:
+        yield
+        return
+    replaced = ledger.limit_memory(limit)
+    try:
+        yield
+    finally:
+        ledger.limit_memory(replaced)
+
+
+def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
+               memory_limit: str | None) -> tuple[str, ...]:
+    # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
+    with collection_paused():
+        book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
+        with _memory_limited(ledger, memory_limit):
+            return _close_one_with(ledger, period, now, signer, book)
+
+
+def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
+                    book: LicenseBook) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
-    book = ledger.load_book()
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, before)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
+from ground.collection import collection_paused
 from ledger.core import chain
 from ledger.core.license_file import book_of, read_document
 from ledger.core.license_forms import FORM_VERSION, document_form, document_of_form
@@ -50,9 +51,10 @@ def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]])
     """
     book = _PARSED.get(key)
     if book is None:
-        book = build_book({}, {}, ())
-        for (_, origin), document in zip(key, documents(), strict=True):
-            book = merge_books(book, book_of(document, origin))
+        with collection_paused():  # millions of objects that live on: see ground.collection
+            book = build_book({}, {}, ())
+            for (_, origin), document in zip(key, documents(), strict=True):
+                book = merge_books(book, book_of(document, origin))
         _remember(key, book)
     return book
 

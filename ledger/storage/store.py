@@ -78,6 +78,7 @@ class Ledger:
         self._unlicensed = UnlicensedRepository(self._db)
         self._provenance = ProvenanceRepository(self._db)
         self._collectives = CollectiveRepository(self._db)
+        self._memory_limit: str | None = None
 
     @classmethod
     def open(cls, path: "str | Path | LakeLocation", *, read_only: bool = False) -> "Ledger":
@@ -131,19 +132,28 @@ class Ledger:
         reader._db.session = self._db.session
         return reader
 
-    def limit_memory(self, limit: str) -> None:
+    def limit_memory(self, limit: str) -> str:
         """Sets DuckDB's memory limit (its buffer pool: cached blocks, indexes, a transaction's rows)
         for this ledger's database in this process; past it DuckDB evicts what it can and spills.
+
+        Returns:
+            The limit it replaced, for the caller to restore by setting it again: as last set
+            through this method, else DuckDB's (its default, 80% of the machine's memory, as
+            DuckDB writes it: ``18.8 GiB``). Not ``RESET memory_limit``, which this never runs:
+            in DuckDB 1.5 it changes the setting shown but leaves the buffer pool at the limit set.
 
         Raises:
             ConfigError: ``limit`` is not a size such as ``256MB``, or DuckDB refuses it.
         """
         if not _MEMORY_SIZE.fullmatch(limit):
             raise ConfigError(f"a memory limit is a size such as '256MB' or '1GiB' (got {limit!r})")
+        before = self._memory_limit or self._db.value("SELECT current_setting('memory_limit')")
         try:
             self._db.con.execute(f"SET memory_limit = '{limit.strip()}'")
         except duckdb.Error as exc:
             raise ConfigError(f"DuckDB refuses the memory limit {limit!r}: {exc}") from exc
+        self._memory_limit = limit
+        return before
 
     def limit_threads(self, threads: int) -> int:
         """Sets DuckDB's threads for this ledger's database in this process; returns the count it replaced.

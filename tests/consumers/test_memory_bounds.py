@@ -87,3 +87,19 @@ def test_duckdb_threads_are_set_for_the_ledger_and_a_count_below_one_is_refused(
             with pytest.raises(ConfigError, match=r"DuckDB threads must be a whole number >= 1"):
                 ledger.limit_threads(bad)
         assert ledger.scalar("SELECT current_setting('threads')") == 2
+
+
+def test_a_memory_limit_set_returns_the_one_it_replaced_which_restores_the_buffer_pools_limit(tmp_path):
+    def in_force(ledger: Ledger) -> str:  # the buffer pool's own limit, not the setting shown
+        return ledger.scalar("SELECT memory_limit FROM pragma_database_size() LIMIT 1")
+
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        default = in_force(ledger)
+        assert ledger.limit_memory("64MB") == default  # DuckDB's default, as DuckDB writes it
+        assert ledger.limit_memory("128MB") == "64MB"  # as set, for the caller to restore exactly
+        assert in_force(ledger) == "122.0 MiB"
+        assert ledger.limit_memory(default) == "128MB"
+        assert float(in_force(ledger).split()[0]) >= float(default.split()[0]) - 0.1  # "18.8 GiB" sets 18.7
+        ledger.con.execute("SET memory_limit = '128MB'")
+        ledger.con.execute("RESET memory_limit")  # why limits are restored by setting them: RESET does
+        assert in_force(ledger) == "122.0 MiB"   # not reach the buffer pool (DuckDB 1.5)

@@ -47,3 +47,17 @@ def test_the_runtime_directory_is_made_private_and_refused_when_others_can_enter
                                           r" user's with mode 0700 \(it is owned by uid \d+, mode 755\)"):
         ensure_admin_runtime_dir(socket)
     ensure_admin_runtime_dir(tmp_path / "elsewhere.sock")  # a socket outside it is its directory's business
+
+
+def test_the_close_memory_limit_is_256mb_unless_set_and_a_value_that_is_not_a_size_is_refused(monkeypatch):
+    from pydantic import ValidationError
+
+    from ground.settings import Settings
+
+    monkeypatch.delenv("LEARNRIGHT_CLOSE__MEMORY_LIMIT", raising=False)
+    assert Settings().close.memory_limit == "256MB"
+    monkeypatch.setenv("LEARNRIGHT_CLOSE__MEMORY_LIMIT", "512MiB")
+    assert Settings().close.memory_limit == "512MiB"
+    monkeypatch.setenv("LEARNRIGHT_CLOSE__MEMORY_LIMIT", "64MB'; DROP")
+    with pytest.raises(ValidationError, match=r"close\.memory_limit"):
+        Settings()

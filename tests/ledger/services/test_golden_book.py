@@ -348,3 +348,45 @@ def test_a_close_that_rolled_back_gives_the_same_statements_when_run_again(book_
                 ledger.get_close("2026-04").root) == expected
         assert ledger.scalar("SELECT count(*) FROM close_streams WHERE period = '2026-04'") == 2
         assert verify(ledger).ok
+
+
+def in_force(ledger: Ledger) -> str:
+    """DuckDB's buffer pool's memory limit, as DuckDB writes it (``current_setting`` shows the setting,
+    which ``RESET`` changes without reaching the pool)."""
+    return ledger.scalar("SELECT memory_limit FROM pragma_database_size() LIMIT 1")
+
+
+def test_a_close_stores_the_golden_documents_under_its_memory_limit_and_restores_the_limit_before(book_ledger):
+    """``close.memory_limit`` caps DuckDB while the statements are built and stored (the bytes are the
+    same whatever the limit: past it DuckDB spills), and the limit the ledger had is back after."""
+    book_ledger.limit_memory("1GB")
+    during: list[str] = []
+
+    class NotingSigner:
+        """Signs as SIGNER does, noting DuckDB's memory limit as each statement is signed in the close."""
+
+        fingerprint = SIGNER.fingerprint
+
+        def sign(self, message: bytes) -> str:
+            during.append(in_force(book_ledger))
+            return SIGNER.sign(message)
+
+    close_period(book_ledger, "2026-04", now=NOW, signer=NotingSigner(), memory_limit="16MB")
+    assert during and set(during) == {"15.2 MiB"}  # DuckDB's spelling of 16MB
+    assert in_force(book_ledger) == "953.6 MiB"  # 1GB, as before
+    expected = {path.stem: path.read_text() for path in GOLDEN.glob("2026-04_*.json")}
+    assert documents(book_ledger, "2026-04") == expected
+
+
+def test_a_failed_close_restores_the_memory_limit_too(book_ledger):
+    class FailingSigner:
+        fingerprint = SIGNER.fingerprint
+
+        def sign(self, message: bytes) -> str:
+            raise RuntimeError("the signing key went away")
+
+    book_ledger.limit_memory("64MB")  # as the consumer of `learnright serve` sets it
+    with pytest.raises(RuntimeError, match="the signing key went away"):
+        close_period(book_ledger, "2026-04", now=NOW, signer=FailingSigner(), memory_limit="16MB")
+    assert in_force(book_ledger) == "61.0 MiB"  # 64MB
+    assert book_ledger.get_close("2026-04") is None
