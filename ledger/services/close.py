@@ -150,8 +150,7 @@ def _commitment(ledger: LedgerStore, period: str, planned: PlannedEntries, previ
                 before: int) -> CloseCommitment:
     """What closing ``period`` commits to: its cut-off, every stream's head after it, the book and the root."""
     start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
-    covered = ledger.covered_digests(period, before, previous.last_entry_id if previous else 0)
-    touched = chain.fold_streams(covered, start)
+    touched = ledger.covered_heads(period, before, previous.last_entry_id if previous else 0, start)
     stream = chain.close_stream(period)
     touched.update(chain.fold_streams(((stream, h) for h in planned.hashes), {**start, **touched}))
     every = {**start, **touched}
