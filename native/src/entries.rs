@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::chain::{hex, write_json_string, ENTRY_FORMAT};
+use crate::chain::{write_json_string, ENTRY_FORMAT};
 use crate::decimal::{write_int, write_scale12};
 
 /// The values of one Arrow column, as raw little-endian bytes of the whole buffers; rows are
@@ -132,12 +132,44 @@ pub fn canonical(out: &mut Vec<u8>, columns: &[FieldColumn<'_>], row: usize) {
 
 /// The digest (64 lowercase hex characters) of every row, back to back, in row order.
 pub fn digests(columns: &[FieldColumn<'_>], rows: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows * 64);
+    let mut out = vec![0u8; rows * 64];
+    digests_into(columns, 0, &mut out);
+    out
+}
+
+/// Rows at least this many are digested on several threads (the fold itself stays in order).
+const PARALLEL_ROWS: usize = 4_096;
+
+/// Writes the digests of rows `first..first + out.len() / 64` into `out`, 64 hex characters each.
+fn digests_into(columns: &[FieldColumn<'_>], first: usize, out: &mut [u8]) {
     let mut entry = Vec::with_capacity(512);
-    for row in 0..rows {
-        canonical(&mut entry, columns, row);
-        hex(&Sha256::digest(&entry), &mut out);
+    for (index, slot) in out.chunks_exact_mut(64).enumerate() {
+        canonical(&mut entry, columns, first + index);
+        hex_into(&Sha256::digest(&entry), slot);
     }
+}
+
+/// A 32-byte digest as 64 lowercase hex characters, written over `out`.
+fn hex_into(digest: &[u8], out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in digest.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[(byte >> 4) as usize];
+        pair[1] = HEX[(byte & 15) as usize];
+    }
+}
+
+/// [`digests`] on up to `threads` threads: each row's digest depends on its row alone.
+pub fn digests_parallel(columns: &[FieldColumn<'_>], rows: usize, threads: usize) -> Vec<u8> {
+    if threads < 2 || rows < PARALLEL_ROWS {
+        return digests(columns, rows);
+    }
+    let mut out = vec![0u8; rows * 64];
+    let per = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (part, chunk) in out.chunks_mut(per * 64).enumerate() {
+            scope.spawn(move || digests_into(columns, part * per, chunk));
+        }
+    });
     out
 }
 
@@ -177,22 +209,17 @@ impl Folder {
         link.update(self.head);
         link.update(b"\n");
         link.update(digest);
-        let mut head = Vec::with_capacity(64);
-        hex(&link.finalize(), &mut head);
-        self.head.copy_from_slice(&head);
+        hex_into(&link.finalize(), &mut self.head);
         self.count += 1;
     }
 
-    /// Folds every row of `columns` (ENTRY_FIELDS in order; the first is the stream, never NULL).
-    pub fn fold_rows(&mut self, columns: &[FieldColumn<'_>], rows: usize) {
-        let mut entry = Vec::with_capacity(512);
-        let mut digest = Vec::with_capacity(64);
-        for row in 0..rows {
-            canonical(&mut entry, columns, row);
-            digest.clear();
-            hex(&Sha256::digest(&entry), &mut digest);
+    /// Folds every row of `columns` (ENTRY_FIELDS in order; the first is the stream, never NULL),
+    /// their digests computed on up to `threads` threads first.
+    pub fn fold_rows(&mut self, columns: &[FieldColumn<'_>], rows: usize, threads: usize) {
+        let digests = digests_parallel(columns, rows, threads);
+        for (row, digest) in digests.chunks_exact(64).enumerate() {
             let stream = columns[0].text(row).unwrap_or(b"");
-            self.fold(stream, &digest);
+            self.fold(stream, digest);
         }
     }
 

@@ -510,6 +510,11 @@ fn head_bytes(head: &str) -> PyResult<[u8; 64]> {
     head.as_bytes().try_into().map_err(|_| PyValueError::new_err(format!("a stream head has 64 hex characters, not {:?}", head)))
 }
 
+/// Threads that compute entry digests: the machine's cores, at most 4 (the fold that follows is sequential).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
 /// The entry digest (format 3) of every row of a batch of ENTRY_FIELDS columns (see
 /// `ColumnSpec`), 64 lowercase hex characters each, back to back: `chain.digest` of each row.
 #[pyfunction]
@@ -519,7 +524,7 @@ fn entry_digests<'py>(py: Python<'py>, rows: usize, columns: Vec<ColumnSpec<'py>
     let out = py.detach(|| {
         // SAFETY: `held` keeps every buffer lent until this returns.
         let columns = unsafe { field_columns(&raw, rows) }?;
-        Ok::<_, entries::ColumnError>(entries::digests(&columns, rows))
+        Ok::<_, entries::ColumnError>(entries::digests_parallel(&columns, rows, threads()))
     }).map_err(|e| PyValueError::new_err(format!("cannot read entry columns: {}", e.0)))?;
     drop(held);
     Ok(PyBytes::new(py, &out))
@@ -553,7 +558,7 @@ impl EntryFolder {
         py.detach(|| {
             // SAFETY: `held` keeps every buffer lent until this returns.
             let columns = unsafe { field_columns(&raw, rows) }?;
-            folder.fold_rows(&columns, rows);
+            folder.fold_rows(&columns, rows, threads());
             Ok::<_, entries::ColumnError>(())
         }).map_err(|e| PyValueError::new_err(format!("cannot read entry columns: {}", e.0)))?;
         drop(held);
