@@ -310,7 +310,8 @@ class Rebuild:
             details.append(statement)
         scratch_previous = self.scratch.latest_close(before=period)
         entry = _first_entry_difference(
-            _covered(self.live, close, previous), _covered(self.scratch, rebuilt, scratch_previous))
+            _covered(self.live, close, previous), _covered(self.scratch, rebuilt, scratch_previous),
+            committed=rebuilt.root == close.root)
         if entry:
             details.append(entry)
         return CloseCheck(period=period, verdict=DIVERGES if details else MATCH, root=close.root,
@@ -346,7 +347,8 @@ def _first_statement_difference(live: Ledger, scratch: Ledger, period: str) -> s
 class _Entry:
     key: tuple[str, int, int]
     values: tuple
-    stored_hash: str
+    stored_hash: str | None
+    """The digest stored with the entry (booked before schema 14), else None."""
 
 
 def _covered(ledger: Ledger, close: CloseRecord, previous: CloseRecord | None) -> Iterator[_Entry]:
@@ -367,8 +369,13 @@ def _covered(ledger: Ledger, close: CloseRecord, previous: CloseRecord | None) -
         after = (rows[-1][0], rows[-1][1], rows[-1][2])
 
 
-def _first_entry_difference(live: Iterator[_Entry], rebuilt: Iterator[_Entry]) -> str | None:
-    """The first covered entry that is not the same in both, by key: missing on one side, or which field differs."""
+def _first_entry_difference(live: Iterator[_Entry], rebuilt: Iterator[_Entry], *, committed: bool) -> str | None:
+    """The first covered entry that is not the same in both, by key: missing on one side, or which field differs.
+
+    ``committed``: the live close's stored root is the rebuilt one, so the close committed to
+    the rebuilt entries and a differing live entry was changed after it. An entry booked
+    before schema 14 also has its stored digest, which names an edit after booking.
+    """
     a, b = next(live, None), next(rebuilt, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a.key < b.key):
@@ -377,8 +384,12 @@ def _first_entry_difference(live: Iterator[_Entry], rebuilt: Iterator[_Entry]) -
             return f"entry {chain.entry_key(*b.key)}: only in the rebuilt ledger"
         if chain.digest(a.values) != chain.digest(b.values):
             field, x, y = next((f, x, y) for f, x, y in zip(chain.ENTRY_FIELDS, a.values, b.values) if x != y)
-            note = "; its stored hash is the rebuilt entry's: the live file was changed after booking" \
-                if a.stored_hash == chain.digest(b.values) else ""
+            if a.stored_hash is not None and a.stored_hash == chain.digest(b.values):
+                note = "; its stored hash is the rebuilt entry's: the live file was changed after booking"
+            elif committed:
+                note = "; the close's root commits to the rebuilt entry: the live file was changed after the close"
+            else:
+                note = ""
             return f"entry {chain.entry_key(*a.key)}: {field} live {x}, rebuilt {y}{note}"
         a, b = next(live, None), next(rebuilt, None)
     return None

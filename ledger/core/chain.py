@@ -8,12 +8,15 @@ period line a close computed), its **position** in that stream (the record's off
 the period line's index) and its **line** within that. :func:`entry_key` writes the three
 as ``<stream>@<position>#<line>``. A reversal names the entry it reverses by that key.
 
-``entry_hash`` is the SHA-256 of the entry's canonical bytes (:func:`canonical`): a
+An entry's **digest** is the SHA-256 of its canonical bytes (:func:`canonical`): a
 versioned JSON array (compact, UTF-8, exactly what ``json.dumps(..., separators=(",", ":"),
 ensure_ascii=False)`` writes) of the ENTRY_FIELDS values, amounts at the accrual scale as
-strings and times as UTC microseconds. It depends on the entry alone, so batch
-boundaries, poll timing, restarts, the number of consumers and whether the native fast
-path ran cannot change it.
+strings, times as UTC microseconds and ``null`` for a missing value. It depends on the
+entry alone, so batch boundaries, poll timing, restarts, the number of consumers and
+whether the native fast path ran cannot change it. Being a function of the entry's own
+fields, it is not stored beside the entry (from ledger schema 14; ``accruals.entry_hash``
+of older rows still holds it): a close and ``learnright verify`` compute it from the
+stored fields (``ledger.storage.entry_digests``, natively where built).
 
 Commitments
 -----------
@@ -115,28 +118,9 @@ def digest(values: Sequence[object]) -> str:
     return hashlib.sha256(canonical(values)).hexdigest()
 
 
-def canonical_accrual(accrual: Accrual) -> bytes:
-    """``canonical`` of an accrual's ENTRY_FIELDS, written out field by field.
-
-    The append path's fast form of :func:`canonical` (no per-value type dispatch); the
-    two give identical bytes, which the tests check on every kind of value. The native
-    fast path writes the same bytes (``native/src/chain.rs``).
-    """
-    a, q, w, text = accrual, ACCRUAL_QUANTUM, WIDE, encode_basestring
-    reverses = "null" if a.reverses_entry_key is None else text(a.reverses_entry_key)
-    return (
-        f"{_PREFIX}{text(a.stream)},{a.position:d},{a.line:d},{text(a.platform_id)},{text(a.event_id)},"
-        f"{text(a.kind)},{text(a.source_id)},{text(a.holder_id)},{text(a.model_id)},{text(a.license_id)},"
-        f'{a.license_version:d},"{a.quantity.quantize(q, context=w)}",{text(a.unit)},'
-        f'"{a.rate.quantize(q, context=w)}",{a.per:d},{text(a.currency)},"{a.amount.quantize(q, context=w)}",'
-        f"{utc_micros(a.occurred_at)},{text(a.period)},{reverses},{text(a.description)}]"
-    ).encode()
-
-
 def digest_accruals(accruals: Sequence[Accrual]) -> list[str]:
-    """The hash of each accrual (format 3), in order."""
-    sha = hashlib.sha256
-    return [sha(canonical_accrual(a)).hexdigest() for a in accruals]
+    """The digest of each accrual (format 3), in order: :func:`digest` of its ENTRY_FIELDS values."""
+    return [digest([getattr(a, name) for name in ENTRY_FIELDS]) for a in accruals]
 
 
 def link(previous: str, entry: bytes) -> str:

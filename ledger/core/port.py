@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Collection, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Collection, ContextManager, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from ledger.core.evidence import TrainingUse
 from ledger.core.licenses import LicenseBook
@@ -166,8 +166,11 @@ class LedgerStore(Protocol):
     def stream_heads(self, before: str) -> dict[str, StreamHead]:
         """Every stream's head as of the latest close before ``before``."""
 
-    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
-        """(stream, digest) of every entry a close covers (as :meth:`statement_lines`), in (stream, position, line) order."""
+    def covered_heads(self, period: str, watermark: int, previous_watermark: int,
+                      start: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+        """Each touched stream's (entry count, head) after folding the digests of every entry a close covers (as
+        :meth:`statement_lines`) onto ``start``, as ``chain.fold_streams`` does: digests computed from the entries'
+        stored fields, in (stream, position, line) order."""
 
     def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
         """The next offset per (topic, partition) a close booked up to (empty for a close before schema 7)."""

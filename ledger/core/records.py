@@ -171,8 +171,8 @@ class PlannedEntries:
 
     ``lines`` carry their identity (stream ``close/<period>``, position = index);
     ``values`` are their ENTRY_FIELDS values in order (:mod:`ledger.core.chain`), exactly
-    what their ``hashes`` cover. ``first_entry_id``..``last_entry_id`` are the local row
-    numbers they get if appended now.
+    what their ``hashes`` cover (the close folds them; from schema 14 they are not stored).
+    ``first_entry_id``..``last_entry_id`` are the local row numbers they get if appended now.
     """
 
     lines: tuple[PeriodLine, ...]
@@ -377,14 +377,15 @@ class ChainEntry:
     """One ledger entry as stored: the values its hash covers and the hash stored with it.
 
     ``format`` 3 entries carry ENTRY_FIELDS values (:mod:`ledger.core.chain`) and their own
-    digest; ``format`` 2 ones (booked before ledger schema 7) ENTRY_FIELDS_V2 values and
-    their link in the global chain. ``entry_id`` is the local row number.
+    digest if booked before ledger schema 14 (None since: it is computed from the values);
+    ``format`` 2 ones (booked before ledger schema 7) ENTRY_FIELDS_V2 values and their link in
+    the global chain. ``entry_id`` is the local row number.
     """
 
     entry_id: int
     format: int
     values: tuple
-    entry_hash: str
+    entry_hash: str | None
     key: str
     """The entry's key (``stream@position#line``; ``entry:<id>`` for format 2), for reports."""
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -157,11 +158,12 @@ def _period_entries(ledger: LedgerStore, period: str, watermark: int,
 
 
 def _commitment(ledger: LedgerStore, period: str, planned: PlannedEntries, previous: CloseRecord | None,
-                before: int) -> CloseCommitment:
-    """What closing ``period`` commits to: its cut-off, every stream's head after it, the book and the root."""
-    start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
-    covered = ledger.covered_digests(period, before, previous.last_entry_id if previous else 0)
-    touched = chain.fold_streams(covered, start)
+                start: dict[str, tuple[int, str]], covered: dict[str, tuple[int, str]]) -> CloseCommitment:
+    """What closing ``period`` commits to: its cut-off, every stream's head after it, the book and the root.
+
+    ``start`` is every stream's (count, head) before the close, ``covered`` the streams the covered
+    entries touch after folding them (:meth:`LedgerStore.covered_heads`)."""
+    touched = dict(covered)
     stream = chain.close_stream(period)
     touched.update(chain.fold_streams(((stream, h) for h in planned.hashes), {**start, **touched}))
     every = {**start, **touched}
@@ -215,20 +217,29 @@ def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
 
 def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
                memory_limit: str | None) -> tuple[str, ...]:
-    # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
-    with collection_paused():
-        book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
-        with _memory_limited(ledger, memory_limit):
-            return _close_one_with(ledger, period, now, signer, book)
-
-
-def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
-                    book: LicenseBook) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
+    start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
+    # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
+    with collection_paused():
+        # The digests of every covered entry, computed from their fields and folded into stream heads (a
+        # DuckDB sort and native work, both outside the GIL), on a thread of their own while the book is
+        # read and the period lines computed: what is folded depends on the covered range alone.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="close-fold") as aside:
+            covered = aside.submit(ledger.covered_heads, period, before, previous.last_entry_id if previous else 0,
+                                   start)
+            book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
+            with _memory_limited(ledger, memory_limit):
+                return _close_one_with(ledger, period, now, signer, book, before=before, previous=previous,
+                                       start=start, covered=covered)
+
+
+def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, book: LicenseBook, *,
+                    before: int, previous: CloseRecord | None, start: dict[str, tuple[int, str]],
+                    covered: Future) -> tuple[str, ...]:
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
-    commitment = _commitment(ledger, period, planned, previous, before)
+    commitment = _commitment(ledger, period, planned, previous, start, covered.result())
     watermark = planned.last_entry_id
     added: dict[tuple[str, str], list[StatementLine]] = {}
     for line in planned.lines:  # appended by this close, one statement line each

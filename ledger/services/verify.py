@@ -2,15 +2,19 @@
 
 Finds, without trusting any stored hash:
   * an edited entry: the first whose content no longer gives its stored digest (entry
-    format 3), or the first broken link of the format-2 chain of entries booked before
-    ledger schema 7;
+    format 3 booked before ledger schema 14, which stored it), or the first broken link of
+    the format-2 chain of entries booked before ledger schema 7;
   * a missing row: a gap in the local row numbers, or fewer rows than the last batch or
     the anchor file beside the ledger (written after every commit, outside the DuckDB
     file) record;
-  * an entry of a closed month changed, dropped, added or re-keyed together with its
-    stored hash: the stream whose recomputed head differs from what its close recorded,
-    and the close whose recomputed root differs from its stored root or from the root
-    its signed statements carry;
+  * an entry of a closed month changed, dropped, added or re-keyed (with or without a
+    stored digest beside it): the stream whose recomputed head differs from what its close
+    recorded, and the close whose recomputed root differs from its stored root or from the
+    root its signed statements carry. Every entry's digest is computed from its stored
+    fields (:mod:`ledger.storage.entry_digests`); from schema 14 none is stored, so an
+    entry booked since is committed by its close alone: an edit to an entry of a month not
+    closed yet has nothing to differ from until that month closes (a digest stored beside
+    the row never committed it either: whoever edits the row can rewrite the digest);
   * a statement that no longer matches: its document hash, its totals against the
     accruals its close covered, or payable + carry out != accrued + carry in;
   * a collective's distribution that does not sum to its statement, or a member
@@ -76,7 +80,7 @@ def verify(ledger: LedgerStore) -> VerifyReport:
                     f" to {legacy_head[:16]}...; the entry or one before it was changed")
                 broken_link = True
             legacy_heads[entry_id] = legacy_head
-        elif not changed:
+        elif not changed and entry.entry_hash is not None:  # booked before schema 14, with its digest stored
             recomputed = chain.digest(entry.values)
             if recomputed != entry.entry_hash:
                 problems.append(f"first changed entry: {where}: stored hash {entry.entry_hash[:16]}... but its content"
@@ -143,8 +147,8 @@ def _check_commitments(ledger: LedgerStore, closes: list[CloseRecord], check_anc
             roots[close.period] = close.chain_head
             previous = close
             continue
-        covered = ledger.covered_digests(close.period, close.last_entry_id, previous.last_entry_id if previous else 0)
-        touched = chain.fold_streams(covered, heads)
+        touched = ledger.covered_heads(close.period, close.last_entry_id, previous.last_entry_id if previous else 0,
+                                       heads)
         recorded = ledger.close_streams(close.period)
         for stream in sorted(set(touched) | set(recorded)):
             mine, theirs = touched.get(stream), recorded.get(stream)

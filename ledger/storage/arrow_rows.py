@@ -7,7 +7,6 @@ types here match the DDL in :mod:`ledger.storage.migrations`.
 from __future__ import annotations
 
 import json
-from array import array
 from datetime import datetime
 from typing import TYPE_CHECKING, Sequence
 
@@ -46,12 +45,15 @@ _ACCRUAL_TYPES = {
 }
 
 
-def accruals_table(values: Sequence[tuple], hashes: Sequence[str], batch_id: int, first_entry_id: int) -> pa.Table:
-    """``accruals`` rows from entries' ENTRY_FIELDS values (format 3), numbered from ``first_entry_id``."""
+def accruals_table(values: Sequence[tuple], batch_id: int, first_entry_id: int) -> pa.Table:
+    """``accruals`` rows from entries' ENTRY_FIELDS values (format 3), numbered from ``first_entry_id``.
+
+    No ``entry_hash``: from schema 14 an entry's digest is computed from these fields where it
+    is needed (:mod:`ledger.storage.entry_digests`), and the column stays NULL.
+    """
     columns = {"entry_id": pa.array(range(first_entry_id, first_entry_id + len(values)), pa.int64())}
     for index, name in enumerate(chain.ENTRY_FIELDS):
         columns[name] = pa.array([row[index] for row in values], _ACCRUAL_TYPES.get(name, pa.string()))
-    columns["entry_hash"] = pa.array(hashes, pa.string())
     columns["batch_id"] = pa.array([batch_id] * len(values), pa.int64())
     return pa.table(columns)
 
@@ -113,18 +115,14 @@ def native_events_table(native, batch_id: int) -> pa.Table:
     return pa.table(columns)
 
 
-def native_accruals_table(native, first_entry_id: int, hashes: bytes, batch_id: int) -> pa.Table:
-    """The ``accruals`` rows of a native batch, numbered from ``first_entry_id``.
-
-    ``hashes`` is ``native.digests()``: each row's entry digest (format 3), 64 hex
-    characters each, back to back. The fast path books no reversals and no descriptions.
+def native_accruals_table(native, first_entry_id: int, batch_id: int) -> pa.Table:
+    """The ``accruals`` rows of a native batch, numbered from ``first_entry_id`` (no ``entry_hash``,
+    as :func:`accruals_table`). The fast path books no reversals and no descriptions.
     """
     rows = native.accrual_count
     columns = _native_columns(native.accrual_buffers(), rows)
     columns["entry_id"] = pa.array(range(first_entry_id, first_entry_id + rows), pa.int64())
     columns["reverses_entry_key"] = pa.nulls(rows, pa.string())
     columns["description"] = pa.repeat(pa.scalar("", pa.string()), rows)
-    offsets = array("i", range(0, 64 * rows + 1, 64)).tobytes()
-    columns["entry_hash"] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(hashes)])
     columns["batch_id"] = pa.repeat(pa.scalar(batch_id, pa.int64()), rows)
     return pa.table(columns)

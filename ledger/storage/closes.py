@@ -16,7 +16,7 @@ import itertools
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -29,6 +29,7 @@ from ledger.errors import LedgerFileError
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
+from ledger.storage.entry_digests import fold_entries
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
 
@@ -49,7 +50,10 @@ ORDER BY holder_id, currency
 lines after another. Parameters as :data:`_COVERED`'s."""
 
 CHUNK = 65_536
-"""Digests fetched at a time while a close folds them."""
+"""Entries fetched at a time while a close folds their digests."""
+
+LEGACY_STREAM = "legacy"
+"""The stream a close folds entries booked before format 3 (schema 7) into, by row number."""
 
 STATEMENT_CHUNK = 1_000
 """Signed statements inserted at a time as a close streams them into its transaction: what bounds a
@@ -185,7 +189,10 @@ class CloseRepository:
         return {(holder, currency): amount for holder, currency, amount in rows}
 
     def plan_entries(self, lines: Sequence[PeriodLine], period: str) -> PlannedEntries:
-        """The period lines of closing ``period`` keyed in its stream, with digests and row numbers; nothing is written."""
+        """The period lines of closing ``period`` keyed in its stream, with digests and row numbers; nothing is written.
+
+        The digests are what the close folds into the stream ``close/<period>``; they are not stored
+        (schema 14): verify computes them again from the appended rows."""
         stream = chain.close_stream(period)
         keyed = tuple(replace(line, stream=stream, position=index) for index, line in enumerate(lines))
         values = tuple(tuple(getattr(line, name) for name in chain.ENTRY_FIELDS) for line in keyed)
@@ -200,20 +207,30 @@ class CloseRepository:
             " WHERE period < ? GROUP BY stream", [before])
         return {stream: StreamHead(stream=stream, entries=entries, head=head) for stream, entries, head in rows}
 
-    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
-        """(stream, digest) of every entry a close covers, in (stream, position, line) order.
+    def covered_heads(self, period: str, watermark: int, previous_watermark: int,
+                      start: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+        """Folds the digest of every entry a close covers onto ``start``: the (count, head) of each stream touched.
 
-        An entry stored before format 3 has no stream from the log: it folds into stream
-        ``legacy`` by its row number, with its format-2 hash.
+        An entry's digest (format 3) is computed from its stored fields
+        (:mod:`ledger.storage.entry_digests`), in (stream, position, line) order; a digest
+        stored beside an entry before schema 14 is not read (it is the same, or the row
+        was edited). An entry stored before format 3 has no stream from the log: it folds
+        into stream ``legacy`` by its row number, with its stored format-2 hash.
         """
+        params = [watermark, period, period, previous_watermark]
         cursor = self.db.cursor()
         try:
             batches = cursor.execute(
-                f"SELECT coalesce(stream, 'legacy') AS s, entry_hash FROM accruals WHERE {_COVERED}"
-                " ORDER BY s, coalesce(position, entry_id), line",
-                [watermark, period, period, previous_watermark]).to_arrow_reader(CHUNK)
-            for batch in batches:  # columns, not a tuple per row: this is one row per covered entry
-                yield from zip(batch.column(0).to_pylist(), batch.column(1).to_pylist())
+                f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE {_COVERED} AND stream IS NOT NULL"
+                " ORDER BY stream, position, line", params).to_arrow_reader(CHUNK)
+            heads = fold_entries(batches, start)
+            legacy = cursor.execute(
+                f"SELECT entry_hash FROM accruals WHERE {_COVERED} AND stream IS NULL ORDER BY entry_id",
+                params).to_arrow_reader(CHUNK)
+            for batch in legacy:  # columns, not a tuple per row: one row per covered entry
+                heads.update(chain.fold_streams(((LEGACY_STREAM, h) for h in batch.column(0).to_pylist()),
+                                                {**start, **heads}))
+            return heads
         finally:
             cursor.close()
 
@@ -286,7 +303,7 @@ class CloseRepository:
 
     def _append_planned(self, planned: PlannedEntries, batch_id: int, close: CloseRecord) -> None:
         """Appends a close's period entries as one batch (inside the caller's transaction)."""
-        self.db.insert("accruals", accruals_table(planned.values, planned.hashes, batch_id, planned.first_entry_id))
+        self.db.insert("accruals", accruals_table(planned.values, batch_id, planned.first_entry_id))
         self.db.con.execute(
             "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
             [batch_id, close.closed_at, 0, len(planned.values), 0, 0, ""],

@@ -3,16 +3,16 @@
 Guarantees:
   * A batch of events, its accruals, its quarantined records and its consumer offsets
     land in one transaction, so the ledger never holds rows without their offsets.
-  * Every accrual is stored with its identity from the log (stream, position, line) and
-    its own digest (entry format 3, :mod:`ledger.core.chain`), so what is hashed does not
-    depend on batch boundaries or on which path booked it. ``entry_id`` numbers rows in
+  * Every accrual is stored with its identity from the log (stream, position, line), so its
+    digest (entry format 3, :mod:`ledger.core.chain`, computed from its fields where a close
+    or verify needs it, never stored from schema 14 on) does not depend on batch boundaries
+    or on which path booked it. ``entry_id`` numbers rows in
     this file's booking order (the native fast path's first within a batch): a local row
     number, never hashed, signed or compared between ledgers.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Sequence
 
@@ -43,17 +43,6 @@ class IngestRepository:
     def __init__(self, db: Db, tip: ChainTip):
         self.db = db
         self.tip = tip
-        self._helper: ThreadPoolExecutor | None = None
-
-    def close(self) -> None:
-        if self._helper is not None:
-            self._helper.shutdown()
-
-    def _aside(self) -> ThreadPoolExecutor:
-        """One helper thread for native work that overlaps a DuckDB statement."""
-        if self._helper is None:
-            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-aside")
-        return self._helper
 
     # -- probes --------------------------------------------------------------------------
 
@@ -103,7 +92,7 @@ class IngestRepository:
         """Appends a batch and its offsets in one transaction; all of it or none.
 
         Rows are numbered in this file's order (the native fast path's first, then the
-        rest); each entry's hash is its own digest, whatever its number.
+        rest); an entry's digest depends on its fields alone, whatever its number.
 
         Raises:
             DuplicateEventError: an event is booked already or twice in the batch (nothing was
@@ -133,39 +122,32 @@ class IngestRepository:
         """Writes a batch with the numbers reserved for it, in one transaction."""
         batch_id, first = reserved.batch_id, reserved.first_entry
         native = batch.native
-        native_accruals = native.accrual_count if native is not None else 0
-        # The native digests are computed (outside the GIL) while DuckDB appends the events.
-        digested = self._aside().submit(native.digests) if native_accruals else None
-        try:
-            with self.db.transaction():
-                self.tip.check_fence(self.db, batch.starts)
-                native_events = native is not None and native.event_count
-                if native_events:
-                    self.db.insert("usage_events", native_events_table(native, batch_id))
-                if batch.events:
-                    self.db.insert("usage_events", events_table(batch.events, batch_id))
-                if native_events or batch.events:
-                    self.tip.check_unique_events(self.db, batch_id, probed=not native_events)
-                if digested is not None:
-                    self.db.insert("accruals", native_accruals_table(native, first, digested.result(), batch_id))
-                hashes = chain.digest_accruals(batch.accruals)
-                self._append_rows(batch, reserved, first + native_accruals, values, hashes, at)
-                self.db.con.execute(
-                    "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [batch_id, at, batch.event_count, native_accruals + len(values), len(batch.quarantined),
-                     batch.duplicates, ""],
-                )
-        finally:
-            if digested is not None and not digested.cancel():
-                digested.exception()  # waits: the digests never run on past their batch
+        with self.db.transaction():
+            self.tip.check_fence(self.db, batch.starts)
+            native_events = native is not None and native.event_count
+            if native_events:
+                self.db.insert("usage_events", native_events_table(native, batch_id))
+            if batch.events:
+                self.db.insert("usage_events", events_table(batch.events, batch_id))
+            if native_events or batch.events:
+                self.tip.check_unique_events(self.db, batch_id, probed=not native_events)
+            native_accruals = native.accrual_count if native is not None else 0
+            if native_accruals:
+                self.db.insert("accruals", native_accruals_table(native, first, batch_id))
+            self._append_rows(batch, reserved, first + native_accruals, values, at)
+            self.db.con.execute(
+                "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [batch_id, at, batch.event_count, native_accruals + len(values), len(batch.quarantined),
+                 batch.duplicates, ""],
+            )
 
     def _append_rows(self, batch: IngestBatch, reserved: Reservation, first_entry_id: int, values: list[tuple],
-                     hashes: list[str], at: datetime) -> None:
+                     at: datetime) -> None:
         """Inserts the batch's Python-built rows other than its events, and its offsets (inside the caller's transaction)."""
         insert = self.db.insert
         batch_id = reserved.batch_id
         if values:
-            insert("accruals", accruals_table(values, hashes, batch_id, first_entry_id))
+            insert("accruals", accruals_table(values, batch_id, first_entry_id))
         if batch.revenues:
             insert("revenue_reports", revenue_table(batch.revenues, batch_id))
         if batch.lineage:

@@ -486,6 +486,18 @@ MIGRATIONS: dict[int, str] = {
         parsed VARCHAR NOT NULL
     );
     """,
+    # 14 (issue 18): entries booked from now on store no digest (entry_hash NULL). An entry's
+    # digest (format 3) is a pure function of its own stored fields, so a copy beside the row
+    # proved nothing the row does not: whoever can edit the row can rewrite the copy. What
+    # commits the ledger is each close's stream heads and root, which closes and verify fold
+    # from digests computed from the fields (ledger.storage.entry_digests). The column was
+    # about a third of the file (62 bytes a booked event, incompressible hex) and most of the
+    # checkpoints' compression work. Rows stored before keep theirs (nothing is rewritten):
+    # verify still compares them, and entries booked before schema 7 (format 2, no stream)
+    # need theirs, the links of their global chain. DuckLake takes the same ALTER.
+    14: """
+    ALTER TABLE accruals ALTER COLUMN entry_hash DROP NOT NULL;
+    """,
 }
 
 LATEST = max(MIGRATIONS)

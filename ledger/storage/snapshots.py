@@ -9,7 +9,8 @@ publishes copies: at each close and on demand. A snapshot is a directory
 
 Guarantees:
   * Consistent: copied in one DuckDB transaction, so it is the ledger as of one commit
-    (its manifest names the last row and its hash, ``chain_head``, at that commit).
+    (its manifest names the last row and its hash, ``chain_head``, at that commit: the
+    row's digest computed from its fields, or its stored format-2 hash).
   * Published whole or not at all: written under a temporary name and renamed; the
     ``LATEST`` file names the newest one only after it is complete.
   * Immutable: files are made read-only and never rewritten.
@@ -50,6 +51,7 @@ import pyarrow.parquet as pq
 from ground.errors import Terminal
 from ground.settings import SnapshotSettings
 from ledger.errors import LedgerError, LedgerLockedError
+from ledger.storage.entry_digests import LAST_ENTRY_SQL, last_entry as last_entry_of
 from ledger.storage.store import Ledger
 
 FORMAT = 1
@@ -163,9 +165,8 @@ def publish_snapshot(ledger: Ledger, directory: Path, *, now: datetime, keep_las
                 cursor.execute("BEGIN TRANSACTION")  # one read of the source: the ledger as of one commit
                 open_transaction = True
                 _copy_allowed(cursor, source, alias)
-                last_entry, head = (cursor.execute(
-                    f"SELECT entry_id, entry_hash FROM {alias}.main.accruals ORDER BY entry_id DESC LIMIT 1"
-                ).fetchall() or [(0, "")])[0]
+                last_entry, head = last_entry_of(
+                    cursor.execute(LAST_ENTRY_SQL.format(accruals=f"{alias}.main.accruals")).fetchall())
                 last_close = _last_close(cursor.execute(
                     f"SELECT * FROM {alias}.main.period_closes ORDER BY period DESC LIMIT 1"))
                 names = [r[0] for r in cursor.execute(
@@ -341,8 +342,7 @@ def snapshot_for_query(path: Path, directory: Path, *, now: datetime,
 
 def _head(ledger: Ledger) -> str:
     """The hash of the last row, as a snapshot's manifest records it (``chain_head``): empty without entries."""
-    rows = ledger.query("SELECT entry_hash FROM accruals ORDER BY entry_id DESC LIMIT 1")
-    return rows[0][0] if rows else ""
+    return last_entry_of(ledger.query(LAST_ENTRY_SQL.format(accruals="accruals")))[1]
 
 
 def list_snapshots(directory: Path) -> list[Snapshot]:

@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Collection, ContextManager, Iterable, Iterator, Sequence
+from typing import Collection, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 
@@ -108,7 +108,6 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        self._ingest.close()
         self._tip.close()
         self._db.con.close()
 
@@ -281,8 +280,9 @@ class Ledger:
     def stream_heads(self, before: str) -> dict[str, StreamHead]:
         return self._closes.stream_heads(before)
 
-    def covered_digests(self, period: str, watermark: int, previous_watermark: int) -> Iterator[tuple[str, str]]:
-        return self._closes.covered_digests(period, watermark, previous_watermark)
+    def covered_heads(self, period: str, watermark: int, previous_watermark: int,
+                      start: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+        return self._closes.covered_heads(period, watermark, previous_watermark, start)
 
     def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
         return self._closes.close_cutoff(period)

@@ -7,6 +7,7 @@ mod avro;
 mod chain;
 mod columns;
 mod decimal;
+mod entries;
 mod ingest;
 mod kafka;
 mod produce;
@@ -128,10 +129,9 @@ struct Rows {
     batch: Batch,
 }
 
-/// What keeps a column's memory alive: the batch it lies in, or bytes of its own.
+/// What keeps a column's memory alive: the batch it lies in.
 enum Keep {
     Rows(#[allow(dead_code)] Py<Rows>),
-    Owned(#[allow(dead_code)] Vec<u8>),
 }
 
 /// A read-only view of one native column's bytes (buffer protocol), so Arrow wraps the
@@ -170,11 +170,6 @@ impl Column {
 
 fn view<'py>(owner: &Bound<'py, Rows>, bytes: &[u8]) -> PyResult<Bound<'py, Column>> {
     Bound::new(owner.py(), Column { _keep: Keep::Rows(owner.clone().unbind()), address: bytes.as_ptr() as usize, len: bytes.len() })
-}
-
-fn owned(py: Python<'_>, bytes: Vec<u8>) -> PyResult<Bound<'_, Column>> {
-    let (address, len) = (bytes.as_ptr() as usize, bytes.len());
-    Bound::new(py, Column { _keep: Keep::Owned(bytes), address, len })
 }
 
 /// A column of numbers as it lies in memory: Arrow's little-endian layout at the type's width.
@@ -263,14 +258,6 @@ impl Rows {
             keys.iter().map(|(p, e)| (p.as_bytes(), e.as_bytes())).collect();
         let events = &self.batch.events;
         (0..events.offset.len()).any(|row| wanted.contains(&(events.platform_id.get(row), events.event_id.get(row))))
-    }
-
-    /// The entry digest (format 3) of every accrual, in row order: 64 lowercase hex
-    /// characters each, back to back. Each depends on its own row alone; computed outside
-    /// the GIL so that it overlaps DuckDB's work on another thread.
-    fn digests<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Column>> {
-        let digests = py.detach(|| chain::digests(&self.batch.accruals));
-        owned(py, digests)
     }
 
     /// Arrow buffers of the event columns: name -> buffer (numbers) or (offsets, data) (strings),
@@ -434,12 +421,178 @@ impl EventHashes {
     }
 }
 
+/// A buffer Python lends (an Arrow buffer: format `b`, or any bytes-like object: `B`),
+/// held while its memory is read.
+enum Lent {
+    Unsigned(#[allow(dead_code)] PyBuffer<u8>),
+    Signed(#[allow(dead_code)] PyBuffer<i8>),
+}
+
+/// Borrows a buffer: (what keeps it lent, address, length in bytes).
+fn lend(obj: &Bound<'_, PyAny>) -> PyResult<(Lent, usize, usize)> {
+    let (lent, address, len, contiguous) = match PyBuffer::<u8>::get(obj) {
+        Ok(b) => { let (a, l, c) = (b.buf_ptr() as usize, b.len_bytes(), b.is_c_contiguous()); (Lent::Unsigned(b), a, l, c) }
+        Err(_) => {
+            let b = PyBuffer::<i8>::get(obj)?;
+            let (a, l, c) = (b.buf_ptr() as usize, b.len_bytes(), b.is_c_contiguous());
+            (Lent::Signed(b), a, l, c)
+        }
+    };
+    if !contiguous {
+        return Err(PyValueError::new_err("an entry column's buffer is not contiguous"));
+    }
+    Ok((lent, address, len))
+}
+
+/// One Arrow column as Python hands it: (kind, slice offset, validity buffer or None, values
+/// buffer, string data buffer or None); kind is `text` (int32 offsets + data), `int32`,
+/// `int64` (also times in microseconds) or `scale12` (decimal128 at 12 places).
+type ColumnSpec<'py> = (String, usize, Option<Bound<'py, PyAny>>, Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+
+/// A column's buffers by address, to be read once the GIL is released.
+struct RawColumn {
+    kind: u8,
+    offset: usize,
+    validity: Option<(usize, usize)>,
+    values: (usize, usize),
+    data: (usize, usize),
+}
+
+fn raw_columns(columns: &[ColumnSpec<'_>], held: &mut Vec<Lent>) -> PyResult<Vec<RawColumn>> {
+    let mut raw = Vec::with_capacity(columns.len());
+    for (kind, offset, validity, values, data) in columns {
+        let kind = match kind.as_str() {
+            "text" => b't',
+            "int32" => b'4',
+            "int64" => b'8',
+            "scale12" => b'd',
+            other => return Err(PyValueError::new_err(format!("an entry column of unknown kind {other:?}"))),
+        };
+        let mut take = |obj: &Bound<'_, PyAny>| -> PyResult<(usize, usize)> {
+            let (lent, address, len) = lend(obj)?;
+            held.push(lent);
+            Ok((address, len))
+        };
+        let validity = validity.as_ref().map(&mut take).transpose()?;
+        let values = take(values)?;
+        let data = match (kind, data) {
+            (b't', Some(data)) => take(data)?,
+            (b't', None) => return Err(PyValueError::new_err("a text column needs its data buffer")),
+            _ => (0, 0),
+        };
+        raw.push(RawColumn { kind, offset: *offset, validity, values, data });
+    }
+    Ok(raw)
+}
+
+/// # Safety
+/// Every address must be a buffer still lent (held) for the lifetime of the result.
+unsafe fn field_columns<'a>(raw: &[RawColumn], rows: usize) -> Result<Vec<entries::FieldColumn<'a>>, entries::ColumnError> {
+    let slice = |(address, len): (usize, usize)| -> &'a [u8] {
+        if len == 0 { &[] } else { std::slice::from_raw_parts(address as *const u8, len) }
+    };
+    let mut columns = Vec::with_capacity(raw.len());
+    for column in raw {
+        let values = match column.kind {
+            b't' => entries::Values::Text { offsets: slice(column.values), data: slice(column.data) },
+            b'4' => entries::Values::Int32(slice(column.values)),
+            b'8' => entries::Values::Int64(slice(column.values)),
+            _ => entries::Values::Scale12(slice(column.values)),
+        };
+        let field = entries::FieldColumn { values, validity: column.validity.map(slice), offset: column.offset };
+        field.check(rows)?;
+        columns.push(field);
+    }
+    Ok(columns)
+}
+
+fn head_bytes(head: &str) -> PyResult<[u8; 64]> {
+    head.as_bytes().try_into().map_err(|_| PyValueError::new_err(format!("a stream head has 64 hex characters, not {:?}", head)))
+}
+
+/// Threads that compute entry digests: the machine's cores, at most 4 (the fold that follows is sequential).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// The entry digest (format 3) of every row of a batch of ENTRY_FIELDS columns (see
+/// `ColumnSpec`), 64 lowercase hex characters each, back to back: `chain.digest` of each row.
+#[pyfunction]
+fn entry_digests<'py>(py: Python<'py>, rows: usize, columns: Vec<ColumnSpec<'py>>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut held = Vec::new();
+    let raw = raw_columns(&columns, &mut held)?;
+    let out = py.detach(|| {
+        // SAFETY: `held` keeps every buffer lent until this returns.
+        let columns = unsafe { field_columns(&raw, rows) }?;
+        Ok::<_, entries::ColumnError>(entries::digests_parallel(&columns, rows, threads()))
+    }).map_err(|e| PyValueError::new_err(format!("cannot read entry columns: {}", e.0)))?;
+    drop(held);
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Stream heads folded from stored entries: `chain.fold_streams` over each row's digest,
+/// computed from its ENTRY_FIELDS columns batch after batch (rows in (stream, position, line)
+/// order), outside the GIL.
+#[pyclass(module = "learnright_native")]
+struct EntryFolder {
+    folder: entries::Folder,
+}
+
+#[pymethods]
+impl EntryFolder {
+    /// ``start``: each stream's (entry count, head) before; a stream not in it starts at (0, 64 zeros).
+    #[new]
+    fn new(start: HashMap<String, (i64, String)>) -> PyResult<Self> {
+        let mut heads = HashMap::with_capacity(start.len());
+        for (stream, (count, head)) in start {
+            heads.insert(stream.into_bytes(), (count, head_bytes(&head)?));
+        }
+        Ok(EntryFolder { folder: entries::Folder::new(heads) })
+    }
+
+    /// Folds `rows` entries given as their ENTRY_FIELDS columns in order (the first, the stream, never NULL).
+    fn fold_columns<'py>(&mut self, py: Python<'py>, rows: usize, columns: Vec<ColumnSpec<'py>>) -> PyResult<()> {
+        let mut held = Vec::new();
+        let raw = raw_columns(&columns, &mut held)?;
+        let folder = &mut self.folder;
+        py.detach(|| {
+            // SAFETY: `held` keeps every buffer lent until this returns.
+            let columns = unsafe { field_columns(&raw, rows) }?;
+            folder.fold_rows(&columns, rows, threads());
+            Ok::<_, entries::ColumnError>(())
+        }).map_err(|e| PyValueError::new_err(format!("cannot read entry columns: {}", e.0)))?;
+        drop(held);
+        Ok(())
+    }
+
+    /// Folds digests given as hex (a stream's next entries, in order).
+    fn fold_digests(&mut self, stream: &str, digests: Vec<String>) -> PyResult<()> {
+        for digest in digests {
+            self.folder.fold(stream.as_bytes(), &head_bytes(&digest)?);
+        }
+        Ok(())
+    }
+
+    /// The (entry count, head) of every stream touched.
+    fn heads(&self) -> HashMap<String, (i64, String)> {
+        self.folder
+            .heads()
+            .into_iter()
+            .map(|(stream, (count, head))| {
+                (String::from_utf8_lossy(&stream).into_owned(), (count, String::from_utf8_lossy(&head).into_owned()))
+            })
+            .collect()
+    }
+}
+
 #[pymodule]
 fn learnright_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pricer>()?;
     m.add_class::<Rows>()?;
     m.add_class::<Column>()?;
     m.add_class::<EventHashes>()?;
+    m.add_class::<EntryFolder>()?;
+    m.add_function(wrap_pyfunction!(entry_digests, m)?)?;
     m.add_function(wrap_pyfunction!(scan_fetch, m)?)?;
     m.add_function(wrap_pyfunction!(plain_fetch, m)?)?;
     m.add_function(wrap_pyfunction!(fetch_records, m)?)?;

@@ -3,8 +3,9 @@
 Fetches are built as Kafka writes them (kafka-python's record batch builder), priced
 once through ``build_batch`` alone and once through the fast path, each appended to a
 real DuckDB ledger of its own; the ledgers must hold the same rows, and the fast one's
-entries must verify in Python. The native entry digests are compared with
-``chain.digest_accruals`` of the accruals Python builds from the same records.
+entries must verify in Python. The entry digests computed natively from the fast path's Arrow
+columns (as a close computes them from stored rows) are compared with ``chain.digest_accruals``
+of the accruals Python builds from the same records.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ledger.core.license_file import parse_book
 from ledger.core.money import ACCRUAL_QUANTUM, WIDE
 from ledger.core.pricing import Accrual
 from ledger.storage.arrow_rows import events_table, native_accruals_table, native_events_table
+from ledger.storage.entry_digests import entry_digests
 from ledger.storage.store import Ledger
 from ledger.services.verify import verify
 from schemas import default_catalog, encode
@@ -273,7 +275,7 @@ def test_an_event_booked_already_is_refused_whole_and_nothing_is_written(tmp_pat
         ledger.apply_licenses(BOOK, "book.toml")
         ledger.append_batch(builder.build([FetchBlock("t", 0, 0, fetch(values[:5]), 5, 4)], ledger.load_book(), ledger))
         state = ("SELECT (SELECT count(*) FROM usage_events),"
-                 " (SELECT string_agg(entry_hash, ',' ORDER BY entry_id) FROM accruals)")
+                 " (SELECT count(*) FROM accruals)")
         before = (ledger.last_entry_id, ledger.query(state))
         again = builder.build([FetchBlock("t", 0, 0, fetch(values), 20, 19)], ledger.load_book(), ledger)
         with pytest.raises(DuplicateEventError, match="booked already"):
@@ -473,9 +475,8 @@ def test_mutated_bodies_are_booked_exactly_as_python_books_them_or_left_to_pytho
     assert len(python.events) == 1, python.quarantined
     assert _columns(native_events_table(rows, 1)) == _columns(events_table(python.events, 1))
     accruals = placed(python)
-    digests = rows.digests()
-    assert split(digests) == chain.digest_accruals(accruals)
-    assert _columns(native_accruals_table(rows, 1, digests, 1)) == expected_accrual_rows(accruals, 1, 1)
+    assert native_digests(rows) == chain.digest_accruals(accruals)
+    assert _columns(native_accruals_table(rows, 1, 1)) == expected_accrual_rows(accruals, 1, 1)
 
 
 def placed(batch) -> list[Accrual]:
@@ -486,18 +487,17 @@ def placed(batch) -> list[Accrual]:
     return accruals
 
 
-def split(digests) -> list[str]:
-    """``Rows.digests()`` (a view of native memory) as one hex string per accrual."""
-    digests = bytes(memoryview(digests))
-    assert len(digests) % 64 == 0
-    return [digests[start:start + 64].decode("ascii") for start in range(0, len(digests), 64)]
+def native_digests(rows) -> list[str]:
+    """The digest of each accrual of a native batch, computed from its Arrow columns as a close computes
+    them from the stored rows (``ledger.storage.entry_digests``)."""
+    table = native_accruals_table(rows, 1, 1).select(list(chain.ENTRY_FIELDS))
+    return [digest for batch in table.to_batches() for digest in entry_digests(batch)]
 
 
 def expected_accrual_rows(accruals: list[Accrual], first_entry_id: int, batch_id: int) -> list[dict]:
-    """The ``accruals`` rows Python's values make, numbered from ``first_entry_id``, with their digests."""
-    return [{**{name: getattr(a, name) for name in chain.ENTRY_FIELDS}, "entry_id": entry_id, "entry_hash": digest,
-             "batch_id": batch_id}
-            for entry_id, a, digest in zip(count(first_entry_id), accruals, chain.digest_accruals(accruals))]
+    """The ``accruals`` rows Python's values make, numbered from ``first_entry_id`` (no digest: schema 14)."""
+    return [{**{name: getattr(a, name) for name in chain.ENTRY_FIELDS}, "entry_id": entry_id, "batch_id": batch_id}
+            for entry_id, a in zip(count(first_entry_id), accruals)]
 
 
 def toml_text(text: str) -> str:
@@ -569,8 +569,8 @@ def test_native_digests_are_pythons_for_every_kind_of_value(odd_ledger):
     rows, accruals = native_and_python(odd_ledger, fetches)
     assert rows.event_count == len(values) and not rows.fallback()  # every record went the fast way
     assert {a.stream for a in accruals} == {"lr.usage.training/0", 't "ü" \\\n\x01/2147483647'}
-    assert split(rows.digests()) == chain.digest_accruals(accruals)
-    assert _columns(native_accruals_table(rows, 7, rows.digests(), 3)) == expected_accrual_rows(accruals, 7, 3)
+    assert native_digests(rows) == chain.digest_accruals(accruals)
+    assert _columns(native_accruals_table(rows, 7, 3)) == expected_accrual_rows(accruals, 7, 3)
 
 
 def test_a_digest_depends_on_its_own_entry_alone(odd_ledger):
@@ -580,12 +580,12 @@ def test_a_digest_depends_on_its_own_entry_alone(odd_ledger):
     answer = {"model_id": "m", "occurred_at": START, "attributions": [
         {"source_id": "src-photos", "weight": Decimal("0.25")}, {"source_id": "src-novels", "weight": Decimal("0.5")}]}
     data = fetch([encoded("InferenceUsage", inference(rng, n, **answer)) for n in range(6)])
-    whole = split(pricer.build([("t", 0, 0, data)]).digests())
+    whole = native_digests(pricer.build([("t", 0, 0, data)]))
     assert len(whole) == 12
     for start in range(1, 6):  # the batch begins at a later record: the rest keep their digests
-        tail = split(pricer.build([("t", 0, start, data)]).digests())
+        tail = native_digests(pricer.build([("t", 0, start, data)]))
         assert whole[2 * start:] == tail
-    elsewhere = split(pricer.build([("t", 1, 0, data)]).digests())  # the same records in another partition
+    elsewhere = native_digests(pricer.build([("t", 1, 0, data)]))  # the same records in another partition
     assert len(elsewhere) == len(whole) and not set(elsewhere) & set(whole)
 
 
@@ -604,7 +604,7 @@ def test_native_digests_are_pythons_for_any_text_and_place(odd_ledger, texts, pa
         return
     event("booked natively")
     assert [a.position for a in accruals] == [offset]
-    assert split(rows.digests()) == chain.digest_accruals(accruals)
+    assert native_digests(rows) == chain.digest_accruals(accruals)
 
 
 ENDING = BOOK + """

@@ -90,7 +90,7 @@ def test_a_rebuild_matches_then_names_a_changed_amount_then_names_deleted_record
     assert re.search(r": 2 closes rebuilt from \d+ records .*: 0 diverge$", lines[-1]), lines[-1]
 
     stream, position, line, amount = target
-    with duckdb.connect(str(settings.db)) as con:  # someone edits the live file, hash left as it was
+    with duckdb.connect(str(settings.db)) as con:  # someone edits the live file after the close
         con.execute("UPDATE accruals SET amount = amount + 1 WHERE stream = ? AND position = ? AND line = ?",
                     [stream, position, line])
     diverged = rebuild(settings)
@@ -98,7 +98,7 @@ def test_a_rebuild_matches_then_names_a_changed_amount_then_names_deleted_record
     lines = diverged.output.splitlines()
     assert lines[lines.index("2026-04: DIVERGES") + 1] == (
         f"  entry {stream}@{position}#{line}: amount live {amount + 1}, rebuilt {amount};"
-        " its stored hash is the rebuilt entry's: the live file was changed after booking")
+        " the close's root commits to the rebuilt entry: the live file was changed after the close")
     assert f"2026-03: match (root {roots['2026-03'][:16]}, {counts['2026-03']} statements)" in lines
 
     (topic, partition), _ = min(cutoff.items())

@@ -1,8 +1,9 @@
 """`learnright verify` finds any single edited row, a dropped row, a truncated tail, a false root.
 
-Entries booked by this version (format 3) each carry their own digest, and every close
-commits to the heads of the streams it covers and a root over them; entries of a ledger
-written before schema 7 (format 2) still verify in their global chain.
+Entries booked by this version (format 3) have a digest computed from their own fields (not
+stored from schema 14: tests/ledger/storage/test_migrations.py covers ledgers that stored it),
+and every close commits to the heads of the streams it covers and a root over them; entries of
+a ledger written before schema 7 (format 2) still verify in their global chain.
 """
 
 import json
@@ -67,21 +68,54 @@ def test_an_untouched_ledger_verifies(book_file):
     assert report.root in result.output
 
 
+CHANGED_T0 = ("close of 2026-04: stream t/0 folds to 6 entries, head ", "but the close recorded 6 entries, head ",
+              "an entry of t/0 it covers was changed, added or dropped")
+
+
+def reported_by_its_stream_and_close(problems) -> bool:
+    """The close covering row 3 (stream t/0) no longer matches: its stream's head, its root, its statement."""
+    return (any(p.startswith(CHANGED_T0[0]) and CHANGED_T0[1] in p and CHANGED_T0[2] in p for p in problems)
+            and any(p.startswith("close of 2026-04: its root recomputes to ") and p.endswith(" is stored")
+                    for p in problems)
+            and any("it carries close root" in p for p in problems))  # the signed statement disagrees too
+
+
 @pytest.mark.parametrize("column, value", [
     ("amount", "amount + 0.000000000001"),
     ("quantity", "quantity + 1"),
     ("source_id", "'src-photos'"),
     ("occurred_at", "occurred_at + INTERVAL 1 SECOND"),
-    ("entry_hash", "CASE WHEN entry_hash LIKE '0%' THEN '1' ELSE '0' END || substr(entry_hash, 2)"),
     ("description", "'hand-edited'"),
 ])
 def test_changing_any_single_historical_row_is_reported(book_file, column, value):
+    """Entries booked from schema 14 store no digest: the close that covers the row is what no longer matches."""
     tamper(book_file, f"UPDATE accruals SET {column} = {value} WHERE entry_id = 3")
     report = report_of(book_file)
     assert not report.ok
-    assert report.problems[0].startswith("first changed entry: entry t/0@2#0 (row 3): stored hash"), report.problems
+    assert reported_by_its_stream_and_close(report.problems), report.problems
+    result = CliRunner().invoke(app, ["verify", "--db", str(book_file)])
+    assert result.exit_code == 1 and "close of 2026-04: stream t/0 folds to" in result.output
+
+
+def test_a_stored_digest_that_is_not_its_entrys_is_reported(book_file):
+    """A digest stored beside a row (as before schema 14) must be the row's: verify compares it."""
+    tamper(book_file, "UPDATE accruals SET entry_hash = ? WHERE entry_id = 3", ["0" * 64])
+    report = report_of(book_file)
+    assert report.problems == ("first changed entry: entry t/0@2#0 (row 3): stored hash 0000000000000000... but"
+                               f" its content hashes to {report_digest(book_file, 3)[:16]}...",)
     result = CliRunner().invoke(app, ["verify", "--db", str(book_file)])
     assert result.exit_code == 1 and "first changed entry: entry t/0@2#0 (row 3)" in result.output
+
+
+def report_digest(path, entry_id) -> str:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        (values,) = con.execute(f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE entry_id = ?",
+                                [entry_id]).fetchall()
+    finally:
+        con.close()
+    return chain.digest(values)
 
 
 @pytest.mark.parametrize("column, value", [
@@ -93,8 +127,9 @@ def test_re_keying_an_entry_is_reported(book_file, column, value):
     """An entry's identity is hashed: moving it to another place of the log changes its digest."""
     tamper(book_file, f"UPDATE accruals SET {column} = {value} WHERE entry_id = 3")
     problems = report_of(book_file).problems
-    assert problems and problems[0].startswith("first changed entry: entry "), problems
-    assert "(row 3): stored hash" in problems[0]
+    assert any(p.startswith("close of 2026-04: stream t/0 folds to ") and "the close recorded 6 entries" in p
+               for p in problems), problems
+    assert any(p.startswith("close of 2026-04: its root recomputes to ") for p in problems), problems
 
 
 @pytest.mark.parametrize("column, value", [

@@ -156,3 +156,34 @@ def test_a_lake_at_schema_12_gets_the_parsed_forms_of_its_license_documents(lake
     with Ledger.open(lake_location) as ledger:  # migration 13 writes the forms in the lake
         assert ledger.query("SELECT * FROM license_document_forms") == forms and len(forms) == 1
         assert ledger.load_book() == applied
+
+
+@pytest.mark.postgres
+def test_a_lake_at_schema_13_keeps_its_stored_digests_and_books_on_without_them(lake_location, license_book_text):
+    """Migration 14 in a lake: the same ALTER as a file; rows stored before keep their digest, new ones store none."""
+    from datetime import datetime, timezone
+
+    from ledger.core import chain
+    from ledger.services.close import close_period
+    from ledger.services.verify import verify
+    from ledger.storage.lake import connect_lake
+    from tests.ledger.keys import SIGNER
+    from tests.ledger.storage.test_store import batch_of
+
+    with Ledger.open(lake_location) as ledger:
+        ledger.apply_licenses(license_book_text, "book.toml")
+        ledger.append_batch(batch_of(ledger.load_book(), [1_000_000, 7]))
+    con = connect_lake(lake_location, read_only=False)  # back to schema 13: every digest stored, NOT NULL
+    for entry_id, *values in con.execute(f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)} FROM accruals").fetchall():
+        con.execute("UPDATE accruals SET entry_hash = ? WHERE entry_id = ?", [chain.digest(values), entry_id])
+    con.execute("ALTER TABLE accruals ALTER COLUMN entry_hash SET NOT NULL")
+    con.execute("DELETE FROM schema_migrations WHERE version = 14")
+    con.close()
+    with Ledger.open(lake_location) as ledger:  # migrates the lake to 14
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == 14
+        ledger.append_batch(batch_of(ledger.load_book(), [3], first=2, offset=2))
+        assert ledger.query("SELECT event_id, entry_hash IS NULL FROM accruals ORDER BY event_id") == [
+            ("e0", False), ("e1", False), ("e2", True)]
+        close_period(ledger, "2026-04", now=datetime(2026, 5, 2, tzinfo=timezone.utc), signer=SIGNER)
+        report = verify(ledger)
+        assert report.ok and (report.entries, report.closes) == (3, 1), report.problems

@@ -1,8 +1,9 @@
-"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents."""
+"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents; from migration 14 entries store no digest."""
 
 import duckdb
 import pytest
 
+from ledger.core import chain
 from ledger.errors import DuplicateEventError, LedgerFileError
 from ledger.services.verify import verify
 from ledger.storage.migrations import LATEST, MIGRATIONS
@@ -16,6 +17,7 @@ EVENTS_V11 = MIGRATIONS[12].split("CREATE TABLE usage_events_v12 (")[1].split(")
 
 def as_of_version_10(path):
     """Puts ``path`` back in the shape schema 10 left it: accruals keyed by entry_id, no version 11."""
+    as_of_version_13(path)
     con = duckdb.connect(str(path))
     con.execute("BEGIN")
     con.execute(f"CREATE TABLE accruals_v10 ({ACCRUALS_V10.replace('entry_id BIGINT NOT NULL', 'entry_id BIGINT PRIMARY KEY', 1)})")
@@ -62,7 +64,8 @@ def test_opening_a_schema_10_ledger_rewrites_accruals_without_its_key_and_keeps_
         ledger.append_batch(batch_of(ledger.load_book(), [5], first=6, offset=6))  # still books after the rewrite
     after_rows, after_columns, after_keys, after_audit = accrual_rows_and_keys(path)
     assert after_rows[:6] == rows and len(after_rows) == 7
-    assert after_columns == columns and after_keys == []
+    nullable_hash = [("entry_hash", "VARCHAR", "YES") if c[0] == "entry_hash" else c for c in columns]  # migration 14
+    assert after_columns == nullable_hash and after_keys == []
     assert after_audit[:6] == audit
 
 
@@ -80,6 +83,7 @@ def test_a_copy_that_differs_refuses_the_migration_and_leaves_the_ledger_as_it_w
 
 def as_of_version_11(path):
     """Puts ``path`` back in the shape schema 11 left it: usage_events keyed by (platform_id, event_id), no version 12."""
+    as_of_version_13(path)
     con = duckdb.connect(str(path))
     con.execute("BEGIN")
     con.execute(f"CREATE TABLE usage_events_v11 ({EVENTS_V11}, PRIMARY KEY (platform_id, event_id))")
@@ -146,6 +150,7 @@ def test_a_copy_of_usage_events_that_differs_refuses_migration_12(ledger_11, mon
 
 def as_of_version_12(path):
     """Puts ``path`` back in the shape schema 12 left it: no parsed forms of license documents, no version 13."""
+    as_of_version_13(path)
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE license_document_forms")
     con.execute("DELETE FROM schema_migrations WHERE version = 13")
@@ -171,7 +176,7 @@ def test_opening_a_schema_12_ledger_writes_the_forms_of_its_license_documents(le
     with Ledger.open(path) as ledger:
         assert ledger.query("SELECT * FROM license_document_forms ORDER BY ALL") == forms and len(forms) == 1
         assert verify(ledger) == report and report.ok
-        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 13
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST
         parsed = ledger.load_book()
         licenses._PARSED.clear()
         monkeypatch.setattr(licenses, "read_document", lambda *_: pytest.fail("the book was parsed from its TOML"))
@@ -197,3 +202,67 @@ def test_a_failed_backfill_rolls_migration_13_back(ledger_12, monkeypatch):
                            " WHERE table_name = 'license_document_forms'").fetchall() == [(0,)]
     finally:
         con.close()
+
+
+def as_of_version_13(path):
+    """Puts ``path`` back in the shape schema 13 left it: every entry's digest stored beside it, NOT NULL."""
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.execute(f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE entry_hash IS NULL"
+                       " ORDER BY entry_id").fetchall()
+    con.execute("BEGIN")
+    for entry_id, *values in rows:
+        con.execute("UPDATE accruals SET entry_hash = ? WHERE entry_id = ?", [chain.digest(values), entry_id])
+    con.execute("COMMIT")
+    con.execute("ALTER TABLE accruals ALTER COLUMN entry_hash SET NOT NULL")
+    con.execute("DELETE FROM schema_migrations WHERE version = 14")
+    con.close()
+
+
+@pytest.fixture
+def ledger_13(tmp_path, license_book_text):
+    """A ledger of schema 13 (three batches and a closed April, every entry with its digest stored) and its report."""
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        three_batches_and_a_closed_april(ledger, license_book_text)
+        report = verify(ledger)
+    as_of_version_13(path)
+    return path, report
+
+
+def test_opening_a_schema_13_ledger_keeps_its_stored_digests_and_books_on_without_them(ledger_13):
+    from datetime import datetime, timezone
+
+    from ledger.services.close import close_period
+    from tests.ledger.keys import SIGNER
+
+    path, report = ledger_13
+    rows, columns, _, audit = accrual_rows_and_keys(path)
+    assert ("entry_hash", "VARCHAR", "NO") in columns and all(row[columns.index(("entry_hash", "VARCHAR", "NO"))]
+                                                            for row in rows)
+    with Ledger.open(path) as ledger:
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 14
+        assert verify(ledger) == report and report.ok
+        assert ledger.query("SELECT * FROM accruals ORDER BY entry_id") == rows  # nothing was rewritten
+        assert ledger.query("SELECT * FROM audit_ledger ORDER BY entry_id") == audit
+        ledger.append_batch(batch_of(ledger.load_book(), [1_000_000], first=10, offset=6,
+                                     when=datetime(2026, 5, 3, tzinfo=timezone.utc)))
+        assert ledger.query("SELECT entry_hash FROM accruals WHERE period = '2026-05'") == [(None,)]
+        close_period(ledger, "2026-05", now=datetime(2026, 6, 2, tzinfo=timezone.utc), signer=SIGNER)
+        after = verify(ledger)
+        assert after.ok and after.closes == 2, after.problems
+    _, columns_after, _, _ = accrual_rows_and_keys(path)
+    assert ("entry_hash", "VARCHAR", "YES") in columns_after
+
+
+def test_an_entry_booked_before_schema_14_is_still_compared_with_its_stored_digest(ledger_13):
+    """An edit that leaves a stored digest behind is named by its row, besides its close's heads."""
+    path, _ = ledger_13
+    Ledger.open(path).close()  # migrates
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE accruals SET amount = amount + 1 WHERE entry_id = 3")
+    con.close()
+    with Ledger.open(path, read_only=True) as ledger:
+        problems = verify(ledger).problems
+    assert problems[0].startswith("first changed entry: entry t/0@2#0 (row 3): stored hash"), problems
+    assert any(p.startswith("close of 2026-04: stream t/0 folds to 6 entries") for p in problems), problems
