@@ -19,7 +19,7 @@ from consumers.service import ConsumerHaltError, LedgerConsumer
 from learnright import broker
 from consumers.kafka_admin import ensure_topics
 from ground.settings import Settings
-from ledger.storage.connection import anchor_path
+from ledger.storage.connection import read_anchor
 from ledger.storage.store import Ledger
 from ledger.services.verify import verify
 from producers import UsageEmitter
@@ -116,31 +116,28 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(make_se
         child.start()
         return run, child
 
-    def first_commit(run, child) -> None:
-        """Waits until the child committed its first batch (the anchor file appears)."""
-        anchor = anchor_path(run.db)
-        while child.is_alive() and not anchor.exists():
-            time.sleep(0.005)
+    def booked_rows(run) -> int:
+        """The last row the child committed, from the anchor file it writes after every commit."""
+        anchor = read_anchor(run.db)
+        return anchor.last_entry_id if anchor is not None else 0
 
-    # Time one undisturbed run from its first commit to its end, so the kills spread over
-    # the span in which batches are committing on this machine, however loaded it is.
-    run, child = start("timing")
-    first_commit(run, child)
-    began = last_change = time.monotonic()
-    seen = anchor_path(run.db).read_bytes()
-    while child.is_alive():
-        current = anchor_path(run.db).read_bytes()
-        if current != seen:
-            seen, last_change = current, time.monotonic()
-        time.sleep(0.002)
-    committing = max(last_change - began, 0.05)
+    # One undisturbed run: how many rows the workload books. Each kill then waits for a seeded
+    # share of them to be committed (a point in the stream, not a moment on the clock), so the
+    # kills land mid-stream however loaded the machine is, and a seeded pause of a few ms
+    # after it lands them anywhere in the batch being built or committed.
+    run, child = start("whole")
+    child.join()
     assert_exact(run, keys, totals, poison)
+    total = booked_rows(run)
     kills, partial = 0, 0
     rounds = int(os.environ.get("LEARNRIGHT_SIGKILL_ROUNDS", "12"))  # make test-chaos: 60
     for seed in range(rounds):
+        rng = random.Random(seed)
         run, child = start(seed)
-        first_commit(run, child)
-        time.sleep(random.Random(seed).uniform(0.0, 1.1) * committing)
+        threshold = max(1, int(rng.uniform(0.05, 0.8) * total))
+        while child.is_alive() and booked_rows(run) < threshold:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.005))
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
             kills += 1
