@@ -53,6 +53,7 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
         ledger_schema = ledger.query("SELECT table_name, sql FROM duckdb_tables() ORDER BY ALL")
         counts = {name: ledger.query(f"SELECT count(*) FROM {name}")[0][0] for name in TABLES}
         last_entry = ledger.last_entry_id
+        audit = ledger.query("SELECT * FROM audit_ledger ORDER BY entry_id")
     con = duckdb.connect(str(snapshot.database), read_only=True)
     assert con.execute("SELECT table_name, sql FROM duckdb_tables() ORDER BY ALL").fetchall() == [
         row for row in ledger_schema if row[0] not in EXCLUDED]
@@ -63,6 +64,9 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
              "audit_collective_members", "audit_distribution_rules", "audit_member_statements",
              "audit_distribution_reconciliation"}
     assert {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} == views
+    # audit_ledger's digests, computed by the macros the snapshot was given (migration 15)
+    assert con.execute("SELECT * FROM audit_ledger ORDER BY entry_id").fetchall() == audit
+    assert audit and None not in {row[21] for row in audit}
     manifest = snapshot.manifest()
     assert manifest["last_entry_id"] == last_entry
     assert not set(EXCLUDED) & set(manifest["tables"])
