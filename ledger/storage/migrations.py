@@ -7,6 +7,7 @@ Learnright and is refused. Tables are append-only: no code path updates or delet
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from json.encoder import ESCAPE_DCT
 from pathlib import Path
 from typing import Callable
 
@@ -23,20 +24,20 @@ changes only what a ledger file stores, such as an index a lake never had."""
 
 # Migration 15's macros: an entry's canonical bytes (format 3, ledger.core.chain.canonical)
 # and digest in DuckDB SQL. Written out once here, as history: a later change is a new
-# migration. Each JSON string is what json.encoder.encode_basestring writes: '"' and '\'
-# and the five named controls escaped by name, every other character below 0x20 as \u00xx
-# (lower-case hex: DuckDB's to_json writes upper case), nothing else escaped. Backslashes
-# are doubled first, so the escapes written after are not escaped again; each control is
-# one byte in UTF-8, never inside another character's bytes, so replace() on bytes is exact.
-# An entry none of whose strings holds such a character (nearly every one) is checked by one
-# regular expression over all its strings and written without escaping. An amount is the
-# text Python's Decimal writes at scale 12: plain from 0.000001 up, else "1.23E-10", "0E-12".
-_NAMED_ESCAPES = {8: "b", 9: "t", 10: "n", 12: "f", 13: "r"}
+# migration. Each JSON string is escaped by json.encoder's own table, as encode_basestring
+# escapes it: '"' and '\' and the five named controls by name, every other character below
+# 0x20 as \u00xx (lower-case hex: DuckDB's to_json writes upper case), nothing else.
+# Backslashes are doubled first, so the escapes written after are not escaped again; each
+# character replaced is one byte in UTF-8, never inside another character's bytes, so
+# replace() on bytes is exact. An entry none of whose strings holds such a character (nearly
+# every one) is checked by one regular expression over all its strings and written without
+# escaping. An amount is the text Python's Decimal writes at scale 12: plain from 0.000001
+# up, else as "1.23E-10" or "0E-12".
 _NEEDS_ESCAPE = r"""'[\x00-\x1f"\\]'"""
-_ESCAPED = "replace(replace(s, '\\', '\\\\'), '\"', '\\\"')"
-for _code in range(0x20):
-    _ESCAPED = (f"replace({_ESCAPED}, chr({_code}), "
-                f"'\\{_NAMED_ESCAPES.get(_code) or format(_code, '04x').join(('u', ''))}')")
+_ESCAPED = "s"
+for _char, _escape in sorted(ESCAPE_DCT.items(), key=lambda item: item[0] != "\\"):
+    _found = f"chr({ord(_char)})" if _char < " " else f"'{_char}'"
+    _ESCAPED = f"replace({_ESCAPED}, {_found}, '{_escape}')"
 _ENTRY_COLUMNS = (  # chain.ENTRY_FIELDS in order, with how each is written
     ("stream", "text"), ("position", "int"), ("line", "int"), ("platform_id", "text"), ("event_id", "text"),
     ("kind", "text"), ("source_id", "text"), ("holder_id", "text"), ("model_id", "text"),

@@ -3,7 +3,7 @@
 DuckDB lets no other process open a file its writer holds, so the serving process
 publishes copies: at each close and on demand. A snapshot is a directory
 
-    <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views
+    <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views (with their macros)
     <snapshots_dir>/<snapshot_id>/parquet/<name>.parquet   one file per table and view
     <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last row and its hash, last close, row counts
 
