@@ -7,6 +7,7 @@ Learnright and is refused. Tables are append-only: no code path updates or delet
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from json.encoder import ESCAPE_DCT
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,62 @@ from ledger.errors import LedgerFileError, LedgerVersionError, LicenseFileError
 FILE_ONLY = "-- file only"
 """First line of a migration that a lake skips (:func:`ledger.storage.lake.lake_dialect`): it
 changes only what a ledger file stores, such as an index a lake never had."""
+
+# Migration 15's macros: an entry's canonical bytes (format 3, ledger.core.chain.canonical)
+# and digest in DuckDB SQL. Written out once here, as history: a later change is a new
+# migration. Each JSON string is escaped by json.encoder's own table, as encode_basestring
+# escapes it: '"' and '\' and the five named controls by name, every other character below
+# 0x20 as \u00xx (lower-case hex: DuckDB's to_json writes upper case), nothing else.
+# Backslashes are doubled first, so the escapes written after are not escaped again; each
+# character replaced is one byte in UTF-8, never inside another character's bytes, so
+# replace() on bytes is exact. An entry none of whose strings holds such a character (nearly
+# every one) is checked by one regular expression over all its strings and written without
+# escaping. An amount is the text Python's Decimal writes at scale 12: plain from 0.000001
+# up, else as "1.23E-10" or "0E-12".
+_NEEDS_ESCAPE = r"""'[\x00-\x1f"\\]'"""
+_ESCAPED = "s"
+for _char, _escape in sorted(ESCAPE_DCT.items(), key=lambda item: item[0] != "\\"):
+    _found = f"chr({ord(_char)})" if _char < " " else f"'{_char}'"
+    _ESCAPED = f"replace({_ESCAPED}, {_found}, '{_escape}')"
+_ENTRY_COLUMNS = (  # chain.ENTRY_FIELDS in order, with how each is written
+    ("stream", "text"), ("position", "int"), ("line", "int"), ("platform_id", "text"), ("event_id", "text"),
+    ("kind", "text"), ("source_id", "text"), ("holder_id", "text"), ("model_id", "text"),
+    ("license_id", "text"), ("license_version", "int"), ("quantity", "amount"), ("unit", "text"),
+    ("rate", "amount"), ("per", "int"), ("currency", "text"), ("amount", "amount"), ("occurred_at", "time"),
+    ("period", "text"), ("reverses_entry_key", "text"), ("description", "text"),
+)
+_PARAMETERS = ", ".join(f'"{name}"' for name, _ in _ENTRY_COLUMNS)
+
+
+def _canonical_sql(text_macro: str) -> str:
+    written = {"text": f"{text_macro}({{}})", "int": "entry_json_int({})", "amount": "entry_json_amount({})",
+               "time": "entry_json_int(epoch_us({}))"}
+    return "concat('[3,', " + ", ',', ".join(written[kind].format(f'"{name}"') for name, kind in _ENTRY_COLUMNS) + ", ']')"
+
+
+_ENTRY_DIGEST_MACROS = f"""
+    CREATE OR REPLACE MACRO entry_json_text(s) AS
+        CASE WHEN s IS NULL THEN 'null'
+             WHEN NOT regexp_matches(s, {_NEEDS_ESCAPE}) THEN '"' || s || '"'
+             ELSE '"' || {_ESCAPED} || '"' END;
+    CREATE OR REPLACE MACRO entry_json_plain(s) AS CASE WHEN s IS NULL THEN 'null' ELSE '"' || s || '"' END;
+    CREATE OR REPLACE MACRO entry_json_tiny(digits) AS
+        left(digits, 1) || CASE WHEN length(digits) > 1 THEN '.' || digits[2:] ELSE '' END
+        || 'E-' || (13 - length(digits));
+    CREATE OR REPLACE MACRO entry_json_amount(d) AS
+        CASE WHEN d IS NULL THEN 'null'
+             WHEN abs(d) >= 0.000001 THEN '"' || CAST(CAST(d AS DECIMAL(38, 12)) AS VARCHAR) || '"'
+             ELSE '"' || CASE WHEN d < 0 THEN '-' ELSE '' END
+                  || entry_json_tiny(coalesce(nullif(ltrim(replace(CAST(abs(CAST(d AS DECIMAL(38, 12))) AS VARCHAR),
+                                                               '.', ''), '0'), ''), '0'))
+                  || '"' END;
+    CREATE OR REPLACE MACRO entry_json_int(i) AS coalesce(CAST(i AS VARCHAR), 'null');
+    CREATE OR REPLACE MACRO entry_canonical({_PARAMETERS}) AS
+        CASE WHEN regexp_matches(concat({", ".join(f'"{name}"' for name, kind in _ENTRY_COLUMNS if kind == "text")}),
+                                 {_NEEDS_ESCAPE})
+             THEN {_canonical_sql("entry_json_text")}
+             ELSE {_canonical_sql("entry_json_plain")} END;
+    CREATE OR REPLACE MACRO entry_digest({_PARAMETERS}) AS sha256(entry_canonical({_PARAMETERS}));"""
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -497,6 +554,27 @@ MIGRATIONS: dict[int, str] = {
     # need theirs, the links of their global chain. DuckLake takes the same ALTER.
     14: """
     ALTER TABLE accruals ALTER COLUMN entry_hash DROP NOT NULL;
+    """,
+    # 15 (issue 18 follow-up): auditors' audit_ledger.entry_hash is every entry's digest
+    # again, computed in SQL from the row where none is stored (entries booked since schema
+    # 14): the macro entry_digest writes chain.canonical's bytes (format 3) and hashes them,
+    # so an auditor checks an entry with SQL alone. Stored hashes (rows booked before schema
+    # 14, format-2 chain links included) are shown as stored. Scripts with no ";" inside a
+    # literal: the lake dialect splits on it.
+    15: f"""
+{_ENTRY_DIGEST_MACROS}
+    CREATE OR REPLACE VIEW audit_ledger AS
+        SELECT entry_id, batch_id, period, occurred_at, kind, holder_id, source_id, platform_id, model_id,
+               event_id, line, license_id, license_version, quantity, unit, rate, per, currency, amount,
+               reverses_entry_id, description,
+               coalesce(entry_hash, entry_digest(stream, position, line, platform_id, event_id, kind, source_id,
+                                                 holder_id, model_id, license_id, license_version, quantity, unit,
+                                                 rate, per, currency, amount, occurred_at, period,
+                                                 reverses_entry_key, description)) AS entry_hash,
+               stream, position,
+               CASE WHEN stream IS NULL THEN NULL ELSE stream || '@' || position || '#' || line END AS entry_key,
+               reverses_entry_key
+        FROM accruals;
     """,
 }
 

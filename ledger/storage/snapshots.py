@@ -3,7 +3,7 @@
 DuckDB lets no other process open a file its writer holds, so the serving process
 publishes copies: at each close and on demand. A snapshot is a directory
 
-    <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views
+    <snapshots_dir>/<snapshot_id>/ledger.duckdb      every table and the audit_* views (with their macros)
     <snapshots_dir>/<snapshot_id>/parquet/<name>.parquet   one file per table and view
     <snapshots_dir>/<snapshot_id>/manifest.json      format, time, last row and its hash, last close, row counts
 
@@ -234,15 +234,23 @@ def _last_close_from_parquet(directory: Path) -> CloseMark | None:
 
 
 def _copy_allowed(cursor, source: str, alias: str) -> None:
-    """Creates the allowed tables (same DDL, then their rows) and every view in ``alias``."""
+    """Creates the allowed tables (same DDL, then their rows), every macro and every view in ``alias``."""
     ddl = dict(cursor.execute("SELECT table_name, sql FROM duckdb_tables() WHERE database_name = ?"
                               " AND schema_name = 'main'", [source]).fetchall())
     views = dict(cursor.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = ?"
                                 " AND schema_name = 'main' AND NOT internal", [source]).fetchall())
+    # The views' macros (audit_ledger's entry_digest): DuckDB keeps no CREATE statement for a
+    # macro, so it is written from its parameters and body, parameters quoted ("position").
+    macros = {name: f"CREATE MACRO {name}({', '.join(_quoted_name(p) for p in parameters)}) AS {body}"
+              for name, parameters, body in cursor.execute(
+                  "SELECT function_name, parameters, macro_definition FROM duckdb_functions() WHERE database_name = ?"
+                  " AND schema_name = 'main' AND function_type = 'macro' AND NOT internal", [source]).fetchall()}
     allowed = [name for name in TABLES if name in ddl]
     cursor.execute(f"USE {alias}")  # unqualified DDL creates in the snapshot
     for name in allowed:
         cursor.execute(ddl[name])
+    for name in _dependency_order(macros):  # a macro's body is bound when it is created
+        cursor.execute(macros[name])
     for name in _dependency_order(views):
         cursor.execute(views[name])
     cursor.execute(f'USE "{source}"')
@@ -250,8 +258,12 @@ def _copy_allowed(cursor, source: str, alias: str) -> None:
         cursor.execute(f'INSERT INTO {alias}.main."{name}" SELECT * FROM "{source}".main."{name}"')
 
 
+def _quoted_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _dependency_order(views: dict[str, str]) -> list[str]:
-    """View names ordered so that a view comes after every view its SQL names."""
+    """View (or macro) names ordered so that each comes after every other its SQL names."""
     reads = {name: {other for other in views if other != name and re.search(rf"\b{re.escape(other)}\b", sql)}
              for name, sql in views.items()}
     ordered: list[str] = []

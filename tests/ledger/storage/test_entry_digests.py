@@ -18,6 +18,7 @@ from ledger.core import chain
 from ledger.errors import LedgerFileError
 from ledger.storage import entry_digests
 from ledger.storage.migrations import MIGRATIONS
+from ledger.storage.store import Ledger
 
 UTC = timezone.utc
 FIELDS = ", ".join(chain.ENTRY_FIELDS)
@@ -150,3 +151,83 @@ def test_native_digests_are_chains_for_any_entry(rows):
         con.close()
     assert [d for batch in table.to_batches() for d in entry_digests.entry_digests(batch)] == [
         chain.digest(row) for row in values]
+
+
+# -- the auditors' view: the digest computed in SQL (migration 15) --------------------------------
+
+ROW = ("entry_id, batch_id, platform_id, event_id, line, kind, source_id, holder_id, model_id, license_id,"
+       " license_version, quantity, unit, rate, per, currency, amount, occurred_at, period, reverses_entry_id,"
+       " entry_hash, description, stream, position, reverses_entry_key")
+
+
+@pytest.fixture(scope="module")
+def ledger_con(tmp_path_factory):
+    """A connection to a ledger file at the latest schema (its accruals, the audit views and their
+    macros), with a temporary table ``entries`` of the ENTRY_FIELDS columns' types, nullable."""
+    path = tmp_path_factory.mktemp("sql-digests") / "ledger.duckdb"
+    Ledger.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute(f"CREATE TEMP TABLE entries AS SELECT {FIELDS} FROM accruals LIMIT 0")
+    yield con
+    con.close()
+
+
+def book(con, rows: list[dict], stored: dict[int, str] | None = None) -> None:
+    """Rows into the ledger's accruals as the writer stores them (entry_hash NULL unless given in ``stored``)."""
+    stored = stored or {}
+    for n, row in enumerate(rows, start=1):
+        values = {**row, "entry_id": n, "batch_id": 1, "reverses_entry_id": None, "entry_hash": stored.get(n)}
+        names = [name.strip() for name in ROW.split(",")]
+        con.execute(f"INSERT INTO accruals ({ROW}) VALUES ({', '.join('?' * len(names))})", [values[k] for k in names])
+
+
+def test_the_auditors_view_shows_each_entrys_digest_computed_in_sql(ledger_con):
+    """Entries booked from schema 14 (no stored digest) show chain's digest; a stored hash shows as stored.
+
+    Row 10 stands for an entry of format 2 (booked before schema 7: no stream), which keeps its chain link.
+    """
+    rows = [row if row["model_id"] is not None else {**row, "model_id": "m"} for row in VARIED]  # NOT NULL here
+    legacy = {**entry(9), "stream": None, "position": None}
+    con = ledger_con
+    con.execute("BEGIN")
+    try:
+        book(con, rows + [legacy], stored={10: "f" * 64})
+        con.execute("SET TimeZone = 'Pacific/Chatham'")  # what the auditor's session says changes nothing
+        shown = con.execute("SELECT entry_id, entry_hash FROM audit_ledger ORDER BY entry_id").fetchall()
+    finally:
+        con.execute("ROLLBACK")
+        con.execute("RESET TimeZone")
+    assert shown == [(n, chain.digest([row[name] for name in chain.ENTRY_FIELDS])) for n, row in enumerate(rows, 1)
+                     ] + [(10, "f" * 64)]
+
+
+tricky_texts = st.text(st.sampled_from('"\\/\x7fé☃\u2028\U0001f600 a' + "".join(map(chr, range(0x20))))
+                       | st.characters(blacklist_categories=("Cs",)), max_size=12)
+scale12 = st.decimals(min_value=Decimal("-99999999999999999999999999.999999999999"),
+                      max_value=Decimal("99999999999999999999999999.999999999999"), places=12, allow_nan=False)
+tiny = st.decimals(min_value=Decimal("-0.00001"), max_value=Decimal("0.00001"), places=12, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.fixed_dictionaries({
+    "stream": st.none() | tricky_texts, "platform_id": tricky_texts, "event_id": tricky_texts,
+    "kind": tricky_texts, "model_id": st.none() | tricky_texts, "description": st.none() | tricky_texts,
+    "reverses_entry_key": st.none() | tricky_texts, "amount": scale12 | tiny, "quantity": scale12 | tiny,
+    "rate": scale12 | tiny, "position": st.none() | st.integers(-2**63, 2**63 - 1),
+    "line": st.integers(-2**31, 2**31 - 1), "per": st.integers(-2**63, 2**63 - 1),
+    "occurred_at": st.datetimes(timezones=st.just(UTC)),
+}), min_size=1, max_size=6))
+def test_the_sql_digest_is_chains_digest_for_any_entry(ledger_con, rows):
+    """The ledger file's entry_digest macro, over any values its columns can hold (NULLs included)."""
+    con = ledger_con
+    values = [entry(n, **row) for n, row in enumerate(rows)]
+    con.execute("BEGIN")
+    try:
+        for row in values:
+            con.execute(f"INSERT INTO entries VALUES ({', '.join('?' * len(chain.ENTRY_FIELDS))})",
+                        [row[name] for name in chain.ENTRY_FIELDS])
+        computed = con.execute(f"SELECT entry_digest({FIELDS}) FROM entries ORDER BY rowid").fetchall()
+    finally:
+        con.execute("ROLLBACK")
+    assert [digest for (digest,) in computed] == [chain.digest([row[name] for name in chain.ENTRY_FIELDS])
+                                                  for row in values]

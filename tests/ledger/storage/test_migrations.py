@@ -1,4 +1,5 @@
-"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents; from migration 14 entries store no digest."""
+"""Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents; from migration 14 entries store no digest;
+migration 15 shows auditors every entry's digest, computed in SQL."""
 
 import duckdb
 import pytest
@@ -206,6 +207,7 @@ def test_a_failed_backfill_rolls_migration_13_back(ledger_12, monkeypatch):
 
 def as_of_version_13(path):
     """Puts ``path`` back in the shape schema 13 left it: every entry's digest stored beside it, NOT NULL."""
+    as_of_version_14(path)
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
     rows = con.execute(f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE entry_hash IS NULL"
@@ -241,7 +243,7 @@ def test_opening_a_schema_13_ledger_keeps_its_stored_digests_and_books_on_withou
     assert ("entry_hash", "VARCHAR", "NO") in columns and all(row[columns.index(("entry_hash", "VARCHAR", "NO"))]
                                                             for row in rows)
     with Ledger.open(path) as ledger:
-        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 14
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST
         assert verify(ledger) == report and report.ok
         assert ledger.query("SELECT * FROM accruals ORDER BY entry_id") == rows  # nothing was rewritten
         assert ledger.query("SELECT * FROM audit_ledger ORDER BY entry_id") == audit
@@ -266,3 +268,35 @@ def test_an_entry_booked_before_schema_14_is_still_compared_with_its_stored_dige
         problems = verify(ledger).problems
     assert problems[0].startswith("first changed entry: entry t/0@2#0 (row 3): stored hash"), problems
     assert any(p.startswith("close of 2026-04: stream t/0 folds to 6 entries") for p in problems), problems
+
+
+def as_of_version_14(path):
+    """Puts ``path`` back in the shape schema 14 left it: audit_ledger as migration 7 wrote it, no macros."""
+    con = duckdb.connect(str(path))
+    con.execute("BEGIN")
+    con.execute(MIGRATIONS[7][MIGRATIONS[7].index("CREATE OR REPLACE VIEW audit_ledger"):])
+    for (name,) in con.execute("SELECT function_name FROM duckdb_functions() WHERE function_type = 'macro'"
+                               " AND database_name = current_database() AND NOT internal").fetchall():
+        con.execute(f"DROP MACRO {name}")
+    con.execute("DELETE FROM schema_migrations WHERE version = 15")
+    con.execute("COMMIT")
+    con.close()
+
+
+def test_opening_a_schema_14_ledger_shows_auditors_every_entrys_digest(tmp_path, license_book_text):
+    """Migration 15: audit_ledger.entry_hash, NULL for entries booked since schema 14, is their digest,
+    computed by the view from the row; the entries themselves are not touched."""
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        three_batches_and_a_closed_april(ledger, license_book_text)
+        report = verify(ledger)
+    as_of_version_14(path)
+    rows, _, _, audit = accrual_rows_and_keys(path)
+    assert {row[21] for row in audit} == {None}  # what schema 14 showed auditors
+    with Ledger.open(path) as ledger:
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 15
+        assert ledger.query("SELECT * FROM accruals ORDER BY entry_id") == rows
+        digests = ledger.query(f"SELECT entry_key, {', '.join(chain.ENTRY_FIELDS)} FROM audit_ledger ORDER BY entry_id")
+        shown = ledger.query("SELECT entry_key, entry_hash FROM audit_ledger ORDER BY entry_id")
+        assert verify(ledger) == report and report.ok
+    assert shown == [(key, chain.digest(values)) for key, *values in digests] and len(shown) == len(rows) > 3

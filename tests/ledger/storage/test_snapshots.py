@@ -6,16 +6,20 @@ import json
 import re
 import shutil
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
+from ledger.core import chain
 from ledger.storage.snapshots import EXCLUDED, TABLES, publish_snapshot
 from ledger.storage.store import Ledger
 from ledger.services.tokens import AUDITOR, HOLDER, create_token, revoke_token
 from tests.learnright.books import book_two_holders, close
 
 T0 = datetime(2026, 6, 2, tzinfo=timezone.utc)
+ESCAPED_ENTRY = ("SELECT entry_canonical('s', 1, 0, 'p\"\\' || chr(1) || chr(10), 'e', 'k', 's', 'h', NULL, 'l', 1,"
+                 " 0.0000001, 'u', 1.5, 1, 'USD', -12.5, TIMESTAMPTZ '2026-01-01 00:00:00+00', '2026-01', NULL, '')")
 
 
 def test_a_snapshot_file_holds_no_token_id_or_hash_not_even_in_freed_blocks(tmp_path, license_book_text):
@@ -53,6 +57,8 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
         ledger_schema = ledger.query("SELECT table_name, sql FROM duckdb_tables() ORDER BY ALL")
         counts = {name: ledger.query(f"SELECT count(*) FROM {name}")[0][0] for name in TABLES}
         last_entry = ledger.last_entry_id
+        audit = ledger.query("SELECT * FROM audit_ledger ORDER BY entry_id")
+        escaped = ledger.query(ESCAPED_ENTRY)
     con = duckdb.connect(str(snapshot.database), read_only=True)
     assert con.execute("SELECT table_name, sql FROM duckdb_tables() ORDER BY ALL").fetchall() == [
         row for row in ledger_schema if row[0] not in EXCLUDED]
@@ -63,6 +69,12 @@ def test_a_snapshot_has_every_allowed_table_with_its_schema_and_the_audit_views(
              "audit_collective_members", "audit_distribution_rules", "audit_member_statements",
              "audit_distribution_reconciliation"}
     assert {name for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()} == views
+    # audit_ledger's digests, computed by the macros the snapshot was given (migration 15)
+    assert con.execute("SELECT * FROM audit_ledger ORDER BY entry_id").fetchall() == audit
+    assert audit and None not in {row[21] for row in audit}
+    assert con.execute(ESCAPED_ENTRY).fetchall() == escaped == [(chain.canonical([  # the escaping branch too
+        "s", 1, 0, 'p"\\\x01\n', "e", "k", "s", "h", None, "l", 1, Decimal("0.0000001"), "u", Decimal("1.5"), 1, "USD",
+        Decimal("-12.5"), datetime(2026, 1, 1, tzinfo=timezone.utc), "2026-01", None, ""]).decode(),)]
     manifest = snapshot.manifest()
     assert manifest["last_entry_id"] == last_entry
     assert not set(EXCLUDED) & set(manifest["tables"])
