@@ -86,6 +86,25 @@ def fold_entries(batches: Iterable[pa.RecordBatch], start: Mapping[str, tuple[in
     return folder.heads()
 
 
+def fold_entries_in_stored_order(batches: Iterable[pa.RecordBatch], start: Mapping[str, tuple[int, str]]
+                                 ) -> dict[str, tuple[int, str]] | None:
+    """:func:`fold_entries` over rows in any interleaving of their streams (the order they are
+    stored in), or None when that cannot give the fold in key order.
+
+    A ledger's writer appends each stream's entries in (position, line) order, so the rows as
+    stored need no sort; the native folder keeps a head per stream and checks that each
+    stream's keys only rise. None (fold again from rows sorted by key) when one did not, or
+    without ``learnright_native`` (whose fallback folds grouped rows only).
+    """
+    if _native is None:
+        return None
+    folder = _native.EntryFolder(dict(start))
+    for batch in batches:
+        if batch.num_rows:
+            folder.fold_columns(batch.num_rows, _specs(batch))
+    return folder.heads() if folder.in_order() else None
+
+
 LAST_ENTRY_SQL = (f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM {{accruals}}"
                   " ORDER BY entry_id DESC LIMIT 1")
 """The last row of an accruals table (``{accruals}``: its name), as :func:`last_entry` reads it."""

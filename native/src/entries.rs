@@ -88,6 +88,19 @@ impl FieldColumn<'_> {
         self.validity.is_some_and(|bits| bits[index / 8] & (1 << (index % 8)) == 0)
     }
 
+    /// An integer column's value at `row` (None: NULL, or not an integer column).
+    fn integer(&self, row: usize) -> Option<i64> {
+        if self.is_null(row) {
+            return None;
+        }
+        let index = self.offset + row;
+        match &self.values {
+            Values::Int32(bytes) => Some(i64::from(le_i32(bytes, index))),
+            Values::Int64(bytes) => Some(le_i64(bytes, index)),
+            _ => None,
+        }
+    }
+
     fn text(&self, row: usize) -> Option<&[u8]> {
         match &self.values {
             Values::Text { offsets, data } if !self.is_null(row) => {
@@ -182,12 +195,18 @@ pub struct Folder {
     current: Option<Vec<u8>>,
     count: i64,
     head: [u8; 64],
+    /// The (position, line) of each stream's last row folded by `fold_rows`.
+    last_keys: HashMap<Vec<u8>, (i64, i64)>,
+    /// False once `fold_rows` met a row whose (position, line) did not rise within its stream:
+    /// the heads are then not the fold in key order, and the caller must fold again sorted.
+    in_order: bool,
 }
 
 impl Folder {
     /// A folder continuing from `start`: each stream's (entry count, head) before.
     pub fn new(start: HashMap<Vec<u8>, (i64, [u8; 64])>) -> Self {
-        Folder { start, touched: HashMap::new(), current: None, count: 0, head: GENESIS }
+        Folder { start, touched: HashMap::new(), current: None, count: 0, head: GENESIS, last_keys: HashMap::new(),
+                 in_order: true }
     }
 
     fn switch(&mut self, stream: &[u8]) {
@@ -219,8 +238,26 @@ impl Folder {
         let digests = digests_parallel(columns, rows, threads);
         for (row, digest) in digests.chunks_exact(64).enumerate() {
             let stream = columns[0].text(row).unwrap_or(b"");
+            let key = (columns[1].integer(row).unwrap_or(i64::MIN), columns[2].integer(row).unwrap_or(i64::MIN));
+            match self.last_keys.get_mut(stream) {
+                Some(last) => {
+                    if key <= *last {
+                        self.in_order = false;
+                    }
+                    *last = key;
+                }
+                None => {
+                    self.last_keys.insert(stream.to_vec(), key);
+                }
+            }
             self.fold(stream, digest);
         }
+    }
+
+    /// Whether every row `fold_rows` folded came after its stream's previous one in (position,
+    /// line) order, so that rows given in any interleaving of the streams were folded in key order.
+    pub fn in_order(&self) -> bool {
+        self.in_order
     }
 
     /// The (entry count, head) of every stream touched so far.

@@ -565,6 +565,12 @@ impl EntryFolder {
         Ok(())
     }
 
+    /// Whether every row folded by `fold_columns` rose in (position, line) within its stream (see
+    /// `ledger.storage.entry_digests.fold_entries_in_stored_order`).
+    fn in_order(&self) -> bool {
+        self.folder.in_order()
+    }
+
     /// Folds digests given as hex (a stream's next entries, in order).
     fn fold_digests(&mut self, stream: &str, digests: Vec<String>) -> PyResult<()> {
         for digest in digests {

@@ -231,3 +231,29 @@ def test_the_sql_digest_is_chains_digest_for_any_entry(ledger_con, rows):
         con.execute("ROLLBACK")
     assert [digest for (digest,) in computed] == [chain.digest([row[name] for name in chain.ENTRY_FIELDS])
                                                   for row in values]
+
+
+def test_entries_folded_as_stored_give_the_sorted_fold_and_a_stream_out_of_key_order_is_refused(accruals):
+    """The close folds the covered rows in the order they are stored (each stream's keys rising,
+    the streams interleaved) and sorts only when that order is not each stream's key order."""
+    if entry_digests._native is None:
+        pytest.skip("learnright_native is not built")
+    start = {"t/1": (4, "ab" * 32)}
+    rows = [entry(n, stream=f"t/{n % 3}", position=n // 2, line=n % 2) for n in range(60)]
+    insert(accruals, rows)
+    table, ordered = stored(accruals)
+    expected = chain.fold_streams(((row[0], chain.digest(row)) for row in ordered), start)
+    interleaved = accruals.execute(f"SELECT {FIELDS} FROM accruals ORDER BY position, line, stream").to_arrow_table()
+    assert entry_digests.fold_entries_in_stored_order(interleaved.to_batches(max_chunksize=7), start) == expected
+    # One stream's rows going back in key order (across a batch boundary too): refused, not folded wrongly.
+    swapped = accruals.execute(f"SELECT {FIELDS} FROM accruals ORDER BY stream, position DESC, line").to_arrow_table()
+    assert entry_digests.fold_entries_in_stored_order(swapped.to_batches(max_chunksize=7), start) is None
+    repeated = pa.concat_tables([interleaved, interleaved.slice(0, 1)])
+    assert entry_digests.fold_entries_in_stored_order(repeated.to_batches(), start) is None
+
+
+def test_without_the_native_folder_the_stored_order_is_not_relied_on(accruals, monkeypatch):
+    monkeypatch.setattr(entry_digests, "_native", None)
+    insert(accruals, [entry(n) for n in range(3)])
+    table, _ = stored(accruals)
+    assert entry_digests.fold_entries_in_stored_order(table.to_batches(), {}) is None
