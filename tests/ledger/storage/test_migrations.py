@@ -44,15 +44,21 @@ def accrual_rows_and_keys(path):
     return rows, columns, keys, audit
 
 
-@pytest.fixture
-def old_ledger(tmp_path, license_book_text):
-    """A ledger of schema 10 with three batches and a closed April, and its verify report."""
+def stepped_back(tmp_path, license_book_text, as_of) -> tuple:
+    """A ledger with three batches and a closed April, put back to an older schema by ``as_of``,
+    and its verify report from before (what opening it must still give)."""
     path = tmp_path / "ledger.duckdb"
     with Ledger.open(path) as ledger:
         three_batches_and_a_closed_april(ledger, license_book_text)
         report = verify(ledger)
-    as_of_version_10(path)
+    as_of(path)
     return path, report
+
+
+@pytest.fixture
+def old_ledger(tmp_path, license_book_text):
+    """A ledger of schema 10 with three batches and a closed April, and its verify report."""
+    return stepped_back(tmp_path, license_book_text, as_of_version_10)
 
 
 def test_opening_a_schema_10_ledger_rewrites_accruals_without_its_key_and_keeps_every_row(old_ledger):
@@ -112,12 +118,7 @@ def event_rows_and_keys(path):
 @pytest.fixture
 def ledger_11(tmp_path, license_book_text):
     """A ledger of schema 11 with three batches and a closed April, and its verify report."""
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as ledger:
-        three_batches_and_a_closed_april(ledger, license_book_text)
-        report = verify(ledger)
-    as_of_version_11(path)
-    return path, report
+    return stepped_back(tmp_path, license_book_text, as_of_version_11)
 
 
 def test_opening_a_schema_11_ledger_rewrites_usage_events_without_its_key_and_still_refuses_a_booked_event(ledger_11):
@@ -224,12 +225,7 @@ def as_of_version_13(path):
 @pytest.fixture
 def ledger_13(tmp_path, license_book_text):
     """A ledger of schema 13 (three batches and a closed April, every entry with its digest stored) and its report."""
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as ledger:
-        three_batches_and_a_closed_april(ledger, license_book_text)
-        report = verify(ledger)
-    as_of_version_13(path)
-    return path, report
+    return stepped_back(tmp_path, license_book_text, as_of_version_13)
 
 
 def test_opening_a_schema_13_ledger_keeps_its_stored_digests_and_books_on_without_them(ledger_13):
@@ -286,11 +282,7 @@ def as_of_version_14(path):
 def test_opening_a_schema_14_ledger_shows_auditors_every_entrys_digest(tmp_path, license_book_text):
     """Migration 15: audit_ledger.entry_hash, NULL for entries booked since schema 14, is their digest,
     computed by the view from the row; the entries themselves are not touched."""
-    path = tmp_path / "ledger.duckdb"
-    with Ledger.open(path) as ledger:
-        three_batches_and_a_closed_april(ledger, license_book_text)
-        report = verify(ledger)
-    as_of_version_14(path)
+    path, report = stepped_back(tmp_path, license_book_text, as_of_version_14)
     rows, _, _, audit = accrual_rows_and_keys(path)
     assert {row[21] for row in audit} == {None}  # what schema 14 showed auditors
     with Ledger.open(path) as ledger:
