@@ -113,3 +113,30 @@ def test_a_rebuild_matches_then_names_a_changed_amount_then_names_deleted_record
     assert lines[:3] == ["2026-03: cannot rebuild: records deleted",
                          f"  {topic}/{partition} offsets 0-0 (deleted; the earliest offset is 1)",
                          "2026-04: cannot rebuild: an earlier close's records were deleted"]
+
+
+def test_a_rebuilds_scratch_closes_run_under_the_close_memory_limit(live, tmp_path):
+    """Each scratch close is a close like the live one: DuckDB capped at ``close.memory_limit``
+    while its statements are built and stored, the scratch ledger's own limit back after."""
+    from consumers.rebuild import rebuild as rebuild_ledger
+
+    settings = live.model_copy(update={"close": live.close.model_copy(update={"memory_limit": "24MB"})})
+    key = load_or_create_key(settings.signing_key)
+    during: list[str] = []
+    with Ledger.open(settings.db, read_only=True) as ledger, Ledger.open(tmp_path / "scratch.duckdb") as scratch:
+        scratch.limit_memory("1GB")
+
+        class NotingSigner:
+            """Signs with the live key, noting the scratch ledger's memory limit at each statement."""
+
+            fingerprint = key.fingerprint
+
+            def sign(self, message: bytes) -> str:
+                during.append(scratch.scalar("SELECT memory_limit FROM pragma_database_size() LIMIT 1"))
+                return key.sign(message)
+
+        report = rebuild_ledger(settings, ledger, scratch, NotingSigner())
+        after = scratch.scalar("SELECT memory_limit FROM pragma_database_size() LIMIT 1")
+    assert [check.verdict for check in report.closes] == ["match", "match"]
+    assert during and set(during) == {"22.8 MiB"}  # DuckDB's spelling of 24MB
+    assert after == "953.6 MiB"  # 1GB, as before
