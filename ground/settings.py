@@ -89,7 +89,8 @@ class ConsumerSettings(BaseModel):
     ``max_batch_bytes``, or once ``flush_interval_ms`` has passed. With two batches in flight
     it bounds the consumer's memory; 131,072 (DuckDB writes row groups straight into the file
     from 122,880 rows) held about 150 MB more at peak and, with DuckDB on one thread, took about
-    30% less CPU per event: each smaller batch's commit runs DuckDB's checkpoint (docs/benchmarks.md)."""
+    30% less CPU per event while each smaller batch's commit ran DuckDB's checkpoint, before
+    ``checkpoint_wal_bytes`` (docs/benchmarks.md)."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
