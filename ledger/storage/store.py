@@ -70,6 +70,7 @@ def _bytes_of(size: str) -> int:
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"DuckDB shows a size Learnright cannot read: {size!r}") from exc
 
+
 class Ledger:
     """An open ledger file. Use :meth:`open`; close it (or use ``with``) when done."""
 
