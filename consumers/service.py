@@ -24,6 +24,7 @@ from kafka.errors import KafkaError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.batch import PendingCorrectionError, RawRecord, kafka_timestamp, usage_limits
+from consumers.checkpoints import Checkpoints
 from consumers.dead_letter import DeadLetterSender
 from consumers.fast_path import BatchBuilder, FetchBlock, install
 from consumers.progress import Progress
@@ -243,6 +244,7 @@ class LedgerConsumer:
         self.native = settings.consumer.native and install(self.consumer)
         # Set once nothing above can fail, so that close() (which restores them) is due.
         self._threads_before = ledger.limit_threads(settings.consumer.ledger_threads)
+        self.checkpoints = Checkpoints(ledger, self.metrics, settings.consumer)
         self.limits = usage_limits(settings.consumer)
         self.builder = BatchBuilder(self.catalog, self.registry, self.limits)
         self.writer = BatchWriter()
@@ -253,16 +255,20 @@ class LedgerConsumer:
         self.consumer.subscribe(self.topics.usage, listener=self.listener)
 
     def close(self) -> None:
-        """Applies the batches already polled, then leaves the group.
+        """Applies the batches already polled, checkpoints the ledger, then leaves the group.
 
-        The ledger's DuckDB threads go back to what they were, so that what runs on the ledger
-        after the consumer (``learnright close``'s close after its catch-up) has them all.
+        The ledger's DuckDB threads and checkpoint threshold go back to what they were, so that
+        what runs on the ledger after the consumer (``learnright close``'s close after its
+        catch-up) has them all, and starts from an empty write-ahead log.
         """
         self.writer.close()
-        self.ledger.limit_threads(self._threads_before)
-        self.books.close()
-        self.consumer.close(autocommit=False)
-        self.dead_letters.close()
+        try:
+            self.ledger.limit_threads(self._threads_before)
+            self.checkpoints.close()
+        finally:
+            self.books.close()
+            self.consumer.close(autocommit=False)
+            self.dead_letters.close()
 
     def run(self, *, until_idle: bool = False) -> IngestStats:
         """Consumes until stopped, or with ``until_idle`` until every partition is drained.
@@ -339,6 +345,8 @@ class LedgerConsumer:
                         size = 0  # dropped: read again from the ledger's offsets
             if wait or not items:  # idle, nothing to overlap: a failed batch must not wait for the next record
                 self.writer.drain()
+            if self.checkpoints.due() and caught_up(self.consumer):  # keeping up: a short checkpoint now
+                self.writer.submit(self.checkpoints.run)
         except Exception as exc:  # noqa: BLE001 - this batch or an earlier one failed: read again
             self._retry(exc)
             size = 0
@@ -483,6 +491,7 @@ class LedgerConsumer:
             batch = replace(self.builder.reference(records, book, self.ledger), starts=starts)
             self._dead_letter(batch, sent)
             self.ledger.append_batch(batch)
+        self.checkpoints.after_batch()
         size = sum(_size(item) for item in records)
         with self._offsets_lock:
             self._applied_offsets.update(batch.offsets)

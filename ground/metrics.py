@@ -85,6 +85,18 @@ class Metrics:
         self.last_commit = Gauge(
             "learnright_consumer_last_commit_timestamp_seconds", "When the consumer last committed a batch to the"
             " ledger (Unix time; 0 before the first).", registry=r)
+        self.checkpoints = Counter(
+            "learnright_ledger_checkpoints", "Checkpoints of the ledger file while the consumer runs, by trigger:"
+            " caught_up (the writer's, once the consumer had caught up), commit (DuckDB's, inside the commit"
+            " that took the WAL past consumer.checkpoint_wal_bytes), close (the consumer's last).",
+            ["trigger"], registry=r)
+        self.checkpoint_seconds = Histogram(
+            "learnright_ledger_checkpoint_duration_seconds", "Time a checkpoint the consumer ran took (the next batch"
+            " waits for it); those inside a commit are part of learnright_ledger_commit_duration_seconds.",
+            ["trigger"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.ledger_wal_bytes = Gauge(
+            "learnright_ledger_wal_bytes", "Bytes in the ledger file's write-ahead log after the consumer's last"
+            " batch or checkpoint (what a restart replays).", registry=r)
         self.close_seconds = Histogram(
             "learnright_close_duration_seconds", "Time a monthly close took (statements included).",
             buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600), registry=r)
@@ -112,6 +124,12 @@ class Metrics:
         self.accruals_booked.inc(batch.accrual_count)
         self.batch_size.observe(records)
         self.commit_seconds.observe(commit_seconds)
+
+    def observe_checkpoint(self, trigger: str, seconds: float | None) -> None:
+        """Counts one checkpoint of the ledger; ``seconds`` when it ran on its own (None: inside a commit)."""
+        self.checkpoints.labels(trigger=trigger).inc()
+        if seconds is not None:
+            self.checkpoint_seconds.labels(trigger=trigger).observe(seconds)
 
     def observe_failure(self, *, stalled: bool) -> None:
         """Counts a batch that failed to apply; ``stalled`` says whether the consumer now is."""

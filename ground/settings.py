@@ -89,7 +89,8 @@ class ConsumerSettings(BaseModel):
     ``max_batch_bytes``, or once ``flush_interval_ms`` has passed. With two batches in flight
     it bounds the consumer's memory; 131,072 (DuckDB writes row groups straight into the file
     from 122,880 rows) held about 150 MB more at peak and, with DuckDB on one thread, took about
-    30% less CPU per event: each smaller batch's commit runs DuckDB's checkpoint (docs/benchmarks.md)."""
+    30% less CPU per event while each smaller batch's commit ran DuckDB's checkpoint, before
+    ``checkpoint_wal_bytes`` (docs/benchmarks.md)."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
@@ -114,6 +115,16 @@ class ConsumerSettings(BaseModel):
     waits for its worker threads by spinning, which cost about a third of ingest's CPU on
     2 cores (docs/benchmarks.md). It applies to the whole process's use of that ledger while the
     consumer runs (in `learnright serve`, its closes too); the consumer's close restores DuckDB's."""
+    checkpoint_wal_bytes: int = Field(256 * 2**20, ge=1)
+    """Bytes of write-ahead log the consumer's ledger holds before a commit checkpoints it
+    (DuckDB's ``checkpoint_threshold``, whose default of 16 MiB a full-speed batch passes, so that
+    nearly every commit checkpointed). Checkpointing every 256 MiB instead took about a third
+    less CPU per event while behind (docs/benchmarks.md); it also bounds the log a restart
+    replays. The consumer's close restores DuckDB's (:mod:`consumers.checkpoints`)."""
+    caught_up_checkpoint_wal_bytes: int = Field(16 * 2**20, ge=0)
+    """Once the consumer has caught up with Kafka, its writer checkpoints between two batches as
+    soon as the write-ahead log holds more than this: short checkpoints while it keeps up, the
+    large ones of ``checkpoint_wal_bytes`` only while it is behind (:mod:`consumers.checkpoints`)."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)

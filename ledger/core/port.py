@@ -72,6 +72,17 @@ class LedgerStore(Protocol):
         """Sets how many threads the storage engine of this process runs the ledger's statements on;
         returns the count it replaced."""
 
+    def limit_wal(self, wal_bytes: int) -> int:
+        """Sets how many bytes of write-ahead log the storage holds before a commit checkpoints it;
+        returns the size it replaced (0 where the storage keeps no log of its own: nothing set)."""
+
+    def wal_bytes(self) -> int:
+        """Bytes in the storage's write-ahead log now (0 where it keeps none); any thread may ask."""
+
+    def checkpoint(self) -> None:
+        """Writes everything committed into the storage's files and empties its write-ahead log
+        (nothing where it keeps none). Called by the one writer, between its transactions."""
+
     # -- licenses --------------------------------------------------------------------------
 
     def load_book(self) -> LicenseBook:

@@ -58,6 +58,19 @@ from ledger.storage.unlicensed import UnlicensedRepository
 _MEMORY_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*")
 """What DuckDB's memory_limit accepts, and nothing that could end its SET statement."""
 
+_UNITS = {"bytes": 1, "B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+          "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def _bytes_of(size: str) -> int:
+    """Bytes of a size as DuckDB shows a setting (``16.0 MiB``, ``256 bytes``)."""
+    number, _, unit = size.strip().partition(" ")
+    try:
+        return round(float(number) * _UNITS[unit.strip() or "B"])
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"DuckDB shows a size Learnright cannot read: {size!r}") from exc
+
+
 class Ledger:
     """An open ledger file. Use :meth:`open`; close it (or use ``with``) when done."""
 
@@ -79,6 +92,7 @@ class Ledger:
         self._provenance = ProvenanceRepository(self._db)
         self._collectives = CollectiveRepository(self._db)
         self._memory_limit: str | None = None
+        self._wal_limit: int | None = None
 
     @classmethod
     def open(cls, path: "str | Path | LakeLocation", *, read_only: bool = False) -> "Ledger":
@@ -170,6 +184,50 @@ class Ledger:
         before = self._db.value("SELECT current_setting('threads')")
         self._db.con.execute(f"SET threads = {threads}")
         return int(before)
+
+    def limit_wal(self, wal_bytes: int) -> int:
+        """Sets how much write-ahead log this ledger's database in this process holds before a
+        commit checkpoints it (DuckDB's ``checkpoint_threshold``, 16 MiB by default); returns the
+        size it replaced, in bytes, which restores it when set again (as last set through this
+        method, else DuckDB's, read from its setting).
+
+        A commit that leaves more WAL than this runs DuckDB's checkpoint inside itself: it writes
+        every table's rows since the last checkpoint into the file, compressed, and empties the
+        WAL. So the WAL holds at most about this plus one transaction, and each checkpoint's work
+        (and the stall of the commit that runs it) grows with it. A lake has no WAL of its own:
+        nothing is set there and 0 is returned.
+
+        Raises:
+            ConfigError: ``wal_bytes`` is below 1.
+        """
+        if isinstance(wal_bytes, bool) or not isinstance(wal_bytes, int) or wal_bytes < 1:
+            raise ConfigError(f"a WAL size is a whole number of bytes >= 1 (got {wal_bytes!r})")
+        if not isinstance(self.path, Path):
+            return 0
+        before = self._wal_limit or _bytes_of(str(self._db.value("SELECT current_setting('checkpoint_threshold')")))
+        self._db.con.execute(f"SET checkpoint_threshold = '{wal_bytes}B'")
+        self._wal_limit = wal_bytes
+        return before
+
+    def wal_bytes(self) -> int:
+        """Bytes in this ledger file's write-ahead log now (0 when there is none: just checkpointed, or a lake).
+
+        Read from the file system, never from DuckDB, so that any thread may ask at any time.
+        """
+        if not isinstance(self.path, Path):
+            return 0
+        try:
+            return self.path.with_name(self.path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self) -> None:
+        """Writes everything committed into the ledger file and empties its WAL (DuckDB's ``CHECKPOINT``).
+
+        Run by the one writer between its transactions; a lake has nothing to checkpoint here.
+        """
+        if isinstance(self.path, Path):
+            self._db.con.execute("CHECKPOINT")
 
     # -- ad-hoc reads (this adapter only; not part of the port) --------------------------
 

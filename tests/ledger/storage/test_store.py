@@ -240,3 +240,20 @@ def test_applied_versions_are_stored_whole_and_the_applied_book_is_the_parsed_on
     assert parsed == merge_books(parse_book(license_book_text, "book.toml"), parse_book(extra, "more.toml"))
     assert stored == sorted((v.license_id, v.version, v.source_id, v.platform_id, v.effective_from, v.currency,
                              json.dumps(v.terms, sort_keys=True), v.content_hash) for v in parsed.versions)
+
+
+def test_the_wal_threshold_is_set_read_back_and_restored_and_a_checkpoint_empties_the_wal(tmp_path, license_book_text):
+    from ground.errors import ConfigError
+
+    with Ledger.open(tmp_path / "l.duckdb") as ledger:
+        shown = "SELECT value FROM duckdb_settings() WHERE name = 'checkpoint_threshold'"
+        assert ledger.limit_wal(2**30) == 16 * 2**20  # DuckDB's default, which it replaced
+        assert ledger.scalar(shown) == "1.0 GiB"
+        ledger.apply_licenses(license_book_text, "book.toml")
+        assert ledger.wal_bytes() > 0  # committed, not checkpointed: in the log alone
+        ledger.checkpoint()
+        assert ledger.wal_bytes() == 0
+        assert ledger.limit_wal(16 * 2**20) == 2**30  # as last set here
+        assert ledger.scalar(shown) == "16.0 MiB"
+        with pytest.raises(ConfigError, match="got 0"):
+            ledger.limit_wal(0)

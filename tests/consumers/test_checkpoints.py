@@ -1,0 +1,126 @@
+"""When the consumer's ledger checkpoints (consumers.checkpoints), shown by the file, never by a clock.
+
+A checkpoint empties the ledger's write-ahead log (DuckDB removes the ``.wal`` file), so the
+log's size tells whether one ran; DuckDB's own threshold is read back from ``duckdb_settings()``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from consumers.service import LedgerConsumer
+from ground.settings import Settings
+from ledger.storage.store import Ledger
+from tests.consumers.helpers import emitter_for
+
+pytestmark = pytest.mark.broker
+APRIL = datetime(2026, 4, 1, tzinfo=timezone.utc)
+GIB = 2**30
+
+
+def emit(settings: Settings, count: int, first: int = 0) -> None:
+    with emitter_for(settings) as emitter:
+        for n in range(first, first + count):
+            emitter.training(event_id=f"e{n}", model_id="m", run_id="r", source_id="src-novels", units=1000 + n,
+                             unit="tokens", occurred_at=APRIL + timedelta(minutes=n))
+
+
+def threshold(ledger: Ledger) -> str:
+    return ledger.scalar("SELECT value FROM duckdb_settings() WHERE name = 'checkpoint_threshold'")
+
+
+def checkpoints(consumer: LedgerConsumer, trigger: str) -> float:
+    return consumer.metrics.registry.get_sample_value("learnright_ledger_checkpoints_total", {"trigger": trigger}) or 0
+
+
+def test_the_consumer_keeps_its_commits_in_the_log_up_to_its_threshold_and_leaves_the_ledger_checkpointed(
+        make_settings, license_book_text):
+    settings = make_settings(checkpoint_wal_bytes=GIB, caught_up_checkpoint_wal_bytes=GIB, max_batch=50,
+                             max_poll=50, native=False)
+    emit(settings, 300)
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "test")
+        ledger.checkpoint()
+        assert threshold(ledger) == "16.0 MiB"  # DuckDB's default
+        consumer = LedgerConsumer(settings, ledger)
+        try:
+            consumer.run(until_idle=True)
+            assert threshold(ledger) == "1.0 GiB"
+            assert consumer.stats.batches > 1
+            # Every batch's commit is in the log and none checkpointed: the log is the only place they are.
+            assert ledger.wal_bytes() > 0
+            assert checkpoints(consumer, "commit") == checkpoints(consumer, "caught_up") == 0
+        finally:
+            consumer.close()
+        assert ledger.wal_bytes() == 0  # the close checkpointed what was left
+        assert checkpoints(consumer, "close") == 1
+        assert threshold(ledger) == "16.0 MiB"  # and gave DuckDB its threshold back
+        assert ledger.scalar("SELECT count(*) FROM usage_events") == 300
+
+
+def test_a_caught_up_consumer_checkpoints_once_the_log_passes_its_caught_up_size(make_settings, license_book_text):
+    settings = make_settings(checkpoint_wal_bytes=GIB, caught_up_checkpoint_wal_bytes=1)
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "test")
+        consumer = LedgerConsumer(settings, ledger)
+        try:
+            emit(settings, 100)
+            consumer.run(until_idle=True)  # everything Kafka holds is polled: caught up, with a log to checkpoint
+            assert checkpoints(consumer, "caught_up") >= 1
+            assert ledger.wal_bytes() == 0
+            emit(settings, 100, first=100)
+            consumer.run(until_idle=True)
+            assert checkpoints(consumer, "caught_up") >= 2
+            assert ledger.wal_bytes() == 0
+            assert checkpoints(consumer, "commit") == 0
+        finally:
+            consumer.close()
+        assert ledger.scalar("SELECT count(*) FROM usage_events") == 200
+
+
+def test_a_small_threshold_checkpoints_inside_the_commits_while_behind(make_settings, license_book_text):
+    settings = make_settings(checkpoint_wal_bytes=1, caught_up_checkpoint_wal_bytes=GIB, max_batch=50,
+                             max_poll=50, native=False)
+    emit(settings, 300)
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "test")
+        consumer = LedgerConsumer(settings, ledger)
+        try:
+            consumer.run(until_idle=True)
+            assert consumer.stats.batches > 1
+            assert checkpoints(consumer, "commit") == consumer.stats.batches  # DuckDB's, in every commit
+            assert ledger.wal_bytes() == 0
+        finally:
+            consumer.close()
+
+
+def _book_and_die(settings_json: str) -> None:
+    """Books everything with no checkpoint at all, then dies without closing the consumer or the ledger."""
+    settings = Settings.model_validate_json(settings_json)
+    ledger = Ledger.open(settings.db)
+    consumer = LedgerConsumer(settings, ledger)
+    consumer.run(until_idle=True)
+    os._exit(0)
+
+
+def test_a_crash_before_any_checkpoint_loses_nothing(make_settings, license_book_text):
+    settings = make_settings(checkpoint_wal_bytes=GIB, caught_up_checkpoint_wal_bytes=GIB, max_batch=50,
+                             max_poll=50, native=False)
+    with Ledger.open(settings.db) as ledger:
+        ledger.apply_licenses(license_book_text, "test")
+    emit(settings, 300)
+    child = multiprocessing.get_context("fork").Process(target=_book_and_die, args=(settings.model_dump_json(),))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    wal = Path(str(settings.db) + ".wal")
+    assert wal.stat().st_size > 0  # the booked batches are in the log alone
+    with Ledger.open(settings.db) as ledger:  # the open replays the log
+        assert ledger.scalar("SELECT count(*) FROM usage_events") == 300
+        assert ledger.scalar("SELECT count(DISTINCT event_id) FROM usage_events") == 300
+        assert ledger.stored_offsets() and sum(ledger.stored_offsets().values()) == 300
