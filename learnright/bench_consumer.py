@@ -16,8 +16,8 @@ Three figures, measured side by side in one run on one broker (issue 18):
 ``bench latency ratio=R rate=N/s p99_ms=P p50_ms=Q``
     A producer in this process sends pre-encoded events at half the ingest rate measured
     above (or as fast as one kafka-python producer can, when that is less: ``rate`` is what
-    it sustained), flushing every 5 ms tick, so each event's produce time (kept by its number)
-    is when Kafka acknowledged it. ``learnright consume`` follows in a child process with a
+    it sustained), flushing every 5 ms tick; each event's produce time (kept by its number)
+    is when Kafka's acknowledgement of it reached the producer (a callback per record). ``learnright consume`` follows in a child process with a
     reader thread that asks the ledger, every :data:`POLL_S` seconds, which events became
     queryable; an event's latency is that moment minus its produce time. ``ratio`` is (flush interval + 0.5 s) over p99 (>= 1 meets the target).
 
@@ -345,6 +345,14 @@ def measure_latency(settings: Settings, workdir: Path, pool: list[Template], *, 
             raise RuntimeError(f"the latency child did not start: {logs.read_text(errors='replace')[-2000:]}")
         time.sleep(3.0)  # its group join and first fetch, before the clock
         sent_at = array("d", bytes(8 * events))
+
+        def acknowledged(number: int, _metadata) -> None:
+            # Produced = acknowledged by Kafka: the moment the event could be read. Noted per
+            # record on the producer's I/O thread as its answer arrives, not after the tick's
+            # flush, which would date a large tick's first records late (a behind producer's
+            # ticks are large) and could even put them after they were seen.
+            sent_at[number] = time.time()
+
         out_producer = producer(settings, linger_ms=5)
         partitions = settings.kafka.partitions
         started = time.time()
@@ -352,15 +360,12 @@ def measure_latency(settings: Settings, workdir: Path, pool: list[Template], *, 
         records = backlog_records(pool, settings.kafka.topics, 0, events)
         while sent < events:
             due = min(events, int((time.time() - started) * rate) + 1)
-            first = sent
             while sent < due:
                 topic, key, value = next(records)
-                out_producer.send(topic, key=key, value=value, partition=sent % partitions)
+                out_producer.send(topic, key=key, value=value, partition=sent % partitions).add_callback(
+                    acknowledged, sent)
                 sent += 1
-            out_producer.flush()  # produced = acknowledged by Kafka: the moment it could be read
-            acknowledged = time.time()
-            for number in range(first, sent):
-                sent_at[number] = acknowledged
+            out_producer.flush()  # each tick's events leave now, not at the linger's end
             time.sleep(0.005)
         sending = time.time() - started
         out_producer.flush()
@@ -482,7 +487,8 @@ partitions per topic). Default consumer settings: `max_batch` {consumer.max_batc
 Targets (issue 18): peak RSS < 500 MB at a 5M-event backlog (ratio > 1); an auditor query every
 5 s costs <= 10% of ingest (ratio >= 0.90); p99 produce-to-queryable <= flush interval + 0.5 s
 (ratio >= 1). Latency is produced-to-seen: from the moment Kafka acknowledged the event (the
-producer, kafka-python with acks=1, sends each 5 ms tick's events and flushes) to the moment a
+producer, kafka-python with acks=1, sends each 5 ms tick's events and flushes, and notes each
+acknowledgement as it arrives) to the moment a
 reader of the ledger, asking every {POLL_S * 1000:.0f} ms, finds it. The producer runs in this process
 while the consumer follows in a child; when one producer cannot reach the asked rate, `rate`
 is what it sustained.
