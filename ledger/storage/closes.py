@@ -90,6 +90,17 @@ RANGE_LINES = 16_384
 """Statement lines a :class:`LineRange` holds, about (whole statements): what a close hands a worker at a time."""
 
 
+def python_values(column: pa.Array) -> list:
+    """``column.to_pylist()``, value for value (a decimal the same digits and exponent), decimals read faster.
+
+    Arrow makes each ``Decimal`` of a decimal column through Python one value at a time (about 8 us);
+    ``Decimal`` of the column cast to text (Arrow writes every digit of the scale) is about a third of it.
+    """
+    if pa.types.is_decimal(column.type) and not column.null_count:
+        return list(map(Decimal, pc.cast(column, pa.string()).to_pylist()))
+    return column.to_pylist()
+
+
 def line_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
     """Batches of :data:`STATEMENT_LINES_SQL`'s rows as (holder, currency) and its lines, one key at a time.
 
@@ -101,7 +112,7 @@ def line_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[tuple[str, 
     for batch in batches:
         for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
              license_id, license_version, quantity, amount, entries, description) in zip(
-                *(column.to_pylist() for column in batch.columns)):
+                *map(python_values, batch.columns)):
             if key is None or key[0] != holder_id or key[1] != currency:
                 if key is not None:
                     if (holder_id, currency) < key:
