@@ -43,8 +43,7 @@ from ledger.core.licenses import Holder
 from ledger.core.port import StatementLineRange
 from ledger.core.records import SignedStatement
 from ledger.core.signing import Signer, signer_of
-from ledger.core.statements import (Statement, StatementLine, build_statement, canonical_bytes, render_document,
-                                    to_document)
+from ledger.core.statements import Statement, StatementLine, build_statement, rendered, to_document
 
 Key = tuple[str, str]
 """A statement's (holder, currency)."""
@@ -89,10 +88,9 @@ def sealed(statement: Statement, document: dict, signer: Signer) -> SignedStatem
 
     Stored without its line objects: what is stored of them is in the document, and a close of
     100,000 statements must not hold every line of the month at once."""
-    canonical = canonical_bytes(document)
+    canonical, stored = rendered(document)  # canonical_bytes(document), render_document(document)
     return SignedStatement(statement=replace(statement, lines=()), content_hash=hashlib.sha256(canonical).hexdigest(),
-                           document=render_document(document), signature=signer.sign(canonical),
-                           key_fingerprint=signer.fingerprint)
+                           document=stored, signature=signer.sign(canonical), key_fingerprint=signer.fingerprint)
 
 
 def signed_statement(*, period: str, key: Key, holder: Holder | None, lines: list[StatementLine],
