@@ -31,6 +31,7 @@ from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
 from ledger.storage.entry_digests import fold_entries, fold_entries_in_stored_order
+from ledger.storage.line_ranges import RANGE_LINES, LineRange, line_groups
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
 
@@ -84,63 +85,6 @@ def _chunks(items: Iterator[SignedStatement], size: int) -> Iterator[tuple[Signe
     """``items`` ``size`` at a time (the last chunk shorter), drawn as they come."""
     while chunk := tuple(itertools.islice(items, size)):
         yield chunk
-
-
-RANGE_LINES = 16_384
-"""Statement lines a :class:`LineRange` holds, about (whole statements): what a close hands a worker at a time."""
-
-
-def python_values(column: pa.Array) -> list:
-    """``column.to_pylist()``, value for value (a decimal the same digits and exponent), decimals read faster.
-
-    Arrow makes each ``Decimal`` of a decimal column through Python one value at a time (about 8 us);
-    ``Decimal`` of the column cast to text (Arrow writes every digit of the scale) is about a third of it.
-    """
-    if pa.types.is_decimal(column.type) and not column.null_count:
-        return list(map(Decimal, pc.cast(column, pa.string()).to_pylist()))
-    return column.to_pylist()
-
-
-def line_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
-    """Batches of :data:`STATEMENT_LINES_SQL`'s rows as (holder, currency) and its lines, one key at a time.
-
-    Raises:
-        LedgerFileError: a key came after a greater one (not in Python's string order).
-    """
-    key: tuple[str, str] | None = None
-    lines: list[StatementLine] = []
-    for batch in batches:
-        for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-             license_id, license_version, quantity, amount, entries, description) in zip(
-                *map(python_values, batch.columns)):
-            if key is None or key[0] != holder_id or key[1] != currency:
-                if key is not None:
-                    if (holder_id, currency) < key:
-                        raise LedgerFileError(f"statement lines of {(holder_id, currency)!r} came after"
-                                              f" {key!r}: not in (holder, currency) order")
-                    yield key, lines
-                key, lines = (holder_id, currency), []
-            lines.append(StatementLine(
-                period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id,
-                kind=kind, unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
-                license_id=license_id, license_version=license_version, description=description or ""))
-    if key is not None:
-        yield key, lines
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LineRange:
-    """The statement lines of consecutive (holder, currency) keys, whole statements only, as fetched (Arrow,
-    :data:`STATEMENT_LINES_SQL`'s columns): a value that pickles compactly, so a worker process can build
-    the statements of a range (:meth:`groups`) while the close fetches the next."""
-
-    lines: pa.Table
-    last_key: tuple[str, str]
-    """The greatest (holder, currency) of the range."""
-
-    def groups(self) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
-        """The range's (holder, currency) keys and their lines, in increasing key (:func:`line_groups`)."""
-        return line_groups(self.lines.to_batches())
 
 
 def _checked_after(last: tuple[str, str] | None, batches: list[pa.RecordBatch]) -> tuple[str, str]:

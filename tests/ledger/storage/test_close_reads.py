@@ -41,7 +41,7 @@ from decimal import Decimal
 import pyarrow as pa
 from hypothesis import given, strategies as st
 
-from ledger.storage.closes import python_values
+from ledger.storage.line_ranges import python_values
 
 
 @given(scale=st.integers(min_value=0, max_value=12),
