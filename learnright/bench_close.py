@@ -171,7 +171,7 @@ def build_ledger(path: Path, size: Size, echo: Callable[[str], None] = print, *,
         book_month(path, size.holders, month_events(replace(size, events=base)))
         priced = time.perf_counter() - started
         replicate_month(path, holders=size.holders, base_events=base, copies=copies)
-        how = f" ({base} priced in {priced:.1f}s, replicated {copies}x in SQL)"
+        how = f" ({base} priced in {priced:.1f}s, then {copies - 1} copies of them made in SQL)"
     with _ledger(path) as ledger:
         entries = ledger.scalar("SELECT count(*) FROM accruals")
     echo(f"booked {size.events} events ({entries} entries, {size.holders} holders) in"
