@@ -9,8 +9,9 @@ run and in turn, each round copies that ledger and runs in a child process of it
 either the close (:func:`ledger.services.close.close_period`, what `learnright close` and
 the scheduler call) or the bare query (the statement-lines ``GROUP BY`` of
 :mod:`ledger.storage.closes`, fetched as Arrow). Only the call itself is timed; the peak
-RSS is the close child's own (``ru_maxrss``), so the parent's ledger and book do not
-count. The best round of each counts.
+RSS is the close child's with the worker processes the close starts (the greater of its own
+``ru_maxrss`` and the sum of its process tree's RSS sampled every 0.25 s), so the parent's ledger
+and book do not count. The best round of each counts.
 
 Prints ``bench close ratio=R rate=N/s statements=S seconds=T rss_mb=M``: ratio is the bare
 query's seconds over the close's (issue 18 asks the close to take at most 1.5x the bare
@@ -21,9 +22,12 @@ events; an int is a smoke run of that many events over ``events // 100`` holders
 2). ``LEARNRIGHT_BENCH_CLOSE_SIZE=large`` (``learnright bench --only close``) measures issue
 18's large figure instead: 50,000 holders (100,000 statements) over 10,000,000 events;
 ``=HOLDERSxEVENTS`` (e.g. ``50000x1000000``: 100,000 statements over 1M events) any other size.
-Booking is priced event by event in Python (the 250,000-license book of the large sizes is
-applied by one Arrow insert): 1M events took about 10 minutes on 2 busy cores, so 10M
-events take well over an hour before the first round.
+Up to :data:`REPLICATE_ABOVE` events (every size but the large ones) the month is priced event
+by event in Python (the book of the large sizes is applied by one Arrow insert): 1M events take
+about 10 minutes on 2 busy cores, so 10M would take well over an hour. Above it,
+:func:`build_ledger` prices a base month of at most :data:`BASE_EVENTS` events the same way and
+replicates it in SQL into the full count (see :func:`replicate_month` for what is copied, how,
+and why the close does the same work on it).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ground.errors import ConfigError
 from ground.settings import Settings
@@ -57,6 +61,13 @@ TRAINING_SHARE = 0.8
 CHUNK_EVENTS = 50_000
 """Events priced and appended per ledger batch while the bench books its month."""
 SIZE_KEY = "LEARNRIGHT_BENCH_CLOSE_SIZE"
+RATE_CYCLE = 97
+"""A license's training rate is ``50 + n % RATE_CYCLE`` cents (``n``: its source's number): rates repeat
+every RATE_CYCLE holders with the same source index, which is what :func:`replicate_month` relies on."""
+REPLICATE_ABOVE = 1_000_000
+"""Months of more events than this are booked as a priced base month replicated in SQL."""
+BASE_EVENTS = 500_000
+"""The most events of a replicated month's base, priced event by event (about 5 minutes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +115,7 @@ def synthetic_book(holders: int) -> str:
     for h in range(holders):
         for s in range(SOURCES_PER_HOLDER):
             currency = "USD" if s % 2 == 0 else "EUR"
-            rate = Decimal(50 + (h * SOURCES_PER_HOLDER + s) % 97).scaleb(-2)
+            rate = Decimal(50 + (h * SOURCES_PER_HOLDER + s) % RATE_CYCLE).scaleb(-2)
             parts.append(
                 f'[[licenses]]\nid = "lic-{h:06d}-{s}"\nversion = 1\nsource = "src-{h:06d}-{s}"\n'
                 f'effective_from = 2026-01-01T00:00:00Z\ncurrency = "{currency}"\n'
@@ -140,54 +151,207 @@ def month_events(size: Size, seed: int = 18) -> Iterator:
                 output_units=rng.randint(20, 800))
 
 
-def build_ledger(path: Path, size: Size, echo: Callable[[str], None] = print) -> None:
+def build_ledger(path: Path, size: Size, echo: Callable[[str], None] = print, *,
+                 replicate_above: int = REPLICATE_ABOVE, base_events: int = BASE_EVENTS) -> None:
     """Books ``size`` into a new ledger at ``path``: the book, then the month in batches of :data:`CHUNK_EVENTS`.
 
     Each event is priced by the ledger's own pricing and appended with its stream and
-    position (``bench-usage/<partition>``, its offset), as the consumer books a record.
+    position (``bench-usage/<partition>``, its offset), as the consumer books a record. A month
+    of more than ``replicate_above`` events is booked as a base month of at most ``base_events``
+    events priced so, replicated by :func:`replicate_month` (when the count splits into even
+    copies; else every event is priced).
     """
+    started = time.perf_counter()
+    plan = replication(size, replicate_above=replicate_above, base_events=base_events)
+    if plan is None:
+        book_month(path, size.holders, month_events(size))
+        how = ""
+    else:
+        base, copies = plan
+        book_month(path, size.holders, month_events(replace(size, events=base)))
+        priced = time.perf_counter() - started
+        replicate_month(path, holders=size.holders, base_events=base, copies=copies)
+        how = f" ({base} priced in {priced:.1f}s, then {copies - 1} copies of them made in SQL)"
+    with _ledger(path) as ledger:
+        entries = ledger.scalar("SELECT count(*) FROM accruals")
+    echo(f"booked {size.events} events ({entries} entries, {size.holders} holders) in"
+         f" {time.perf_counter() - started:.1f}s{how}")
+
+
+def _ledger(path: Path):
+    from ledger.storage.store import Ledger
+
+    return Ledger.open(path)
+
+
+def book_month(path: Path, holders: int, events: Iterable) -> None:
+    """Books the synthetic book of ``holders`` and ``events`` into a new ledger at ``path``, priced one by one.
+
+    Events alternate between the two platforms' partitions, as :func:`month_events` makes them;
+    each is booked at its partition's next offset."""
     from ledger.core.chain import stream_of
     from ledger.core.pricing import price
     from ledger.core.records import EventRow, IngestBatch
-    from ledger.storage.store import Ledger
 
-    started = time.perf_counter()
     topic = "bench-usage"
-    with Ledger.open(path) as ledger:
-        ledger.apply_licenses(synthetic_book(size.holders), "bench-book.toml")
+    with _ledger(path) as ledger:
+        ledger.apply_licenses(synthetic_book(holders), "bench-book.toml")
         book = ledger.load_book()
         offsets = [0, 0]
-        events, accruals = [], []
+        rows, accruals = [], []
 
         def flush() -> None:
-            ledger.append_batch(IngestBatch(events=tuple(events), accruals=tuple(accruals),
+            ledger.append_batch(IngestBatch(events=tuple(rows), accruals=tuple(accruals),
                                             offsets={(topic, p): offsets[p] for p in range(2)}))
-            events.clear()
+            rows.clear()
             accruals.clear()
 
-        for event in month_events(size):
+        for event in events:
             partition = PLATFORMS.index(event.platform_id)
             offset = offsets[partition]
             offsets[partition] += 1
             stream = stream_of(topic, partition)
             accruals.extend(replace(a, stream=stream, position=offset) for a in price(event, book))
-            events.append(EventRow(platform_id=event.platform_id, event_id=event.event_id,
-                                   event_type=type(event).__name__, content_hash=f"bench-{event.event_id}",
-                                   model_id=event.model_id, occurred_at=event.occurred_at, period=PERIOD,
-                                   topic=topic, partition=partition, offset=offset))
-            if len(events) == CHUNK_EVENTS:
+            rows.append(EventRow(platform_id=event.platform_id, event_id=event.event_id,
+                                 event_type=type(event).__name__, content_hash=f"bench-{event.event_id}",
+                                 model_id=event.model_id, occurred_at=event.occurred_at, period=PERIOD,
+                                 topic=topic, partition=partition, offset=offset))
+            if len(rows) == CHUNK_EVENTS:
                 flush()
-        if events:
+        if rows:
             flush()
-        entries = ledger.scalar("SELECT count(*) FROM accruals")
-    echo(f"booked {size.events} events ({entries} entries, {size.holders} holders) in"
-         f" {time.perf_counter() - started:.1f}s")
+
+
+def replication(size: Size, *, replicate_above: int = REPLICATE_ABOVE, base_events: int = BASE_EVENTS
+                ) -> tuple[int, int] | None:
+    """(base events, copies) a month of ``size`` is booked as, or None to price every event.
+
+    The fewest copies of an even base of at most ``base_events`` that make ``size.events``
+    exactly (even: so that a copied event keeps its partition)."""
+    if size.events <= replicate_above:
+        return None
+    for copies in range(max(2, -(-size.events // base_events)), size.events // 2 + 1):
+        base, rest = divmod(size.events, copies)
+        if rest == 0 and base % 2 == 0:
+            return base, copies
+    return None
+
+
+def shifted_holder(holder: int, copy: int, holders: int) -> int:
+    """The holder whose sources copy ``copy`` of a replicated month books ``holder``'s use against.
+
+    A cyclic shift by ``copy`` among the holders of the same number modulo :data:`RATE_CYCLE`,
+    whose sources have the same rates and currencies; copy 0 is the base itself."""
+    residue, rank = holder % RATE_CYCLE, holder // RATE_CYCLE
+    return residue + RATE_CYCLE * ((rank + copy) % ((holders - 1 - residue) // RATE_CYCLE + 1))
+
+
+def shifted_source(source_id: str, copy: int, holders: int) -> str:
+    """``src-HHHHHH-S`` of :func:`shifted_holder`'s holder, the same source index ``S``."""
+    return f"src-{shifted_holder(int(source_id[4:10]), copy, holders):06d}{source_id[10:]}"
+
+
+def replica(event, *, copy: int, base_events: int, holders: int):
+    """The event copy ``copy`` of a replicated month books for base ``event``, as an event of its own.
+
+    What :func:`replicate_month` writes for it is what pricing and booking this event give
+    (the tests book these events one by one and compare every row)."""
+    from ledger.core.usage import TrainingUsage
+
+    number = int(event.event_id.rsplit("-", 1)[1]) + copy * base_events
+    event_id = f"{event.platform_id}-{number:09d}"
+    if isinstance(event, TrainingUsage):
+        return replace(event, event_id=event_id, source_id=shifted_source(event.source_id, copy, holders))
+    return replace(event, event_id=event_id, request_id=f"req-{number}", attributions=tuple(
+        replace(a, source_id=shifted_source(a.source_id, copy, holders)) for a in event.attributions))
+
+
+def _shifted(column: str, prefix: str) -> str:
+    """SQL of :func:`shifted_holder` for an id ``<prefix>HHHHHH...`` in ``column`` (``$copy``, ``$holders``)."""
+    number = f"CAST(substr({column}, {len(prefix) + 1}, 6) AS BIGINT)"
+    residue = f"({number} % {RATE_CYCLE})"
+    shifted = (f"{residue} + {RATE_CYCLE} * ((({number} // {RATE_CYCLE}) + $copy)"
+               f" % (($holders - 1 - {residue}) // {RATE_CYCLE} + 1))")
+    return f"'{prefix}' || lpad(CAST({shifted} AS VARCHAR), 6, '0') || substr({column}, {len(prefix) + 7})"
+
+
+_COPIED_EVENT_ID = ("platform_id || '-' || lpad(CAST(CAST(split_part(event_id, '-', 2) AS BIGINT) + $copy * $base"
+                    " AS VARCHAR), 9, '0')")
+
+_REPLICA_SQL = (
+    f"""INSERT INTO usage_events BY NAME
+    SELECT * REPLACE ({_COPIED_EVENT_ID} AS event_id, 'bench-' || {_COPIED_EVENT_ID} AS content_hash,
+                      kafka_offset + $copy * $half AS kafka_offset, batch_id + $copy * $batches AS batch_id)
+    FROM usage_events WHERE batch_id <= $batches ORDER BY batch_id, kafka_offset, kafka_partition""",
+    f"""INSERT INTO accruals BY NAME
+    SELECT * REPLACE (entry_id + $copy * $entries AS entry_id, batch_id + $copy * $batches AS batch_id,
+                      {_COPIED_EVENT_ID} AS event_id, {_shifted("source_id", "src-")} AS source_id,
+                      {_shifted("holder_id", "h-")} AS holder_id, {_shifted("license_id", "lic-")} AS license_id,
+                      position + $copy * $half AS position)
+    FROM accruals WHERE entry_id <= $entries ORDER BY entry_id""",
+    """INSERT INTO ingest_batches BY NAME
+    SELECT * REPLACE (batch_id + $copy * $batches AS batch_id, now() AS committed_at)
+    FROM ingest_batches WHERE batch_id <= $batches ORDER BY batch_id""",
+    """INSERT INTO consumer_offsets BY NAME
+    SELECT * REPLACE (batch_id + $copy * $batches AS batch_id, next_offset + $copy * $half AS next_offset)
+    FROM consumer_offsets WHERE batch_id <= $batches ORDER BY batch_id, topic, kafka_partition""",
+)
+
+
+def replicate_month(path: Path, *, holders: int, base_events: int, copies: int) -> None:
+    """Grows the priced base month of the ledger at ``path`` (``base_events`` events, nothing else booked)
+    into ``copies`` times as many events, in SQL, as if the consumer had booked them.
+
+    Copy ``c`` (1 .. copies-1) books every base event again, as :func:`replica` says: event
+    number ``n + c * base_events`` (so a new event id, its content hash, and the same partition,
+    at offset and stream position ``+ c * base_events / 2``: each stream's positions keep rising
+    in stored order, which the close's fold checks), the same kind, model, time, units, weights
+    and amounts, but against the sources of :func:`shifted_holder`'s holder, whose licenses
+    have the same rate and currency (so every amount is what pricing gives). Its entries,
+    batches and offsets rows follow the base's, numbered on (entry ids, batch ids). Nothing
+    of the copies is computed by the close: every entry's digest is of its own fields.
+
+    Why this measures the same close as pricing every event: the close's work is a function
+    of the covered entries (the fold and the statement-lines ``GROUP BY`` scan every one)
+    and of the statement lines they sum to (every line is read, rendered twice and signed
+    over). A plain copy of the base would repeat the base's lines and so make as few lines
+    as the base (about 0.8M at 1M events against about 2M at 10M, with 24 possible lines a
+    statement). Shifting the holders instead gives each holder the use of ``copies``
+    different base holders, drawn as independently as :func:`month_events` draws them, so the
+    lines and their sums are distributed as in a month of ``copies`` times the events (up to
+    ``holders / RATE_CYCLE`` copies; beyond, copies repeat lines).
+    """
+    from ledger.errors import LedgerFileError
+
+    with _ledger(path) as ledger:
+        con = ledger.con
+        entries, first, batches, events = con.execute(
+            "SELECT (SELECT count(*) FROM accruals), (SELECT min(entry_id) FROM accruals),"
+            " (SELECT max(batch_id) FROM ingest_batches), (SELECT count(*) FROM usage_events)").fetchone()
+        if base_events % 2 or events != base_events or first != 1 or batches is None:
+            raise LedgerFileError(f"{path} is not a base month of {base_events} events (even) numbered from 1:"
+                                  f" {events} events, entries from {first}")
+        for copy in range(1, copies):
+            values = {"copy": copy, "base": base_events, "half": base_events // 2, "entries": entries,
+                      "batches": batches, "holders": holders}
+            con.execute("BEGIN TRANSACTION")
+            for sql in _REPLICA_SQL:
+                con.execute(sql, {name: value for name, value in values.items() if f"${name}" in sql})
+            con.execute("COMMIT")
+        con.execute("CHECKPOINT")
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 from pathlib import Path
+from learnright.bench_close import tree_rss_kb
 mode, path = sys.argv[1], Path(sys.argv[2])
+tree = [0]
+def sample():  # the close's worker processes are the child's children: their RSS counts too
+    while True:
+        tree[0] = max(tree[0], tree_rss_kb())
+        time.sleep(0.25)
+threading.Thread(target=sample, daemon=True).start()
 if mode == "close":
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from ground.settings import Settings
@@ -208,7 +372,7 @@ else:
     seconds, count = bare_statement_lines(path)
     book = 0.0
 print(json.dumps({"seconds": seconds, "book": book, "count": count,
-                  "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "rss_kb": max(tree[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)}))
 """
 """One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
 
@@ -217,6 +381,21 @@ the environment (``close.memory_limit``, 256MB by default): the license book rea
 decoded and checked, :mod:`ledger.core.license_forms`) and the close. The running service
 and its scheduler have the book made already (:func:`ledger.storage.licenses.parsed_book`),
 so their close costs ``seconds - book``."""
+
+
+def tree_rss_kb() -> int:
+    """The RSS of this process and of every process under it, summed, in KB (pages shared between them
+    counted in each: an upper bound)."""
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            for tasks in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(child) for child in (tasks / "children").read_text().split())
+        except (OSError, ValueError):  # ended meanwhile
+            continue
+    return total
 
 
 def bare_statement_lines(path: Path) -> tuple[float, int]:

@@ -43,6 +43,16 @@ EventKey = tuple[str, str]
 """(platform_id, event_id): what identifies an event across the ledger."""
 
 
+class StatementLineRange(Protocol):
+    """The statement lines of consecutive (holder, currency) keys, whole statements only; picklable."""
+
+    last_key: tuple[str, str]
+    """The greatest (holder, currency) of the range."""
+
+    def groups(self) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+        """The range's keys and their lines, in increasing (holder, currency)."""
+
+
 class LedgerStore(Protocol):
     """An open ledger. Reads return rows of :mod:`ledger.core.records`, in a stated order."""
 
@@ -153,6 +163,11 @@ class LedgerStore(Protocol):
                               ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
         """The lines of :meth:`statement_lines` grouped per (holder, currency), in increasing (holder,
         currency), streamed: one statement's line objects held at a time."""
+
+    def statement_line_ranges(self, period: str, watermark: int, previous_watermark: int
+                              ) -> Iterator["StatementLineRange"]:
+        """The lines of :meth:`statement_line_groups` as consecutive ranges of whole statements (a few
+        thousand lines each), in increasing (holder, currency): values a worker process can take."""
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         """Each (holder, currency)'s carry out of its latest statement before ``before``."""

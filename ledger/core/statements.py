@@ -299,6 +299,70 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 """``json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, its encoder made once."""
 
 
+def rendered(document: dict) -> tuple[bytes, bytes]:
+    """``(canonical_bytes(document), render_document(document))``, byte for byte, each container encoded once.
+
+    A close writes every statement both ways; encoding each container of scalars once, with
+    separators that carry a marker no encoded string can hold (``json`` writes the control
+    characters U+0000 and U+0001 inside a string as escapes), gives both: the canonical form is
+    the text without the markers, the indented form the text with each marked separator spelt
+    with its newline and indentation. A container whose text is not plain ASCII (without DEL),
+    where the two forms escape differently, is encoded twice as before.
+    """
+    canonical, indented = _both(document, "")
+    return canonical.encode(), (indented + "\n").encode()
+
+
+def _both(value: object, pad: str) -> tuple[str, str]:
+    """``value`` as :data:`_CANONICAL_JSON` and as :func:`_indented` at indentation ``pad`` write it."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}", "{}"
+        inner = pad + "  "
+        if _SCALARS.issuperset(map(type, value.values())):
+            text = _MARKED(value)
+            if not _escaped_alike(text):
+                return _CANONICAL_JSON(value), _indented(value, pad)
+            return (_unmarked(text),
+                    "{\n" + inner + text[1:-1].replace(_ITEM, ",\n" + inner).replace(_KEY, ": ") + "\n" + pad + "}")
+        members = [(key, *_both(member, inner)) for key, member in sorted(value.items())]
+        return ("{" + ",".join(_CANONICAL_JSON(key) + ":" + canonical for key, canonical, _ in members) + "}",
+                "{\n" + ",\n".join(inner + _SCALAR(key) + ": " + indented for key, _, indented in members)
+                + "\n" + pad + "}")
+    if isinstance(value, list):
+        if not value:
+            return "[]", "[]"
+        inner = pad + "  "
+        if all(type(member) is dict and member for member in value) and _SCALARS.issuperset(
+                map(type, chain.from_iterable(map(dict.values, value)))):
+            text = _MARKED(value)
+            if not _escaped_alike(text):
+                return _CANONICAL_JSON(value), _indented(value, pad)
+            # As _indented: "},<item marker>{" is only ever the boundary between two members.
+            deeper = inner + "  "
+            body = text[2:-2].replace("}" + _ITEM + "{", "\n" + inner + "},\n" + inner + "{\n" + deeper)
+            return (_unmarked(text), "[\n" + inner + "{\n" + deeper + body.replace(_ITEM, ",\n" + deeper)
+                    .replace(_KEY, ": ") + "\n" + inner + "}\n" + pad + "]")
+        members = [_both(member, inner) for member in value]
+        return ("[" + ",".join(canonical for canonical, _ in members) + "]",
+                "[\n" + ",\n".join(inner + indented for _, indented in members) + "\n" + pad + "]")
+    return _CANONICAL_JSON(value), _SCALAR(value)
+
+
+_ITEM, _KEY = ",\x00", ":\x01"
+_MARKED = json.JSONEncoder(sort_keys=True, separators=(_ITEM, _KEY), ensure_ascii=False).encode
+"""Compact JSON whose separators carry a marker (U+0000 after an item's comma, U+0001 after a key's colon)."""
+
+
+def _escaped_alike(text: str) -> bool:
+    """Whether ``text`` (as ``ensure_ascii=False`` writes it) is what ``ensure_ascii=True`` writes: ASCII without DEL."""
+    return text.isascii() and "\x7f" not in text
+
+
+def _unmarked(text: str) -> str:
+    return text.replace("\x00", "").replace("\x01", "")
+
+
 def content_hash(statement: Statement) -> str:
     """Hex SHA-256 of the canonical bytes: what makes a closed statement immutable."""
     return hashlib.sha256(canonical_bytes(to_document(statement))).hexdigest()

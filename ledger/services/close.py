@@ -34,11 +34,11 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -64,6 +64,8 @@ from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecor
 from ledger.services.distributions import (
     collective_portions, distribute_collective, member_statement_file, sign_member_statements,
 )
+from ledger.services.statement_workers import (built_statement, sealed, signed_in_workers, statement_groups,
+                                               statement_pool)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +93,7 @@ def months_to_catch_up(ledger: LedgerStore, period: str, last_closed: str | None
 
 
 def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer,
-                 memory_limit: str | None = None) -> CloseOutcome:
+                 memory_limit: str | None = None, workers: int | None = None) -> CloseOutcome:
     """Closes ``period`` (and every earlier month not closed yet) and stores signed statements.
 
     Every calendar month after the last close is closed in order, with or without usage:
@@ -103,6 +105,11 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     commits; the limit before is restored after. Past it the close's uncommitted rows spill to
     disk: the bytes stored are the same with any limit.
 
+    ``workers`` processes build, render and sign the statements of a month beside the close
+    (:mod:`ledger.services.statement_workers`; 1: the close's own process does). None: one per
+    core for a month of at least :data:`PARALLEL_ENTRIES` covered entries, else 1 (starting them
+    takes about a second). The bytes stored are the same with any number.
+
     Raises:
         PeriodError: ``period`` is not ``YYYY-MM``, the month has not ended at ``now``, or a
             later month is already closed.
@@ -112,11 +119,11 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     if now < ends:
         raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
     with ledger.closing():  # one close at a time, and no append meanwhile, in a cluster of writers
-        return _close_through(ledger, period, now=now, signer=signer, memory_limit=memory_limit)
+        return _close_through(ledger, period, now=now, signer=signer, memory_limit=memory_limit, workers=workers)
 
 
 def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer,
-                   memory_limit: str | None) -> CloseOutcome:
+                   memory_limit: str | None, workers: int | None) -> CloseOutcome:
     """Closes ``period`` and every earlier open month (the caller holds ``ledger.closing()``)."""
     existing = ledger.get_close(period)
     if existing is not None:
@@ -132,9 +139,9 @@ def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: S
         )
     closed = []
     for earlier in months_to_catch_up(ledger, period, latest.period if latest else None):
-        _close_one(ledger, earlier, now, signer, memory_limit)
+        _close_one(ledger, earlier, now, signer, memory_limit, workers)
         closed.append(earlier)
-    ids = _close_one(ledger, period, now, signer, memory_limit)
+    ids = _close_one(ledger, period, now, signer, memory_limit, workers)
     closed.append(period)
     return CloseOutcome(period=period, already_closed=False, statement_ids=ids, closed_periods=tuple(closed))
 
@@ -183,25 +190,6 @@ def previous_root(previous: CloseRecord | None) -> str:
     return previous.root or previous.chain_head
 
 
-def _statement_groups(covered: Iterable[tuple[tuple[str, str], list[StatementLine]]],
-                      added: dict[tuple[str, str], list[StatementLine]], extra: set[tuple[str, str]],
-                      ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
-    """Every statement's (holder, currency) and lines, in increasing (holder, currency): the ``covered``
-    groups (in that order, streamed), each with its ``added`` lines, merged with the ``extra`` keys
-    that have no covered line (their ``added`` lines or none)."""
-    pending = sorted(extra)
-    at = 0
-    for key, lines in covered:
-        while at < len(pending) and pending[at] < key:
-            yield pending[at], list(added.get(pending[at], ()))
-            at += 1
-        if at < len(pending) and pending[at] == key:
-            at += 1
-        yield key, lines + added.get(key, [])
-    for key in pending[at:]:
-        yield key, list(added.get(key, ()))
-
-
 @contextmanager
 def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
     """``ledger``'s memory capped at ``limit`` (None: left as it is) for the block, the limit before restored."""
@@ -215,32 +203,49 @@ def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
         ledger.limit_memory(replaced)
 
 
+PARALLEL_ENTRIES = 1_000_000
+"""Covered entries from which a close builds its statements in worker processes by default (``workers`` None)."""
+
+
+def _workers(workers: int | None, covered_entries: int) -> int:
+    """How many worker processes build a close's statements (1: none, the close's process does)."""
+    if workers is not None:
+        return max(1, workers)
+    return max(1, os.cpu_count() or 1) if covered_entries >= PARALLEL_ENTRIES else 1
+
+
 def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
-               memory_limit: str | None) -> tuple[str, ...]:
+               memory_limit: str | None, workers: int | None) -> tuple[str, ...]:
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
+    processes = _workers(workers, before - (previous.last_entry_id if previous else 0))
     # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
-    with collection_paused():
+    with collection_paused(), ExitStack() as stack:
+        # Started before the book is read, so that they are up when the statements are (spawned: about a second).
+        pool = stack.enter_context(statement_pool(signer, processes)) if processes > 1 else None
         # The digests of every covered entry, computed from their fields and folded into stream heads (a
         # DuckDB sort and native work, both outside the GIL), on a thread of their own while the book is
         # read and the period lines computed: what is folded depends on the covered range alone.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="close-fold") as aside:
             covered = aside.submit(ledger.covered_heads, period, before, previous.last_entry_id if previous else 0,
                                    start)
+            if pool is not None:
+                pool.submit(int)  # starts the workers now
             book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
             with _memory_limited(ledger, memory_limit):
                 return _close_one_with(ledger, period, now, signer, book, before=before, previous=previous,
-                                       start=start, covered=covered)
+                                       start=start, covered=covered, pool=pool, workers=processes)
 
 
 def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, book: LicenseBook, *,
                     before: int, previous: CloseRecord | None, start: dict[str, tuple[int, str]],
-                    covered: Future) -> tuple[str, ...]:
+                    covered: Future, pool: ProcessPoolExecutor | None, workers: int) -> tuple[str, ...]:
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, start, covered.result())
     watermark = planned.last_entry_id
+    previous_watermark = previous.last_entry_id if previous else 0
     added: dict[tuple[str, str], list[StatementLine]] = {}
     for line in planned.lines:  # appended by this close, one statement line each
         added.setdefault((line.holder_id, line.currency), []).append(StatementLine(
@@ -252,21 +257,30 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     unlicensed = by_holder_and_currency(ledger.unlicensed_for_close(period))
     # Statements without covered lines: period lines only, a carried balance, unlicensed use.
     extra = {*added, *(key for key, amount in carry.items() if amount != 0), *unlicensed}
-    grouped = _statement_groups(
-        ledger.statement_line_groups(period, before, previous.last_entry_id if previous else 0), added, extra)
+    collectives = any(h.members for h in book.holders.values())
     # Collectives only (holders with members): their split, an optional section of their statements.
-    portions = collective_portions(ledger, book, period, before, previous.last_entry_id if previous else 0,
-                                   planned.lines) if any(h.members for h in book.holders.values()) else {}
+    portions = collective_portions(ledger, book, period, before, previous_watermark,
+                                   planned.lines) if collectives else {}
     member_carry = ledger.member_carry_ins(period) if portions else {}
     distributions: list[ClosedDistribution] = []
     ids: list[str] = []
 
-    def signed() -> Iterator[SignedStatement]:
+    def statements() -> Iterator[SignedStatement]:
         """Each statement built, rendered and signed as the transaction stores it (a chunk at a time)."""
-        for (holder_id, currency), lines in grouped:
-            stored = _signed_statement(ledger, book, period, holder_id, currency, lines, carry=carry,
-                                       unlicensed=unlicensed, close_root=commitment.root, signer=signer,
-                                       portions=portions, member_carry=member_carry, distributions=distributions)
+        if pool is not None and not collectives:  # a collective's split reads the ledger: built here
+            yield from signed_in_workers(
+                pool, ledger.statement_line_ranges(period, before, previous_watermark), workers=workers,
+                period=period, close_root=commitment.root, added=added, extra=extra, holders=book.holders,
+                carry=carry, unlicensed=unlicensed)
+            return
+        for (holder_id, currency), lines in statement_groups(
+                ledger.statement_line_groups(period, before, previous_watermark), added, extra):
+            yield _signed_statement(ledger, book, period, holder_id, currency, lines, carry=carry,
+                                    unlicensed=unlicensed, close_root=commitment.root, signer=signer,
+                                    portions=portions, member_carry=member_carry, distributions=distributions)
+
+    def signed() -> Iterator[SignedStatement]:
+        for stored in statements():
             ids.append(stored.statement.statement_id)
             yield stored
 
@@ -290,34 +304,20 @@ def _signed_statement(ledger: LedgerStore, book: LicenseBook, period: str, holde
     """One statement of a close: built, its document hashed, signed and rendered; a collective's split
     (and its members' signed statements) appended to ``distributions``."""
     holder = book.holders.get(holder_id)
-    statement = build_statement(
-        period=period,
-        holder_id=holder_id,
-        holder_name=holder.name if holder else holder_id,
-        currency=currency,
-        lines=lines,
-        carry_in=carry.get((holder_id, currency), Decimal(0)),
-        payout_minimum=holder.payout_minimum.get(currency, Decimal(0)) if holder else Decimal(0),
-        close_root=close_root,
-        unlicensed=unlicensed.get((holder_id, currency), ()),
-    )
+    statement = built_statement(period=period, holder_id=holder_id, currency=currency, holder=holder, lines=lines,
+                                carry_in=carry.get((holder_id, currency), Decimal(0)),
+                                unlicensed=unlicensed.get((holder_id, currency), ()), close_root=close_root)
     # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
     document = to_document(statement)
-    distribution = None
-    if holder is not None and holder.members:
-        distribution, document["distribution"] = distribute_collective(
-            ledger, book, holder, statement, portions.get((holder_id, currency), []))
-    canonical = canonical_bytes(document)
-    digest = hashlib.sha256(canonical).hexdigest()
-    if distribution is not None:
-        distributions.append(sign_member_statements(
-            distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
-            collective_content_hash=digest, carry=member_carry, close_root=close_root, signer=signer))
-    # Stored without its line objects: what is stored of them is in the document, and a close of
-    # 100,000 statements must not hold every line of the month at once.
-    return SignedStatement(statement=replace(statement, lines=()), content_hash=digest,
-                           document=render_document(document), signature=signer.sign(canonical),
-                           key_fingerprint=signer.fingerprint)
+    if holder is None or not holder.members:
+        return sealed(statement, document, signer)
+    distribution, document["distribution"] = distribute_collective(
+        ledger, book, holder, statement, portions.get((holder_id, currency), []))
+    signed = sealed(statement, document, signer)
+    distributions.append(sign_member_statements(
+        distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
+        collective_content_hash=signed.content_hash, carry=member_carry, close_root=close_root, signer=signer))
+    return signed
 
 
 def statement_file(ledger: LedgerStore, statement_id: str) -> bytes | None:

@@ -13,12 +13,13 @@ Guarantees:
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ledger.core import chain
 from ledger.core.period_terms import PeriodLine
@@ -30,6 +31,7 @@ from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
 from ledger.storage.entry_digests import fold_entries, fold_entries_in_stored_order
+from ledger.storage.line_ranges import RANGE_LINES, LineRange, line_groups
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
 
@@ -83,6 +85,18 @@ def _chunks(items: Iterator[SignedStatement], size: int) -> Iterator[tuple[Signe
     """``items`` ``size`` at a time (the last chunk shorter), drawn as they come."""
     while chunk := tuple(itertools.islice(items, size)):
         yield chunk
+
+
+def _checked_after(last: tuple[str, str] | None, batches: list[pa.RecordBatch]) -> tuple[str, str]:
+    """The last key of ``batches`` (one range's, in order), checked to come after ``last`` (the range before's).
+
+    Raises:
+        LedgerFileError: the range's first key is not after ``last``.
+    """
+    first = (batches[0].column(0)[0].as_py(), batches[0].column(1)[0].as_py())
+    if last is not None and first <= last:
+        raise LedgerFileError(f"statement lines of {first!r} came after {last!r}: not in (holder, currency) order")
+    return batches[-1].column(0)[-1].as_py(), batches[-1].column(1)[-1].as_py()
 
 
 def _close(row: tuple) -> CloseRecord:
@@ -156,27 +170,40 @@ class CloseRepository:
         """
         cursor = self.db.cursor()
         try:
-            batches = cursor.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
-                                     ).to_arrow_reader(CHUNK)
-            key: tuple[str, str] | None = None
-            lines: list[StatementLine] = []
-            for batch in batches:
-                for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-                     license_id, license_version, quantity, amount, entries, description) in zip(
-                        *(column.to_pylist() for column in batch.columns)):
-                    if key is None or key[0] != holder_id or key[1] != currency:
-                        if key is not None:
-                            if (holder_id, currency) < key:
-                                raise LedgerFileError(f"statement lines of {(holder_id, currency)!r} came after"
-                                                      f" {key!r}: not in (holder, currency) order")
-                            yield key, lines
-                        key, lines = (holder_id, currency), []
-                    lines.append(StatementLine(
-                        period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id,
-                        kind=kind, unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
-                        license_id=license_id, license_version=license_version, description=description or ""))
-            if key is not None:
-                yield key, lines
+            yield from line_groups(cursor.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
+                                                  ).to_arrow_reader(CHUNK))
+        finally:
+            cursor.close()
+
+    def statement_line_ranges(self, period: str, watermark: int, previous_watermark: int,
+                              lines: int | None = None) -> Iterator[LineRange]:
+        """The lines of :meth:`statement_line_groups` as consecutive :class:`LineRange` values of whole
+        statements, about ``lines`` (:data:`RANGE_LINES`) lines each, in increasing (holder, currency); none when there are no lines.
+
+        Raises:
+            LedgerFileError: as :meth:`statement_line_groups` (a range starts at or before the last
+                key of the one before it).
+        """
+        cursor = self.db.cursor()
+        try:
+            pending: list[pa.RecordBatch] = []
+            last: tuple[str, str] | None = None
+            for batch in cursor.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
+                                        ).to_arrow_reader(lines or RANGE_LINES):
+                if not batch.num_rows:
+                    continue
+                key = (batch.column(0)[-1].as_py(), batch.column(1)[-1].as_py())
+                # Sorted by key: the rows of the batch's last key are its tail, held for the next range.
+                cut = pc.index(pc.and_(pc.equal(batch.column(0), key[0]), pc.equal(batch.column(1), key[1])),
+                               True).as_py()
+                if cut > 0:
+                    last = _checked_after(last, pending + [batch.slice(0, cut)])
+                    yield LineRange(lines=pa.Table.from_batches(pending + [batch.slice(0, cut)]), last_key=last)
+                    pending = []
+                pending.append(batch.slice(cut))
+            if pending:
+                last = _checked_after(last, pending)
+                yield LineRange(lines=pa.Table.from_batches(pending), last_key=last)
         finally:
             cursor.close()
 

@@ -38,7 +38,7 @@ from ledger.core.statements import StatementLine
 from ledger.core.unlicensed import UnlicensedUse
 from ledger.core.usage import RevenueReport
 from ledger.storage.audit import AuditRepository
-from ledger.storage.closes import CloseRepository
+from ledger.storage.closes import CloseRepository, LineRange
 from ground.settings import LakeLocation
 from ledger.storage.collectives import CollectiveRepository
 from ledger.storage.connection import ChainTip, Db, connect
@@ -328,6 +328,9 @@ class Ledger:
     def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
                               ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
         return self._closes.statement_line_groups(period, watermark, previous_watermark)
+
+    def statement_line_ranges(self, period: str, watermark: int, previous_watermark: int) -> Iterator[LineRange]:
+        return self._closes.statement_line_ranges(period, watermark, previous_watermark)
 
     def carry_ins(self, before: str) -> dict[tuple[str, str], Decimal]:
         return self._closes.carry_ins(before)

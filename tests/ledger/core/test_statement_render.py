@@ -53,3 +53,55 @@ def test_any_document_renders_as_json_dumps_with_indent_does(document):
 def test_lists_of_flat_objects_render_as_json_dumps_with_indent_does(lines):
     document = {"lines": lines}
     assert render_document(document) == reference(document)
+
+
+def canonical_reference(document: object) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def both(document: dict) -> tuple[bytes, bytes]:
+    from ledger.core.statements import canonical_bytes
+
+    pair = (canonical_bytes(document), render_document(document))
+    assert pair == (canonical_reference(document), reference(document))
+    return pair
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("20*.json")), ids=lambda p: p.name)
+def test_golden_statements_render_both_ways_at_once_to_their_stored_and_signed_bytes(path):
+    from ledger.core.statements import rendered
+
+    document = json.loads(path.read_bytes())
+    assert rendered(document) == both(document) and rendered(document)[1] == path.read_bytes()
+
+
+# Strings a one-pass rendering could take for structure: separators, markers, escapes, DEL, non-ASCII.
+TRICKY = st.text(alphabet=st.sampled_from(['"', "\\", ",", ":", " ", "{", "}", "[", "]", "\n", "\x00", "\x01",
+                                           "\x7f", "a", "é", "\u2028", "😀"]), max_size=8)
+TRICKY_SCALARS = st.one_of(st.text(), TRICKY, st.integers(), st.booleans(), st.none())
+TRICKY_DOCUMENTS = st.recursive(
+    TRICKY_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.one_of(st.text(max_size=6), TRICKY), inner,
+                                                                max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.one_of(st.text(max_size=6), TRICKY), TRICKY_DOCUMENTS, max_size=5))
+def test_any_document_renders_both_ways_at_once_as_json_writes_each(document):
+    from ledger.core.statements import rendered
+
+    assert rendered(document) == both(document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.one_of(st.text(max_size=6), TRICKY), TRICKY_SCALARS, min_size=1, max_size=5),
+                max_size=5),
+       st.dictionaries(st.sampled_from(["accrued", "payable", "carry_in"]), TRICKY, max_size=3))
+def test_statement_shaped_documents_render_both_ways_at_once_as_json_writes_each(lines, summary):
+    from ledger.core.statements import rendered
+
+    document = {"format_version": 5, "lines": lines, "summary": summary, "holder": {"id": "h", "name": "Ann"},
+                "by_source": {}, "ledger": {"close_root": "ab" * 32}}
+    assert rendered(document) == both(document)

@@ -288,6 +288,17 @@ def test_statement_documents_are_golden(book_ledger):
     assert produced == expected
 
 
+@pytest.mark.parametrize("range_lines", [1, 3, 1000])
+def test_statements_built_by_worker_processes_are_the_golden_documents(book_ledger, monkeypatch, range_lines):
+    """Two worker processes build, render and sign the statements a few lines of a range at a time (the
+    period lines, top-ups and royalties merged in by key) and store exactly the golden bytes."""
+    monkeypatch.setattr("ledger.storage.closes.RANGE_LINES", range_lines)
+    outcome = close_period(book_ledger, "2026-04", now=NOW, signer=SIGNER, workers=2)
+    expected = {path.stem: path.read_text() for path in GOLDEN.glob("2026-04_*.json")}
+    assert documents(book_ledger, "2026-04") == expected and len(outcome.statement_ids) == len(expected)
+    assert verify(book_ledger).ok
+
+
 def test_period_lines_are_keyed_in_the_close_stream_committed_to_and_the_ledger_verifies(book_ledger):
     before = book_ledger.last_entry_id
     usage_entries = book_ledger.scalar("SELECT count(*) FROM accruals")

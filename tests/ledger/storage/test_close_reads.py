@@ -34,3 +34,28 @@ def test_statement_line_groups_are_the_statement_lines_one_statement_at_a_time_i
         expected.setdefault((covered.holder_id, covered.currency), []).append(covered.line)
     assert {key: sorted(map(repr, lines)) for key, lines in groups} == \
         {key: sorted(map(repr, lines)) for key, lines in expected.items()}
+
+
+from decimal import Decimal
+
+import pyarrow as pa
+from hypothesis import given, strategies as st
+
+from ledger.storage.line_ranges import python_values
+
+
+@given(scale=st.integers(min_value=0, max_value=12),
+       unscaled=st.lists(st.one_of(st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1),
+                                   st.sampled_from([0, 1, -1, 10**12, -(10**12), 5 * 10**11])), max_size=50))
+def test_decimals_are_read_as_arrow_reads_them_digit_for_digit(scale, unscaled):
+    """The statement lines' decimals (rate, quantity and amount sums, DECIMAL(38,12)) as ``to_pylist`` gives them:
+    the same value, digits and exponent, so every amount a statement shows is written the same."""
+    column = pa.Array.from_buffers(pa.decimal128(38, scale), len(unscaled), [
+        None, pa.py_buffer(b"".join(n.to_bytes(16, "little", signed=True) for n in unscaled))])
+    assert [d.as_tuple() for d in python_values(column)] == [d.as_tuple() for d in column.to_pylist()]
+    assert all(type(d) is Decimal for d in python_values(column))
+
+
+def test_columns_other_than_decimals_or_with_nulls_are_read_by_arrow():
+    for column in (pa.array(["a", None]), pa.array([1, 2]), pa.array([Decimal("1.5"), None], pa.decimal128(38, 12))):
+        assert python_values(column) == column.to_pylist()
