@@ -203,8 +203,13 @@ def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
         ledger.limit_memory(replaced)
 
 
-PARALLEL_ENTRIES = 1_000_000
-"""Covered entries from which a close builds its statements in worker processes by default (``workers`` None)."""
+PARALLEL_ENTRIES = 5_000_000
+"""Covered entries from which a close builds its statements in worker processes by default (``workers`` None).
+
+Workers pay off only where the close's own process has much else to do (the fold and the lines of
+millions of entries). At 100,000 statements over 1.1M entries they lost: 76.5 s and 1,219 MB for the
+process tree with 2 workers against 54.1 s and 911 MB without (docs/benchmarks.md); over 11M entries
+they won, 71 s against 119 s, at 1.4 GB against 1.05 GB."""
 
 
 def _workers(workers: int | None, covered_entries: int) -> int:
