@@ -228,6 +228,14 @@ def test_a_parsed_license_form_that_is_not_its_documents_is_reported(book_file, 
     assert report.problems[0].startswith("license document book.toml (") and says in report.problems[0]
 
 
+def test_a_form_of_a_newer_version_is_reported_even_when_it_is_its_texts(book_file):
+    """A form equal to what its text gives is not decoded again; one of a version this Learnright does
+    not read is still refused, as a close would refuse it."""
+    tamper(book_file, "UPDATE license_document_forms SET form_version = 99")
+    (problem,) = report_of(book_file).problems
+    assert problem.startswith("license document book.toml (") and "is version 99, written by a newer" in problem
+
+
 def test_a_carry_in_that_no_earlier_statement_carried_out_is_reported(book_file):
     tamper(book_file, "UPDATE statements SET carry_in = carry_in + 5, carry_out = carry_out + 5")
     problems = report_of(book_file).problems
