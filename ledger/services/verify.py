@@ -22,6 +22,11 @@ Finds, without trusting any stored hash:
   * a license document whose stored parsed form, which reading the book decodes instead of
     its TOML (:mod:`ledger.core.license_forms`), is not what its text parses to.
 
+At scale: entries are read column-wise by the storage (:meth:`LedgerStore.entry_scan`),
+digests computed as a close computes them (natively when ``learnright_native`` is built);
+statements and license forms are streamed. What it holds grows with the number of holders
+(two amounts each) and the largest license document, not with entries or statements.
+
 The report holds nothing local to one file when the ledger is sound (row numbers appear
 only in problems), so two ledgers built from one log verify with the same output.
 """
