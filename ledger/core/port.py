@@ -30,7 +30,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument, LicenseDocumentForm,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, EntryScan, FormOfDocument, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -110,8 +110,9 @@ class LedgerStore(Protocol):
     def license_documents(self) -> list[LicenseDocument]:
         """Every license document, in the order applied, with the offsets booked when it was."""
 
-    def license_document_forms(self) -> list[LicenseDocumentForm]:
-        """Every stored parsed form of a license document (what ``load_book`` decodes), by document hash."""
+    def forms_with_documents(self) -> Iterator[FormOfDocument]:
+        """Every stored parsed form with the document it names, by document hash then form version,
+        streamed: one pair held at a time."""
 
     # -- ingestion -------------------------------------------------------------------------
 
@@ -260,6 +261,9 @@ class LedgerStore(Protocol):
     def stored_statements(self, period: str) -> list[StatementRecord]:
         """The statements of ``period`` whole, by holder and currency."""
 
+    def each_stored_statement(self, period: str) -> Iterator[StatementRecord]:
+        """The statements of ``period`` whole, in no stated order, streamed: a bounded number held at a time."""
+
     def statement_count(self) -> int:
         """How many statements are stored."""
 
@@ -294,8 +298,17 @@ class LedgerStore(Protocol):
 
     # -- verification and monitoring -------------------------------------------------------
 
-    def chain_entries(self) -> Iterator[ChainEntry]:
-        """Every entry as stored, in entry order, read in chunks."""
+    def entry_scan(self) -> EntryScan:
+        """Every entry's row number and stored digest (if any) checked in one column-wise pass, its memory
+        bounded whatever the number of entries: the first row number out of sequence, the lowest-numbered
+        entry whose stored digest its fields no longer give."""
+
+    def legacy_entries(self) -> Iterator[ChainEntry]:
+        """Every entry booked before schema 7 (format 2), in entry order, read in chunks."""
+
+    def covered_totals(self, period: str, watermark: int, previous_watermark: int) -> dict[tuple[str, str], Decimal]:
+        """The amount of the statement lines a close of ``period`` at ``watermark`` covers (as
+        :meth:`statement_lines`), summed per (holder, currency), in increasing (holder, currency)."""
 
     def chain_anchors(self) -> list[ChainAnchor]:
         """The records of the chain's end kept apart from the entries: the last batch, the anchor file."""

@@ -162,6 +162,14 @@ class LicenseDocumentForm:
     parsed: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FormOfDocument:
+    """A stored parsed form with the license document it names (None when the ledger does not hold it)."""
+
+    form: LicenseDocumentForm
+    document: LicenseDocument | None
+
+
 # -- the monthly close ----------------------------------------------------------------------
 
 
@@ -388,6 +396,45 @@ class ChainEntry:
     entry_hash: str | None
     key: str
     """The entry's key (``stream@position#line``; ``entry:<id>`` for format 2), for reports."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowBreak:
+    """Where the row numbers of the entries, in increasing order, first do not follow on:
+    row ``entry_id`` came after row ``previous`` (0 before the first row)."""
+
+    previous: int
+    entry_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangedEntry:
+    """An entry (format 3) whose stored digest (booked before ledger schema 14) its fields no longer give."""
+
+    entry_id: int
+    key: str
+    """``stream@position#line``, for reports."""
+    stored: str
+    recomputed: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryScan:
+    """What one column-wise pass over every stored entry finds, for ``learnright verify``.
+
+    ``first_jump`` is the first row not numbered one more than the row before (a row
+    missing, or repeated); ``first_repeat`` the first numbered at or below the row before
+    (a row repeated); both None on a sound ledger file. ``first_changed`` is the
+    lowest-numbered entry whose stored digest differs from its fields' (None when none
+    does, or no digest is stored).
+    """
+
+    entries: int
+    last_entry_id: int
+    """The highest row number (0 without entries)."""
+    first_jump: RowBreak | None
+    first_repeat: RowBreak | None
+    first_changed: ChangedEntry | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

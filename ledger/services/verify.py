@@ -22,6 +22,11 @@ Finds, without trusting any stored hash:
   * a license document whose stored parsed form, which reading the book decodes instead of
     its TOML (:mod:`ledger.core.license_forms`), is not what its text parses to.
 
+At scale: entries are read column-wise by the storage (:meth:`LedgerStore.entry_scan`),
+digests computed as a close computes them (natively when ``learnright_native`` is built);
+statements and license forms are streamed. What it holds grows with the number of holders
+(two amounts each) and the largest license document, not with entries or statements.
+
 The report holds nothing local to one file when the ledger is sound (row numbers appear
 only in problems), so two ledgers built from one log verify with the same output.
 """
@@ -34,7 +39,7 @@ from decimal import Decimal
 
 from ledger.core import chain
 from ledger.core.license_file import read_document
-from ledger.core.license_forms import document_form, document_of_form
+from ledger.core.license_forms import FORM_VERSION, document_form, document_of_form
 from ledger.core.port import LedgerStore
 from ledger.core.records import CloseRecord, StatementRecord
 from ledger.core.statements import stored_document_hash
@@ -58,37 +63,40 @@ class VerifyReport:
 
 
 def verify(ledger: LedgerStore) -> VerifyReport:
-    """Checks the whole ledger; returns every problem found (the first broken place first)."""
+    """Checks the whole ledger; returns every problem found (the first broken place first).
+
+    Entries are checked column-wise by the storage (:meth:`LedgerStore.entry_scan`, digests
+    computed as a close computes them), statements streamed a bounded number at a time: the
+    memory it needs does not grow with the number of entries or statements.
+    """
     problems: list[str] = []
-    legacy_head, count, expected_id = chain.GENESIS, 0, 1
+    scan = ledger.entry_scan()
+    # (row, rank, problem): the entries' first problems in the order a walk through the rows meets them
+    found: list[tuple[int, int, str]] = []
+    if ledger.gap_free and scan.first_jump is not None:
+        found.append((scan.first_jump.entry_id, 0, f"entry rows jump from {scan.first_jump.previous} to"
+                                                    f" {scan.first_jump.entry_id}: entries are missing"))
+    elif not ledger.gap_free and scan.first_repeat is not None:  # a lake's numbers may skip (taken, not used), never repeat
+        found.append((scan.first_repeat.entry_id, 0, f"entry row {scan.first_repeat.entry_id} comes again after row"
+                                                     f" {scan.first_repeat.previous}: entries are duplicated"))
+    changed = scan.first_changed  # booked before schema 14, with its digest stored
+    if changed is not None:
+        found.append((changed.entry_id, 1, f"first changed entry: entry {changed.key} (row {changed.entry_id}): stored"
+                                           f" hash {changed.stored[:16]}... but its content hashes to"
+                                           f" {changed.recomputed[:16]}..."))
+    legacy_head = chain.GENESIS
     legacy_heads: dict[int, str] = {}
-    gap = broken_link = changed = False
-    for entry in ledger.chain_entries():
-        entry_id = entry.entry_id
-        if not gap and ledger.gap_free and entry_id != expected_id:
-            problems.append(f"entry rows jump from {expected_id - 1} to {entry_id}: entries are missing")
-            gap = True
-        elif not gap and entry_id < expected_id:  # a lake's numbers may skip (numbers taken, not used), never repeat
-            problems.append(f"entry row {entry_id} comes again after row {expected_id - 1}: entries are duplicated")
-            gap = True
-        where = f"entry {entry.key} (row {entry_id})"
-        if entry.format == chain.CHAIN_FORMAT_V2:
-            legacy_head = chain.link(legacy_head, chain.canonical_v2(entry.values))
-            if not broken_link and legacy_head != entry.entry_hash:
-                problems.append(
-                    f"first broken link at {where}: stored hash {entry.entry_hash[:16]}... but its content hashes"
-                    f" to {legacy_head[:16]}...; the entry or one before it was changed")
-                broken_link = True
-            legacy_heads[entry_id] = legacy_head
-        elif not changed and entry.entry_hash is not None:  # booked before schema 14, with its digest stored
-            recomputed = chain.digest(entry.values)
-            if recomputed != entry.entry_hash:
-                problems.append(f"first changed entry: {where}: stored hash {entry.entry_hash[:16]}... but its content"
-                                f" hashes to {recomputed[:16]}...")
-                changed = True
-        expected_id = entry_id + 1
-        count += 1
-    last_id = expected_id - 1
+    broken_link = False
+    for entry in ledger.legacy_entries():
+        legacy_head = chain.link(legacy_head, chain.canonical_v2(entry.values))
+        if not broken_link and legacy_head != entry.entry_hash:
+            found.append((entry.entry_id, 1, f"first broken link at entry {entry.key} (row {entry.entry_id}): stored"
+                                             f" hash {entry.entry_hash[:16]}... but its content hashes to"
+                                             f" {legacy_head[:16]}...; the entry or one before it was changed"))
+            broken_link = True
+        legacy_heads[entry.entry_id] = legacy_head
+    problems.extend(problem for _, _, problem in sorted(found))
+    count, last_id = scan.entries, scan.last_entry_id
 
     def check_anchor(what: str, entry_id: int, stored_head: str) -> None:
         if entry_id > last_id:
@@ -110,24 +118,35 @@ def verify(ledger: LedgerStore) -> VerifyReport:
 
 def _form_problems(ledger: LedgerStore) -> list[str]:
     """Each stored parsed form against its document's text parsed again by ``tomllib``: a form that
-    differs would give closes another book than the documents (and the book hash) say."""
-    forms = ledger.license_document_forms()
-    if not forms:
-        return []
-    documents = {d.document_hash: d for d in ledger.license_documents()}
+    differs would give closes another book than the documents (and the book hash) say. One form and
+    its document are held at a time.
+
+    A form equal to what :func:`document_form` makes of the text is sound without being
+    decoded: ``document_form`` returns only a form that decodes and encodes back to itself, so
+    decoding it would give the same form again. Any other is decoded and compared as before,
+    which names what is wrong.
+    """
     problems = []
-    for form in forms:
-        document = documents.get(form.document_hash)
+    for found in ledger.forms_with_documents():
+        form, document = found.form, found.document
         if document is None:
             problems.append(f"a parsed license form names document {form.document_hash[:16]}..., which the ledger"
                             " does not hold")
             continue
         where = f"license document {document.origin} ({form.document_hash[:16]}...)"
         try:
+            parsed, unparsable = document_form(read_document(document.body, document.origin)), None
+        except LicenseFileError as exc:
+            parsed, unparsable = None, exc
+        if parsed is not None and parsed == form.parsed and form.form_version <= FORM_VERSION:
+            continue  # the form its text gives, which decodes and encodes back to itself: nothing to decode
+        try:
             stored = document_form(document_of_form(form.parsed, form.form_version, document.origin))
-            parsed = document_form(read_document(document.body, document.origin))
         except LicenseFileError as exc:
             problems.append(f"{where}: {exc}")
+            continue
+        if unparsable is not None:
+            problems.append(f"{where}: {unparsable}")
             continue
         if stored != parsed:
             problems.append(f"{where}: its stored parsed form (version {form.form_version}) is not what its text"
@@ -174,32 +193,50 @@ def _head(value: tuple[int, str] | None) -> str:
 
 
 def _reconcile_statements(ledger: LedgerStore, closes: list[CloseRecord], roots: dict[str, str]) -> list[str]:
+    """Each close's statements against the amounts it covers, the carry before and its root.
+
+    Statements are streamed in the order stored; their problems are reported by holder and
+    currency. What is held per (holder, currency) is two amounts, never a document."""
     problems: list[str] = []
     previous_watermark = 0
     carried: dict[tuple[str, str], Decimal] = {}  # carry out of each (holder, currency)'s latest statement
     for close in closes:
         period, watermark = close.period, close.last_entry_id
-        expected: dict[tuple[str, str], Decimal] = {}
-        for covered in ledger.statement_lines(period, watermark, previous_watermark):
-            key = (covered.holder_id, covered.currency)
-            expected[key] = expected.get(key, Decimal(0)) + covered.line.amount
+        expected = ledger.covered_totals(period, watermark, previous_watermark)
         previous_watermark = watermark
-        for stored in ledger.stored_statements(period):
+        found: list[tuple[tuple[str, str], list[str]]] = []
+        for stored in ledger.each_stored_statement(period):
             key = (stored.holder_id, stored.currency)
-            problems.extend(_statement_problems(stored, expected.pop(key, Decimal(0)), carried.get(key, Decimal(0))))
+            document = _parsed(stored.document)
+            mine = _statement_problems(stored, document, expected.pop(key, Decimal(0)), carried.get(key, Decimal(0)))
             if close.root is not None:
-                problems.extend(_root_problems(stored, roots[period]))
+                mine.extend(_root_problems(stored, document, roots[period]))
+            if mine:
+                found.append((key, mine))
             carried[key] = stored.carry_out
+        for _, mine in sorted(found, key=lambda item: item[0]):
+            problems.extend(mine)
         for (holder, currency), amount in expected.items():
             problems.append(f"close of {period}: ledger entries of {holder} in {currency} ({amount}) have no statement")
     return problems
 
 
-def _root_problems(s: StatementRecord, root: str) -> list[str]:
+_UNREADABLE = object()
+"""A statement document that is not JSON."""
+
+
+def _parsed(document: str) -> object:
+    try:
+        return json.loads(document)
+    except ValueError:
+        return _UNREADABLE
+
+
+def _root_problems(s: StatementRecord, document: object, root: str) -> list[str]:
     """A format-3 close's statement must carry the root its close recomputes to."""
     try:
-        carried = json.loads(s.document)["ledger"]["close_root"]
-    except (ValueError, KeyError, TypeError):
+        carried = document["ledger"]["close_root"]
+    except (KeyError, TypeError):
         carried = None
     if carried == root:
         return []
@@ -207,7 +244,8 @@ def _root_problems(s: StatementRecord, root: str) -> list[str]:
             f" {str(carried)[:16]}... but the ledger's entries give {root[:16]}..."]
 
 
-def _statement_problems(s: StatementRecord, ledger_total: Decimal, previous_carry: Decimal) -> list[str]:
+def _statement_problems(s: StatementRecord, document: object, ledger_total: Decimal, previous_carry: Decimal
+                        ) -> list[str]:
     """What is wrong with one stored statement, given what its close covers and what was carried into it."""
     problems: list[str] = []
     where = f"statement {s.statement_id} ({s.period}, {s.holder_id}, {s.currency})"
@@ -220,7 +258,7 @@ def _statement_problems(s: StatementRecord, ledger_total: Decimal, previous_carr
                         f" + carry in {s.carry_in}")
     if s.carry_in != previous_carry:
         problems.append(f"{where}: carry in {s.carry_in} but the previous statement carried out {previous_carry}")
-    summary = _document_summary(s.document)
+    summary = _document_summary(document)
     stored_summary = {"accrued": s.accrued, "carry_in": s.carry_in, "payable": s.payable, "carry_out": s.carry_out}
     for name, value in stored_summary.items():
         if summary.get(name) != value:
@@ -228,10 +266,10 @@ def _statement_problems(s: StatementRecord, ledger_total: Decimal, previous_carr
     return problems
 
 
-def _document_summary(document: str) -> dict[str, Decimal | None]:
-    """The summary amounts a stored statement document states (None where unreadable)."""
+def _document_summary(document: object) -> dict[str, Decimal | None]:
+    """The summary amounts a stored statement document (parsed) states (None where unreadable)."""
     try:
-        summary = json.loads(document)["summary"]
+        summary = document["summary"]
         return {name: Decimal(str(summary[name])) for name in ("accrued", "carry_in", "payable", "carry_out")}
     except (ValueError, KeyError, TypeError, ArithmeticError):
         return {}

@@ -24,7 +24,7 @@ from ledger.core import chain
 from ledger.core.license_file import book_of, read_document
 from ledger.core.license_forms import FORM_VERSION, document_form, document_of_form
 from ledger.core.licenses import LicenseBook, build_book, merge_books
-from ledger.core.records import LicenseDocument, LicenseDocumentForm
+from ledger.core.records import FormOfDocument, LicenseDocument, LicenseDocumentForm
 from ledger.storage.arrow_rows import TIMESTAMP
 from ledger.storage.collectives import record_declarations
 from ledger.storage.connection import Db, now
@@ -158,13 +158,25 @@ class LicenseRepository:
         """Every license document, in the order applied."""
         rows = self.db.rows("SELECT document_hash, origin, body, applied_at, booked_offsets FROM license_documents"
                             " ORDER BY applied_at, document_hash")
-        return [LicenseDocument(document_hash=document_hash, origin=origin, body=body, applied_at=applied_at,
-                                booked_offsets=None if booked is None else
-                                {(topic, partition): offset for topic, partition, offset in json.loads(booked)})
-                for document_hash, origin, body, applied_at, booked in rows]
+        return [_document(row) for row in rows]
 
-    def license_document_forms(self) -> list[LicenseDocumentForm]:
-        """Every stored parsed form, by document hash then form version."""
-        return [LicenseDocumentForm(document_hash=document_hash, form_version=version, parsed=parsed)
-                for document_hash, version, parsed in self.db.rows(
-                    "SELECT document_hash, form_version, parsed FROM license_document_forms ORDER BY ALL")]
+    def forms_with_documents(self) -> Iterator[FormOfDocument]:
+        """Every stored parsed form with its document, by document hash then form version, one pair read at a time
+        (a form and its document may each be tens of MB; sorting them whole would gather them all)."""
+        keys = self.db.rows("SELECT document_hash, form_version FROM license_document_forms ORDER BY ALL")
+        for document_hash, version in keys:
+            ((parsed,),) = self.db.rows("SELECT parsed FROM license_document_forms WHERE document_hash = ?"
+                                        " AND form_version = ?", [document_hash, version])
+            documents = self.db.rows("SELECT document_hash, origin, body, applied_at, booked_offsets"
+                                     " FROM license_documents WHERE document_hash = ?", [document_hash])
+            yield FormOfDocument(form=LicenseDocumentForm(document_hash=document_hash, form_version=version,
+                                                          parsed=parsed),
+                                 document=_document(documents[0]) if documents else None)
+
+
+def _document(row: tuple) -> LicenseDocument:
+    """A ``license_documents`` row (document_hash, origin, body, applied_at, booked_offsets) as its record."""
+    document_hash, origin, body, applied_at, booked = row
+    return LicenseDocument(document_hash=document_hash, origin=origin, body=body, applied_at=applied_at,
+                           booked_offsets=None if booked is None else
+                           {(topic, partition): offset for topic, partition, offset in json.loads(booked)})

@@ -8,13 +8,16 @@ to be sent (:mod:`consumers.publisher`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 
 from ledger.core.records import Publication, StatementDocument, StatementRecord, StatementRow, StatementSignature
 from ledger.storage.arrow_rows import TIMESTAMP
 from ledger.storage.connection import Db
+
+CHUNK = 1_000
+"""Statements read at a time where they are streamed."""
 
 _RECORD_COLUMNS = ("s.statement_id, s.period, s.holder_id, s.currency, s.accrued, s.carry_in, s.payable, s.carry_out,"
                    " s.content_hash, s.document, s.created_at, s.signature, s.key_fingerprint")
@@ -59,6 +62,19 @@ class StatementRepository:
             f"SELECT {_RECORD_COLUMNS} FROM statements s WHERE s.period = ? ORDER BY s.holder_id, s.currency", [period]
         )
         return [_record(row) for row in rows]
+
+    def each_stored_statement(self, period: str) -> Iterator[StatementRecord]:
+        """The statements of ``period`` whole, in the order stored (not sorted), on a cursor of their own.
+
+        Read :data:`CHUNK` at a time: a reader holds that many documents (a few KB each),
+        whatever the number of statements; sorting would gather them all first."""
+        cursor = self.db.cursor()
+        try:
+            cursor.execute(f"SELECT {_RECORD_COLUMNS} FROM statements s WHERE s.period = ?", [period])
+            while rows := cursor.fetchmany(CHUNK):
+                yield from map(_record, rows)
+        finally:
+            cursor.close()
 
     def statement_count(self) -> int:
         return self.db.value("SELECT count(*) FROM statements")

@@ -29,7 +29,7 @@ from ledger.core.licenses import LicenseBook
 from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
-from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, CloseRecord, LicenseDocument, LicenseDocumentForm,
+from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, EntryScan, FormOfDocument, CloseRecord, LicenseDocument,
                                  StreamHead, HolderLine, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
@@ -280,8 +280,8 @@ class Ledger:
     def license_documents(self) -> list[LicenseDocument]:
         return self._licenses.license_documents()
 
-    def license_document_forms(self) -> list[LicenseDocumentForm]:
-        return self._licenses.license_document_forms()
+    def forms_with_documents(self) -> Iterator[FormOfDocument]:
+        return self._licenses.forms_with_documents()
 
     # -- ingestion -----------------------------------------------------------------------
 
@@ -416,6 +416,9 @@ class Ledger:
     def stored_statements(self, period: str) -> list[StatementRecord]:
         return self._statements.stored_statements(period)
 
+    def each_stored_statement(self, period: str) -> Iterator[StatementRecord]:
+        return self._statements.each_stored_statement(period)
+
     def statement_count(self) -> int:
         return self._statements.statement_count()
 
@@ -451,8 +454,14 @@ class Ledger:
 
     # -- verification and monitoring -----------------------------------------------------
 
-    def chain_entries(self) -> Iterator[ChainEntry]:
-        return self._audit.chain_entries()
+    def entry_scan(self) -> EntryScan:
+        return self._audit.entry_scan()
+
+    def legacy_entries(self) -> Iterator[ChainEntry]:
+        return self._audit.legacy_entries()
+
+    def covered_totals(self, period: str, watermark: int, previous_watermark: int) -> dict[tuple[str, str], Decimal]:
+        return self._audit.covered_totals(period, watermark, previous_watermark)
 
     def chain_anchors(self) -> list[ChainAnchor]:
         recorded = self._tip.recorded_anchor()
