@@ -10,8 +10,9 @@ What every implementation guarantees:
     closes are appended.
   * A batch, its accruals, its quarantined records and its consumer offsets land in one
     transaction (all or none); so do a close, its period entries and its statements.
-  * Every entry is stored with its identity from the log (stream, position, line) and its
-    own digest (:mod:`ledger.core.chain`); rows are numbered without gaps in this
+  * Every entry is stored with its identity from the log (stream, position, line) and the
+    fields its digest is computed from (:mod:`ledger.core.chain`; since ledger schema 14 the
+    digest itself is not stored, entries booked before keep theirs); rows are numbered without gaps in this
     ledger's booking order, and ``last_entry_id`` is the last row number after the last
     commit (a local watermark, never hashed or signed).
   * A ledger file has one writer: a second writing process is refused (``LedgerLockedError``).
