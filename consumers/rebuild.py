@@ -229,7 +229,7 @@ class Rebuild:
     def __init__(self, live: Ledger, scratch: Ledger, log: LogReader, *, signer: Signer,
                  catalog: Catalog | None = None, registry: SchemaRegistry | None = None,
                  limits: UsageLimits = DEFAULT_LIMITS, batch_size: int = 5000,
-                 memory_limit: str | None = None):
+                 memory_limit: str | None = None, workers: int | None = None):
         self.live = live
         self.scratch = scratch
         self.log = log
@@ -240,6 +240,8 @@ class Rebuild:
         self.batch_size = batch_size
         self.memory_limit = memory_limit
         """DuckDB's memory limit for each scratch close (``close.memory_limit``), as a live close has."""
+        self.workers = workers
+        """The processes that build each scratch close's statements (``close.workers``)."""
         self.records = 0
 
     def run(self) -> RebuildReport:
@@ -265,7 +267,7 @@ class Rebuild:
             self._book(cutoff)
             _, outcome = retry_and_close(self.scratch, close.period, now=close.closed_at, signer=self.signer,
                                          catalog=self.catalog, registry=self.registry, limits=self.limits,
-                                         memory_limit=self.memory_limit)
+                                         memory_limit=self.memory_limit, workers=self.workers)
             extra = [p for p in outcome.closed_periods if p != close.period]
             checks.append(self._compare(close, previous, cutoff, extra))
             previous = close
@@ -422,6 +424,7 @@ def rebuild(settings: Settings, live: Ledger, scratch: Ledger, signer: Signer) -
     try:
         registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
         return Rebuild(live, scratch, log, signer=signer, registry=registry, limits=usage_limits(consumer),
-                       batch_size=consumer.max_poll, memory_limit=settings.close.memory_limit).run()
+                       batch_size=consumer.max_poll, memory_limit=settings.close.memory_limit,
+                       workers=settings.close.workers).run()
     finally:
         log.close()

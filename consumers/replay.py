@@ -160,9 +160,10 @@ def closes_now(ledger: LedgerStore, period: str, now: datetime) -> bool:
 def retry_and_close(
     ledger: LedgerStore, period: str, *, now: datetime, signer: Signer, catalog: Catalog | None = None,
     registry: SchemaRegistry | None = None, limits: UsageLimits = DEFAULT_LIMITS, memory_limit: str | None = None,
+    workers: int | None = None,
 ) -> tuple[ReplayOutcome, CloseOutcome]:
     """Closes ``period`` as every close path does: :func:`retry_before_close`, then close_period
-    (with ``memory_limit``, ``close.memory_limit`` of the settings).
+    (with ``memory_limit`` and ``workers``, ``close.memory_limit`` and ``close.workers`` of the settings).
 
     Nothing is retried when the close would not close anything (closed already), nor when
     close_period is about to refuse it (the month has not ended, a later one is closed).
@@ -171,4 +172,4 @@ def retry_and_close(
         PeriodError: as :func:`ledger.services.close.close_period`.
     """
     retried = retry_before_close(ledger, catalog, registry, limits) if closes_now(ledger, period, now) else NOTHING
-    return retried, close_period(ledger, period, now=now, signer=signer, memory_limit=memory_limit)
+    return retried, close_period(ledger, period, now=now, signer=signer, memory_limit=memory_limit, workers=workers)

@@ -77,10 +77,12 @@ def closed_through(ledger: LedgerStore, now: datetime, grace_days: int) -> bool:
 
 def close_due(ledger: LedgerStore, now: datetime, grace_days: int, signer: Signer, *,
               catalog: Catalog | None = None, registry: SchemaRegistry | None = None,
-              limits: UsageLimits = DEFAULT_LIMITS, memory_limit: str | None = None) -> tuple[str, ...]:
+              limits: UsageLimits = DEFAULT_LIMITS, memory_limit: str | None = None,
+              workers: int | None = None) -> tuple[str, ...]:
     """Closes every due month not closed yet (and the months before it with usage); returns those closed.
 
-    ``memory_limit`` is :func:`ledger.services.close.close_period`'s (``close.memory_limit``).
+    ``memory_limit`` and ``workers`` are :func:`ledger.services.close.close_period`'s
+    (``close.memory_limit``, ``close.workers``).
 
     When a month is due, the quarantined records of
     :data:`consumers.replay.RETRIED_BEFORE_CLOSE` are retried first; when none is, nothing is.
@@ -93,7 +95,7 @@ def close_due(ledger: LedgerStore, now: datetime, grace_days: int, signer: Signe
         log.info("retried %d quarantined records before closing: %d booked", retried.attempted, retried.booked)
     if ledger.latest_close() is None and not ledger.open_periods_through(period, None):
         return ()
-    outcome = close_period(ledger, period, now=now, signer=signer, memory_limit=memory_limit)
+    outcome = close_period(ledger, period, now=now, signer=signer, memory_limit=memory_limit, workers=workers)
     log.info("closed %s (%d statements)", ", ".join(outcome.closed_periods), len(outcome.statement_ids))
     return outcome.closed_periods
 
@@ -163,7 +165,7 @@ class LedgerService:
         with consumer.metrics.time_close(self.ledger.latest_close):
             closed = close_due(self.ledger, now, self.settings.grace_days, self.signer, catalog=consumer.catalog,
                                registry=consumer.registry, limits=consumer.limits,
-                               memory_limit=self.settings.close.memory_limit)
+                               memory_limit=self.settings.close.memory_limit, workers=self.settings.close.workers)
         self.publish()
         return closed
 

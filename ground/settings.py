@@ -147,6 +147,11 @@ class CloseSettings(BaseModel):
     licenses) the close peaked at 0.9 GB with 256MB, 1.5 GB with DuckDB's default (80% of the
     machine's memory), 0.7 GB with 128MB, which spilled more and took about a quarter longer
     (docs/benchmarks.md)."""
+    workers: int | None = Field(None, ge=1)
+    """Worker processes that build, render and sign a close's statements (the same bytes with any
+    number; ``ledger.services.statement_workers``). Unset: one per core for a month of 5M covered
+    entries or more, none below (at 1M they cost time and memory, at 11M they saved 40% of the
+    time for 350 MB more: docs/benchmarks.md). 1: never; the close's own process builds them."""
 
 
 class HttpSettings(BaseModel):

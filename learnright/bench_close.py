@@ -364,7 +364,9 @@ if mode == "close":
         started = time.perf_counter()
         ledger.load_book()  # what the close's own load_book then finds parsed: timed apart, counted in
         book = time.perf_counter() - started
-        outcome = close_period(ledger, PERIOD, now=NOW, signer=signer, memory_limit=Settings().close.memory_limit)
+        settings = Settings()
+        outcome = close_period(ledger, PERIOD, now=NOW, signer=signer, memory_limit=settings.close.memory_limit,
+                               workers=settings.close.workers)
         seconds = time.perf_counter() - started
     count = len(outcome.statement_ids)
 else:

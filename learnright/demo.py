@@ -141,7 +141,7 @@ def _close(settings: Settings, ledger: Ledger, period: str, now: datetime, out: 
     from consumers.replay import retry_and_close
 
     _, outcome = retry_and_close(ledger, period, now=now, signer=load_or_create_key(settings.signing_key),
-                                 memory_limit=settings.close.memory_limit)
+                                 memory_limit=settings.close.memory_limit, workers=settings.close.workers)
     files = write_period_files(ledger, period, out)
     events_published = publish_statements(ledger, settings).published
     rows = ledger.statement_rows(period=period)

@@ -48,13 +48,15 @@ class Tools:
     limits: UsageLimits
     close_memory_limit: str | None = None
     """``close.memory_limit`` of the settings, which a close caps the ledger's memory at."""
+    close_workers: int | None = None
+    """``close.workers`` of the settings: the processes that build a close's statements."""
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "Tools":
         """As the consumer of ``settings`` would decode and bound a record, and its close would run."""
         registry = SchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
         return cls(catalog=default_catalog(), registry=registry, limits=usage_limits(settings.consumer),
-                   close_memory_limit=settings.close.memory_limit)
+                   close_memory_limit=settings.close.memory_limit, close_workers=settings.close.workers)
 
 
 def _now() -> datetime:
@@ -200,7 +202,7 @@ def close_month(ledger: Ledger, tools: Tools, *, period: str, now: datetime, sig
     """
     retried, outcome = retry_and_close(ledger, period, now=now, signer=signer, catalog=tools.catalog,
                                        registry=tools.registry, limits=tools.limits,
-                                       memory_limit=tools.close_memory_limit)
+                                       memory_limit=tools.close_memory_limit, workers=tools.close_workers)
     files: list[Path] = []
     unwritten = problem = published = topic = None
     if out is not None:

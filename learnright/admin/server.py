@@ -48,7 +48,7 @@ def create_admin_app(*, service: LedgerService, ledger: Ledger, settings: Settin
     pool = ReaderPool(ledger, size=2)
     consumer = service.consumer
     tools = Tools(catalog=consumer.catalog, registry=consumer.registry, limits=consumer.limits,
-                  close_memory_limit=settings.close.memory_limit)
+                  close_memory_limit=settings.close.memory_limit, close_workers=settings.close.workers)
 
     @app.exception_handler(LearnrightError)
     def refused(request: Request, exc: LearnrightError) -> JSONResponse:

@@ -140,3 +140,31 @@ def test_a_rebuilds_scratch_closes_run_under_the_close_memory_limit(live, tmp_pa
     assert [check.verdict for check in report.closes] == ["match", "match"]
     assert during and set(during) == {"22.8 MiB"}  # DuckDB's spelling of 24MB
     assert after == "953.6 MiB"  # 1GB, as before
+
+
+def test_a_rebuild_with_close_workers_signs_in_them_and_still_matches(live, tmp_path):
+    """``close.workers`` reaches each scratch close: its statements are built and signed in worker
+    processes (the signer in this process is never asked) and are the same bytes (both closes match)."""
+    from consumers.rebuild import rebuild as rebuild_ledger
+
+    settings = live.model_copy(update={"close": live.close.model_copy(update={"workers": 2})})
+    live_key = load_or_create_key(settings.signing_key)
+    asked: list[bytes] = []
+
+    class CountingSigner:
+        """The live key, for the workers; counts what it is asked to sign in this process."""
+
+        fingerprint = live_key.fingerprint
+
+        @property
+        def key(self):
+            return live_key.key
+
+        def sign(self, message: bytes) -> str:
+            asked.append(message)
+            return live_key.sign(message)
+
+    with Ledger.open(settings.db, read_only=True) as ledger, Ledger.open(tmp_path / "scratch.duckdb") as scratch:
+        report = rebuild_ledger(settings, ledger, scratch, CountingSigner())
+    assert [check.verdict for check in report.closes] == ["match", "match"]
+    assert asked == []
