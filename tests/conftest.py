@@ -83,7 +83,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def make_settings(kafka_bootstrap: str, tmp_path: Path):
-    """Factory of settings with this test's own topics (a fresh prefix) and ledger file."""
+    """Factory of settings with this test's own topics (a fresh prefix) and ledger file.
+
+    A consumer waits up to 60 s (not the default 10 s) for its group to assign it partitions
+    before ``--until-idle`` gives up: on a loaded machine a join has taken longer than 10 s. The
+    wait ends as soon as partitions are assigned, so this only moves a failure's deadline.
+    """
 
     def make(**consumer: object) -> Settings:
         base = Settings()
@@ -94,7 +99,8 @@ def make_settings(kafka_bootstrap: str, tmp_path: Path):
                 "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
                 "partitions": 2,
             }),
-            "consumer": base.consumer.model_copy(update={"group_id": f"g{uuid.uuid4().hex[:8]}", **consumer}),
+            "consumer": base.consumer.model_copy(update={"group_id": f"g{uuid.uuid4().hex[:8]}", "idle_timeout_s": 60.0,
+                                                          **consumer}),
         })
 
     return make

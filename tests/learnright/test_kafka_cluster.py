@@ -48,13 +48,16 @@ def cli_env(cluster: broker.ClusterState, monkeypatch: pytest.MonkeyPatch) -> st
 def replication(bootstrap: str, topic: str) -> tuple[set[int], str]:
     """(replica count of each partition, effective min.insync.replicas) of ``topic``.
 
-    A broker that has not yet learnt of a just-created topic describes no configs for it,
-    so the configs are asked again (up to 30 s) until one answers.
+    A broker that has not yet learnt of a just-created topic describes no partitions or no
+    configs for it (seen on a loaded machine), so each is asked again (up to 30 s) until one answers.
     """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        (described,) = admin.describe_topics([topic])
         deadline = time.monotonic() + 30
+        (described,) = admin.describe_topics([topic])
+        while not described["partitions"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            (described,) = admin.describe_topics([topic])
         configs: dict = {}
         while "min.insync.replicas" not in configs and time.monotonic() < deadline:
             answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
