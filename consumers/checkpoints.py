@@ -34,6 +34,7 @@ Guarantees:
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ground.metrics import Metrics
 from ground.settings import ConsumerSettings
@@ -53,10 +54,25 @@ class Checkpoints:
         self.caught_up_wal_bytes = settings.caught_up_checkpoint_wal_bytes
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
+        self.queued = False
+        """A caught-up checkpoint is queued on the writer and has not run yet: no second one is queued
+        behind it (it would take a writer slot from the next batch and checkpoint again)."""
 
     def due(self) -> bool:
-        """Whether the log holds more than a caught-up consumer lets it (the writer may be adding to it now)."""
-        return self.ledger.wal_bytes() > self.caught_up_wal_bytes
+        """Whether a caught-up checkpoint should be queued now: none is queued yet, and the log holds
+        more than a caught-up consumer lets it (the writer may be adding to it now)."""
+        return not self.queued and self.ledger.wal_bytes() > self.caught_up_wal_bytes
+
+    def queue(self) -> Callable[[], None]:
+        """Marks a caught-up checkpoint queued; returns the job that runs it on the writer."""
+        self.queued = True
+        return self._run_queued
+
+    def _run_queued(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.queued = False
 
     def run(self, trigger: str = "caught_up") -> None:
         """Checkpoints the ledger now, unless a checkpoint since :meth:`due` said so left nothing to do."""

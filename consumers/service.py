@@ -346,7 +346,7 @@ class LedgerConsumer:
             if wait or not items:  # idle, nothing to overlap: a failed batch must not wait for the next record
                 self.writer.drain()
             if self.checkpoints.due() and caught_up(self.consumer):  # keeping up: a short checkpoint now
-                self.writer.submit(self.checkpoints.run)
+                self.writer.submit(self.checkpoints.queue())
         except Exception as exc:  # noqa: BLE001 - this batch or an earlier one failed: read again
             self._retry(exc)
             size = 0

@@ -124,3 +124,23 @@ def test_a_crash_before_any_checkpoint_loses_nothing(make_settings, license_book
         assert ledger.scalar("SELECT count(*) FROM usage_events") == 300
         assert ledger.scalar("SELECT count(DISTINCT event_id) FROM usage_events") == 300
         assert ledger.stored_offsets() and sum(ledger.stored_offsets().values()) == 300
+
+
+def test_a_queued_caught_up_checkpoint_is_not_queued_again_until_it_has_run(tmp_path):
+    """The consumer asks after every poll; while one caught-up checkpoint waits for the writer,
+    :meth:`Checkpoints.due` says no, so no second one takes a writer slot and checkpoints again."""
+    from consumers.checkpoints import Checkpoints
+    from ground.metrics import Metrics
+    from ground.settings import ConsumerSettings
+
+    with Ledger.open(tmp_path / "ledger.duckdb") as ledger:
+        checkpoints = Checkpoints(ledger, Metrics(), ConsumerSettings(caught_up_checkpoint_wal_bytes=1))
+        ledger.con.execute("CREATE TABLE t (n INTEGER)")
+        ledger.con.execute("INSERT INTO t VALUES (1)")
+        assert checkpoints.due()
+        job = checkpoints.queue()
+        assert not checkpoints.due()  # the log is still there, but its checkpoint is queued
+        job()
+        assert ledger.wal_bytes() == 0 and not checkpoints.due()
+        ledger.con.execute("INSERT INTO t VALUES (2)")
+        assert checkpoints.due()  # run: the next one may be queued
