@@ -30,7 +30,7 @@ from ledger.errors import LedgerFileError
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
-from ledger.storage.entry_digests import fold_entries, fold_entries_in_stored_order
+from ledger.storage.entry_digests import fold_entries, fold_entries_in_stored_order, folds_in_stored_order
 from ledger.storage.line_ranges import RANGE_LINES, LineRange, line_groups
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
@@ -251,7 +251,9 @@ class CloseRepository:
         try:
             # As stored first (DuckDB keeps insertion order): no sort of the covered rows, which is
             # most of the fold's cost; sorted by key only when the stored order is not the key order.
-            heads = fold_entries_in_stored_order(cursor.execute(covered, params).to_arrow_reader(CHUNK), start)
+            heads = None
+            if folds_in_stored_order():
+                heads = fold_entries_in_stored_order(cursor.execute(covered, params).to_arrow_reader(CHUNK), start)
             if heads is None:
                 heads = fold_entries(cursor.execute(covered + " ORDER BY stream, position, line", params
                                                     ).to_arrow_reader(CHUNK), start)

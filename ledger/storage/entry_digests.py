@@ -86,6 +86,12 @@ def fold_entries(batches: Iterable[pa.RecordBatch], start: Mapping[str, tuple[in
     return folder.heads()
 
 
+def folds_in_stored_order() -> bool:
+    """Whether :func:`fold_entries_in_stored_order` can fold at all (the native build is here):
+    without it, reading the rows as stored would be a scan for nothing."""
+    return _native is not None
+
+
 def fold_entries_in_stored_order(batches: Iterable[pa.RecordBatch], start: Mapping[str, tuple[int, str]]
                                  ) -> dict[str, tuple[int, str]] | None:
     """:func:`fold_entries` over rows in any interleaving of their streams (the order they are
@@ -102,7 +108,9 @@ def fold_entries_in_stored_order(batches: Iterable[pa.RecordBatch], start: Mappi
     for batch in batches:
         if batch.num_rows:
             folder.fold_columns(batch.num_rows, _specs(batch))
-    return folder.heads() if folder.in_order() else None
+            if not folder.in_order():  # the rest would be digested for nothing: sorted, all are again
+                return None
+    return folder.heads()
 
 
 LAST_ENTRY_SQL = (f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM {{accruals}}"
