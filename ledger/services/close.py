@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -53,9 +53,7 @@ from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.period_terms import PeriodLine, period_lines, term_sources
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
-from ledger.core.statements import (
-    StatementLine, build_statement, canonical_bytes, render_csv, render_document, to_document,
-)
+from ledger.core.statements import StatementLine, render_csv, to_document
 from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
 from ledger.core.port import LedgerStore

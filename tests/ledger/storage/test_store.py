@@ -188,7 +188,8 @@ def test_amounts_beyond_28_digits_are_booked_and_chained_exactly(ledger):
 
 
 def test_an_accruals_digest_is_the_digest_of_its_entry_fields():
-    """``chain.digest_accruals`` (what tests compare the native digests with) is ``chain.digest`` of each row."""
+    """``chain.digest_accruals`` (what tests compare the native digests with) is ``chain.digest`` of each row,
+    and those digests are pinned: a change to the entry format's bytes (escapes, decimals, times) fails here."""
     from ledger.core.pricing import Accrual
 
     base = Accrual(platform_id='p"\\x', event_id="é☃", line=3, kind="training", source_id="s", holder_id="h",
@@ -201,6 +202,11 @@ def test_an_accruals_digest_is_the_digest_of_its_entry_fields():
     rows = [tuple(getattr(a, name) for name in chain.ENTRY_FIELDS) for a in accruals]
     assert chain.digest_accruals(accruals) == [chain.digest(row) for row in rows]
     assert len(set(chain.digest_accruals(accruals))) == 3
+    assert chain.digest_accruals(accruals) == [
+        "c81b76cd0d8a545564bfd58f6d35fe4c9f94cb158578072d02ee5a5b30fe84a3",
+        "b45eece37cf4c2475bf3362f2883dbe37899fb1234e7bc140b2569a0842c9887",
+        "7b068fea155652414e336408227d766532c018cdaf71d386c3266e09d4d4dd78",
+    ]
 
 
 @pytest.mark.parametrize("sql", [
