@@ -32,7 +32,7 @@ from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
 from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, EntryScan, FormOfDocument, CloseRecord, LicenseDocument,
-                                 StreamHead, HolderLine, IngestBatch,
+                                 StreamHead, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
@@ -154,17 +154,15 @@ class LedgerStore(Protocol):
     def open_periods_through(self, period: str, after: str | None) -> list[str]:
         """Periods up to ``period`` (and after ``after``) that have entries, in order."""
 
-    def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[HolderLine]:
-        """The statement lines a close of ``period`` at ``watermark`` covers, entries summed.
+    def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
+                              ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
+        """The statement lines a close of ``period`` at ``watermark`` covers, entries summed, grouped per
+        (holder, currency), in increasing (holder, currency), streamed: one statement's line objects held at a
+        time.
 
         Covered: entries of ``period`` up to the watermark, and entries of earlier periods
         that arrived after the previous close's watermark (prior-period adjustments).
         """
-
-    def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
-                              ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
-        """The lines of :meth:`statement_lines` grouped per (holder, currency), in increasing (holder,
-        currency), streamed: one statement's line objects held at a time."""
 
     def statement_line_ranges(self, period: str, watermark: int, previous_watermark: int
                               ) -> Iterator["StatementLineRange"]:
@@ -197,7 +195,7 @@ class LedgerStore(Protocol):
     def covered_heads(self, period: str, watermark: int, previous_watermark: int,
                       start: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
         """Each touched stream's (entry count, head) after folding the digests of every entry a close covers (as
-        :meth:`statement_lines`) onto ``start``, as ``chain.fold_streams`` does: digests computed from the entries'
+        :meth:`statement_line_groups`) onto ``start``, as ``chain.fold_streams`` does: digests computed from the entries'
         stored fields, in (stream, position, line) order."""
 
     def close_cutoff(self, period: str) -> dict[tuple[str, int], int]:
@@ -309,7 +307,7 @@ class LedgerStore(Protocol):
 
     def covered_totals(self, period: str, watermark: int, previous_watermark: int) -> dict[tuple[str, str], Decimal]:
         """The amount of the statement lines a close of ``period`` at ``watermark`` covers (as
-        :meth:`statement_lines`), summed per (holder, currency), in increasing (holder, currency)."""
+        :meth:`statement_line_groups`), summed per (holder, currency), in increasing (holder, currency)."""
 
     def chain_anchors(self) -> list[ChainAnchor]:
         """The records of the chain's end kept apart from the entries: the last batch, the anchor file."""

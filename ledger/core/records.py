@@ -233,15 +233,6 @@ class CloseCommitment:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HolderLine:
-    """One statement line a close covers (accruals summed), with the statement it belongs to."""
-
-    holder_id: str
-    currency: str
-    line: StatementLine
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SignedStatement:
     """A statement as a close stores it: its rendered JSON, content hash and signature."""
 

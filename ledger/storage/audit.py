@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ledger.core import chain
 from ledger.core.records import ChainAnchor, ChainEntry, ChangedEntry, CurrencyAmount, EntryScan, LedgerTotals, RowBreak
-from ledger.storage.closes import STATEMENT_LINES_SQL
+from ledger.storage.closes import _COVERED
 from ledger.storage.connection import Db, read_anchor
 from ledger.storage.entry_digests import entry_digests
 
@@ -38,13 +38,11 @@ _DIGESTED = (f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM
              " WHERE entry_hash IS NOT NULL AND stream IS NOT NULL")
 """Entries of format 3 booked before schema 14, with the digest stored beside them."""
 
-_LINE_COLUMNS = ("holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per, license_id,"
-                 " license_version, quantity, line_amount, entries, description")
-
-COVERED_TOTALS_SQL = (f"SELECT holder_id, currency, sum(line_amount) FROM ({STATEMENT_LINES_SQL}) AS lines({_LINE_COLUMNS})"
+COVERED_TOTALS_SQL = (f"SELECT holder_id, currency, sum(amount) FROM accruals WHERE {_COVERED}"
                       " GROUP BY holder_id, currency ORDER BY holder_id, currency")
-"""The amounts of a close's statement lines (:data:`ledger.storage.closes.STATEMENT_LINES_SQL`)
-summed per holder and currency, exactly (DECIMAL)."""
+"""The amounts of the accruals a close covers (:data:`ledger.storage.closes._COVERED`) summed per holder and
+currency, exactly (DECIMAL): what its statement lines (:data:`ledger.storage.closes.STATEMENT_LINES_SQL`) add up
+to, since each line is a sum of the same accruals, without grouping them into lines first."""
 
 
 class _Numbering:

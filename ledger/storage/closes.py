@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from ledger.core import chain
 from ledger.core.period_terms import PeriodLine
-from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, HolderLine, PlannedEntries,
+from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, PlannedEntries,
                                  SignedStatement, StreamHead)
 from ledger.core.statements import StatementLine
 from ledger.errors import LedgerFileError
@@ -136,30 +136,11 @@ class CloseRepository:
         )
         return [period for (period,) in rows]
 
-    def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[HolderLine]:
-        """Accruals a close of ``period`` at ``watermark`` covers, summed per statement line.
-
-        Covered: entries of ``period`` up to the watermark, plus entries of earlier periods
-        that arrived after the previous close (prior-period adjustments).
-        """
-        # Fetched as Arrow and read column by column: DuckDB's row-wise fetchall builds a tuple
-        # and its values per row, which cost more than the GROUP BY itself.
-        table = self.db.con.execute(STATEMENT_LINES_SQL, [watermark, period, period, previous_watermark]
-                                    ).to_arrow_table()
-        return [
-            HolderLine(holder_id=holder_id, currency=currency, line=StatementLine(
-                period=line_period, source_id=source_id, platform_id=platform_id, model_id=model_id, kind=kind,
-                unit=unit, quantity=quantity, rate=rate, per=per, amount=amount, entries=entries,
-                license_id=license_id, license_version=license_version, description=description or "",
-            ))
-            for (holder_id, currency, line_period, source_id, platform_id, model_id, kind, unit, rate, per,
-                 license_id, license_version, quantity, amount, entries, description)
-            in zip(*(column.to_pylist() for column in table.columns))
-        ]
-
     def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
                               ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
-        """The lines of :meth:`statement_lines`, one (holder, currency) at a time, in increasing (holder, currency).
+        """A close's statement lines (:data:`STATEMENT_LINES_SQL`: accruals of ``period`` up to the watermark, plus
+        earlier periods' entries booked after the previous close), one (holder, currency) at a time, in increasing
+        (holder, currency).
 
         Streamed from Arrow batches of :data:`CHUNK` lines, so a close holds the line
         objects of one statement at a time, not of the month (about 1.5 KB a line).

@@ -30,7 +30,7 @@ from ledger.core.period_terms import ModelTraining, PeriodLine, UsageTotal
 from ledger.core.pricing import Accrual
 from ledger.core.collectives import HeldUndistributed
 from ledger.core.records import (ClosedDistribution, CollectivePortion, DistributionRecord, MemberStatementRecord, BatchResult, ChainAnchor, ChainEntry, CloseCommitment, EntryScan, FormOfDocument, CloseRecord, LicenseDocument,
-                                 StreamHead, HolderLine, IngestBatch,
+                                 StreamHead, IngestBatch,
                                  LedgerTotals, OpenAccruals, PlannedEntries, Publication, QuarantinedRecord,
                                  SignedStatement, StatementDocument, StatementRecord, StatementRow, StatementSignature,
                                  TokenRow)
@@ -321,9 +321,6 @@ class Ledger:
 
     def open_periods_through(self, period: str, after: str | None) -> list[str]:
         return self._closes.open_periods_through(period, after)
-
-    def statement_lines(self, period: str, watermark: int, previous_watermark: int) -> list[HolderLine]:
-        return self._closes.statement_lines(period, watermark, previous_watermark)
 
     def statement_line_groups(self, period: str, watermark: int, previous_watermark: int
                               ) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
