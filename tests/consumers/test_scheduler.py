@@ -84,14 +84,21 @@ def serving(settings, ledger: Ledger, now: datetime) -> Iterator[LedgerService]:
         raise failures[0]
 
 
-def wait_for_close(ledger: Ledger, period: str, timeout_s: float = 60.0) -> None:
-    """Waits (on a reader cursor: the service thread writes) until ``period`` is closed."""
+def wait_for_close(ledger: Ledger, period: str, timeout_s: float = 120.0, *, published: bool = False) -> None:
+    """Waits (on a reader cursor: the service thread writes) until ``period`` is closed and, with ``published``,
+    until the outbox is empty too.
+
+    Publishing follows the close and is retried after ``PUBLISH_RETRY_S`` when the broker does not answer in
+    time, which a loaded machine can make happen: a test that stopped the service at the close would find
+    events still pending. The wait ends as soon as the ledger is there; only a failure waits it out.
+    """
     reader = ledger.reader()
     try:
         deadline = time.monotonic() + timeout_s
-        while reader.get_close(period) is None:
+        while reader.get_close(period) is None or (published and reader.unpublished_statements()):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{period} was not closed within {timeout_s}s")
+                what = "published" if reader.get_close(period) is not None else "closed"
+                raise AssertionError(f"{period} was not {what} within {timeout_s}s")
             time.sleep(0.1)
     finally:
         reader.close()
@@ -123,7 +130,7 @@ def test_the_service_closes_missed_months_on_start_and_publishes_them(make_setti
     settings = make_settings().model_copy(update={"signing_key": tmp_path / "keys" / "signing.pem"})
     with ledger_with_usage(settings.db, license_book_text, [1, 2, 3]) as ledger:
         with serving(settings, ledger, at(2026, 5, 20, 8)):
-            wait_for_close(ledger, "2026-04")
+            wait_for_close(ledger, "2026-04", published=True)
         closes = ledger.query("SELECT period FROM period_closes ORDER BY period")
         assert closes == [("2026-01",), ("2026-02",), ("2026-03",), ("2026-04",)]
         assert [row.period for row in ledger.statement_rows()] == ["2026-01", "2026-02", "2026-03"]
