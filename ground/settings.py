@@ -181,6 +181,9 @@ class SqlSettings(BaseModel):
     """Bytes an auditor query's result (and its rendered answer) may hold; a larger one is refused."""
     threads: int = Field(1, ge=1)
     """DuckDB threads of one auditor query: one leaves the other core to ingest while it runs."""
+    nice: int = Field(10, ge=0, le=19)
+    """How far below the service's threads an auditor query's thread runs (Linux nice, per thread): it takes
+    the CPU ingest leaves idle. 0 runs queries at the service's priority."""
     max_concurrent: int = Field(2, ge=1)
     """Auditor queries the HTTP API runs at once; one more is answered 429 with Retry-After."""
     max_query_bytes: int = Field(256 * 2**10, ge=1)

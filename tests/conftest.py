@@ -13,6 +13,12 @@ import pytest
 from learnright import broker
 from ground.settings import LakeLocation, Settings
 
+# Auditor queries run below the service's CPU priority by default (``sql.nice``). Tests give many of them
+# a time limit of seconds, and a test machine is busy with other tests at normal priority, which would
+# starve those queries into timeouts: here they run at the caller's priority (children inherit this), and
+# tests/ledger/storage/test_sql.py tests the lowered priority itself.
+os.environ.setdefault("LEARNRIGHT_SQL__NICE", "0")
+
 BOOK = """
 format = 1
 

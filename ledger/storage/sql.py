@@ -26,15 +26,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -51,7 +54,44 @@ BATCH_ROWS = 64
 """Rows per fetched Arrow batch: the byte limit is checked after each one, so a batch of very
 wide rows (``repeat('x', 10000000)``) is refused after 64 rows, not after 1024 were copied."""
 _configuring = threading.Lock()
+T = TypeVar("T")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s'\"/]+(?:/[^\s'\"/]*)+")
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+POOL_THREADS = 32
+"""Threads of one priority's pool: more than the API lets run at once (``sql.max_concurrent``)."""
+
+
+def _lower_priority(nice: int) -> None:
+    """A pool thread's initializer: this thread's nice value raised by ``nice`` (Linux keeps one per
+    thread, so the service's other threads keep theirs; a raised value cannot be lowered again
+    without privileges, which is why the threads are kept for auditor queries only)."""
+    if sys.platform == "linux":
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+
+def at_auditor_priority(nice: int, run: Callable[[], T]) -> T:
+    """``run()`` on a thread whose CPU priority is ``nice`` steps below the process's (``sql.nice``).
+
+    Why: an auditor query shares the machine with ingest (``POST /v1/sql`` inside ``learnright
+    serve``). At a lower priority it takes the CPU ingest leaves idle and yields it as soon as
+    ingest wants it, so auditors cost ingest little; in return a query may take longer on a busy
+    machine, within ``sql.time_limit_s`` like any other. DuckDB runs a query on the calling thread
+    (``sql.threads`` 1) and creates its worker threads, when it has any, from the thread that opens
+    the database, so they inherit the priority. ``nice`` 0 runs ``run`` here. Its result or its
+    error is returned or raised as is.
+    """
+    if nice == 0:
+        return run()
+    with _pools_lock:
+        pool = _pools.get(nice)
+        if pool is None:
+            pool = _pools[nice] = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix=f"auditor-sql-nice{nice}",
+                                                     initializer=_lower_priority, initargs=(nice,))
+    return pool.submit(run).result()
 
 
 class SqlRefusedError(TerminalError):
@@ -87,6 +127,9 @@ class SqlLimits:
     row_limit: int = 100_000
     memory_limit: str = "1GB"
     threads: int = 2
+    nice: int = 0
+    """How much lower than its caller's the CPU priority of the thread that runs the query is
+    (:func:`at_auditor_priority`); 0 runs it on the caller's thread."""
     max_result_bytes: int = 64 * 2**20
     max_query_bytes: int = 256 * 2**10
     temp_directory: Path = Path(tempfile.gettempdir()) / "learnright-sql-spill"
@@ -98,7 +141,7 @@ class SqlLimits:
     def from_settings(cls, sql: SqlSettings) -> "SqlLimits":
         """The limits the settings ask for (``LEARNRIGHT_SQL__*``)."""
         return cls(time_limit_s=sql.time_limit_s, row_limit=sql.row_limit, memory_limit=sql.memory_limit,
-                   threads=sql.threads,
+                   threads=sql.threads, nice=sql.nice,
                    max_result_bytes=sql.max_result_bytes, max_query_bytes=sql.max_query_bytes,
                    temp_directory=sql.temp_directory, max_temp_bytes=sql.max_temp_bytes)
 
@@ -244,6 +287,11 @@ def run_query(path: Path, sql: str, limits: SqlLimits, fmt: str | None = None,
         raise SqlRefusedError(f"the query text is {size} bytes, more than the limit of {limits.max_query_bytes}"
                               " bytes; send a shorter query")
     started = time.monotonic()
+    return at_auditor_priority(limits.nice, lambda: _run_checked(path, sql, limits, fmt, connect, started))
+
+
+def _run_checked(path: Path, sql: str, limits: SqlLimits, fmt: str | None,
+                 connect: Callable[[], duckdb.DuckDBPyConnection] | None, started: float) -> SqlResult:
     query = check_select(sql)
     con = connect() if connect is not None else sandbox(path, limits)
     timer = threading.Timer(max(0.0, limits.time_limit_s - (time.monotonic() - started)), con.interrupt)

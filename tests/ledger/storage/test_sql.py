@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -232,3 +235,34 @@ def test_rendering_stops_at_the_first_batch_past_a_limit(ledger_file):
     assert 20_000 < refused.value.bytes_read < whole / 10
     with pytest.raises(SqlTimeoutError, match="time limit of 1s"):  # a deadline already passed
         render(result, "csv", limits=SqlLimits(time_limit_s=1), started=time.monotonic() - 2)
+
+
+# -- auditor queries below the service's CPU priority ------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+def test_a_query_runs_on_a_thread_below_the_callers_priority_and_the_caller_keeps_its_own(tmp_path):
+    """``sql.nice``: DuckDB opens the database and runs the query on a thread ``nice`` steps below the caller,
+    so it takes the CPU that ingest leaves idle; the caller's thread (the service's) is not lowered."""
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    caller = priority()
+    seen: list[int] = []
+
+    def connect() -> duckdb.DuckDBPyConnection:
+        seen.append(priority())
+        return duckdb.connect()
+
+    result = run_query(Path("memory"), "SELECT 41 + 1 AS answer", SqlLimits(nice=5), connect=connect)
+    assert result.table.to_pylist() == [{"answer": 42}]
+    assert seen == [min(19, caller + 5)] and priority() == caller
+    run_query(Path("memory"), "SELECT 1", SqlLimits(nice=0), connect=connect)
+    assert seen[-1] == caller  # 0: on the caller's own thread
+
+
+def test_a_refusal_on_the_lowered_thread_reaches_the_caller_as_it_is(ledger_file):
+    with pytest.raises(SqlRefusedError, match="no_such_table"):
+        run_query(ledger_file, "SELECT * FROM no_such_table", SqlLimits(nice=3))
+    with pytest.raises(SqlRefusedError, match="exactly one"):
+        run_query(ledger_file, "SELECT 1; SELECT 2", SqlLimits(nice=3))
