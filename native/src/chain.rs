@@ -29,9 +29,16 @@ pub fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
 
 /// `digest` as lowercase hex, appended to `out`.
 pub fn hex(digest: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + 2 * digest.len(), 0);
+    hex_into(digest, &mut out[start..]);
+}
+
+/// `digest` as lowercase hex, written over `out` (two characters a byte; `out` holds exactly that many).
+pub fn hex_into(digest: &[u8], out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in digest {
-        out.push(HEX[(byte >> 4) as usize]);
-        out.push(HEX[(byte & 15) as usize]);
+    for (byte, pair) in digest.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX[(byte >> 4) as usize];
+        pair[1] = HEX[(byte & 15) as usize];
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::chain::{write_json_string, ENTRY_FORMAT};
+use crate::chain::{hex_into, write_json_string, ENTRY_FORMAT};
 use crate::decimal::{write_int, write_scale12};
 
 /// The values of one Arrow column, as raw little-endian bytes of the whole buffers; rows are
@@ -159,15 +159,6 @@ fn digests_into(columns: &[FieldColumn<'_>], first: usize, out: &mut [u8]) {
     for (index, slot) in out.chunks_exact_mut(64).enumerate() {
         canonical(&mut entry, columns, first + index);
         hex_into(&Sha256::digest(&entry), slot);
-    }
-}
-
-/// A 32-byte digest as 64 lowercase hex characters, written over `out`.
-fn hex_into(digest: &[u8], out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in digest.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = HEX[(byte >> 4) as usize];
-        pair[1] = HEX[(byte & 15) as usize];
     }
 }
 

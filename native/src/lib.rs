@@ -129,17 +129,14 @@ struct Rows {
     batch: Batch,
 }
 
-/// What keeps a column's memory alive: the batch it lies in.
-enum Keep {
-    Rows(#[allow(dead_code)] Py<Rows>),
-}
-
 /// A read-only view of one native column's bytes (buffer protocol), so Arrow wraps the
 /// memory the fast path filled instead of a copy of it: a batch's columns are in memory
 /// once, not twice, while DuckDB appends them.
 #[pyclass(frozen, module = "learnright_native")]
 struct Column {
-    _keep: Keep,
+    /// What keeps the memory alive: the batch it lies in.
+    #[allow(dead_code)]
+    _keep: Py<Rows>,
     address: usize,
     len: usize,
 }
@@ -151,7 +148,7 @@ impl Column {
             return Err(PyBufferError::new_err("a native column is read-only"));
         }
         let this = slf.get();
-        // SAFETY: the memory is owned by `_keep` (a frozen Rows, or bytes of its own), which
+        // SAFETY: the memory is owned by `_keep` (a frozen Rows), which
         // this object holds and never changes; the view holds this object.
         let status = pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.address as *mut c_void,
                                                   this.len as pyo3::ffi::Py_ssize_t, 1, flags);
@@ -169,7 +166,7 @@ impl Column {
 }
 
 fn view<'py>(owner: &Bound<'py, Rows>, bytes: &[u8]) -> PyResult<Bound<'py, Column>> {
-    Bound::new(owner.py(), Column { _keep: Keep::Rows(owner.clone().unbind()), address: bytes.as_ptr() as usize, len: bytes.len() })
+    Bound::new(owner.py(), Column { _keep: owner.clone().unbind(), address: bytes.as_ptr() as usize, len: bytes.len() })
 }
 
 /// A column of numbers as it lies in memory: Arrow's little-endian layout at the type's width.
@@ -569,14 +566,6 @@ impl EntryFolder {
     /// `ledger.storage.entry_digests.fold_entries_in_stored_order`).
     fn in_order(&self) -> bool {
         self.folder.in_order()
-    }
-
-    /// Folds digests given as hex (a stream's next entries, in order).
-    fn fold_digests(&mut self, stream: &str, digests: Vec<String>) -> PyResult<()> {
-        for digest in digests {
-            self.folder.fold(stream.as_bytes(), &head_bytes(&digest)?);
-        }
-        Ok(())
     }
 
     /// The (entry count, head) of every stream touched.
