@@ -241,9 +241,9 @@ class CloseRepository:
             legacy = cursor.execute(
                 f"SELECT entry_hash FROM accruals WHERE {_COVERED} AND stream IS NULL ORDER BY entry_id",
                 params).to_arrow_reader(CHUNK)
-            for batch in legacy:  # columns, not a tuple per row: one row per covered entry
-                heads.update(chain.fold_streams(((LEGACY_STREAM, h) for h in batch.column(0).to_pylist()),
-                                                {**start, **heads}))
+            # Columns, not a tuple per row (one row per covered entry), folded in one pass over the batches.
+            digests = ((LEGACY_STREAM, h) for batch in legacy for h in batch.column(0).to_pylist())
+            heads.update(chain.fold_streams(digests, {**start, **heads}))
             return heads
         finally:
             cursor.close()
