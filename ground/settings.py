@@ -123,8 +123,10 @@ class ConsumerSettings(BaseModel):
     replays. The consumer's close restores DuckDB's (:mod:`consumers.checkpoints`)."""
     caught_up_checkpoint_wal_bytes: int = Field(16 * 2**20, ge=0)
     """Once the consumer has caught up with Kafka, its writer checkpoints between two batches as
-    soon as the write-ahead log holds more than this: short checkpoints while it keeps up, the
-    large ones of ``checkpoint_wal_bytes`` only while it is behind (:mod:`consumers.checkpoints`)."""
+    soon as the write-ahead log holds more than this: short checkpoints while it keeps up (the
+    next batch waits for each; they merge no row groups, which a pause in traffic, the close, or
+    every ``checkpoint_wal_bytes`` of log does), the large ones of ``checkpoint_wal_bytes`` only
+    while it is behind (:mod:`consumers.checkpoints`)."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)
