@@ -4,8 +4,8 @@ DuckDB writes each commit to its write-ahead log and, once the log passes its
 ``checkpoint_threshold`` (16 MiB by default), checkpoints inside the commit that crossed it:
 it compresses every table's rows since the last checkpoint into the file and empties the log.
 A full-speed batch writes more than 16 MiB, so with DuckDB's default nearly every commit
-checkpointed, and a checkpoint's work has a large part that does not shrink with the rows it
-writes (each table's open row group is compressed again). Measured (docs/benchmarks.md),
+checkpointed, and each checkpoint does work beyond its own rows (its vacuum merges the small
+row groups earlier checkpoints left, see below). Measured (docs/benchmarks.md),
 checkpointing every few hundred MB of log instead cut ingest's CPU per event by about a third.
 
 A checkpoint cannot run beside the writer on DuckDB 1.5.5 without stalling it: a commit on
@@ -18,13 +18,28 @@ two batches, at a moment chosen so that they cost the least:
   * once the consumer has caught up with Kafka, as a job of its own on the writer thread as
     soon as the log holds more than ``consumer.caught_up_checkpoint_wal_bytes``: the next
     batch (events that arrived meanwhile) waits for it, as it would for one inside a commit,
-    but each is short, and a consumer that keeps up leaves little in the log;
-  * when the consumer closes, once more for whatever is left, so the ledger it leaves has an
-    empty log, as it did before.
+    so each is kept short: small, and without DuckDB's vacuum (:meth:`Ledger.checkpoint`),
+    which merges the small row groups earlier checkpoints left and made some of them several
+    times as long as the others (docs/benchmarks.md, "Latency: what the p99 waited for");
+  * the merge those leave is done by a checkpoint with the vacuum on, at a moment when no
+    record waits for it: when a poll found none in ``flush_interval_ms`` (``idle``), or when DuckDB
+    checkpoints inside a commit while the consumer is behind, or at the close; and, so that
+    the small row groups never pile up without bound under traffic that never pauses, by the
+    first caught-up checkpoint after ``consumer.checkpoint_wal_bytes`` of log were written
+    without a merge (``merge``: a stall of seconds, 5.2 s of CPU in a measured run at 11,000
+    events/s, about every 40 s under traffic that never pauses: the latency target is not met
+    across one, docs/benchmarks.md);
+  * when the consumer closes, once more for whatever is left (merging too), so the ledger it
+    leaves has an empty log, as it did before.
+
+DuckDB's vacuum only runs in a checkpoint that writes rows: one of an empty log merges nothing,
+so the small row groups wait for the next checkpoint with rows to write and the vacuum on.
 
 Guarantees:
   * The log never holds much more than ``checkpoint_wal_bytes`` and one batch: past it DuckDB
     checkpoints inside the commit that crossed it, whatever the consumer asks.
+  * Rows written by checkpoints without a merge add up to at most about ``checkpoint_wal_bytes``
+    of log before a checkpoint merges them; whether merged or not, the rows stored are the same.
   * Crash safety is DuckDB's and unchanged: every commit is in the log before it returns, and
     the next open replays the log, however large.
   * The threshold is the ledger's in this process while the consumer runs; its close restores
@@ -44,18 +59,22 @@ from ledger.core.port import LedgerStore
 class Checkpoints:
     """The consumer's checkpoints of its ledger (see the module's docstring for when).
 
-    :meth:`run` and :meth:`after_batch` run on the writer thread; :meth:`due` may be asked
-    from any thread (it reads the log's size from the file system).
+    :meth:`run` and :meth:`after_batch` run on the writer thread; :meth:`due` and
+    :meth:`merge_due` may be asked from any thread (they read the log's size from the file system).
     """
 
     def __init__(self, ledger: LedgerStore, metrics: Metrics, settings: ConsumerSettings):
         self.ledger = ledger
         self.metrics = metrics
         self.caught_up_wal_bytes = settings.caught_up_checkpoint_wal_bytes
+        self.merge_wal_bytes = settings.checkpoint_wal_bytes
+        """Log written by checkpoints without a merge after which the next caught-up one merges."""
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
+        self.unmerged = 0
+        """Bytes of log checkpointed without DuckDB's vacuum since the last checkpoint that ran it."""
         self.queued = False
-        """A caught-up checkpoint is queued on the writer and has not run yet: no second one is queued
+        """A checkpoint is queued on the writer and has not run yet: no second one is queued
         behind it (it would take a writer slot from the next batch and checkpoint again)."""
 
     def due(self) -> bool:
@@ -63,28 +82,48 @@ class Checkpoints:
         more than a caught-up consumer lets it (the writer may be adding to it now)."""
         return not self.queued and self.ledger.wal_bytes() > self.caught_up_wal_bytes
 
-    def queue(self) -> Callable[[], None]:
-        """Marks a caught-up checkpoint queued; returns the job that runs it on the writer."""
+    def merge_due(self) -> bool:
+        """Whether an idle consumer should queue a merging checkpoint: none is queued yet, checkpoints
+        since the last merge left row groups to merge, and the log holds rows (DuckDB's vacuum only
+        runs in a checkpoint that writes some: with an empty log it would merge nothing)."""
+        return not self.queued and self.unmerged > 0 and self.ledger.wal_bytes() > 0
+
+    def queue(self, trigger: str = "caught_up") -> Callable[[], None]:
+        """Marks a checkpoint queued; returns the job that runs it on the writer.
+
+        ``caught_up``: a short one, without a merge, unless ``merge_wal_bytes`` of log went
+        without one (then it merges, counted as ``merge``); ``idle``: one that merges.
+        """
         self.queued = True
-        return self._run_queued
 
-    def _run_queued(self) -> None:
-        try:
-            self.run()
-        finally:
-            self.queued = False
+        def job() -> None:
+            try:
+                if trigger == "idle":
+                    self.run("idle")
+                elif self.unmerged + self.ledger.wal_bytes() > self.merge_wal_bytes:
+                    self.run("merge")
+                else:
+                    self.run("caught_up", vacuum=False)
+            finally:
+                self.queued = False
 
-    def run(self, trigger: str = "caught_up") -> None:
-        """Checkpoints the ledger now, unless a checkpoint since :meth:`due` said so left nothing to do."""
-        if self.ledger.wal_bytes() == 0:
+        return job
+
+    def run(self, trigger: str = "caught_up", *, vacuum: bool = True) -> None:
+        """Checkpoints the ledger now, merging small row groups with ``vacuum``, unless a checkpoint
+        since it was asked for left nothing to do (an empty log: nothing to write, nor to merge)."""
+        wal = self.ledger.wal_bytes()
+        if wal == 0:
             return
         started = time.perf_counter()
-        self.ledger.checkpoint()
+        self.ledger.checkpoint(vacuum=vacuum)
         self.metrics.observe_checkpoint(trigger, time.perf_counter() - started)
+        self.unmerged = 0 if vacuum else self.unmerged + wal
         self._note_wal()
 
     def after_batch(self) -> None:
-        """Counts the checkpoint DuckDB ran inside the batch's commit, if it did.
+        """Counts the checkpoint DuckDB ran inside the batch's commit, if it did (with its vacuum:
+        nothing is left to merge after it).
 
         Every batch writes to the log (its offsets at least), so a log that is empty, or smaller
         than after the batch before, right after one was committed was emptied by its commit.
@@ -92,10 +131,11 @@ class Checkpoints:
         wal = self.ledger.wal_bytes()
         if wal == 0 or wal < self._wal_after_last:
             self.metrics.observe_checkpoint("commit", None)
+            self.unmerged = 0
         self._note_wal(wal)
 
     def close(self) -> None:
-        """Checkpoints what is left and restores the ledger's threshold (after the writer has stopped)."""
+        """Checkpoints and merges what is left and restores the ledger's threshold (after the writer has stopped)."""
         try:
             self.run("close")
         finally:

@@ -347,6 +347,8 @@ class LedgerConsumer:
                 self.writer.drain()
             if self.checkpoints.due() and caught_up(self.consumer):  # keeping up: a short checkpoint now
                 self.writer.submit(self.checkpoints.queue())
+            elif not items and self.checkpoints.merge_due():  # nothing waiting: merge what the short ones left
+                self.writer.submit(self.checkpoints.queue("idle"))
         except Exception as exc:  # noqa: BLE001 - this batch or an earlier one failed: read again
             self._retry(exc)
             size = 0

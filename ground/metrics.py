@@ -87,8 +87,10 @@ class Metrics:
             " ledger (Unix time; 0 before the first).", registry=r)
         self.checkpoints = Counter(
             "learnright_ledger_checkpoints", "Checkpoints of the ledger file while the consumer runs, by trigger:"
-            " caught_up (the writer's, once the consumer had caught up), commit (DuckDB's, inside the commit"
-            " that took the WAL past consumer.checkpoint_wal_bytes), close (the consumer's last).",
+            " caught_up (the writer's, once the consumer had caught up, without merging row groups), merge (a"
+            " caught_up one that merged what consumer.checkpoint_wal_bytes of log left unmerged), idle (the"
+            " writer's merge when a poll found nothing waiting), commit (DuckDB's, inside the commit that took"
+            " the WAL past consumer.checkpoint_wal_bytes), close (the consumer's last).",
             ["trigger"], registry=r)
         self.checkpoint_seconds = Histogram(
             "learnright_ledger_checkpoint_duration_seconds", "Time a checkpoint the consumer ran took (the next batch"

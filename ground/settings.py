@@ -121,10 +121,14 @@ class ConsumerSettings(BaseModel):
     nearly every commit checkpointed). Checkpointing every 256 MiB instead took about a third
     less CPU per event while behind (docs/benchmarks.md); it also bounds the log a restart
     replays. The consumer's close restores DuckDB's (:mod:`consumers.checkpoints`)."""
-    caught_up_checkpoint_wal_bytes: int = Field(16 * 2**20, ge=0)
+    caught_up_checkpoint_wal_bytes: int = Field(4 * 2**20, ge=0)
     """Once the consumer has caught up with Kafka, its writer checkpoints between two batches as
-    soon as the write-ahead log holds more than this: short checkpoints while it keeps up, the
-    large ones of ``checkpoint_wal_bytes`` only while it is behind (:mod:`consumers.checkpoints`)."""
+    soon as the write-ahead log holds more than this: short checkpoints while it keeps up (the
+    next batch waits for each; they merge no row groups, which a pause in traffic, the close, or
+    every ``checkpoint_wal_bytes`` of log does), the large ones of ``checkpoint_wal_bytes`` only
+    while it is behind (:mod:`consumers.checkpoints`). Without the merge a checkpoint costs about
+    what its rows cost, so a small one stalls the next batch least: 4 MiB took about 0.11 s of CPU,
+    16 MiB 0.2-0.3 s, and had the lower p99 side by side (docs/benchmarks.md, "Latency")."""
     max_poll: int = Field(5000, ge=1)
     """Records (or whole fetches, on the native fast path) one Kafka poll returns at most."""
     flush_interval_ms: int = Field(500, ge=1)

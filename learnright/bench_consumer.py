@@ -290,7 +290,9 @@ with Ledger.open(settings.db) as ledger:
         last = 0
         while len(numbers) < expected and not consumer.stop_event.is_set():
             time.sleep(poll_s)
-            newest = reader.scalar("SELECT coalesce(max(batch_id), 0) FROM ingest_batches")
+            # On the cursor itself: Ledger.scalar parses and checks the SQL first (the guard for a
+            # user's query), which cost 3 times the query's CPU, 50 times a second, in the consumer's process.
+            newest = reader.con.execute("SELECT coalesce(max(batch_id), 0) FROM ingest_batches").fetchone()[0]
             if newest == last:
                 continue
             now = time.time()

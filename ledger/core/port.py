@@ -90,9 +90,11 @@ class LedgerStore(Protocol):
     def wal_bytes(self) -> int:
         """Bytes in the storage's write-ahead log now (0 where it keeps none); any thread may ask."""
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the storage's files and empties its write-ahead log
-        (nothing where it keeps none). Called by the one writer, between its transactions."""
+        (nothing where it keeps none). Called by the one writer, between its transactions. With
+        ``vacuum`` off it only writes the new rows, leaving the merge of small pieces earlier
+        checkpoints left to a later one with ``vacuum`` on (a shorter stall, the same data)."""
 
     # -- licenses --------------------------------------------------------------------------
 

@@ -221,13 +221,31 @@ class Ledger:
         except FileNotFoundError:
             return 0
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the ledger file and empties its WAL (DuckDB's ``CHECKPOINT``).
 
         Run by the one writer between its transactions; a lake has nothing to checkpoint here.
+
+        Each checkpoint writes the rows committed since the last one as new row groups, and
+        DuckDB's checkpoint also vacuums: it merges runs of small row groups that earlier
+        checkpoints left into full ones, rewriting them. That merge, not the new rows, is what
+        made some of a caught-up consumer's small checkpoints 3-8 times as long as the others
+        (docs/benchmarks.md, "Latency"). With ``vacuum`` off this checkpoint merges nothing
+        (DuckDB's ``max_vacuum_tasks`` is 0 for it, then set back): it costs about what its rows
+        cost, and leaves its row groups for a later checkpoint with ``vacuum`` on to merge.
+        What is stored, and what a query returns, is the same either way.
         """
-        if isinstance(self.path, Path):
+        if not isinstance(self.path, Path):
+            return
+        if vacuum:
             self._db.con.execute("CHECKPOINT")
+            return
+        before = int(self._db.value("SELECT current_setting('max_vacuum_tasks')"))
+        self._db.con.execute("SET max_vacuum_tasks = 0")
+        try:
+            self._db.con.execute("CHECKPOINT")
+        finally:
+            self._db.con.execute(f"SET max_vacuum_tasks = {before}")
 
     # -- ad-hoc reads (this adapter only; not part of the port) --------------------------
 

@@ -144,3 +144,88 @@ def test_a_queued_caught_up_checkpoint_is_not_queued_again_until_it_has_run(tmp_
         assert ledger.wal_bytes() == 0 and not checkpoints.due()
         ledger.con.execute("INSERT INTO t VALUES (2)")
         assert checkpoints.due()  # run: the next one may be queued
+
+
+def _policy(tmp_path, **settings):
+    from consumers.checkpoints import Checkpoints
+    from ground.metrics import Metrics
+    from ground.settings import ConsumerSettings
+
+    ledger = Ledger.open(tmp_path / "ledger.duckdb")
+    ledger.con.execute("CREATE TABLE t (n BIGINT, s VARCHAR)")
+    metrics = Metrics()
+    return ledger, metrics, Checkpoints(ledger, metrics, ConsumerSettings(**settings))
+
+
+def _book(ledger: Ledger, step: int) -> None:
+    """One batch's worth of rows: about 100 KB of log."""
+    ledger.con.execute(f"INSERT INTO t SELECT i, repeat('x', 40) || i FROM range({step * 2000}, {step * 2000 + 2000}) r(i)")
+
+
+def _row_groups(ledger: Ledger) -> int:
+    return ledger.scalar("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')")
+
+
+def _count(metrics, trigger: str) -> float:
+    return metrics.registry.get_sample_value("learnright_ledger_checkpoints_total", {"trigger": trigger}) or 0
+
+
+def test_caught_up_checkpoints_merge_nothing_until_a_merge_is_due_after_checkpoint_wal_bytes(tmp_path):
+    """Short caught-up checkpoints leave their row groups unmerged (the merge is what made some of them
+    several times as long); once they have written ``checkpoint_wal_bytes`` of log without a merge, the
+    next one merges, so the small row groups never pile up without bound."""
+    ledger, metrics, checkpoints = _policy(tmp_path, caught_up_checkpoint_wal_bytes=1, checkpoint_wal_bytes=2**20)
+    with ledger:
+        steps = 0
+        while _count(metrics, "merge") == 0:
+            _book(ledger, steps)
+            steps += 1
+            assert checkpoints.due()
+            checkpoints.queue()()
+            assert ledger.wal_bytes() == 0
+            if _count(metrics, "merge") == 0:
+                assert _row_groups(ledger) == steps  # one more each time: nothing merged
+                assert checkpoints.unmerged > 0
+            assert steps < 100, "no merging checkpoint came"
+        assert steps > 2  # several short ones first: the bound is of log, not of checkpoints
+        assert _count(metrics, "caught_up") == steps - 1
+        assert _row_groups(ledger) < steps and checkpoints.unmerged == 0  # the merge rewrote them together
+        assert ledger.scalar("SELECT count(*) FROM t") == 2000 * steps
+
+
+def test_an_idle_consumer_merges_what_the_short_checkpoints_left_and_a_commit_checkpoint_counts_as_a_merge(tmp_path):
+    ledger, metrics, checkpoints = _policy(tmp_path, caught_up_checkpoint_wal_bytes=1, checkpoint_wal_bytes=2**30)
+    with ledger:
+        assert not checkpoints.merge_due()  # nothing to merge
+        for step in range(3):
+            _book(ledger, step)
+            checkpoints.queue()()
+        assert _row_groups(ledger) == 3
+        assert not checkpoints.merge_due()  # an empty log: a checkpoint now would merge nothing
+        _book(ledger, 3)
+        assert checkpoints.merge_due()
+        job = checkpoints.queue("idle")
+        assert not checkpoints.merge_due() and not checkpoints.due()  # queued once
+        job()
+        assert _count(metrics, "idle") == 1 and _row_groups(ledger) == 1 and not checkpoints.merge_due()
+
+        _book(ledger, 4)
+        checkpoints.queue()()
+        assert checkpoints.unmerged > 0
+        _book(ledger, 5)
+        ledger.limit_wal(1)  # DuckDB checkpoints inside the next commit, with its vacuum
+        _book(ledger, 6)
+        checkpoints.after_batch()
+        assert _count(metrics, "commit") == 1 and checkpoints.unmerged == 0
+        assert ledger.scalar("SELECT count(*) FROM t") == 2000 * 7
+
+
+def test_the_close_checkpoints_with_the_merge(tmp_path):
+    ledger, metrics, checkpoints = _policy(tmp_path, caught_up_checkpoint_wal_bytes=1, checkpoint_wal_bytes=2**30)
+    with ledger:
+        for step in range(3):
+            _book(ledger, step)
+            checkpoints.queue()()
+        _book(ledger, 3)
+        checkpoints.close()
+        assert _count(metrics, "close") == 1 and _row_groups(ledger) == 1 and ledger.wal_bytes() == 0

@@ -248,6 +248,30 @@ def test_applied_versions_are_stored_whole_and_the_applied_book_is_the_parsed_on
                              json.dumps(v.terms, sort_keys=True), v.content_hash) for v in parsed.versions)
 
 
+def test_a_checkpoint_without_vacuum_leaves_its_row_groups_for_the_next_checkpoint_to_merge(tmp_path):
+    """What a caught-up consumer's short checkpoints rely on (consumers.checkpoints): with ``vacuum``
+    off a checkpoint writes its rows as a row group of their own and merges nothing; the next one
+    with the vacuum on (and rows to write) merges them; the rows are the same throughout."""
+    with Ledger.open(tmp_path / "l.duckdb") as ledger:
+        ledger.con.execute("CREATE TABLE t (n BIGINT, s VARCHAR)")
+
+        def row_groups() -> int:
+            return ledger.scalar("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')")
+
+        vacuum_tasks = "SELECT current_setting('max_vacuum_tasks')"
+        before = ledger.scalar(vacuum_tasks)
+        for step in range(4):
+            ledger.con.execute(f"INSERT INTO t SELECT i, 'row ' || i FROM range({step * 1000}, {step * 1000 + 1000}) r(i)")
+            ledger.checkpoint(vacuum=False)
+            assert ledger.wal_bytes() == 0
+            assert row_groups() == step + 1  # one more each time: nothing merged
+            assert ledger.scalar(vacuum_tasks) == before  # set back after the checkpoint
+        ledger.con.execute("INSERT INTO t SELECT i, 'row ' || i FROM range(4000, 5000) r(i)")
+        ledger.checkpoint()
+        assert row_groups() == 1  # the vacuum merged what the others left, and the new rows
+        assert ledger.query("SELECT count(*), count(DISTINCT n), sum(n) FROM t") == [(5000, 5000, sum(range(5000)))]
+
+
 def test_the_wal_threshold_is_set_read_back_and_restored_and_a_checkpoint_empties_the_wal(tmp_path, license_book_text):
     from ground.errors import ConfigError
 
