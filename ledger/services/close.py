@@ -235,18 +235,9 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
             covered = aside.submit(ledger.covered_heads, period, before, previous_watermark, start)
             if pool is not None:
                 pool.submit(int)  # starts the workers now
-            book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
-            with _memory_limited(ledger, memory_limit):
-                ranges = None
-                if pool is not None and not _has_collectives(book):
-                    # The statement lines' GROUP BY (DuckDB, outside the GIL) on the other thread, beside the
-                    # fold: its first range is ready about when the root is, instead of starting after it.
-                    # Closed after ``aside`` has waited for it (the stack unwinds last), on any outcome.
-                    lines = stack.enter_context(closing(ledger.statement_line_ranges(period, before,
-                                                                                     previous_watermark)))
-                    ranges = _started(aside.submit(next, lines, None), lines)
-                return _close_one_with(ledger, period, now, signer, book, before=before, previous=previous,
-                                       start=start, covered=covered, pool=pool, ranges=ranges, workers=processes)
+            return _close_one_with(ledger, period, now, signer, before=before, previous=previous, start=start,
+                                   covered=covered, pool=pool, workers=processes, memory_limit=memory_limit,
+                                   aside=aside, stack=stack)
 
 
 def _has_collectives(book: LicenseBook) -> bool:
@@ -262,12 +253,23 @@ def _started(first: Future, rest: Iterator[StatementLineRange]) -> Iterator[Stat
         yield from rest
 
 
-def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, book: LicenseBook, *,
-                    before: int, previous: CloseRecord | None, start: dict[str, tuple[int, str]],
-                    covered: Future, pool: ProcessPoolExecutor | None, ranges: Iterator[StatementLineRange] | None,
-                    workers: int) -> tuple[str, ...]:
-    """Closes ``period`` with ``book`` read; ``ranges`` (the statement lines as started aside) given when
-    ``pool``'s workers build the statements."""
+def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, *, before: int,
+                    previous: CloseRecord | None, start: dict[str, tuple[int, str]], covered: Future,
+                    pool: ProcessPoolExecutor | None, workers: int, memory_limit: str | None,
+                    aside: ThreadPoolExecutor, stack: ExitStack) -> tuple[str, ...]:
+    """Closes ``period`` while ``covered`` folds on ``aside``; what must end with the close is entered on ``stack``."""
+    # Read before the limit (a large document's stored form is one value read whole), and kept by the
+    # process only if it was before: a close that is the process's only use of the book frees it below.
+    book = ledger.load_book(keep=False)
+    stack.enter_context(_memory_limited(ledger, memory_limit))
+    ranges = None
+    if pool is not None and not _has_collectives(book):
+        # The statement lines' GROUP BY (DuckDB, outside the GIL) on the other aside thread, beside the
+        # fold: its first range is ready about when the root is, instead of starting after it. Closed
+        # after ``aside`` has waited for it (the stack unwinds after), whatever the outcome.
+        query = stack.enter_context(closing(ledger.statement_line_ranges(period, before, previous.last_entry_id
+                                                                         if previous else 0)))
+        ranges = _started(aside.submit(next, query, None), query)
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, start, covered.result())
@@ -289,6 +291,11 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     portions = collective_portions(ledger, book, period, before, previous_watermark,
                                    planned.lines) if collectives else {}
     member_carry = ledger.member_carry_ins(period) if portions else {}
+    holders = book.holders
+    if ranges is not None:
+        # The workers need the book's holders, nothing else of it: the rest (most of a large book's
+        # memory, about 300 MB at 250,000 licenses) is freed here unless the process keeps the book.
+        book = None
     distributions: list[ClosedDistribution] = []
     ids: list[str] = []
 
@@ -297,7 +304,7 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
         if ranges is not None:  # a collective's split reads the ledger: built here
             yield from signed_in_workers(
                 pool, ranges, workers=workers,
-                period=period, close_root=commitment.root, added=added, extra=extra, holders=book.holders,
+                period=period, close_root=commitment.root, added=added, extra=extra, holders=holders,
                 carry=carry, unlicensed=unlicensed)
             return
         for (holder_id, currency), lines in statement_groups(
