@@ -262,19 +262,18 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     # process only if it was before: a close that is the process's only use of the book frees it below.
     book = ledger.load_book(keep=False)
     stack.enter_context(_memory_limited(ledger, memory_limit))
+    previous_watermark = previous.last_entry_id if previous else 0
     ranges = None
     if pool is not None and not _has_collectives(book):
         # The statement lines' GROUP BY (DuckDB, outside the GIL) on the other aside thread, beside the
         # fold: its first range is ready about when the root is, instead of starting after it. Closed
         # after ``aside`` has waited for it (the stack unwinds after), whatever the outcome.
-        query = stack.enter_context(closing(ledger.statement_line_ranges(period, before, previous.last_entry_id
-                                                                         if previous else 0)))
+        query = stack.enter_context(closing(ledger.statement_line_ranges(period, before, previous_watermark)))
         ranges = _started(aside.submit(next, query, None), query)
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, start, covered.result())
     watermark = planned.last_entry_id
-    previous_watermark = previous.last_entry_id if previous else 0
     added: dict[tuple[str, str], list[StatementLine]] = {}
     for line in planned.lines:  # appended by this close, one statement line each
         added.setdefault((line.holder_id, line.currency), []).append(StatementLine(
@@ -301,7 +300,7 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
 
     def statements() -> Iterator[SignedStatement]:
         """Each statement built, rendered and signed as the transaction stores it (a chunk at a time)."""
-        if ranges is not None:  # a collective's split reads the ledger: built here
+        if ranges is not None:  # in the workers (never with collectives: a collective's split reads the ledger)
             yield from signed_in_workers(
                 pool, ranges, workers=workers,
                 period=period, close_root=commitment.root, added=added, extra=extra, holders=holders,
