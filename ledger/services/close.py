@@ -226,15 +226,14 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
     previous_watermark = previous.last_entry_id if previous else 0
     # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
     with collection_paused(), ExitStack() as stack:
-        # Started before the book is read, so that they are up when the statements are (spawned: about a second).
+        # Its processes start once the book is read (:func:`_close_one_with`), long before the root: not beside
+        # the book read, the close's peak of memory.
         pool = stack.enter_context(statement_pool(signer, processes)) if processes > 1 else None
         # The digests of every covered entry, computed from their fields and folded into stream heads (a
         # DuckDB scan and native work, both outside the GIL), on a thread of their own while the book is
         # read and the period lines computed: what is folded depends on the covered range alone.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="close-aside") as aside:
             covered = aside.submit(ledger.covered_heads, period, before, previous_watermark, start)
-            if pool is not None:
-                pool.submit(int)  # starts the workers now
             return _close_one_with(ledger, period, now, signer, before=before, previous=previous, start=start,
                                    covered=covered, pool=pool, workers=processes, memory_limit=memory_limit,
                                    aside=aside, stack=stack)
@@ -261,6 +260,8 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     # Read before the limit (a large document's stored form is one value read whole), and kept by the
     # process only if it was before: a close that is the process's only use of the book frees it below.
     book = ledger.load_book(keep=False)
+    if pool is not None:
+        pool.submit(int)  # starts the workers now (spawned: about a second; the fold takes longer)
     stack.enter_context(_memory_limited(ledger, memory_limit))
     previous_watermark = previous.last_entry_id if previous else 0
     ranges = None
