@@ -98,8 +98,9 @@ class LedgerStore(Protocol):
 
     # -- licenses --------------------------------------------------------------------------
 
-    def load_book(self) -> LicenseBook:
-        """Every license document applied so far, merged in the order applied."""
+    def load_book(self, *, keep: bool = True) -> LicenseBook:
+        """Every license document applied so far, merged in the order applied; made once a process
+        (``keep`` False: a book not made before is made and not kept)."""
 
     def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
         """Stores a license document; returns the merged book and how many versions it added.

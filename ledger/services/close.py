@@ -38,7 +38,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -56,7 +56,7 @@ from ledger.core.signing import Signer
 from ledger.core.statements import StatementLine, render_csv, to_document
 from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
-from ledger.core.port import LedgerStore
+from ledger.core.port import LedgerStore, StatementLineRange
 from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, PlannedEntries, SignedStatement,
                                  StreamHead)
 from ledger.services.distributions import (
@@ -223,32 +223,58 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
     previous = ledger.latest_close(before=period)
     start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
     processes = _workers(workers, before - (previous.last_entry_id if previous else 0))
+    previous_watermark = previous.last_entry_id if previous else 0
     # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
     with collection_paused(), ExitStack() as stack:
-        # Started before the book is read, so that they are up when the statements are (spawned: about a second).
+        # Its processes start once the book is read (:func:`_close_one_with`), long before the root: not beside
+        # the book read, the close's peak of memory.
         pool = stack.enter_context(statement_pool(signer, processes)) if processes > 1 else None
         # The digests of every covered entry, computed from their fields and folded into stream heads (a
-        # DuckDB sort and native work, both outside the GIL), on a thread of their own while the book is
+        # DuckDB scan and native work, both outside the GIL), on a thread of their own while the book is
         # read and the period lines computed: what is folded depends on the covered range alone.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="close-fold") as aside:
-            covered = aside.submit(ledger.covered_heads, period, before, previous.last_entry_id if previous else 0,
-                                   start)
-            if pool is not None:
-                pool.submit(int)  # starts the workers now
-            book = ledger.load_book()  # before the limit: a large document's stored form is one value read whole
-            with _memory_limited(ledger, memory_limit):
-                return _close_one_with(ledger, period, now, signer, book, before=before, previous=previous,
-                                       start=start, covered=covered, pool=pool, workers=processes)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="close-aside") as aside:
+            covered = aside.submit(ledger.covered_heads, period, before, previous_watermark, start)
+            return _close_one_with(ledger, period, now, signer, before=before, previous=previous, start=start,
+                                   covered=covered, pool=pool, workers=processes, memory_limit=memory_limit,
+                                   aside=aside, stack=stack)
 
 
-def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, book: LicenseBook, *,
-                    before: int, previous: CloseRecord | None, start: dict[str, tuple[int, str]],
-                    covered: Future, pool: ProcessPoolExecutor | None, workers: int) -> tuple[str, ...]:
+def _has_collectives(book: LicenseBook) -> bool:
+    """Whether a holder of ``book`` has members (a collective's split reads the ledger: built in the close's process)."""
+    return any(h.members for h in book.holders.values())
+
+
+def _started(first: Future, rest: Iterator[StatementLineRange]) -> Iterator[StatementLineRange]:
+    """The ranges of a query started aside: ``first``'s (None: there are none), then ``rest``."""
+    head = first.result()
+    if head is not None:
+        yield head
+        yield from rest
+
+
+def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, *, before: int,
+                    previous: CloseRecord | None, start: dict[str, tuple[int, str]], covered: Future,
+                    pool: ProcessPoolExecutor | None, workers: int, memory_limit: str | None,
+                    aside: ThreadPoolExecutor, stack: ExitStack) -> tuple[str, ...]:
+    """Closes ``period`` while ``covered`` folds on ``aside``; what must end with the close is entered on ``stack``."""
+    # Read before the limit (a large document's stored form is one value read whole), and kept by the
+    # process only if it was before: a close that is the process's only use of the book frees it below.
+    book = ledger.load_book(keep=False)
+    if pool is not None:
+        pool.submit(int)  # starts the workers now (spawned: about a second; the fold takes longer)
+    stack.enter_context(_memory_limited(ledger, memory_limit))
+    previous_watermark = previous.last_entry_id if previous else 0
+    ranges = None
+    if pool is not None and not _has_collectives(book):
+        # The statement lines' GROUP BY (DuckDB, outside the GIL) on the other aside thread, beside the
+        # fold: its first range is ready about when the root is, instead of starting after it. Closed
+        # after ``aside`` has waited for it (the stack unwinds after), whatever the outcome.
+        query = stack.enter_context(closing(ledger.statement_line_ranges(period, before, previous_watermark)))
+        ranges = _started(aside.submit(next, query, None), query)
     lines, settled = _period_entries(ledger, period, before, book)
     planned = ledger.plan_entries(lines, period)
     commitment = _commitment(ledger, period, planned, previous, start, covered.result())
     watermark = planned.last_entry_id
-    previous_watermark = previous.last_entry_id if previous else 0
     added: dict[tuple[str, str], list[StatementLine]] = {}
     for line in planned.lines:  # appended by this close, one statement line each
         added.setdefault((line.holder_id, line.currency), []).append(StatementLine(
@@ -260,20 +286,25 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     unlicensed = by_holder_and_currency(ledger.unlicensed_for_close(period))
     # Statements without covered lines: period lines only, a carried balance, unlicensed use.
     extra = {*added, *(key for key, amount in carry.items() if amount != 0), *unlicensed}
-    collectives = any(h.members for h in book.holders.values())
+    collectives = _has_collectives(book)
     # Collectives only (holders with members): their split, an optional section of their statements.
     portions = collective_portions(ledger, book, period, before, previous_watermark,
                                    planned.lines) if collectives else {}
     member_carry = ledger.member_carry_ins(period) if portions else {}
+    holders = book.holders
+    if ranges is not None:
+        # The workers need the book's holders, nothing else of it: the rest (most of a large book's
+        # memory, about 300 MB at 250,000 licenses) is freed here unless the process keeps the book.
+        book = None
     distributions: list[ClosedDistribution] = []
     ids: list[str] = []
 
     def statements() -> Iterator[SignedStatement]:
         """Each statement built, rendered and signed as the transaction stores it (a chunk at a time)."""
-        if pool is not None and not collectives:  # a collective's split reads the ledger: built here
+        if ranges is not None:  # in the workers (never with collectives: a collective's split reads the ledger)
             yield from signed_in_workers(
-                pool, ledger.statement_line_ranges(period, before, previous_watermark), workers=workers,
-                period=period, close_root=commitment.root, added=added, extra=extra, holders=book.holders,
+                pool, ranges, workers=workers,
+                period=period, close_root=commitment.root, added=added, extra=extra, holders=holders,
                 carry=carry, unlicensed=unlicensed)
             return
         for (holder_id, currency), lines in statement_groups(

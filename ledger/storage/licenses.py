@@ -39,7 +39,7 @@ _KEEP = 2
 _ORDER = "ORDER BY applied_at, document_hash"
 
 
-def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]]) -> LicenseBook:
+def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]], *, keep: bool = True) -> LicenseBook:
     """The book of the documents ``key`` names, made from ``documents()`` (each as parsed, in ``key``'s
     order: :func:`ledger.core.license_file.read_document`) unless this process made it before.
 
@@ -47,7 +47,8 @@ def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]])
     cached book is exactly what parsing again would give; books are frozen values. Making a
     book of 10,000 licenses takes about half a second even from stored forms (seconds from the
     TOML), and every ledger opened by a long-running process (the service, its scheduler's
-    closes) would otherwise pay it again.
+    closes) would otherwise pay it again. ``keep`` False: a book made here is not kept (one made
+    before is still returned, and kept).
     """
     book = _PARSED.get(key)
     if book is None:
@@ -55,7 +56,8 @@ def parsed_book(key: BookKey, documents: Callable[[], Iterable[dict[str, Any]]])
             book = build_book({}, {}, ())
             for (_, origin), document in zip(key, documents(), strict=True):
                 book = merge_books(book, book_of(document, origin))
-        _remember(key, book)
+        if keep:
+            _remember(key, book)
     return book
 
 
@@ -73,19 +75,20 @@ class LicenseRepository:
     def __init__(self, db: Db):
         self.db = db
 
-    def load_book(self) -> LicenseBook:
+    def load_book(self, *, keep: bool = True) -> LicenseBook:
         """Every license document applied so far, merged in the order applied.
 
         Made once per set of documents in a process (:func:`parsed_book`): the book is
         cached until one is added. Each document is decoded from its stored parsed form,
-        or parsed from its TOML where it has none (:meth:`_documents`).
+        or parsed from its TOML where it has none (:meth:`_documents`). ``keep`` False: a book
+        made by this call is not cached (a close that is its process's only use of it frees it).
 
         Raises:
             LicenseFileError: a document's form is of a version newer than this Learnright reads,
                 or a document does not make a book.
         """
         key = self._book_key()
-        return parsed_book(key, lambda: self._documents(key))
+        return parsed_book(key, lambda: self._documents(key), keep=keep)
 
     def _documents(self, key: BookKey) -> Iterator[dict[str, Any]]:
         """The documents of ``key`` as parsed, one at a time: from the newest stored form, else from the TOML."""

@@ -20,6 +20,11 @@ from ledger.errors import LedgerFileError
 RANGE_LINES = 16_384
 """Statement lines a :class:`LineRange` holds, about (whole statements): what a close hands a worker at a time."""
 
+GROUP_ROWS = 1_024
+"""Lines a worker turns into Python values at a time (:meth:`LineRange.groups`): each value of a range's 16
+columns is a Python object while its batch is read, so whole ranges at once would hold about 16 x
+:data:`RANGE_LINES` of them."""
+
 
 def python_values(column: pa.Array) -> list:
     """``column.to_pylist()``, value for value (a decimal the same digits and exponent), decimals read faster.
@@ -72,4 +77,4 @@ class LineRange:
 
     def groups(self) -> Iterator[tuple[tuple[str, str], list[StatementLine]]]:
         """The range's (holder, currency) keys and their lines, in increasing key (:func:`line_groups`)."""
-        return line_groups(self.lines.to_batches())
+        return line_groups(self.lines.to_batches(max_chunksize=GROUP_ROWS))

@@ -285,8 +285,8 @@ class Ledger:
 
     # -- licenses ------------------------------------------------------------------------
 
-    def load_book(self) -> LicenseBook:
-        return self._licenses.load_book()
+    def load_book(self, *, keep: bool = True) -> LicenseBook:
+        return self._licenses.load_book(keep=keep)
 
     def apply_licenses(self, body: str, origin: str) -> tuple[LicenseBook, int]:
         with self._tip.booking():  # in a lake, never in the middle of another writer's close
