@@ -33,23 +33,27 @@ def closes_again_to_the_golden_bytes(ledger) -> None:
     assert documents(ledger, PERIOD) == expected and len(outcome.statement_ids) == len(expected)
 
 
-def test_a_fold_that_fails_stores_nothing(book_ledger, monkeypatch):
-    before = stored(book_ledger)
+def fails_storing_nothing_then_closes_to_the_golden_bytes(ledger, monkeypatch, match: str) -> None:
+    """The close (with what ``monkeypatch`` broke) fails with ``match``, stores nothing, and once mended
+    closes to the golden bytes."""
+    before = stored(ledger)
+    with pytest.raises(LedgerFileError, match=match):
+        close_period(ledger, PERIOD, now=NOW, signer=SIGNER, workers=2)
+    assert stored(ledger) == before
+    monkeypatch.undo()
+    closes_again_to_the_golden_bytes(ledger)
 
+
+def test_a_fold_that_fails_stores_nothing(book_ledger, monkeypatch):
     def fold(*args, **kwargs):
         raise LedgerFileError("the fold failed")
 
     monkeypatch.setattr(book_ledger, "covered_heads", fold)
-    with pytest.raises(LedgerFileError, match="the fold failed"):
-        close_period(book_ledger, PERIOD, now=NOW, signer=SIGNER, workers=2)
-    assert stored(book_ledger) == before
-    monkeypatch.undo()
-    closes_again_to_the_golden_bytes(book_ledger)
+    fails_storing_nothing_then_closes_to_the_golden_bytes(book_ledger, monkeypatch, "the fold failed")
 
 
 def test_statement_lines_that_fail_aside_store_nothing(book_ledger, monkeypatch):
     """The GROUP BY runs on a thread beside the fold: its error is the close's, raised in its transaction."""
-    before = stored(book_ledger)
     ranges = book_ledger.statement_line_ranges
 
     def failing(*args):
@@ -58,21 +62,12 @@ def test_statement_lines_that_fail_aside_store_nothing(book_ledger, monkeypatch)
 
     monkeypatch.setattr("ledger.storage.closes.RANGE_LINES", 3)
     monkeypatch.setattr(book_ledger, "statement_line_ranges", failing)
-    with pytest.raises(LedgerFileError, match="after one range"):
-        close_period(book_ledger, PERIOD, now=NOW, signer=SIGNER, workers=2)
-    assert stored(book_ledger) == before
-    monkeypatch.undo()
-    closes_again_to_the_golden_bytes(book_ledger)
+    fails_storing_nothing_then_closes_to_the_golden_bytes(book_ledger, monkeypatch, "after one range")
 
 
 def test_a_worker_that_fails_stores_nothing(book_ledger, monkeypatch):
-    before = stored(book_ledger)
     monkeypatch.setattr("ledger.services.statement_workers._signed_range", failing_range)
-    with pytest.raises(LedgerFileError, match="failed in a worker"):
-        close_period(book_ledger, PERIOD, now=NOW, signer=SIGNER, workers=2)
-    assert stored(book_ledger) == before
-    monkeypatch.undo()
-    closes_again_to_the_golden_bytes(book_ledger)
+    fails_storing_nothing_then_closes_to_the_golden_bytes(book_ledger, monkeypatch, "failed in a worker")
 
 
 def test_a_close_keeps_the_book_in_the_process_only_if_it_was_kept_before(book_ledger):
