@@ -53,7 +53,7 @@ from ledger.errors import LedgerFileError, PeriodError
 from ledger.core.period_terms import PeriodLine, period_lines, term_sources
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
-from ledger.core.statements import StatementLine, render_csv, to_document
+from ledger.core.statements import StatementLine, render_csv, rendered, statement_renderings, to_document
 from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
 from ledger.core.port import LedgerStore, StatementLineRange
@@ -342,12 +342,12 @@ def _signed_statement(ledger: LedgerStore, book: LicenseBook, period: str, holde
                                 carry_in=carry.get((holder_id, currency), Decimal(0)),
                                 unlicensed=unlicensed.get((holder_id, currency), ()), close_root=close_root)
     # One document per statement: its canonical bytes are signed and hashed, its indented form stored.
-    document = to_document(statement)
     if holder is None or not holder.members:
-        return sealed(statement, document, signer)
+        return sealed(statement, statement_renderings(statement), signer)
+    document = to_document(statement)
     distribution, document["distribution"] = distribute_collective(
         ledger, book, holder, statement, portions.get((holder_id, currency), []))
-    signed = sealed(statement, document, signer)
+    signed = sealed(statement, rendered(document), signer)
     distributions.append(sign_member_statements(
         distribution=distribution, holder=holder, collective_statement_id=statement.statement_id,
         collective_content_hash=signed.content_hash, carry=member_carry, close_root=close_root, signer=signer))

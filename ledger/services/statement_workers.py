@@ -43,7 +43,7 @@ from ledger.core.licenses import Holder
 from ledger.core.port import StatementLineRange
 from ledger.core.records import SignedStatement
 from ledger.core.signing import Signer, signer_of
-from ledger.core.statements import Statement, StatementLine, build_statement, rendered, to_document
+from ledger.core.statements import Statement, StatementLine, build_statement, statement_renderings
 
 Key = tuple[str, str]
 """A statement's (holder, currency)."""
@@ -83,12 +83,12 @@ def built_statement(*, period: str, holder_id: str, currency: str, holder: Holde
     )
 
 
-def sealed(statement: Statement, document: dict, signer: Signer) -> SignedStatement:
-    """``statement`` with its ``document``'s canonical bytes hashed and signed and its indented form rendered.
+def sealed(statement: Statement, renderings: tuple[bytes, bytes], signer: Signer) -> SignedStatement:
+    """``statement`` with its document's ``renderings`` (canonical bytes, indented form) hashed, signed and kept.
 
     Stored without its line objects: what is stored of them is in the document, and a close of
     100,000 statements must not hold every line of the month at once."""
-    canonical, stored = rendered(document)  # canonical_bytes(document), render_document(document)
+    canonical, stored = renderings
     return SignedStatement(statement=replace(statement, lines=()), content_hash=hashlib.sha256(canonical).hexdigest(),
                            document=stored, signature=signer.sign(canonical), key_fingerprint=signer.fingerprint)
 
@@ -100,7 +100,7 @@ def signed_statement(*, period: str, key: Key, holder: Holder | None, lines: lis
     statement = built_statement(period=period, holder_id=key[0], currency=key[1], holder=holder, lines=lines,
                                 carry_in=carry.get(key, Decimal(0)), unlicensed=unlicensed.get(key, ()),
                                 close_root=close_root)
-    return sealed(statement, to_document(statement), signer)
+    return sealed(statement, statement_renderings(statement), signer)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
