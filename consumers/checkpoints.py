@@ -44,6 +44,13 @@ Guarantees:
     the next open replays the log, however large.
   * The threshold is the ledger's in this process while the consumer runs; its close restores
     the one it replaced.
+  * After any batch that leaves DuckDB holding more than :data:`MEMORY_SHARE` percent of
+    ``consumer.ledger_memory_limit``, the writer checkpoints at once (``memory``, merging), so
+    rows not yet checkpointed never fill the limit that the next commit needs.
+  * These checkpoints run with the ledger's memory limit raised to
+    ``consumer.checkpoint_memory_limit`` (then set back): a checkpoint that cannot allocate is
+    fatal to the open database in DuckDB, and one that merges row groups needs more memory than
+    the commits' ``ledger_memory_limit`` gives.
 """
 
 from __future__ import annotations
@@ -52,7 +59,15 @@ import time
 from typing import Callable
 
 from ground.metrics import Metrics
-from ground.settings import ConsumerSettings
+from ground.settings import ConsumerSettings, memory_size_bytes
+
+MEMORY_SHARE = 50
+"""Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold after a batch before the writer
+checkpoints (``memory``). Rows committed and not yet checkpointed hold blocks DuckDB cannot
+evict; a consumer that follows its topics without ever being caught up (so without caught-up
+checkpoints) filled a 64MB limit that way long before ``checkpoint_wal_bytes`` of log, after
+which every commit failed for memory (docs/benchmarks.md, "A checkpoint that ran out of memory").
+Half leaves room for the next batch's own rows (up to about 30 MB at full size)."""
 from ledger.core.port import LedgerStore
 
 
@@ -69,6 +84,10 @@ class Checkpoints:
         self.caught_up_wal_bytes = settings.caught_up_checkpoint_wal_bytes
         self.merge_wal_bytes = settings.checkpoint_wal_bytes
         """Log written by checkpoints without a merge after which the next caught-up one merges."""
+        self.memory_limit = settings.checkpoint_memory_limit
+        """The ledger's memory limit while one of these checkpoints runs (the limit before restored after)."""
+        self.memory_bound = memory_size_bytes(settings.ledger_memory_limit) * MEMORY_SHARE // 100
+        """DuckDB memory in use after a batch past which the writer checkpoints (and merges) at once."""
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
         self.unmerged = 0
@@ -116,7 +135,12 @@ class Checkpoints:
         if wal == 0:
             return
         started = time.perf_counter()
-        self.ledger.checkpoint(vacuum=vacuum)
+        # With room: DuckDB invalidates the database when a checkpoint cannot allocate.
+        before = self.ledger.limit_memory(self.memory_limit)
+        try:
+            self.ledger.checkpoint(vacuum=vacuum)
+        finally:
+            self.ledger.limit_memory(before)
         self.metrics.observe_checkpoint(trigger, time.perf_counter() - started)
         self.unmerged = 0 if vacuum else self.unmerged + wal
         self._note_wal()
@@ -133,6 +157,8 @@ class Checkpoints:
             self.metrics.observe_checkpoint("commit", None)
             self.unmerged = 0
         self._note_wal(wal)
+        if wal and self.ledger.memory_in_use() > self.memory_bound:
+            self.run("memory", vacuum=False)
 
     def close(self) -> None:
         """Checkpoints and merges what is left and restores the ledger's threshold (after the writer has stopped)."""

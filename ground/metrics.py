@@ -90,7 +90,8 @@ class Metrics:
             " caught_up (the writer's, once the consumer had caught up, without merging row groups), merge (a"
             " caught_up one that merged what consumer.checkpoint_wal_bytes of log left unmerged), idle (the"
             " writer's merge when a poll found nothing waiting), commit (DuckDB's, inside the commit that took"
-            " the WAL past consumer.checkpoint_wal_bytes), close (the consumer's last).",
+            " the WAL past consumer.checkpoint_wal_bytes), memory (the writer's, when DuckDB held more than half"
+            " of consumer.ledger_memory_limit after a batch), close (the consumer's last).",
             ["trigger"], registry=r)
         self.checkpoint_seconds = Histogram(
             "learnright_ledger_checkpoint_duration_seconds", "Time a checkpoint the consumer ran took (the next batch"

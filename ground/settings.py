@@ -78,6 +78,21 @@ class PostgresSettings(BaseModel):
 
 _MEMORY_SIZE = r"^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$"
 """A size DuckDB's memory_limit accepts (``64MB``, ``1.5GiB``)."""
+_MEMORY_UNITS = {"B": 1, "KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
+                 "TB": 10**12, "TiB": 2**40}
+
+
+def memory_size_bytes(size: str) -> int:
+    """The bytes of a size as DuckDB reads it (``64MB`` is 64,000,000; ``64MiB`` 67,108,864).
+
+    Raises:
+        ValueError: ``size`` is not such a size.
+    """
+    found = re.fullmatch(_MEMORY_SIZE, size)
+    if found is None:
+        raise ValueError(f"not a memory size such as '64MB' or '1.5GiB': {size!r}")
+    number = size.strip()[:-len(found.group(2))]
+    return int(float(number) * _MEMORY_UNITS[found.group(2)])
 
 
 class ConsumerSettings(BaseModel):
@@ -108,6 +123,13 @@ class ConsumerSettings(BaseModel):
     commit fills what it is given (and DuckDB's allocator keeps what it freed for about a
     second): side by side, 64MB booked as fast as 128MB and peaked 75-105 MB lower over 1M
     events, 48 MB lower over 5M (docs/benchmarks.md)."""
+    checkpoint_memory_limit: str = Field("256MB", pattern=_MEMORY_SIZE)
+    """DuckDB memory limit of the ledger while the consumer's own checkpoints run (between two
+    batches, and at its close), ``ledger_memory_limit`` again after each. A checkpoint that merges
+    small row groups needs more than a commit, and DuckDB invalidates the whole database when a
+    checkpoint cannot allocate (a FATAL error: the process must reopen the ledger). At 64MB a
+    merging checkpoint of a consumer following about 21,000 events/s failed so
+    (docs/benchmarks.md, "A checkpoint that ran out of memory")."""
     ledger_threads: int = Field(1, ge=1)
     """DuckDB threads of the ledger the consumer writes (DuckDB's own default: one per core).
     With 1, each statement runs on the thread that issued it, the writer thread, while the

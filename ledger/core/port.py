@@ -90,6 +90,10 @@ class LedgerStore(Protocol):
     def wal_bytes(self) -> int:
         """Bytes in the storage's write-ahead log now (0 where it keeps none); any thread may ask."""
 
+    def memory_in_use(self) -> int:
+        """Bytes the storage engine holds for this ledger in this process now (its buffer pool: blocks,
+        a transaction's rows, indexes; 0 where it keeps no log to checkpoint). Called by the one writer."""
+
     def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the storage's files and empties its write-ahead log
         (nothing where it keeps none). Called by the one writer, between its transactions. With

@@ -221,6 +221,12 @@ class Ledger:
         except FileNotFoundError:
             return 0
 
+    def memory_in_use(self) -> int:
+        """Bytes DuckDB's buffer pool holds for this database now (``duckdb_memory()`` summed); 0 for a lake."""
+        if not isinstance(self.path, Path):
+            return 0
+        return int(self._db.value("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"))
+
     def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the ledger file and empties its WAL (DuckDB's ``CHECKPOINT``).
 

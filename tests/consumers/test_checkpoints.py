@@ -229,3 +229,48 @@ def test_the_close_checkpoints_with_the_merge(tmp_path):
         _book(ledger, 3)
         checkpoints.close()
         assert _count(metrics, "close") == 1 and _row_groups(ledger) == 1 and ledger.wal_bytes() == 0
+
+
+def test_the_consumers_checkpoint_runs_with_checkpoint_memory_limit_and_gives_the_limit_back(tmp_path, monkeypatch):
+    """DuckDB invalidates the database when a checkpoint cannot allocate: the writer's checkpoints get
+    ``checkpoint_memory_limit``, and the commits' limit is back after, also after a failed one."""
+    ledger, metrics, checkpoints = _policy(tmp_path, checkpoint_memory_limit="200MB")
+    with ledger:
+        ledger.limit_memory("64MB")
+        shown = lambda: ledger.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # noqa: E731
+        commits_limit = shown()
+        seen, original = [], ledger.checkpoint
+
+        def checkpoint(*, vacuum=True):
+            seen.append(shown())
+            original(vacuum=vacuum)
+
+        monkeypatch.setattr(ledger, "checkpoint", checkpoint)
+        _book(ledger, 0)
+        checkpoints.run("idle")
+        assert seen == ["190.7 MiB"] and shown() == commits_limit  # 200MB as DuckDB writes it
+        assert ledger.wal_bytes() == 0
+
+        def failing(*, vacuum=True):
+            raise RuntimeError("the checkpoint failed")
+
+        monkeypatch.setattr(ledger, "checkpoint", failing)
+        _book(ledger, 1)
+        with pytest.raises(RuntimeError, match="the checkpoint failed"):
+            checkpoints.run("idle")
+        assert shown() == commits_limit
+
+
+def test_a_batch_that_leaves_duckdb_holding_half_its_limit_is_checkpointed_at_once(tmp_path):
+    """Rows committed and not checkpointed hold blocks DuckDB cannot evict: past half of
+    ``ledger_memory_limit`` after a batch the writer checkpoints (``memory``), whether caught up or not."""
+    ledger, metrics, checkpoints = _policy(tmp_path, ledger_memory_limit="64MB", checkpoint_wal_bytes=2**30)
+    with ledger:
+        _book(ledger, 0)
+        checkpoints.after_batch()  # a batch of about 100 KB: far under half of 64MB
+        assert ledger.wal_bytes() > 0 and _count(metrics, "memory") == 0
+        checkpoints.memory_bound = ledger.memory_in_use() - 1  # as if the limit were that small
+        _book(ledger, 1)
+        checkpoints.after_batch()
+        assert _count(metrics, "memory") == 1 and ledger.wal_bytes() == 0
+        assert ledger.scalar("SELECT count(*) FROM t") == 4000

@@ -61,3 +61,13 @@ def test_the_close_memory_limit_is_256mb_unless_set_and_a_value_that_is_not_a_si
     monkeypatch.setenv("LEARNRIGHT_CLOSE__MEMORY_LIMIT", "64MB'; DROP")
     with pytest.raises(ValidationError, match=r"close\.memory_limit"):
         Settings()
+
+
+def test_a_memory_size_is_read_in_bytes_as_duckdb_reads_it():
+    from ground.settings import memory_size_bytes
+
+    assert memory_size_bytes("64MB") == 64_000_000
+    assert memory_size_bytes(" 1.5GiB ") == 3 * 2**29
+    assert memory_size_bytes("256 MB") == 256_000_000
+    with pytest.raises(ValueError, match="'64 apples'"):
+        memory_size_bytes("64 apples")
