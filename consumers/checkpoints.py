@@ -45,8 +45,9 @@ Guarantees:
   * The threshold is the ledger's in this process while the consumer runs; its close restores
     the one it replaced.
   * After any batch that leaves DuckDB holding more than :data:`MEMORY_SHARE` percent of
-    ``consumer.ledger_memory_limit``, the writer checkpoints at once (``memory``, merging), so
-    rows not yet checkpointed never fill the limit that the next commit needs.
+    ``consumer.ledger_memory_limit``, the writer checkpoints at once (``memory``, without the
+    merge, whose debt is counted in ``unmerged`` like a caught-up one's), so rows not yet
+    checkpointed never fill the limit that the next commit needs.
   * These checkpoints run with the ledger's memory limit raised to
     ``consumer.checkpoint_memory_limit`` (then set back): a checkpoint that cannot allocate is
     fatal to the open database in DuckDB, and one that merges row groups needs more memory than
@@ -60,6 +61,7 @@ from typing import Callable
 
 from ground.metrics import Metrics
 from ground.settings import ConsumerSettings, memory_size_bytes
+from ledger.core.port import LedgerStore
 
 MEMORY_SHARE = 50
 """Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold after a batch before the writer
@@ -68,7 +70,6 @@ evict; a consumer that follows its topics without ever being caught up (so witho
 checkpoints) filled a 64MB limit that way long before ``checkpoint_wal_bytes`` of log, after
 which every commit failed for memory (docs/benchmarks.md, "A checkpoint that ran out of memory").
 Half leaves room for the next batch's own rows (up to about 30 MB at full size)."""
-from ledger.core.port import LedgerStore
 
 
 class Checkpoints:
@@ -87,7 +88,7 @@ class Checkpoints:
         self.memory_limit = settings.checkpoint_memory_limit
         """The ledger's memory limit while one of these checkpoints runs (the limit before restored after)."""
         self.memory_bound = memory_size_bytes(settings.ledger_memory_limit) * MEMORY_SHARE // 100
-        """DuckDB memory in use after a batch past which the writer checkpoints (and merges) at once."""
+        """DuckDB memory in use after a batch past which the writer checkpoints at once (without the merge)."""
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
         self.unmerged = 0

@@ -377,8 +377,8 @@ def statement_renderings(statement: Statement) -> tuple[bytes, bytes]:
 
     A close renders every statement both ways (100,000 of them a month at scale). The document's
     shape is fixed, so each line is written by two templates from its values, each string escaped
-    once, instead of building the line's object and encoding it generically: about 40% less of
-    the close's per-statement work. Where the shortcut could differ from the generic rendering
+    once, instead of building the line's object and encoding it generically: about 30% less of
+    a statement's work in a close (docs/benchmarks.md). Where the shortcut could differ from the generic rendering
     (unlicensed use listed, a string not plain ASCII or holding DEL, a count that is not an
     ``int``), the statement is rendered generically: the bytes are the same either way.
     """
