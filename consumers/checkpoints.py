@@ -61,7 +61,7 @@ from typing import Callable
 
 from ground.metrics import Metrics
 from ground.settings import ConsumerSettings, memory_size_bytes
-from ledger.core.port import LedgerStore
+from ledger.core.port import LedgerStore, memory_limited
 
 MEMORY_SHARE = 50
 """Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold after a batch before the writer
@@ -137,11 +137,8 @@ class Checkpoints:
             return
         started = time.perf_counter()
         # With room: DuckDB invalidates the database when a checkpoint cannot allocate.
-        before = self.ledger.limit_memory(self.memory_limit)
-        try:
+        with memory_limited(self.ledger, self.memory_limit):
             self.ledger.checkpoint(vacuum=vacuum)
-        finally:
-            self.ledger.limit_memory(before)
         self.metrics.observe_checkpoint(trigger, time.perf_counter() - started)
         self.unmerged = 0 if vacuum else self.unmerged + wal
         self._note_wal()

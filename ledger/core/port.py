@@ -21,6 +21,7 @@ What every implementation guarantees:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -321,3 +322,17 @@ class LedgerStore(Protocol):
 
     def totals(self) -> LedgerTotals:
         """Accrued amounts per currency and the time of the last close."""
+
+
+@contextmanager
+def memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
+    """``ledger``'s memory limit set to ``limit`` (None: left as it is) for the block, the limit before
+    restored after, whatever the block raised (a close caps it, the consumer's checkpoints raise it)."""
+    if limit is None:
+        yield
+        return
+    replaced = ledger.limit_memory(limit)
+    try:
+        yield
+    finally:
+        ledger.limit_memory(replaced)

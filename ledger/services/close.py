@@ -38,7 +38,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -56,7 +56,7 @@ from ledger.core.signing import Signer
 from ledger.core.statements import StatementLine, render_csv, rendered, statement_renderings, to_document
 from ledger.core.licenses import LicenseBook
 from ledger.core.unlicensed import by_holder_and_currency
-from ledger.core.port import LedgerStore, StatementLineRange
+from ledger.core.port import LedgerStore, StatementLineRange, memory_limited
 from ledger.core.records import (ClosedDistribution, CloseCommitment, CloseRecord, PlannedEntries, SignedStatement,
                                  StreamHead)
 from ledger.services.distributions import (
@@ -188,19 +188,6 @@ def previous_root(previous: CloseRecord | None) -> str:
     return previous.root or previous.chain_head
 
 
-@contextmanager
-def _memory_limited(ledger: LedgerStore, limit: str | None) -> Iterator[None]:
-    """``ledger``'s memory capped at ``limit`` (None: left as it is) for the block, the limit before restored."""
-    if limit is None:
-        yield
-        return
-    replaced = ledger.limit_memory(limit)
-    try:
-        yield
-    finally:
-        ledger.limit_memory(replaced)
-
-
 PARALLEL_ENTRIES = 5_000_000
 """Covered entries from which a close builds its statements in worker processes by default (``workers`` None).
 
@@ -262,7 +249,7 @@ def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Sig
     book = ledger.load_book(keep=False)
     if pool is not None:
         pool.submit(int)  # starts the workers now (spawned: about a second; the fold takes longer)
-    stack.enter_context(_memory_limited(ledger, memory_limit))
+    stack.enter_context(memory_limited(ledger, memory_limit))
     previous_watermark = previous.last_entry_id if previous else 0
     ranges = None
     if pool is not None and not _has_collectives(book):

@@ -267,6 +267,9 @@ def test_a_batch_that_leaves_duckdb_holding_half_its_limit_is_checkpointed_at_on
     ledger, metrics, checkpoints = _policy(tmp_path, ledger_memory_limit="64MB", checkpoint_wal_bytes=2**30)
     with ledger:
         _book(ledger, 0)
+        from consumers.checkpoints import MEMORY_SHARE
+
+        assert checkpoints.memory_bound == 64_000_000 * MEMORY_SHARE // 100  # of ledger_memory_limit, as DuckDB reads it
         checkpoints.after_batch()  # a batch of about 100 KB: far under half of 64MB
         assert ledger.wal_bytes() > 0 and _count(metrics, "memory") == 0
         checkpoints.memory_bound = ledger.memory_in_use() - 1  # as if the limit were that small
