@@ -95,11 +95,25 @@ def quarantine_table(rows: Sequence[QuarantineRow], first_id: int, batch_id: int
 _NATIVE_TYPES = {**_ACCRUAL_TYPES, "position": pa.int64(), "kafka_partition": pa.int32(), "kafka_offset": pa.int64()}
 
 
+def _strings(offsets, data) -> pa.Array:
+    """A string array over native (offsets, data) buffers: int32 offsets, one more than its values."""
+    return pa.Array.from_buffers(pa.string(), max(len(offsets) // 4 - 1, 0),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 def _native_columns(buffers: dict, rows: int) -> dict[str, pa.Array]:
-    """Arrow arrays over the native fast path's buffers (no per-value conversion)."""
+    """Arrow arrays over the native fast path's buffers (no per-value conversion).
+
+    A string column comes as (offsets, data), or as (keys, (offsets, data)) when it stores each
+    distinct value once: an Arrow dictionary, which DuckDB appends as the same ``VARCHAR`` rows.
+    """
     columns = {}
     for name, buffer in buffers.items():
-        if isinstance(buffer, tuple):
+        if isinstance(buffer, tuple) and isinstance(buffer[1], tuple):
+            keys, (offsets, data) = buffer
+            columns[name] = pa.DictionaryArray.from_arrays(
+                pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(keys)]), _strings(offsets, data))
+        elif isinstance(buffer, tuple):
             offsets, data = buffer
             columns[name] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
         else:

@@ -35,6 +35,9 @@ else:
 def _column_spec(array: pa.Array, name: str) -> tuple:
     """One Arrow column as ``learnright_native`` reads it: (kind, offset, validity, values, data)."""
     kind_of = array.type
+    if pa.types.is_dictionary(kind_of):  # the native fast path's repeated strings (ledger.storage.arrow_rows)
+        array = array.dictionary_decode()
+        kind_of = array.type
     if pa.types.is_large_string(kind_of) or pa.types.is_string_view(kind_of):
         array, kind_of = array.cast(pa.string()), pa.string()
     buffers = array.buffers()

@@ -196,12 +196,12 @@ pub fn build(schemas: &Schemas, book: &Book, limits: &Limits, blocks: &[Block<'_
         }
     }
     let (e, a) = (&batch.events, &batch.accruals);
-    let columns = [
-        &e.platform_id, &e.event_id, &e.event_type, &e.content_hash, &e.model_id, &e.period, &e.topic,
-        &a.stream, &a.platform_id, &a.event_id, &a.kind, &a.source_id, &a.holder_id, &a.model_id, &a.license_id, &a.unit,
-        &a.currency, &a.period,
+    let strings = [&e.event_id, &e.content_hash];
+    let dicts = [
+        &e.platform_id, &e.event_type, &e.model_id, &e.period, &e.topic,
+        &a.stream, &a.kind, &a.source_id, &a.holder_id, &a.license_id, &a.unit, &a.currency,
     ];
-    if !columns.iter().all(|column| column.fits()) {
+    if !strings.iter().all(|column| column.fits()) || !dicts.iter().all(|column| column.fits()) {
         return Err(Unsupported("a batch column outgrew 32-bit string offsets".into()));
     }
     batch.events.shrink();
@@ -286,31 +286,36 @@ fn book_record<'a>(
     }
     let period = period(occurred_at);
     let events = &mut batch.events;
-    events.platform_id.push(platform_id.as_bytes());
+    let event = events.offset.len() as i32;
+    let platform_key = events.platform_id.push(platform_id.as_bytes());
     events.event_id.push(event_id.as_bytes());
     events.event_type.push(event_type.as_bytes());
     events.content_hash.push_with(|data| content_hash(name, body, data));
-    events.model_id.push(model_id.as_bytes());
+    let model_key = events.model_id.push(model_id.as_bytes());
     events.occurred_at.push(occurred_at);
-    events.period.push(&period);
+    let period_key = events.period.push(&period);
     events.topic.push(block.topic.as_bytes());
     events.partition.push(block.partition);
     events.offset.push(record.offset);
     let accruals = &mut batch.accruals;
+    if lines.is_empty() {
+        return Some(());
+    }
+    let mut stream = Vec::with_capacity(block.topic.len() + 12);
+    stream.extend_from_slice(block.topic.as_bytes());
+    stream.push(b'/');
+    write_int(&mut stream, i64::from(block.partition));
+    let stream_key = accruals.stream.key(&stream);
     for (line, l) in lines.iter().enumerate() {
-        accruals.stream.push_with(|data| {
-            data.extend_from_slice(block.topic.as_bytes());
-            data.push(b'/');
-            write_int(data, i64::from(block.partition));
-        });
+        accruals.stream.keys.push(stream_key);
         accruals.position.push(record.offset);
-        accruals.platform_id.push(platform_id.as_bytes());
-        accruals.event_id.push(event_id.as_bytes());
+        accruals.event.push(event);
+        accruals.platform_id.push(platform_key);
         accruals.line.push(line as i32);
         accruals.kind.push(kind.as_bytes());
         accruals.source_id.push(l.source_id.as_bytes());
         accruals.holder_id.push(l.holder_id.as_bytes());
-        accruals.model_id.push(model_id.as_bytes());
+        accruals.model_id.push(model_key);
         accruals.license_id.push(l.version.license_id.as_bytes());
         accruals.license_version.push(l.version.version);
         accruals.quantity.push(l.quantity);
@@ -320,7 +325,7 @@ fn book_record<'a>(
         accruals.currency.push(l.version.currency.as_bytes());
         accruals.amount.push(l.amount);
         accruals.occurred_at.push(occurred_at);
-        accruals.period.push(&period);
+        accruals.period.push(period_key);
     }
     Some(())
 }

@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 
-use columns::{LittleEndian, Strings};
+use columns::{Dict, LittleEndian, Strings};
 
 #[cfg(target_endian = "big")]
 compile_error!("native columns are handed to Arrow as they lie in memory, which must be little-endian");
@@ -184,6 +184,17 @@ fn strings<'py>(owner: &Bound<'py, Rows>, column: &Strings) -> PyResult<(Bound<'
     Ok((offsets, view(owner, &column.data)?))
 }
 
+/// A dictionary-encoded column as Arrow lays it out: (keys, (offsets, data) of the values).
+fn keyed<'py>(owner: &Bound<'py, Rows>, keys: &[i32], values: &Strings)
+              -> PyResult<(Bound<'py, Column>, (Bound<'py, PyAny>, Bound<'py, Column>))> {
+    Ok((numbers(owner, keys)?, strings(owner, values)?))
+}
+
+fn dict<'py>(owner: &Bound<'py, Rows>, column: &Dict)
+             -> PyResult<(Bound<'py, Column>, (Bound<'py, PyAny>, Bound<'py, Column>))> {
+    keyed(owner, &column.keys, &column.values)
+}
+
 fn numbers<'py, T: LittleEndian>(owner: &Bound<'py, Rows>, values: &[T]) -> PyResult<Bound<'py, Column>> {
     view(owner, number_bytes(values))
 }
@@ -257,21 +268,23 @@ impl Rows {
         (0..events.offset.len()).any(|row| wanted.contains(&(events.platform_id.get(row), events.event_id.get(row))))
     }
 
-    /// Arrow buffers of the event columns: name -> buffer (numbers) or (offsets, data) (strings),
-    /// each a view of this batch's memory (:class:`Column`), not a copy.
+    /// Arrow buffers of the event columns: name -> buffer (numbers), (offsets, data) (strings) or
+    /// (keys, (offsets, data)) (strings stored once per distinct value: an Arrow dictionary), each a
+    /// view of this batch's memory (:class:`Column`), not a copy.
     fn event_buffers<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
         let e = &slf.get().batch.events;
         let out = PyDict::new(slf.py());
+        for (name, column) in [("event_id", &e.event_id), ("content_hash", &e.content_hash)] {
+            out.set_item(name, strings(slf, column)?)?;
+        }
         for (name, column) in [
             ("platform_id", &e.platform_id),
-            ("event_id", &e.event_id),
             ("event_type", &e.event_type),
-            ("content_hash", &e.content_hash),
             ("model_id", &e.model_id),
             ("period", &e.period),
             ("topic", &e.topic),
         ] {
-            out.set_item(name, strings(slf, column)?)?;
+            out.set_item(name, dict(slf, column)?)?;
         }
         out.set_item("occurred_at", numbers(slf, &e.occurred_at)?)?;
         out.set_item("kafka_partition", numbers(slf, &e.partition)?)?;
@@ -279,25 +292,27 @@ impl Rows {
         Ok(out)
     }
 
-    /// Arrow buffers of the accrual columns, as :meth:`event_buffers` gives them.
+    /// Arrow buffers of the accrual columns, as :meth:`event_buffers` gives them; those a line
+    /// repeats from its event are keys into the event column's values (its rows, for `event_id`).
     fn accrual_buffers<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
-        let a = &slf.get().batch.accruals;
+        let batch = &slf.get().batch;
+        let (a, e) = (&batch.accruals, &batch.events);
         let out = PyDict::new(slf.py());
         for (name, column) in [
             ("stream", &a.stream),
-            ("platform_id", &a.platform_id),
-            ("event_id", &a.event_id),
             ("kind", &a.kind),
             ("source_id", &a.source_id),
             ("holder_id", &a.holder_id),
-            ("model_id", &a.model_id),
             ("license_id", &a.license_id),
             ("unit", &a.unit),
             ("currency", &a.currency),
-            ("period", &a.period),
         ] {
-            out.set_item(name, strings(slf, column)?)?;
+            out.set_item(name, dict(slf, column)?)?;
         }
+        out.set_item("event_id", keyed(slf, &a.event, &e.event_id)?)?;
+        out.set_item("platform_id", keyed(slf, &a.platform_id, &e.platform_id.values)?)?;
+        out.set_item("model_id", keyed(slf, &a.model_id, &e.model_id.values)?)?;
+        out.set_item("period", keyed(slf, &a.period, &e.period.values)?)?;
         out.set_item("position", numbers(slf, &a.position)?)?;
         out.set_item("line", numbers(slf, &a.line)?)?;
         out.set_item("license_version", numbers(slf, &a.license_version)?)?;

@@ -17,6 +17,7 @@ from decimal import Decimal
 from itertools import count
 from json.encoder import encode_basestring
 
+import pyarrow as pa
 import pytest
 from hypothesis import event, given, settings, strategies as st
 from kafka.record.memory_records import MemoryRecordsBuilder
@@ -249,6 +250,25 @@ def test_the_fast_path_books_what_the_reference_path_books(tmp_path, seed):
     for table in reference:
         assert fast[table] == reference[table], table
     assert len(fast["events"]) + len(fast["quarantine"]) == 600 - 40  # every record from min_offset, once
+
+
+def test_a_native_batch_holds_each_repeated_string_once_and_its_lines_point_at_their_events():
+    """Memory, not values (the tests around this one compare the values): a line's strings are keys
+    into a dictionary of the batch's distinct values, and what it repeats of its event is the event's."""
+    book = parse_book(BOOK)
+    rows = compile_pricer(book, CATALOG).build([("t.usage.inference", 1, 0, fetch(corpus(3, 600, odd_every=10**9)))])
+    events, accruals = native_events_table(rows, 1), native_accruals_table(rows, 1, 1)
+    assert rows.event_count > 300 and rows.accrual_count >= rows.event_count
+    for name in ("stream", "kind", "source_id", "holder_id", "license_id", "unit", "currency", "platform_id",
+                 "model_id", "period"):
+        column = accruals[name].combine_chunks()
+        assert pa.types.is_dictionary(column.type), name
+        assert len(column.dictionary) == len(set(column.dictionary.to_pylist())) == len(set(column.to_pylist())), name
+    event_ids = accruals["event_id"].combine_chunks()
+    assert event_ids.dictionary.to_pylist() == events["event_id"].to_pylist()  # the events' own column, not a copy
+    # A third smaller even with this corpus's short strings (the event ids' dictionary counted whole).
+    assert accruals.nbytes < 0.7 * accruals.cast(pa.schema(
+        [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type) for f in accruals.schema])).nbytes
 
 
 def test_two_records_with_one_key_send_the_batch_to_the_reference_path(tmp_path):
