@@ -45,9 +45,9 @@ Guarantees:
   * The threshold is the ledger's in this process while the consumer runs; its close restores
     the one it replaced.
   * After any batch that leaves DuckDB holding more than :data:`MEMORY_SHARE` percent of
-    ``consumer.ledger_memory_limit``, the writer checkpoints at once (``memory``, without the
-    merge, whose debt is counted in ``unmerged`` like a caught-up one's), so rows not yet
-    checkpointed never fill the limit that the next commit needs.
+    ``consumer.ledger_memory_limit`` once another batch like it is added, the writer checkpoints
+    at once (``memory``, without the merge, whose debt is counted in ``unmerged`` like a
+    caught-up one's), so rows not yet checkpointed never fill the limit that the next commit needs.
   * These checkpoints run with the ledger's memory limit raised to
     ``consumer.checkpoint_memory_limit`` (then set back): a checkpoint that cannot allocate is
     fatal to the open database in DuckDB, and one that merges row groups needs more memory than
@@ -64,12 +64,14 @@ from ground.settings import ConsumerSettings, memory_size_bytes
 from ledger.core.port import LedgerStore, memory_limited
 
 MEMORY_SHARE = 50
-"""Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold after a batch before the writer
-checkpoints (``memory``). Rows committed and not yet checkpointed hold blocks DuckDB cannot
-evict; a consumer that follows its topics without ever being caught up (so without caught-up
-checkpoints) filled a 64MB limit that way long before ``checkpoint_wal_bytes`` of log, after
-which every commit failed for memory (docs/benchmarks.md, "A checkpoint that ran out of memory").
-Half leaves room for the next batch's own rows (up to about 30 MB at full size)."""
+"""Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold, counting the next batch, before
+the writer checkpoints (``memory``). Rows committed and not yet checkpointed hold blocks DuckDB
+cannot evict; a consumer that follows its topics without ever being caught up (so without
+caught-up checkpoints) filled a 64MB limit that way long before ``checkpoint_wal_bytes`` of log,
+after which every commit failed for memory (docs/benchmarks.md, "A checkpoint that ran out of
+memory"). The next batch is counted as what the last one added: a full batch's events (30-32 MB
+at the default ``max_batch``) just under half the limit were otherwise carried into the next
+commit, which then held twice that and peaked about 70 MB higher (docs/benchmarks.md)."""
 
 
 class Checkpoints:
@@ -91,6 +93,8 @@ class Checkpoints:
         """DuckDB memory in use after a batch past which the writer checkpoints at once (without the merge)."""
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
+        self._memory_after_last = 0
+        """DuckDB memory in use after the last batch (and its checkpoint, if it had one)."""
         self.unmerged = 0
         """Bytes of log checkpointed without DuckDB's vacuum since the last checkpoint that ran it."""
         self.queued = False
@@ -155,8 +159,11 @@ class Checkpoints:
             self.metrics.observe_checkpoint("commit", None)
             self.unmerged = 0
         self._note_wal(wal)
-        if wal and self.ledger.memory_in_use() > self.memory_bound:
+        used = self.ledger.memory_in_use()
+        if wal and used + max(used - self._memory_after_last, 0) > self.memory_bound:  # and another batch like it
             self.run("memory", vacuum=False)
+            used = self.ledger.memory_in_use()
+        self._memory_after_last = used
 
     def close(self) -> None:
         """Checkpoints and merges what is left and restores the ledger's threshold (after the writer has stopped)."""

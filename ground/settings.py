@@ -98,14 +98,16 @@ def memory_size_bytes(size: str) -> int:
 class ConsumerSettings(BaseModel):
     group_id: str = "learnright-ledger"
     """Consumer group; Kafka's committed offsets serve lag monitoring only."""
-    max_batch: int = Field(32_768, ge=1)
+    max_batch: int = Field(98_304, ge=1)
     """Records booked as one ledger transaction: a batch closes once it holds this many
     (it may exceed them by what its last poll returned, one fetch response at most) or
     ``max_batch_bytes``, or once ``flush_interval_ms`` has passed. With two batches in flight
-    it bounds the consumer's memory; 131,072 (DuckDB writes row groups straight into the file
-    from 122,880 rows) held about 150 MB more at peak and, with DuckDB on one thread, took about
-    30% less CPU per event while each smaller batch's commit ran DuckDB's checkpoint, before
-    ``checkpoint_wal_bytes`` (docs/benchmarks.md)."""
+    it bounds the consumer's memory. A transaction that appends a full row group (122,880 rows)
+    to a table has DuckDB write it compressed straight into the file instead of through the
+    write-ahead log and a later checkpoint: at 98,304 records a backlog's lines (about 1.8 an
+    event) go that way, and 1M events booked at 110,000-115,000/s against 78,000-80,000/s at
+    32,768, with 11 us of CPU an event against 15, peaking at 390 MB against 321 MB
+    (docs/benchmarks.md). A consumer that keeps up writes smaller batches whatever this is."""
     fetch_partition_bytes: int = Field(1_048_576, ge=1)
     """Bytes one fetch reads from one partition at most (Kafka's max.partition.fetch.bytes;
     a record batch larger than this still comes whole). The native fast path takes a
