@@ -64,14 +64,20 @@ from ground.settings import ConsumerSettings, memory_size_bytes
 from ledger.core.port import LedgerStore, memory_limited
 
 MEMORY_SHARE = 50
-"""Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold, counting the next batch, before
-the writer checkpoints (``memory``). Rows committed and not yet checkpointed hold blocks DuckDB
-cannot evict; a consumer that follows its topics without ever being caught up (so without
-caught-up checkpoints) filled a 64MB limit that way long before ``checkpoint_wal_bytes`` of log,
-after which every commit failed for memory (docs/benchmarks.md, "A checkpoint that ran out of
-memory"). The next batch is counted as what the last one added: a full batch's events (30-32 MB
-at the default ``max_batch``) just under half the limit were otherwise carried into the next
-commit, which then held twice that and peaked about 70 MB higher (docs/benchmarks.md)."""
+"""Percent of ``consumer.ledger_memory_limit`` that DuckDB may hold, counting another batch like the
+last one, before the writer checkpoints (``memory``). Rows committed and not yet checkpointed
+hold blocks DuckDB cannot evict; a consumer that follows its topics without ever being caught up
+(so without caught-up checkpoints) filled a 64MB limit that way long before
+``checkpoint_wal_bytes`` of log, after which every commit failed for memory (docs/benchmarks.md,
+"A checkpoint that ran out of memory"). The next batch is counted because a full batch's events
+(30-32 MB at the default ``max_batch``), just under half the limit, were otherwise carried into
+the next commit, which then held twice that and peaked about 70 MB higher (docs/benchmarks.md)."""
+
+MEMORY_PER_LOG_BYTE = 2
+"""Bytes of DuckDB memory a batch's rows take, per byte of log it wrote, until a checkpoint: measured
+46-49 MB for 23-26 MB of log, and 30-32 MB for 15.8 MB (docs/benchmarks.md). Counts the next batch
+as the last one's log, not as DuckDB's memory growth, which blocks read back for queries and a
+checkpoint's leftover working memory move by tens of MB whatever was booked."""
 
 
 class Checkpoints:
@@ -93,8 +99,6 @@ class Checkpoints:
         """DuckDB memory in use after a batch past which the writer checkpoints at once (without the merge)."""
         self._wal_bytes_before = ledger.limit_wal(settings.checkpoint_wal_bytes)
         self._wal_after_last = ledger.wal_bytes()
-        self._memory_after_last = 0
-        """DuckDB memory in use after the last batch (and its checkpoint, if it had one)."""
         self.unmerged = 0
         """Bytes of log checkpointed without DuckDB's vacuum since the last checkpoint that ran it."""
         self.queued = False
@@ -155,15 +159,14 @@ class Checkpoints:
         than after the batch before, right after one was committed was emptied by its commit.
         """
         wal = self.ledger.wal_bytes()
-        if wal == 0 or wal < self._wal_after_last:
+        emptied = wal == 0 or wal < self._wal_after_last
+        logged = wal if emptied else wal - self._wal_after_last  # this batch's own log
+        if emptied:
             self.metrics.observe_checkpoint("commit", None)
             self.unmerged = 0
         self._note_wal(wal)
-        used = self.ledger.memory_in_use()
-        if wal and used + max(used - self._memory_after_last, 0) > self.memory_bound:  # and another batch like it
+        if wal and self.ledger.memory_in_use() + MEMORY_PER_LOG_BYTE * logged > self.memory_bound:
             self.run("memory", vacuum=False)
-            used = self.ledger.memory_in_use()
-        self._memory_after_last = used
 
     def close(self) -> None:
         """Checkpoints and merges what is left and restores the ledger's threshold (after the writer has stopped)."""

@@ -281,17 +281,22 @@ def test_a_batch_that_leaves_duckdb_holding_half_its_limit_is_checkpointed_at_on
 
 def test_a_batch_is_checkpointed_when_another_like_it_would_take_duckdb_past_the_bound(tmp_path):
     """A full batch's rows just under half the limit were carried into the next commit, which then
-    held twice as much: the writer counts the next batch as what the last one added."""
+    held twice as much: the writer counts the next batch as the last one's log, in memory."""
+    from consumers.checkpoints import MEMORY_PER_LOG_BYTE
+
     ledger, metrics, checkpoints = _policy(tmp_path, ledger_memory_limit="64MB", checkpoint_wal_bytes=2**30)
     with ledger:
         _book(ledger, 0)
         checkpoints.after_batch()
-        ledger.checkpoint()  # a known start: nothing held for the log
-        checkpoints.after_batch()
-        before = ledger.memory_in_use()
-        ledger.con.execute("INSERT INTO t SELECT i, repeat('x', 40) || i FROM range(100000) r(i)")  # a batch of MBs
-        used = ledger.memory_in_use()
-        assert used > before
-        checkpoints.memory_bound = used + (used - before) // 2  # this batch alone stays under the bound
+        logged_before = ledger.wal_bytes()
+        _book(ledger, 1)
+        logged = ledger.wal_bytes() - logged_before
+        held = ledger.memory_in_use()
+        assert logged > 0 and _count(metrics, "memory") == 0
+        checkpoints.memory_bound = held + MEMORY_PER_LOG_BYTE * logged - 1  # this batch alone stays under it
         checkpoints.after_batch()
         assert _count(metrics, "memory") == 1 and ledger.wal_bytes() == 0
+        _book(ledger, 2)
+        checkpoints.memory_bound = 2**40  # a batch that leaves room for another: nothing more
+        checkpoints.after_batch()
+        assert _count(metrics, "memory") == 1 and ledger.wal_bytes() > 0
