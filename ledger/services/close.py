@@ -209,8 +209,8 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
     before = ledger.last_entry_id
     previous = ledger.latest_close(before=period)
     start = {s: (h.entries, h.head) for s, h in ledger.stream_heads(period).items()}
-    processes = _workers(workers, before - (previous.last_entry_id if previous else 0))
     previous_watermark = previous.last_entry_id if previous else 0
+    processes = _workers(workers, before - previous_watermark)
     # Millions of objects made and dropped (lines, documents) beside the book's: see ground.collection.
     with collection_paused(), ExitStack() as stack:
         # Its processes start once the book is read (:func:`_close_one_with`), long before the root: not beside
@@ -221,9 +221,9 @@ def _close_one(ledger: LedgerStore, period: str, now: datetime, signer: Signer,
         # read and the period lines computed: what is folded depends on the covered range alone.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="close-aside") as aside:
             covered = aside.submit(ledger.covered_heads, period, before, previous_watermark, start)
-            return _close_one_with(ledger, period, now, signer, before=before, previous=previous, start=start,
-                                   covered=covered, pool=pool, workers=processes, memory_limit=memory_limit,
-                                   aside=aside, stack=stack)
+            return _close_one_with(ledger, period, now, signer, before=before, previous=previous,
+                                   previous_watermark=previous_watermark, start=start, covered=covered, pool=pool,
+                                   workers=processes, memory_limit=memory_limit, aside=aside, stack=stack)
 
 
 def _has_collectives(book: LicenseBook) -> bool:
@@ -240,17 +240,19 @@ def _started(first: Future, rest: Iterator[StatementLineRange]) -> Iterator[Stat
 
 
 def _close_one_with(ledger: LedgerStore, period: str, now: datetime, signer: Signer, *, before: int,
-                    previous: CloseRecord | None, start: dict[str, tuple[int, str]], covered: Future,
-                    pool: ProcessPoolExecutor | None, workers: int, memory_limit: str | None,
+                    previous: CloseRecord | None, previous_watermark: int, start: dict[str, tuple[int, str]],
+                    covered: Future, pool: ProcessPoolExecutor | None, workers: int, memory_limit: str | None,
                     aside: ThreadPoolExecutor, stack: ExitStack) -> tuple[str, ...]:
-    """Closes ``period`` while ``covered`` folds on ``aside``; what must end with the close is entered on ``stack``."""
+    """Closes ``period`` while ``covered`` folds on ``aside``; what must end with the close is entered on ``stack``.
+
+    ``previous_watermark`` is ``previous``'s last entry (0 without one): the covered range starts after it.
+    """
     # Read before the limit (a large document's stored form is one value read whole), and kept by the
     # process only if it was before: a close that is the process's only use of the book frees it below.
     book = ledger.load_book(keep=False)
     if pool is not None:
         pool.submit(int)  # starts the workers now (spawned: about a second; the fold takes longer)
     stack.enter_context(memory_limited(ledger, memory_limit))
-    previous_watermark = previous.last_entry_id if previous else 0
     ranges = None
     if pool is not None and not _has_collectives(book):
         # The statement lines' GROUP BY (DuckDB, outside the GIL) on the other aside thread, beside the

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from ledger.core import chain
 from ledger.core.records import ChainAnchor, ChainEntry, ChangedEntry, CurrencyAmount, EntryScan, LedgerTotals, RowBreak
-from ledger.storage.closes import _COVERED
 from ledger.storage.connection import Db, read_anchor
+from ledger.storage.covered import COVERED
 from ledger.storage.entry_digests import entry_digests
 
 CHUNK = 65_536
@@ -38,9 +38,9 @@ _DIGESTED = (f"SELECT entry_id, {', '.join(chain.ENTRY_FIELDS)}, entry_hash FROM
              " WHERE entry_hash IS NOT NULL AND stream IS NOT NULL")
 """Entries of format 3 booked before schema 14, with the digest stored beside them."""
 
-COVERED_TOTALS_SQL = (f"SELECT holder_id, currency, sum(amount) FROM accruals WHERE {_COVERED}"
+COVERED_TOTALS_SQL = (f"SELECT holder_id, currency, sum(amount) FROM accruals WHERE {COVERED}"
                       " GROUP BY holder_id, currency ORDER BY holder_id, currency")
-"""The amounts of the accruals a close covers (:data:`ledger.storage.closes._COVERED`) summed per holder and
+"""The amounts of the accruals a close covers (:data:`ledger.storage.covered.COVERED`) summed per holder and
 currency, exactly (DECIMAL): what its statement lines (:data:`ledger.storage.closes.STATEMENT_LINES_SQL`) add up
 to, since each line is a sum of the same accruals, without grouping them into lines first."""
 

@@ -30,26 +30,22 @@ from ledger.errors import LedgerFileError
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP, accruals_table
 from ledger.storage.collectives import record_distributions
 from ledger.storage.connection import ChainTip, Db
+from ledger.storage.covered import COVERED
 from ledger.storage.entry_digests import fold_entries, fold_entries_in_stored_order, folds_in_stored_order
 from ledger.storage.line_ranges import RANGE_LINES, LineRange, line_groups
 
 _CLOSE_COLUMNS = "period, closed_at, last_entry_id, chain_head, statements, root, book_hash"
 
-_COVERED = "entry_id <= ? AND (period = ? OR (period < ? AND entry_id > ?))"
-"""The entries a close of ``period`` covers, given its watermark and the previous close's:
-entries of the period up to the watermark, plus entries of earlier periods booked after the
-previous close (prior-period adjustments). Parameters: watermark, period, period, previous."""
-
 STATEMENT_LINES_SQL = f"""
 SELECT holder_id, currency, period, source_id, platform_id, model_id, kind, unit, rate, per,
        license_id, license_version, sum(quantity), sum(amount), count(*), description
 FROM accruals
-WHERE {_COVERED}
+WHERE {COVERED}
 GROUP BY ALL
 ORDER BY holder_id, currency
 """
 """A close's statement lines: covered accruals summed per holder, currency and line, one statement's
-lines after another. Parameters as :data:`_COVERED`'s."""
+lines after another. Parameters as :data:`ledger.storage.covered.COVERED`'s."""
 
 CHUNK = 65_536
 """Entries fetched at a time while a close folds their digests."""
@@ -227,7 +223,7 @@ class CloseRepository:
         into stream ``legacy`` by its row number, with its stored format-2 hash.
         """
         params = [watermark, period, period, previous_watermark]
-        covered = f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE {_COVERED} AND stream IS NOT NULL"
+        covered = f"SELECT {', '.join(chain.ENTRY_FIELDS)} FROM accruals WHERE {COVERED} AND stream IS NOT NULL"
         cursor = self.db.cursor()
         try:
             # As stored first (DuckDB keeps insertion order): no sort of the covered rows, which is
@@ -239,7 +235,7 @@ class CloseRepository:
                 heads = fold_entries(cursor.execute(covered + " ORDER BY stream, position, line", params
                                                     ).to_arrow_reader(CHUNK), start)
             legacy = cursor.execute(
-                f"SELECT entry_hash FROM accruals WHERE {_COVERED} AND stream IS NULL ORDER BY entry_id",
+                f"SELECT entry_hash FROM accruals WHERE {COVERED} AND stream IS NULL ORDER BY entry_id",
                 params).to_arrow_reader(CHUNK)
             # Columns, not a tuple per row (one row per covered entry), folded in one pass over the batches.
             digests = ((LEGACY_STREAM, h) for batch in legacy for h in batch.column(0).to_pylist())

@@ -21,6 +21,7 @@ from ledger.core.records import ClosedDistribution, CollectivePortion, Distribut
 from ledger.core.statements import StatementLine
 from ledger.storage.arrow_rows import DECIMAL, TIMESTAMP
 from ledger.storage.connection import Db
+from ledger.storage.covered import COVERED
 
 _MEMBER_COLUMNS = ("statement_id, period, collective_id, member_id, currency, net, carry_in, payable, carry_out,"
                    " content_hash, document, signature, key_fingerprint")
@@ -94,15 +95,13 @@ class CollectiveRepository:
         effective_from); each portion's ``at`` is its earliest entry's ``occurred_at``,
         which falls in its window, so the rule in force at ``at`` is the window's.
         """
-        from ledger.storage.closes import _COVERED  # closes imports this module to store distributions
-
         rows = self.db.rows(
             f"""
             SELECT currency, period, source_id, platform_id, model_id, kind, unit, rate, per, license_id,
                    license_version, description, len(list_filter(?::TIMESTAMPTZ[], lambda b: b <= occurred_at)) AS w,
                    sum(quantity), sum(amount), count(*), min(occurred_at)
             FROM accruals
-            WHERE holder_id = ? AND {_COVERED}
+            WHERE holder_id = ? AND {COVERED}
             GROUP BY ALL
             """,
             [list(boundaries), holder_id, watermark, period, period, previous_watermark],
