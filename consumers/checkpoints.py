@@ -157,6 +157,8 @@ class Checkpoints:
 
         Every batch writes to the log (its offsets at least), so a log that is empty, or smaller
         than after the batch before, right after one was committed was emptied by its commit.
+        Then checkpoints at once (``memory``) if another batch like this one would take DuckDB past
+        ``memory_bound`` (:data:`MEMORY_SHARE`, :data:`MEMORY_PER_LOG_BYTE`).
         """
         wal = self.ledger.wal_bytes()
         emptied = wal == 0 or wal < self._wal_after_last

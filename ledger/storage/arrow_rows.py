@@ -114,8 +114,7 @@ def _native_columns(buffers: dict, rows: int) -> dict[str, pa.Array]:
             columns[name] = pa.DictionaryArray.from_arrays(
                 pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(keys)]), _strings(offsets, data))
         elif isinstance(buffer, tuple):
-            offsets, data = buffer
-            columns[name] = pa.Array.from_buffers(pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+            columns[name] = _strings(*buffer)
         else:
             columns[name] = pa.Array.from_buffers(_NATIVE_TYPES[name], rows, [None, pa.py_buffer(buffer)])
     return columns

@@ -165,11 +165,12 @@ pub fn build(schemas: &Schemas, book: &Book, limits: &Limits, blocks: &[Block<'_
     let mut lines: Vec<Line<'_>> = Vec::with_capacity(4);
     for (index, block) in blocks.iter().enumerate() {
         let mut next = None;
+        let mut stream = None; // the block's `<topic>/<partition>` key, made at its first line
         kafka::each_record(block.data, block.min_offset, |record: Record<'_>| {
             batch.records += 1;
             next = Some(record.offset + 1);
             let booked = record.value.and_then(|value| {
-                book_record(schemas, book, limits, block, &record, value, &mut lines, &mut keys, &mut batch)
+                book_record(schemas, book, limits, block, &record, value, &mut lines, &mut keys, &mut stream, &mut batch)
             });
             if booked.is_none() {
                 batch.fallback.push(Fallback {
@@ -220,6 +221,7 @@ fn book_record<'a>(
     value: &'a [u8],
     lines: &mut Vec<Line<'a>>,
     keys: &mut HashSet<(&'a str, &'a str)>,
+    stream: &mut Option<i32>,
     batch: &mut Batch,
 ) -> Option<()> {
     if value.len() < 10 || value[..2] != [0xc3, 0x01] {
@@ -301,11 +303,13 @@ fn book_record<'a>(
     if lines.is_empty() {
         return Some(());
     }
-    let mut stream = Vec::with_capacity(block.topic.len() + 12);
-    stream.extend_from_slice(block.topic.as_bytes());
-    stream.push(b'/');
-    write_int(&mut stream, i64::from(block.partition));
-    let stream_key = accruals.stream.key(&stream);
+    let stream_key = *stream.get_or_insert_with(|| {
+        let mut name = Vec::with_capacity(block.topic.len() + 12);
+        name.extend_from_slice(block.topic.as_bytes());
+        name.push(b'/');
+        write_int(&mut name, i64::from(block.partition));
+        accruals.stream.key(&name)
+    });
     for (line, l) in lines.iter().enumerate() {
         accruals.stream.keys.push(stream_key);
         accruals.position.push(record.offset);
