@@ -2,7 +2,8 @@
 
 Fills a topic with synthetic usage once, then in the same run reads it (1) with plain
 kafka-python (poll and discard) and (2) through the ledger pipeline (consume, decode,
-validate, price, append with offsets, commit), alternating, best of ``rounds``. Prints
+validate, price, append with offsets, commit), alternating, best of ``rounds``; and (3)
+appends the rows each round booked with DuckDB alone, the ceiling of (2). Prints
 ``bench NAME ratio=R rate=N/s`` and writes the figures and the machine to
 docs/benchmarks.md. Ratios, not seconds, are what compare across noisy machines.
 
@@ -38,6 +39,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from learnright import broker
 from consumers.kafka_admin import ensure_topics
+from learnright.bench_append import append_booked
 from learnright.bench_report import Figure, machine, write_section
 from learnright.broker import PROJECT_ROOT
 from ground.errors import ConfigError, TerminalError
@@ -297,29 +299,38 @@ def result_figure(result: BenchResult) -> Figure:
 def run_bench(settings: Settings, *, events: int, rounds: int, report: Path | None,
               echo: Callable[[str], None] = print) -> BenchResult:
     """The ingest benchmark alone; returns its ``ingest`` figure."""
-    return measure_ingest(settings, events=events, rounds=rounds, report=report, echo=echo)[-1]
+    results = measure_ingest(settings, events=events, rounds=rounds, report=report, echo=echo)
+    return next(result for result in results if result.name == "ingest")
 
 
 def measure_ingest(settings: Settings, *, events: int, rounds: int, report: Path | None,
                    echo: Callable[[str], None] = print) -> tuple[BenchResult, ...]:
-    """Raw consumption, raw consumption of whole fetches and the pipeline, read in turn from one filled topic."""
+    """Raw consumption, raw consumption of whole fetches and the pipeline, read in turn from one filled topic;
+    then, each round, DuckDB alone appending the rows the pipeline booked (:mod:`learnright.bench_append`)."""
     workdir = Path(tempfile.mkdtemp(prefix="learnright-bench-"))
     try:
         with filled_topics(settings, workdir, events, echo) as settings:
-            raw, fetches, piped, cpu = [], [], [], []
+            raw, fetches, piped, cpu, appends = [], [], [], [], []
             for n in range(rounds):
                 raw.append(raw_consume(settings, events))
                 fetches.append(raw_consume(settings, events, whole_fetches=True))
+                booked = workdir / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
                 before = process_cpu_seconds()
-                piped.append(pipeline_consume(settings, events, workdir))
+                piped.append(book_file(settings, events, booked))
                 cpu.append(process_cpu_seconds() - before)
+                appends.append(append_booked(booked, workdir / "append.duckdb", threads=settings.consumer.ledger_threads,
+                                             memory_limit=settings.consumer.checkpoint_memory_limit))
+                for leftover in (booked, workdir / "append.duckdb"):
+                    leftover.unlink(missing_ok=True)
                 echo(f"round {n + 1}: raw {events / raw[-1]:,.0f}/s, whole fetches {events / fetches[-1]:,.0f}/s,"
-                     f" pipeline {events / piped[-1]:,.0f}/s")
+                     f" pipeline {events / piped[-1]:,.0f}/s, DuckDB's append alone {events / appends[-1].seconds:,.0f}/s")
         results = (
             BenchResult(name="raw-consume", events=events, seconds=min(raw), baseline_seconds=min(raw)),
             BenchResult(name="raw-consume-whole-fetches", events=events, seconds=min(fetches), baseline_seconds=min(raw)),
             BenchResult(name="ingest", events=events, seconds=min(piped), baseline_seconds=min(raw),
                         cpu_seconds=min(cpu)),
+            BenchResult(name="duckdb-append", events=events, seconds=min(a.seconds for a in appends),
+                        baseline_seconds=min(raw), cpu_seconds=min(a.cpu_seconds for a in appends)),
         )
         for result in results:
             echo(result.line())
@@ -332,23 +343,28 @@ def measure_ingest(settings: Settings, *, events: int, rounds: int, report: Path
 
 def write_report(path: Path, results: tuple[BenchResult, ...], rounds: int) -> None:
     """Rewrites the report's ingest section with ``results``; the rest of the report stays."""
-    raw, fetches, ingest = results
+    named = {result.name: result for result in results}
+    raw, fetches, ingest = named["raw-consume"], named["raw-consume-whole-fetches"], named["ingest"]
+    append = named.get("duckdb-append")
+    append_row = "" if append is None else (
+        f"\n| duckdb-append (DuckDB alone appending the rows ingest booked, in its batches, then checkpointing)"
+        f" | {append.events} | {append.ratio:.2f} | {append.rate:,.0f}/s |")
     write_section(path, "ingest", f"""## Ingest
 
 Written by `make bench` ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC). Each figure is the best of {rounds}
-rounds; the three read the same {ingest.events:,} records of the same topics in the same run, in turn.
-Ratios are throughput over the first line's.
+rounds; the first three read the same {ingest.events:,} records of the same topics in the same run, in turn,
+and the fourth appends the rows each round's ingest booked. Ratios are throughput over the first line's.
 
 | benchmark | events | ratio | rate |
 | --- | --- | --- | --- |
 | raw-consume (kafka-python poll and discard, one ConsumerRecord per record) | {raw.events} | 1.00 | {raw.rate:,.0f}/s |
 | raw-consume-whole-fetches (kafka-python poll and discard, fetches handed over whole) | {fetches.events} | {fetches.ratio:.2f} | {fetches.rate:,.0f}/s |
-| ingest (consume, decode, validate, price, append with offsets, commit) | {ingest.events} | {ingest.ratio:.2f} | {ingest.rate:,.0f}/s |
+| ingest (consume, decode, validate, price, append with offsets, commit) | {ingest.events} | {ingest.ratio:.2f} | {ingest.rate:,.0f}/s |{append_row}
 
 Targets: ingest >= 250,000 events/s on 2 cores (issue 18). The pipeline reads Kafka
 through kafka-python with fetches handed over whole (see docs/ingestion.md), so the second
 line is the floor of what its fetch layer costs; ingest over that line is
-{fetches.seconds / ingest.seconds:.2f}.{_cpu_sentence(ingest)}
+{fetches.seconds / ingest.seconds:.2f}.{_cpu_sentence(ingest)}{_append_sentence(ingest, append)}
 
 Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end of the run.""")
 
@@ -359,6 +375,15 @@ def _cpu_sentence(ingest: BenchResult) -> str:
     return (f"\n\nThe pipeline's process used {ingest.cpu_us_per_event:,.1f} us of CPU per event (every thread, the"
             f" least of the rounds, ledger open and close included): 250,000 events/s on 2 cores leaves 8. It moves"
             f" far less than the rate with the machine's load.")
+
+
+def _append_sentence(ingest: BenchResult, append: BenchResult | None) -> str:
+    if append is None or append.cpu_us_per_event is None:
+        return ""
+    return (f"\n\nThe writer appends each batch's rows in one DuckDB transaction on one thread, so no pipeline books"
+            f" faster than the last line: DuckDB alone appended ingest's rows at {append.rate:,.0f}/s with"
+            f" {append.cpu_us_per_event:,.1f} us of CPU an event (the writer thread's budget at 250,000/s is 4), and"
+            f" ingest ran at {ingest.rate / append.rate:.2f} of that rate.")
 
 
 # Side by side against an earlier revision (`bench --against REV`, `make bench-compare`).

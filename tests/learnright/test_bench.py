@@ -21,9 +21,12 @@ def test_bench_smoke_prints_ratio_lines_and_writes_the_report(kafka_bootstrap, t
                for line in lines), lines
     assert any(line.startswith("bench raw-consume ratio=1.00") for line in lines)
     assert any(re.fullmatch(r"bench raw-consume-whole-fetches ratio=\d+\.\d\d rate=\d+/s", line) for line in lines), lines
+    assert any(re.fullmatch(r"bench duckdb-append ratio=\d+\.\d\d rate=\d+/s cpu_us_per_event=\d+\.\d", line)
+               for line in lines), lines
     report = (tmp_path / "benchmarks.md").read_text()
-    assert "| ingest" in report and "| raw-consume-whole-fetches" in report
+    assert "| ingest" in report and "| raw-consume-whole-fetches" in report and "| duckdb-append" in report
     assert re.search(r"The pipeline's process used [\d,]+\.\d us of CPU per event", report)
+    assert re.search(r"DuckDB alone appended ingest's rows at [\d,]+/s .* ingest ran at \d+\.\d\d of that rate", report)
 
 
 def test_bench_against_an_unknown_revision_is_refused_before_anything_is_exported(tmp_path):
