@@ -16,7 +16,9 @@ bench that has just priced 500,000 events in Python reported that process's 1.8 
 
 Prints ``bench close ratio=R rate=N/s statements=S seconds=T rss_mb=M``: ratio is the bare
 query's seconds over the close's (issue 18 asks the close to take at most 1.5x the bare
-query: ratio >= 0.67), rate is statements closed per second.
+query: ratio >= 0.67), rate is statements closed per second. Then ``bench close-floor ratio=R
+rate=N/s seconds=T ...``: the least time any close could take here (the bare query, signing and
+storing the statements, :mod:`learnright.bench_close_floor`), and the best ratio it allows.
 
 Sizes: ``events`` None is the full size, 2,000 holders (4,000 statements) over 200,000
 events; an int is a smoke run of that many events over ``events // 100`` holders (at least
@@ -49,6 +51,7 @@ from typing import Callable, Iterable, Iterator
 
 from ground.errors import ConfigError
 from ground.settings import Settings
+from learnright.bench_close_floor import FloorParts, floor_seconds
 from learnright.bench_report import Figure, machine, write_section
 from learnright.broker import PROJECT_ROOT
 
@@ -353,7 +356,8 @@ def sample():  # the close's worker processes are the child's children: their RS
         tree[0] = max(tree[0], tree_rss_kb())
         time.sleep(0.25)
 threading.Thread(target=sample, daemon=True).start()
-if mode == "close":
+cpu = 0.0
+if mode in ("close", "floor"):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from ground.settings import Settings
     from ledger.core.signing import signer_of
@@ -367,6 +371,11 @@ if mode == "close":
         outcome = close_period(ledger, PERIOD, now=NOW, signer=signer, memory_limit=settings.close.memory_limit,
                                workers=settings.close.workers)
         seconds = time.perf_counter() - started
+        if mode == "floor":
+            from learnright.bench_close_floor import floor_parts
+            parts = floor_parts(ledger, PERIOD, signer, path.with_name(path.name + ".stored"),
+                                memory_limit=settings.close.memory_limit)
+            seconds, cpu = parts.sign_cpu_seconds, parts.store_cpu_seconds
     count, book = len(outcome.statement_ids), 0.0
 elif mode == "book":
     from ledger.storage.store import Ledger
@@ -377,12 +386,14 @@ elif mode == "book":
     count = 0
 else:
     from learnright.bench_close import bare_statement_lines
-    seconds, count = bare_statement_lines(path)
+    seconds, cpu, count = bare_statement_lines(path)
     book = 0.0
-print(json.dumps({"seconds": seconds, "book": book, "count": count,
+print(json.dumps({"seconds": seconds, "book": book, "count": count, "cpu": cpu,
                   "rss_kb": max(tree[0], own_peak_kb())}))
 """
-"""One round in a child process: ``close`` or ``bare`` over a copy of the bench ledger; prints one JSON line.
+"""One round in a child process: ``close``, ``book``, ``bare`` or ``floor`` over a copy of the bench ledger;
+prints one JSON line (``cpu``: the bare query's CPU seconds; a ``floor`` round closes untimed, then its
+``seconds`` and ``cpu`` are the CPU of signing and of storing the statements, :mod:`learnright.bench_close_floor`).
 
 A ``close`` round is what `learnright close` pays without a running service, with the settings
 of the environment (``close.memory_limit``, 256MB by default): the close, which reads the license
@@ -418,9 +429,9 @@ def tree_rss_kb() -> int:
     return total
 
 
-def bare_statement_lines(path: Path) -> tuple[float, int]:
-    """Seconds the statement-lines ``GROUP BY`` alone takes over the ledger at ``path``, fetched as Arrow, and
-    the number of statements its lines make.
+def bare_statement_lines(path: Path) -> tuple[float, float, int]:
+    """Seconds the statement-lines ``GROUP BY`` alone takes over the ledger at ``path``, fetched as Arrow, the
+    CPU seconds of the process over it (DuckDB's threads included), and the number of statements its lines make.
 
     The same query and covered range a first close of :data:`PERIOD` runs (everything
     booked so far; no earlier close), on the same DuckDB file, without anything else.
@@ -430,11 +441,16 @@ def bare_statement_lines(path: Path) -> tuple[float, int]:
 
     with Ledger.open(path, read_only=True) as ledger:
         watermark = ledger.last_entry_id
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         lines = ledger.con.execute(STATEMENT_LINES_SQL, [watermark, PERIOD, PERIOD, 0]).to_arrow_table()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
     keys = {(h, c) for h, c in zip(lines.column("holder_id").to_pylist(), lines.column("currency").to_pylist())}
-    return seconds, len(keys)
+    return seconds, cpu, len(keys)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -443,10 +459,13 @@ class Round:
     book_seconds: float
     count: int
     rss_mb: float
+    cpu_seconds: float = 0.0
+    """The bare query's CPU seconds (a ``bare`` round); a ``floor`` round's storing CPU, its ``seconds``
+    being the signing CPU."""
 
 
 def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
-    """Runs one ``mode`` round (``close``, ``book`` or ``bare``) in a child process on a fresh copy of ``ledger``."""
+    """Runs one ``mode`` round (``close``, ``book``, ``bare`` or ``floor``) in a child process on a fresh copy of ``ledger``."""
     from learnright.bench import BenchError, _tail
 
     copy = workdir / f"round-{mode}.duckdb"
@@ -457,18 +476,20 @@ def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
         done = subprocess.run([sys.executable, "-c", _CHILD, mode, str(copy)], cwd=PROJECT_ROOT, env=env,
                               capture_output=True, text=True, check=False)
     finally:
-        for leftover in (copy, copy.with_name(copy.name + ".wal")):
+        for leftover in (copy, copy.with_name(copy.name + ".wal"), copy.with_name(copy.name + ".stored"),
+                     copy.with_name(copy.name + ".stored.wal")):
             leftover.unlink(missing_ok=True)
     if done.returncode != 0:
         raise BenchError(f"the {mode} round failed (exit {done.returncode}): {_tail(done.stderr)}")
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     return Round(seconds=answer["seconds"], book_seconds=answer["book"], count=answer["count"],
-                 rss_mb=answer["rss_kb"] / 1024)
+                 rss_mb=answer["rss_kb"] / 1024, cpu_seconds=answer["cpu"])
 
 
 def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, report: Path | None,
         echo: Callable[[str], None] = print) -> tuple[Figure, ...]:
-    """Measures the close against the bare statement-lines query, ``rounds`` times each in turn; one figure.
+    """Measures the close against the bare statement-lines query, ``rounds`` times each in turn, then once
+    what no close can avoid beside that query (:mod:`learnright.bench_close_floor`); two figures.
 
     ``settings`` is not used: the close reads only the ledger, which the bench books itself.
 
@@ -489,6 +510,7 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
             echo(f"round {n + 1}: close {closes[-1].seconds:.2f}s (book {closes[-1].book_seconds:.2f}s,"
                  f" {closes[-1].count} statements,"
                  f" {closes[-1].rss_mb:.0f} MB), bare query {bares[-1].seconds:.2f}s")
+        floor = child_round("floor", ledger, workdir)
     finally:
         ledger.unlink(missing_ok=True)
     if any(c.count != bares[0].count for c in closes):
@@ -498,13 +520,22 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
     figure = Figure(name=NAME, ratio=bare / close.seconds, rate=close.count / close.seconds, extra=(
         ("statements", str(close.count)), ("seconds", f"{close.seconds:.2f}"),
         ("rss_mb", f"{max(r.rss_mb for r in closes):.0f}"), ("book_seconds", f"{close.book_seconds:.2f}")))
+    best_bare = min(bares, key=lambda r: r.seconds)
+    parts = FloorParts(statements=floor.count, sign_cpu_seconds=floor.seconds, store_cpu_seconds=floor.cpu_seconds)
+    least = floor_seconds(bare_seconds=best_bare.seconds, bare_cpu_seconds=best_bare.cpu_seconds, parts=parts,
+                          cores=os.cpu_count() or 1)
+    floor_figure = Figure(name=f"{NAME}-floor", ratio=best_bare.seconds / least, rate=floor.count / least, extra=(
+        ("seconds", f"{least:.2f}"), ("bare_cpu_seconds", f"{best_bare.cpu_seconds:.2f}"),
+        ("sign_cpu_seconds", f"{parts.sign_cpu_seconds:.2f}"), ("store_cpu_seconds", f"{parts.store_cpu_seconds:.2f}")))
     echo(figure.line())
+    echo(floor_figure.line())
     if report is not None:
-        write_section(report, NAME, section(size, figure, closes, bares, rounds))
-    return (figure,)
+        write_section(report, NAME, section(size, figure, closes, bares, rounds, floor_figure, parts, best_bare))
+    return figure, floor_figure
 
 
-def section(size: Size, figure: Figure, closes: list[Round], bares: list[Round], rounds: int) -> str:
+def section(size: Size, figure: Figure, closes: list[Round], bares: list[Round], rounds: int, floor: Figure,
+            parts: FloorParts, bare: Round) -> str:
     """The report's measured close section."""
     worst = max(closes, key=lambda r: r.seconds)
     best = min(closes, key=lambda r: r.seconds)
@@ -531,5 +562,13 @@ on {os.cpu_count()} cores (other work on the machine slows every figure; the rat
 Targets (issue 18, 2 cores): 4,000 statements in <= 5 s; 100,000 statements over 10M events in <= 60 s
 (`LEARNRIGHT_BENCH_CLOSE_SIZE=large learnright bench --only close`); at most 1.5x the bare query
 (ratio >= 0.67); peak RSS <= 1 GB at 100,000 statements.
+
+**What no close can avoid** (`close-floor`, once per run on another copy, closed untimed first): a
+close computes the same lines (the bare query: {bare.seconds:.2f} s, {bare.cpu_seconds:.2f} s of CPU
+on DuckDB's threads), hashes and signs each statement's canonical bytes ({parts.sign_cpu_seconds:.2f} s of
+CPU for {parts.statements:,}) and stores the rows ({parts.store_cpu_seconds:.2f} s of CPU, one insert into a
+fresh file). On {os.cpu_count()} cores those alone take at least {dict(floor.extra)["seconds"]} s, so the best
+ratio any close could reach here is **{floor.ratio:.2f}** (`bench close-floor ratio=`), before a line is
+rendered, a total rounded or the book read.
 
 Machine: {machine()}."""

@@ -65,7 +65,7 @@ def test_a_run_of_only_the_close_benchmark_starts_no_broker(tmp_path, monkeypatc
     monkeypatch.setattr(bench, "running_broker", no_broker)
     lines = []
     figures = run_suites(Settings(), suites=("close",), events=600, rounds=1, report=None, echo=lines.append)
-    assert [figure.name for figure in figures] == ["close"]
+    assert [figure.name for figure in figures] == ["close", "close-floor"]
     assert any(line.startswith("bench close ratio=") for line in lines), lines
 
 

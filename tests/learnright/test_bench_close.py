@@ -14,12 +14,17 @@ def test_close_bench_smoke_prints_its_line_and_writes_only_its_section(tmp_path)
     report.write_text("# Benchmarks\n\nwritten by hand\n")
     lines = []
     figures = run(Settings(), workdir=tmp_path, rounds=1, events=600, report=report, echo=lines.append)
-    assert [figure.name for figure in figures] == ["close"]
+    assert [figure.name for figure in figures] == ["close", "close-floor"]
     assert any(re.fullmatch(r"bench close ratio=\d+\.\d\d rate=\d+/s statements=12 seconds=\d+\.\d\d rss_mb=\d+ book_seconds=\d+\.\d\d", line)
                for line in lines), lines
+    assert any(re.fullmatch(r"bench close-floor ratio=\d+\.\d\d rate=\d+/s seconds=\d+\.\d\d bare_cpu_seconds=\d+\.\d\d"
+                            r" sign_cpu_seconds=\d+\.\d\d store_cpu_seconds=\d+\.\d\d", line) for line in lines), lines
+    close, floor = figures
+    assert 0 < floor.ratio <= 1  # the floor never takes less than the bare query itself
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nwritten by hand\n")
     assert "<!-- bench:close begin -->" in text and "| close | 12 |" in text
+    assert re.search(r"the best\nratio any close could reach here is \*\*\d+\.\d\d\*\*", text)
 
 
 def test_the_close_bench_sizes_come_from_the_smoke_count_or_the_environment():
