@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from learnright import broker
 from consumers.kafka_admin import ensure_topics
 from learnright.bench_append import append_booked
-from learnright.bench_report import Figure, machine, write_section
+from learnright.bench_report import Figure, machine, process_cpu_seconds, write_section
 from learnright.broker import PROJECT_ROOT
 from ground.errors import ConfigError, TerminalError
 from ground.settings import Settings
@@ -140,12 +139,6 @@ def raw_consume(settings: Settings, events: int, *, whole_fetches: bool = False)
     elapsed = time.perf_counter() - started
     consumer.close(autocommit=False)
     return elapsed
-
-
-def process_cpu_seconds() -> float:
-    """CPU time this process has used so far, every thread, user and system."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def pipeline_consume(settings: Settings, events: int, workdir: Path) -> float:

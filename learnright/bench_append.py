@@ -12,7 +12,6 @@ this rate against issue 18's target says whether the target is reachable with th
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from learnright.bench_report import process_cpu_seconds
 
 TABLES = ("usage_events", "accruals")
 """What a batch appends that grows with its events, in the order the writer appends them."""
@@ -33,10 +34,6 @@ class Append:
     cpu_seconds: float
     """CPU time of this process (every thread) over the appends and the checkpoint."""
 
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def booked_batches(booked: Path) -> tuple[dict[str, str], list[dict[str, pa.Table]]]:
@@ -72,7 +69,7 @@ def append_booked(booked: Path, into: Path, *, threads: int, memory_limit: str) 
     try:
         for statement in ddl.values():
             con.execute(statement)
-        started, cpu = time.perf_counter(), _cpu()
+        started, cpu = time.perf_counter(), process_cpu_seconds()
         for batch in batches:
             con.execute("BEGIN")
             for name in TABLES:
@@ -81,7 +78,7 @@ def append_booked(booked: Path, into: Path, *, threads: int, memory_limit: str) 
                 con.unregister("_batch")
             con.execute("COMMIT")
         con.execute("CHECKPOINT")
-        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+        seconds, cpu = time.perf_counter() - started, process_cpu_seconds() - cpu
     finally:
         con.close()
     return Append(events=sum(batch["usage_events"].num_rows for batch in batches), batches=len(batches),

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from typing import Callable, Iterable, Iterator
 from ground.errors import ConfigError
 from ground.settings import Settings
 from learnright.bench_close_floor import FloorParts, floor_seconds
-from learnright.bench_report import Figure, machine, write_section
+from learnright.bench_report import Figure, machine, process_cpu_seconds, write_section
 from learnright.broker import PROJECT_ROOT
 
 NAME = "close"
@@ -441,16 +440,12 @@ def bare_statement_lines(path: Path) -> tuple[float, float, int]:
 
     with Ledger.open(path, read_only=True) as ledger:
         watermark = ledger.last_entry_id
-        started, cpu = time.perf_counter(), _cpu_seconds()
+        started, cpu = time.perf_counter(), process_cpu_seconds()
         lines = ledger.con.execute(STATEMENT_LINES_SQL, [watermark, PERIOD, PERIOD, 0]).to_arrow_table()
-        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        seconds, cpu = time.perf_counter() - started, process_cpu_seconds() - cpu
     keys = {(h, c) for h, c in zip(lines.column("holder_id").to_pylist(), lines.column("currency").to_pylist())}
     return seconds, cpu, len(keys)
 
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

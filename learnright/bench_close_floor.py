@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
+from learnright.bench_report import process_cpu_seconds
 from ledger.core.statements import canonical_bytes
 
 
@@ -34,10 +34,6 @@ class FloorParts:
     store_cpu_seconds: float
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
 
 def floor_parts(ledger, period: str, signer, into: Path, *, memory_limit: str) -> FloorParts:
     """The CPU seconds of signing and of storing the statements of ``period`` that ``ledger`` (an open,
@@ -50,9 +46,9 @@ def floor_parts(ledger, period: str, signer, into: Path, *, memory_limit: str) -
     rows = ledger.con.execute("SELECT * FROM statements WHERE period = ? ORDER BY statement_id", [period]).to_arrow_table()
     ddl = ledger.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'statements'").fetchone()[0]
     documents = [canonical_bytes(json.loads(text)) for text in rows.column("document").to_pylist()]
-    started = _cpu()
+    started = process_cpu_seconds()
     hashes = [(hashlib.sha256(canonical).hexdigest(), signer.sign(canonical)) for canonical in documents]
-    sign = _cpu() - started
+    sign = process_cpu_seconds() - started
     stored = rows.column("content_hash").to_pylist()
     if [digest for digest, _ in hashes] != stored:
         raise FloorError("the stored documents' canonical bytes do not hash to their content_hash")
@@ -60,11 +56,11 @@ def floor_parts(ledger, period: str, signer, into: Path, *, memory_limit: str) -
     try:
         store.execute(ddl)
         store.register("_statements", rows)
-        started = _cpu()
+        started = process_cpu_seconds()
         store.execute("BEGIN")
         store.execute("INSERT INTO statements SELECT * FROM _statements")
         store.execute("COMMIT")
-        kept = _cpu() - started
+        kept = process_cpu_seconds() - started
     finally:
         store.close()
     return FloorParts(statements=len(documents), sign_cpu_seconds=sign, store_cpu_seconds=kept)

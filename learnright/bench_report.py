@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def process_cpu_seconds() -> float:
+    """CPU time this process has used so far, every thread (DuckDB's included), user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
