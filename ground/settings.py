@@ -174,7 +174,8 @@ class CloseSettings(BaseModel):
     uncommitted statement rows and sorted lines to ``<ledger>.tmp``. At 100,000 statements (250,000
     licenses) the close peaked at 0.9 GB with 256MB, 1.5 GB with DuckDB's default (80% of the
     machine's memory), 0.7 GB with 128MB, which spilled more and took about a quarter longer
-    (docs/benchmarks.md)."""
+    (docs/benchmarks.md). A close that runs out of memory under it stores nothing, logs a warning
+    and runs again once under DuckDB's default (docs/statements.md)."""
     workers: int | None = Field(None, ge=1)
     """Worker processes that build, render and sign a close's statements (the same bytes with any
     number; ``ledger.services.statement_workers``). Unset: one per core for a month of 5M covered

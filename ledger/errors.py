@@ -89,6 +89,14 @@ class PeriodError(TerminalError):
     code = "invalid_period"
 
 
+class CloseMemoryError(Transient, LedgerError):
+    """A close ran out of the storage engine's memory under its limit, and again under the engine's
+    default (a share of the machine's memory); nothing of it was stored. A machine with more memory
+    lets it through; the message names the period and both limits."""
+
+    code = "close_out_of_memory"
+
+
 class FileNameClashError(TerminalError):
     """Two files of one output would get the same name (or names that differ only in case); nothing was written."""
 

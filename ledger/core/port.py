@@ -95,6 +95,14 @@ class LedgerStore(Protocol):
         """Bytes the storage engine holds for this ledger in this process now (its buffer pool: blocks,
         a transaction's rows, indexes; 0 where it keeps no log to checkpoint). Called by the one writer."""
 
+    def out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` is the storage engine refusing work for want of memory under its limit: what
+        a higher limit may let through, as opposed to a fault of the data or of the statement."""
+
+    def engine_memory_limit(self) -> str:
+        """The memory limit the storage engine gives itself where none is set (a share of the machine's
+        memory), in a form :meth:`limit_memory` accepts."""
+
     def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the storage's files and empties its write-ahead log
         (nothing where it keeps none). Called by the one writer, between its transactions. With

@@ -35,6 +35,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -49,7 +50,7 @@ from ledger.core import chain
 from ledger.core.dsr import platforms, render_dsr
 from ledger.core.envelope import render_envelope
 from ledger.core.filenames import check_distinct, member_statement_file_name, statement_file_name, usage_report_name
-from ledger.errors import LedgerFileError, PeriodError
+from ledger.errors import CloseMemoryError, LedgerFileError, PeriodError
 from ledger.core.period_terms import PeriodLine, period_lines, term_sources
 from ledger.core.periods import check_period, next_period, period_end, periods_between, previous_period
 from ledger.core.signing import Signer
@@ -64,6 +65,9 @@ from ledger.services.distributions import (
 )
 from ledger.services.statement_workers import (built_statement, sealed, signed_in_workers, statement_groups,
                                                statement_pool)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,16 +112,45 @@ def close_period(ledger: LedgerStore, period: str, *, now: datetime, signer: Sig
     core for a month of at least :data:`PARALLEL_ENTRIES` covered entries, else 1 (starting them
     takes about a second). The bytes stored are the same with any number.
 
+    A close that runs out of memory (DuckDB could not pin a block: how much the sorted lines and
+    the uncommitted statements need together depends on the month's shape) has stored nothing; it
+    is run again once under the storage engine's default limit (DuckDB's: 80% of the machine's
+    memory), and a warning names the limit that was too small. Months closed before the failure
+    stay closed (each commits on its own); the retry starts after them. The bytes stored are the
+    same either way.
+
     Raises:
         PeriodError: ``period`` is not ``YYYY-MM``, the month has not ended at ``now``, or a
             later month is already closed.
+        CloseMemoryError: the close ran out of memory under the engine's default limit as well.
     """
     check_period(period)
     ends = period_end(period)
     if now < ends:
         raise PeriodError(f"period {period} has not ended: it ends at {ends.isoformat()} and it is {now.isoformat()}")
+    tried = f"close.memory_limit {memory_limit}" if memory_limit is not None else "the ledger's own memory limit"
     with ledger.closing():  # one close at a time, and no append meanwhile, in a cluster of writers
-        return _close_through(ledger, period, now=now, signer=signer, memory_limit=memory_limit, workers=workers)
+        try:
+            return _close_through(ledger, period, now=now, signer=signer, memory_limit=memory_limit, workers=workers)
+        except Exception as error:
+            if not ledger.out_of_memory(error):
+                raise
+            roomy = ledger.engine_memory_limit()
+            log.warning("closing %s ran out of memory under %s (%s); nothing of it was stored. Closing it again"
+                        " under %s, the storage engine's default: raise close.memory_limit to keep closes of months"
+                        " like this one under it", period, tried, _first_line(error), roomy)
+        try:
+            return _close_through(ledger, period, now=now, signer=signer, memory_limit=roomy, workers=workers)
+        except Exception as error:
+            if ledger.out_of_memory(error):
+                raise CloseMemoryError(f"closing {period} ran out of memory under {tried} and again under {roomy};"
+                                       f" nothing of it was stored: {_first_line(error)}") from error
+            raise
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (DuckDB's go on with generic advice)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _close_through(ledger: LedgerStore, period: str, *, now: datetime, signer: Signer,

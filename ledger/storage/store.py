@@ -227,6 +227,17 @@ class Ledger:
             return 0
         return int(self._db.value("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"))
 
+    def out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` is DuckDB's ``Out of Memory Error`` (a block it could not allocate or pin
+        under its memory limit); the transaction it broke was rolled back, the database is usable."""
+        return isinstance(error, duckdb.OutOfMemoryException)
+
+    def engine_memory_limit(self) -> str:
+        """DuckDB's default memory limit on this machine (80% of its memory), as DuckDB writes it
+        (``18.8 GiB``): read from a fresh in-memory database, since this one's may have been set."""
+        with duckdb.connect(":memory:") as fresh:
+            return str(fresh.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
     def checkpoint(self, *, vacuum: bool = True) -> None:
         """Writes everything committed into the ledger file and empties its WAL (DuckDB's ``CHECKPOINT``).
 
