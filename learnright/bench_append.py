@@ -4,7 +4,7 @@ Ingest's writer thread appends each batch's ``usage_events`` and ``accruals`` ro
 DuckDB transaction, and that append is most of its time (docs/benchmarks.md, the ingest
 profile). This measures the append with nothing of ours around it: the rows of a ledger the
 pipeline has just booked, read back as Arrow before the clock starts, appended into a fresh
-file with the same tables in the same transactions (one per booked batch, by ``batch_id``),
+file of the ledger's storage version with the same tables in the same transactions (one per booked batch, by ``batch_id``),
 then checkpointed, on the consumer's DuckDB threads. No pipeline can book faster than DuckDB
 appends its rows, so ingest's rate over this one is how much of the ceiling it reaches, and
 this rate against issue 18's target says whether the target is reachable with these rows.
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from learnright.bench_report import process_cpu_seconds
+from ledger.storage.connection import STORAGE_VERSION
 
 TABLES = ("usage_events", "accruals")
 """What a batch appends that grows with its events, in the order the writer appends them."""
@@ -65,7 +66,8 @@ def append_booked(booked: Path, into: Path, *, threads: int, memory_limit: str) 
     its write-ahead log grows; the consumer's own checkpoint rule is the pipeline's).
     """
     ddl, batches = booked_batches(booked)
-    con = duckdb.connect(str(into), config={"threads": threads, "memory_limit": memory_limit})
+    con = duckdb.connect(str(into), config={"threads": threads, "memory_limit": memory_limit,
+                                            "storage_compatibility_version": STORAGE_VERSION})
     try:
         for statement in ddl.values():
             con.execute(statement)

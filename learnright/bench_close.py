@@ -472,7 +472,7 @@ def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
                               capture_output=True, text=True, check=False)
     finally:
         for leftover in (copy, copy.with_name(copy.name + ".wal"), copy.with_name(copy.name + ".stored"),
-                     copy.with_name(copy.name + ".stored.wal")):
+                     copy.with_name(copy.name + ".stored.wal"), copy.with_name(copy.name + ".stored.anchor")):
             leftover.unlink(missing_ok=True)
     if done.returncode != 0:
         raise BenchError(f"the {mode} round failed (exit {done.returncode}): {_tail(done.stderr)}")
@@ -562,7 +562,7 @@ Targets (issue 18, 2 cores): 4,000 statements in <= 5 s; 100,000 statements over
 close computes the same lines (the bare query: {bare.seconds:.2f} s, {bare.cpu_seconds:.2f} s of CPU
 on DuckDB's threads), hashes and signs each statement's canonical bytes ({parts.sign_cpu_seconds:.2f} s of
 CPU for {parts.statements:,}) and stores the rows ({parts.store_cpu_seconds:.2f} s of CPU, one insert into a
-fresh file). On {os.cpu_count()} cores those alone take at least {dict(floor.extra)["seconds"]} s, so the best
+new ledger file). On {os.cpu_count()} cores those alone take at least {dict(floor.extra)["seconds"]} s, so the best
 ratio any close could reach here is **{floor.ratio:.2f}** (`bench close-floor ratio=`), before a line is
 rendered, a total rounded or the book read.
 

@@ -17,10 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from learnright.bench_report import process_cpu_seconds
 from ledger.core.statements import canonical_bytes
+from ledger.storage.store import Ledger
 
 
 class FloorError(RuntimeError):
@@ -34,17 +33,16 @@ class FloorParts:
     store_cpu_seconds: float
 
 
-
 def floor_parts(ledger, period: str, signer, into: Path, *, memory_limit: str) -> FloorParts:
     """The CPU seconds of signing and of storing the statements of ``period`` that ``ledger`` (an open,
     closed ledger) holds: each statement's canonical bytes hashed and signed by ``signer`` as the
-    close does, then every row inserted as Arrow into a new file ``into`` and committed.
+    close does, then every row inserted as Arrow into a new ledger file ``into`` (the format and the
+    column compression a ledger has) and committed.
 
     Raises:
         FloorError: a document's canonical bytes do not hash to its stored content hash.
     """
     rows = ledger.con.execute("SELECT * FROM statements WHERE period = ? ORDER BY statement_id", [period]).to_arrow_table()
-    ddl = ledger.con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'statements'").fetchone()[0]
     documents = [canonical_bytes(json.loads(text)) for text in rows.column("document").to_pylist()]
     started = process_cpu_seconds()
     hashes = [(hashlib.sha256(canonical).hexdigest(), signer.sign(canonical)) for canonical in documents]
@@ -52,17 +50,14 @@ def floor_parts(ledger, period: str, signer, into: Path, *, memory_limit: str) -
     stored = rows.column("content_hash").to_pylist()
     if [digest for digest, _ in hashes] != stored:
         raise FloorError("the stored documents' canonical bytes do not hash to their content_hash")
-    store = duckdb.connect(str(into), config={"memory_limit": memory_limit})
-    try:
-        store.execute(ddl)
-        store.register("_statements", rows)
+    with Ledger.open(into) as store:  # a new ledger file: the same format, table and column compression
+        store.limit_memory(memory_limit)
+        store.con.register("_statements", rows)
         started = process_cpu_seconds()
-        store.execute("BEGIN")
-        store.execute("INSERT INTO statements SELECT * FROM _statements")
-        store.execute("COMMIT")
+        store.con.execute("BEGIN")
+        store.con.execute("INSERT INTO statements BY NAME SELECT * FROM _statements")
+        store.con.execute("COMMIT")
         kept = process_cpu_seconds() - started
-    finally:
-        store.close()
     return FloorParts(statements=len(documents), sign_cpu_seconds=sign, store_cpu_seconds=kept)
 
 

@@ -6,6 +6,7 @@ Learnright and is refused. Tables are append-only: no code path updates or delet
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from json.encoder import ESCAPE_DCT
 from pathlib import Path
@@ -576,6 +577,15 @@ MIGRATIONS: dict[int, str] = {
                reverses_entry_key
         FROM accruals;
     """,
+    # 16 (issue 18, file only): signed documents stored with zstd where the file's storage format
+    # has it (DuckDB's v1.2.0 and later: every file created since ledger.storage.connection's
+    # STORAGE_VERSION). DuckDB stores strings this long uncompressed in v1.0.0, so 100,000
+    # statements (908 MB of JSON) made 934 MB of file; zstd keeps about a ninth. The tables are
+    # rebuilt in Python (BACKFILLS: only a newer format allows the column's compression), and a file
+    # of the older format keeps its tables as they are.
+    16: f"""{FILE_ONLY}
+    SELECT 16 AS documents_compressed_where_the_format_allows;
+    """,
 }
 
 LATEST = max(MIGRATIONS)
@@ -600,7 +610,52 @@ def _license_document_forms(con: duckdb.DuckDBPyConnection) -> None:
                         [document_hash, FORM_VERSION, form])
 
 
-BACKFILLS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {13: _license_document_forms}
+DOCUMENT_TABLES = ("statements", "member_statements")
+"""The tables whose ``document`` column holds signed statement documents."""
+
+ZSTD_FROM = (1, 2, 0)
+"""The first DuckDB storage format that compresses a column with zstd."""
+
+
+def _storage_format(con: duckdb.DuckDBPyConnection) -> tuple[int, ...]:
+    """The DuckDB storage format of the file ``con`` writes (``v1.0.0+`` reads as (1, 0, 0)); (0, 0, 0) for
+    a catalog that is not a DuckDB file (a lake)."""
+    kind, tag = con.execute("SELECT type, tags['storage_version'] FROM duckdb_databases()"
+                            " WHERE database_name = current_database()").fetchone()
+    match = re.match(r"v(\d+)\.(\d+)\.(\d+)", tag or "") if kind == "duckdb" else None
+    return tuple(int(part) for part in match.groups()) if match else (0, 0, 0)
+
+
+def _compressed_documents(con: duckdb.DuckDBPyConnection) -> None:
+    """Migration 16: each table of :data:`DOCUMENT_TABLES` rebuilt with its ``document`` column compressed
+    with zstd, where the file's storage format has it (else nothing is changed).
+
+    Copied as migrations 11 and 12 copy theirs: the rows in order, and refused unless the count and
+    the sum of the rows' hashes equal the original's. A new file's tables are empty here.
+    """
+    if _storage_format(con) < ZSTD_FROM:
+        return
+    for table in DOCUMENT_TABLES:
+        ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = ? AND database_name = current_database()",
+                          [table]).fetchone()[0]
+        column = '"document" JSON NOT NULL'
+        if ddl.count(column) != 1:
+            raise LedgerFileError(f"migration 16: {table} has no column {column} to compress ({ddl})")
+        copy = f"{table}_v16"
+        con.execute(ddl.replace(f"CREATE TABLE {table}(", f"CREATE TABLE {copy}(", 1)
+                    .replace(column, f"{column} USING COMPRESSION zstd"))
+        con.execute(f"INSERT INTO {copy} BY NAME SELECT * FROM {table}")
+        con.execute(f"""SELECT error('migration 16: the copy of {table} differs from the original (' || o.n || ' rows, copy '
+                                     || c.n || '); nothing was changed')
+                        FROM (SELECT count(*) AS n, sum(hash(*COLUMNS(*))::HUGEINT) AS h FROM {table}) o,
+                             (SELECT count(*) AS n, sum(hash(*COLUMNS(*))::HUGEINT) AS h FROM {copy}) c
+                        WHERE o.n <> c.n OR o.h IS DISTINCT FROM c.h""")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {copy} RENAME TO {table}")
+
+
+BACKFILLS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {13: _license_document_forms,
+                                                                     16: _compressed_documents}
 """Rows a migration writes in Python (from rows SQL cannot derive), in the transaction of its version row."""
 
 CODES_BEFORE_5: dict[str, str] = {

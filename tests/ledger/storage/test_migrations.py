@@ -1,5 +1,6 @@
 """Upgrades of a ledger file: migrations 11 and 12 rewrite accruals and usage_events without their keys, and nothing else changes; migration 13 adds the parsed forms of license documents; from migration 14 entries store no digest;
-migration 15 shows auditors every entry's digest, computed in SQL."""
+migration 15 shows auditors every entry's digest, computed in SQL; migration 16 compresses signed documents
+where the file's storage format allows it."""
 
 import duckdb
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from ledger.core import chain
 from ledger.errors import DuplicateEventError, LedgerFileError
 from ledger.services.verify import verify
+from ledger.storage.connection import STORAGE_VERSION
 from ledger.storage.migrations import LATEST, MIGRATIONS
 from ledger.storage.store import Ledger
 from tests.ledger.ledgers import three_batches_and_a_closed_april
@@ -268,6 +270,7 @@ def test_an_entry_booked_before_schema_14_is_still_compared_with_its_stored_dige
 
 def as_of_version_14(path):
     """Puts ``path`` back in the shape schema 14 left it: audit_ledger as migration 7 wrote it, no macros."""
+    as_of_version_15(path)
     con = duckdb.connect(str(path))
     con.execute("BEGIN")
     con.execute(MIGRATIONS[7][MIGRATIONS[7].index("CREATE OR REPLACE VIEW audit_ledger"):])
@@ -286,9 +289,64 @@ def test_opening_a_schema_14_ledger_shows_auditors_every_entrys_digest(tmp_path,
     rows, _, _, audit = accrual_rows_and_keys(path)
     assert {row[21] for row in audit} == {None}  # what schema 14 showed auditors
     with Ledger.open(path) as ledger:
-        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 15
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 16
         assert ledger.query("SELECT * FROM accruals ORDER BY entry_id") == rows
         digests = ledger.query(f"SELECT entry_key, {', '.join(chain.ENTRY_FIELDS)} FROM audit_ledger ORDER BY entry_id")
         shown = ledger.query("SELECT entry_key, entry_hash FROM audit_ledger ORDER BY entry_id")
         assert verify(ledger) == report and report.ok
     assert shown == [(key, chain.digest(values)) for key, *values in digests] and len(shown) == len(rows) > 3
+
+
+def _format_and_document_compression(path):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tag = con.execute("SELECT tags['storage_version'] FROM duckdb_databases()"
+                          " WHERE database_name = current_database()").fetchone()[0]
+        compression = {row[0] for row in con.execute("SELECT compression FROM pragma_storage_info('statements')"
+                                                     " WHERE column_name = 'document' AND segment_type <> 'VALIDITY'").fetchall()}
+        rows = con.execute("SELECT * FROM statements ORDER BY statement_id").fetchall()
+    finally:
+        con.close()
+    return tag, compression, rows
+
+
+def test_a_new_ledger_file_is_written_in_duckdbs_v1_5_format_with_its_documents_compressed(tmp_path, license_book_text):
+    path = tmp_path / "ledger.duckdb"
+    with Ledger.open(path) as ledger:
+        three_batches_and_a_closed_april(ledger, license_book_text)
+        ledger.checkpoint()
+    tag, compression, rows = _format_and_document_compression(path)
+    assert tag.startswith(STORAGE_VERSION) and compression == {"ZSTD"} and len(rows) >= 1
+
+
+def test_a_ledger_file_of_the_older_format_keeps_it_and_its_documents_as_they_were(tmp_path, license_book_text):
+    path = tmp_path / "ledger.duckdb"
+    duckdb.connect(str(path)).close()  # a file DuckDB wrote in its default format, as every ledger before
+    with Ledger.open(path) as ledger:
+        three_batches_and_a_closed_april(ledger, license_book_text)
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST == 16
+        ledger.checkpoint()
+        assert verify(ledger).ok
+    tag, compression, rows = _format_and_document_compression(path)
+    assert tag.startswith("v1.0.0") and "ZSTD" not in compression and len(rows) >= 1
+
+
+def as_of_version_15(path):
+    """Puts ``path`` back in the shape schema 15 left it: no version 16 (its documents' compression is
+    not visible to SQL, so the tables stay; the migration rebuilds them again)."""
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM schema_migrations WHERE version = 16")
+    con.close()
+
+
+def test_opening_a_schema_15_ledger_rebuilds_its_document_tables_and_keeps_every_row(tmp_path, license_book_text):
+    path, report = stepped_back(tmp_path, license_book_text, as_of_version_15)
+    _, _, rows = _format_and_document_compression(path)
+    with Ledger.open(path) as ledger:
+        assert ledger.scalar("SELECT max(version) FROM schema_migrations") == LATEST
+        assert verify(ledger) == report and report.ok
+        keys = ledger.query("SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'statements'"
+                            " AND constraint_type = 'PRIMARY KEY'")
+        ledger.checkpoint()
+    tag, compression, after = _format_and_document_compression(path)
+    assert after == rows and len(rows) >= 1 and keys == [("PRIMARY KEY",)] and compression == {"ZSTD"}
