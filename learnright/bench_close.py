@@ -355,7 +355,7 @@ def sample():  # the close's worker processes are the child's children: their RS
         tree[0] = max(tree[0], tree_rss_kb())
         time.sleep(0.25)
 threading.Thread(target=sample, daemon=True).start()
-cpu = 0.0
+cpu = sign = store = 0.0
 if mode in ("close", "floor"):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from ground.settings import Settings
@@ -374,7 +374,7 @@ if mode in ("close", "floor"):
             from learnright.bench_close_floor import floor_parts
             parts = floor_parts(ledger, PERIOD, signer, path.with_name(path.name + ".stored"),
                                 memory_limit=settings.close.memory_limit)
-            seconds, cpu = parts.sign_cpu_seconds, parts.store_cpu_seconds
+            sign, store = parts.sign_cpu_seconds, parts.store_cpu_seconds
     count, book = len(outcome.statement_ids), 0.0
 elif mode == "book":
     from ledger.storage.store import Ledger
@@ -387,12 +387,12 @@ else:
     from learnright.bench_close import bare_statement_lines
     seconds, cpu, count = bare_statement_lines(path)
     book = 0.0
-print(json.dumps({"seconds": seconds, "book": book, "count": count, "cpu": cpu,
+print(json.dumps({"seconds": seconds, "book": book, "count": count, "cpu": cpu, "sign": sign, "store": store,
                   "rss_kb": max(tree[0], own_peak_kb())}))
 """
 """One round in a child process: ``close``, ``book``, ``bare`` or ``floor`` over a copy of the bench ledger;
-prints one JSON line (``cpu``: the bare query's CPU seconds; a ``floor`` round closes untimed, then its
-``seconds`` and ``cpu`` are the CPU of signing and of storing the statements, :mod:`learnright.bench_close_floor`).
+prints one JSON line (``cpu``: the bare query's CPU seconds; a ``floor`` round closes, then ``sign`` and
+``store`` are the CPU of signing and of storing its statements, :mod:`learnright.bench_close_floor`).
 
 A ``close`` round is what `learnright close` pays without a running service, with the settings
 of the environment (``close.memory_limit``, 256MB by default): the close, which reads the license
@@ -455,8 +455,9 @@ class Round:
     count: int
     rss_mb: float
     cpu_seconds: float = 0.0
-    """The bare query's CPU seconds (a ``bare`` round); a ``floor`` round's storing CPU, its ``seconds``
-    being the signing CPU."""
+    """The bare query's CPU seconds (a ``bare`` round)."""
+    floor: FloorParts | None = None
+    """What a ``floor`` round measured after its close: the CPU of signing and of storing the statements."""
 
 
 def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
@@ -478,7 +479,9 @@ def child_round(mode: str, ledger: Path, workdir: Path) -> Round:
         raise BenchError(f"the {mode} round failed (exit {done.returncode}): {_tail(done.stderr)}")
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     return Round(seconds=answer["seconds"], book_seconds=answer["book"], count=answer["count"],
-                 rss_mb=answer["rss_kb"] / 1024, cpu_seconds=answer["cpu"])
+                 rss_mb=answer["rss_kb"] / 1024, cpu_seconds=answer["cpu"],
+                 floor=FloorParts(statements=answer["count"], sign_cpu_seconds=answer["sign"],
+                                  store_cpu_seconds=answer["store"]) if mode == "floor" else None)
 
 
 def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, report: Path | None,
@@ -516,7 +519,7 @@ def run(settings: Settings, *, workdir: Path, rounds: int, events: int | None, r
         ("statements", str(close.count)), ("seconds", f"{close.seconds:.2f}"),
         ("rss_mb", f"{max(r.rss_mb for r in closes):.0f}"), ("book_seconds", f"{close.book_seconds:.2f}")))
     best_bare = min(bares, key=lambda r: r.seconds)
-    parts = FloorParts(statements=floor.count, sign_cpu_seconds=floor.seconds, store_cpu_seconds=floor.cpu_seconds)
+    parts = floor.floor
     least = floor_seconds(bare_seconds=best_bare.seconds, bare_cpu_seconds=best_bare.cpu_seconds, parts=parts,
                           cores=os.cpu_count() or 1)
     floor_figure = Figure(name=f"{NAME}-floor", ratio=best_bare.seconds / least, rate=floor.count / least, extra=(

@@ -83,7 +83,8 @@ def test_a_close_under_the_ledgers_own_small_limit_is_closed_again_under_the_eng
     with Ledger.open(_copy(month, tmp_path, "own-limit")) as ledger, caplog.at_level(logging.WARNING):
         roomy = ledger.engine_memory_limit()
         assert ledger.limit_memory(roomy)  # a size limit_memory accepts, as DuckDB writes it
-        ledger.limit_memory(TOO_SMALL)  # as `serve` sets the consumer's, before a close without a limit of its own
+        # as `serve` sets the consumer's, before a close without a limit of its own; it replaces the one just set
+        assert ledger.limit_memory(TOO_SMALL) == roomy
         outcome = close_period(ledger, PERIOD, now=NOW, signer=SIGNER)
         assert len(outcome.statement_ids) == 1_000
         assert ledger.limit_memory(TOO_SMALL) == TOO_SMALL  # the ledger's own limit, restored after the retry
